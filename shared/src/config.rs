@@ -1,0 +1,269 @@
+//! Configuration from the environment, read and validated once at start-up. A bad value fails
+//! with a message that names the variable.
+
+use crate::duration::GrantDuration;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+/// Glob patterns on group names (`REQUESTABLE_GROUPS`, comma separated).
+#[derive(Debug, Clone)]
+pub struct GroupScope(Vec<glob::Pattern>);
+
+impl GroupScope {
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let patterns = list
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| glob::Pattern::new(p).map_err(|e| format!("bad pattern {p:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self(patterns))
+    }
+    pub fn all() -> Self {
+        Self(vec![glob::Pattern::new("*").expect("valid pattern")])
+    }
+    /// Case-sensitive, as JumpCloud group names are.
+    pub fn contains(&self, group_name: &str) -> bool {
+        self.0.iter().any(|p| p.matches(group_name))
+    }
+}
+
+/// What sync needs to turn JumpCloud's directory into ours.
+#[derive(Debug, Clone)]
+pub struct DirectoryPolicy {
+    pub requestable_groups: GroupScope,
+    pub manager_attribute: String,
+    pub include_suspended_users: bool,
+}
+
+impl Default for DirectoryPolicy {
+    fn default() -> Self {
+        Self { requestable_groups: GroupScope::all(), manager_attribute: "manager".into(), include_suspended_users: false }
+    }
+}
+
+/// Limits of the JumpCloud client, per integration.
+#[derive(Debug, Clone)]
+pub struct JumpCloudLimits {
+    pub max_concurrency: usize,
+    pub requests_per_second: u32,
+    /// Timeout of one HTTP attempt.
+    pub request_timeout: Duration,
+    /// Total time one logical call may spend retrying.
+    pub retry_budget: Duration,
+    /// First backoff delay; it doubles per attempt with full jitter.
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
+}
+
+impl Default for JumpCloudLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 8,
+            requests_per_second: 20,
+            request_timeout: Duration::from_secs(10),
+            retry_budget: Duration::from_secs(30),
+            retry_base_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub jumpcloud_api_url: String,
+    pub secret_tag_key: String,
+    pub secret_tag_value: String,
+    pub secrets_cache_ttl: Duration,
+    pub schedule_group: String,
+    pub revoke_function_arn: Option<String>,
+    pub scheduler_role_arn: Option<String>,
+    pub event_bus_name: String,
+    pub min_grant_duration: GrantDuration,
+    pub max_grant_duration: GrantDuration,
+    pub directory: DirectoryPolicy,
+    pub jumpcloud: JumpCloudLimits,
+}
+
+pub const DEFAULT_JUMPCLOUD_API_URL: &str = "https://console.jumpcloud.com";
+pub const DEFAULT_TABLE_NAME: &str = "jit-access";
+pub const DEFAULT_SCHEDULE_GROUP: &str = "jit-access";
+pub const DEFAULT_EVENT_BUS_NAME: &str = "jit-access";
+pub const DEFAULT_SECRET_TAG_KEY: &str = "apono-connector-read";
+pub const DEFAULT_SECRET_TAG_VALUE: &str = "true";
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads every variable through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &'static str| lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let string = |var: &'static str, default: &str| get(var).unwrap_or_else(|| default.to_owned());
+        let duration = |var: &'static str, default: &str| -> Result<GrantDuration, ConfigError> {
+            string(var, default).parse().map_err(|e: crate::duration::DurationError| ConfigError { var, reason: e.to_string() })
+        };
+        let number = |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| ConfigError { var, reason: format!("{v:?} is not a whole number from {min} to {max}") }),
+            }
+        };
+        let boolean = |var: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(var).map(|v| v.to_ascii_lowercase()) {
+                None => Ok(default),
+                Some(v) if ["true", "1", "yes"].contains(&v.as_str()) => Ok(true),
+                Some(v) if ["false", "0", "no"].contains(&v.as_str()) => Ok(false),
+                Some(v) => Err(ConfigError { var, reason: format!("{v:?} is not true or false") }),
+            }
+        };
+
+        let jumpcloud_api_url = string("JUMPCLOUD_API_URL", DEFAULT_JUMPCLOUD_API_URL);
+        check_api_url(&jumpcloud_api_url).map_err(|reason| ConfigError { var: "JUMPCLOUD_API_URL", reason })?;
+
+        let min_grant_duration = duration("MIN_GRANT_DURATION", "1m")?;
+        let max_grant_duration = duration("MAX_GRANT_DURATION", "12h")?;
+        if min_grant_duration > max_grant_duration {
+            return Err(ConfigError {
+                var: "MIN_GRANT_DURATION",
+                reason: format!("{min_grant_duration} is longer than MAX_GRANT_DURATION {max_grant_duration}"),
+            });
+        }
+        let requestable_groups = GroupScope::parse(&string("REQUESTABLE_GROUPS", "*"))
+            .map_err(|reason| ConfigError { var: "REQUESTABLE_GROUPS", reason })?;
+        let arn = |var: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(var) {
+                Some(v) if !v.starts_with("arn:") => Err(ConfigError { var, reason: format!("{v:?} is not an ARN") }),
+                other => Ok(other),
+            }
+        };
+
+        Ok(Self {
+            table_name: string("TABLE_NAME", DEFAULT_TABLE_NAME),
+            jumpcloud_api_url: jumpcloud_api_url.trim_end_matches('/').to_owned(),
+            secret_tag_key: string("SECRET_TAG_KEY", DEFAULT_SECRET_TAG_KEY),
+            secret_tag_value: string("SECRET_TAG_VALUE", DEFAULT_SECRET_TAG_VALUE),
+            secrets_cache_ttl: duration("SECRETS_CACHE_TTL", "5m")?.as_std(),
+            schedule_group: string("SCHEDULE_GROUP", DEFAULT_SCHEDULE_GROUP),
+            revoke_function_arn: arn("REVOKE_FUNCTION_ARN")?,
+            scheduler_role_arn: arn("SCHEDULER_ROLE_ARN")?,
+            event_bus_name: string("EVENT_BUS_NAME", DEFAULT_EVENT_BUS_NAME),
+            min_grant_duration,
+            max_grant_duration,
+            directory: DirectoryPolicy {
+                requestable_groups,
+                manager_attribute: string("MANAGER_ATTRIBUTE", "manager"),
+                include_suspended_users: boolean("INCLUDE_SUSPENDED_USERS", false)?,
+            },
+            jumpcloud: JumpCloudLimits {
+                max_concurrency: number("JUMPCLOUD_MAX_CONCURRENCY", 8, 1, 256)? as usize,
+                requests_per_second: number("JUMPCLOUD_REQUESTS_PER_SECOND", 20, 1, 10_000)? as u32,
+                request_timeout: duration("JUMPCLOUD_REQUEST_TIMEOUT", "10s")?.as_std(),
+                retry_budget: duration("JUMPCLOUD_RETRY_BUDGET", "30s")?.as_std(),
+                ..JumpCloudLimits::default()
+            },
+        })
+    }
+}
+
+/// The API key travels in a header: plain HTTP is allowed only to this machine (the simulator).
+fn check_api_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!("{url:?} must be https (http only for 127.0.0.1 / localhost)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.jumpcloud_api_url, DEFAULT_JUMPCLOUD_API_URL);
+        assert_eq!(c.secret_tag_key, "apono-connector-read");
+        assert_eq!(c.secret_tag_value, "true");
+        assert_eq!(c.directory.manager_attribute, "manager");
+        assert!(!c.directory.include_suspended_users);
+        assert!(c.directory.requestable_groups.contains("anything"));
+        assert_eq!((c.min_grant_duration.as_secs(), c.max_grant_duration.as_secs()), (60, 43_200));
+    }
+
+    #[test]
+    fn reads_every_documented_variable() {
+        let c = config(&[
+            ("TABLE_NAME", "t"),
+            ("JUMPCLOUD_API_URL", "http://127.0.0.1:9000/"),
+            ("SECRET_TAG_KEY", "k"),
+            ("SECRET_TAG_VALUE", "v"),
+            ("SCHEDULE_GROUP", "sg"),
+            ("REVOKE_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:revoke"),
+            ("SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/scheduler"),
+            ("EVENT_BUS_NAME", "bus"),
+            ("MIN_GRANT_DURATION", "PT5M"),
+            ("MAX_GRANT_DURATION", "1d"),
+            ("REQUESTABLE_GROUPS", "prod-*, eng-?"),
+            ("MANAGER_ATTRIBUTE", "boss"),
+            ("INCLUDE_SUSPENDED_USERS", "true"),
+            ("JUMPCLOUD_MAX_CONCURRENCY", "3"),
+            ("JUMPCLOUD_REQUESTS_PER_SECOND", "7"),
+        ])
+        .unwrap();
+        assert_eq!(c.table_name, "t");
+        assert_eq!(c.jumpcloud_api_url, "http://127.0.0.1:9000");
+        assert_eq!((c.secret_tag_key.as_str(), c.secret_tag_value.as_str()), ("k", "v"));
+        assert_eq!(c.schedule_group, "sg");
+        assert!(c.revoke_function_arn.is_some() && c.scheduler_role_arn.is_some());
+        assert_eq!(c.event_bus_name, "bus");
+        assert_eq!((c.min_grant_duration.as_secs(), c.max_grant_duration.as_secs()), (300, 86_400));
+        let scope = &c.directory.requestable_groups;
+        assert!(scope.contains("prod-db") && scope.contains("eng-a") && !scope.contains("eng-ab") && !scope.contains("dev"));
+        assert_eq!(c.directory.manager_attribute, "boss");
+        assert!(c.directory.include_suspended_users);
+        assert_eq!((c.jumpcloud.max_concurrency, c.jumpcloud.requests_per_second), (3, 7));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("MIN_GRANT_DURATION", "soon"),
+            ("MAX_GRANT_DURATION", "0m"),
+            ("JUMPCLOUD_MAX_CONCURRENCY", "0"),
+            ("JUMPCLOUD_REQUESTS_PER_SECOND", "many"),
+            ("INCLUDE_SUSPENDED_USERS", "maybe"),
+            ("REQUESTABLE_GROUPS", "prod-[a"),
+            ("JUMPCLOUD_API_URL", "http://console.jumpcloud.com"),
+            ("JUMPCLOUD_API_URL", "not a url"),
+            ("REVOKE_FUNCTION_ARN", "revoke"),
+        ];
+        for (var, value) in cases {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, *var, "{err}");
+            assert!(err.to_string().contains(var));
+        }
+        let err = config(&[("MIN_GRANT_DURATION", "2h"), ("MAX_GRANT_DURATION", "1h")]).unwrap_err();
+        assert_eq!(err.var, "MIN_GRANT_DURATION");
+    }
+}

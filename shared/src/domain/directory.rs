@@ -1,0 +1,189 @@
+//! Turning JumpCloud's answers into the directory we store: canonical emails, managers resolved,
+//! suspended users left out unless configured, requestability decided.
+
+use crate::{
+    config::DirectoryPolicy,
+    jumpcloud::{JumpCloudGroup, JumpCloudUser},
+    model::{DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership, MembershipMethod, UserState},
+};
+use std::collections::HashMap;
+
+pub fn canonical_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+fn user_state(user: &JumpCloudUser) -> UserState {
+    if user.is_suspended() {
+        UserState::Suspended
+    } else if user.state.as_deref() == Some("STAGED") {
+        UserState::Staged
+    } else {
+        UserState::Activated
+    }
+}
+
+pub fn directory_group(group: &JumpCloudGroup, policy: &DirectoryPolicy) -> DirectoryGroup {
+    let membership_method = MembershipMethod::from_jumpcloud(group.membership_method.as_deref());
+    DirectoryGroup {
+        id: group.id.clone(),
+        name: group.name.clone(),
+        description: non_empty(&group.description),
+        membership_method,
+        requestable: !membership_method.is_dynamic() && policy.requestable_groups.contains(&group.name),
+    }
+}
+
+/// Builds the snapshot to store from what JumpCloud returned.
+pub fn build_snapshot(
+    users: &[JumpCloudUser],
+    groups: &[JumpCloudGroup],
+    members: &[(String, Vec<String>)],
+    policy: &DirectoryPolicy,
+) -> DirectorySnapshot {
+    let by_id: HashMap<&str, &JumpCloudUser> = users.iter().map(|u| (u.id.as_str(), u)).collect();
+    let by_email: HashMap<String, &JumpCloudUser> = users.iter().map(|u| (canonical_email(&u.email), u)).collect();
+
+    // The manager attribute holds an email or a JumpCloud id. JumpCloud's own `manager` field
+    // (an id) serves when the configured attribute is the default one and no custom value is set.
+    let manager_of = |user: &JumpCloudUser| -> Option<&JumpCloudUser> {
+        let raw = user.attribute(&policy.manager_attribute).map(str::to_owned).or_else(|| {
+            (policy.manager_attribute == "manager").then(|| non_empty(&user.manager)).flatten()
+        })?;
+        let raw = raw.trim();
+        by_id.get(raw).copied().or_else(|| by_email.get(&canonical_email(raw)).copied()).filter(|m| m.id != user.id)
+    };
+
+    let mut snapshot = DirectorySnapshot::default();
+    for user in users.iter().filter(|u| policy.include_suspended_users || !u.is_suspended()) {
+        let manager = manager_of(user);
+        snapshot.users.insert(
+            user.id.clone(),
+            DirectoryUser {
+                id: user.id.clone(),
+                email: canonical_email(&user.email),
+                username: user.username.clone(),
+                first_name: non_empty(&user.first_name),
+                last_name: non_empty(&user.last_name),
+                job_title: non_empty(&user.job_title),
+                department: non_empty(&user.department),
+                location: non_empty(&user.location),
+                employee_type: non_empty(&user.employee_type),
+                manager_id: manager.map(|m| m.id.clone()),
+                manager_email: manager.map(|m| canonical_email(&m.email)),
+                state: user_state(user),
+            },
+        );
+    }
+    for group in groups {
+        snapshot.groups.insert(group.id.clone(), directory_group(group, policy));
+    }
+    for (group_id, user_ids) in members {
+        if !snapshot.groups.contains_key(group_id) {
+            continue;
+        }
+        for user_id in user_ids.iter().filter(|u| snapshot.users.contains_key(*u)) {
+            snapshot.memberships.insert(Membership { group_id: group_id.clone(), user_id: user_id.clone() });
+        }
+    }
+    snapshot
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::GroupScope, jumpcloud::CustomAttribute};
+
+    fn jc_user(id: &str, email: &str) -> JumpCloudUser {
+        JumpCloudUser {
+            id: id.into(),
+            username: id.into(),
+            email: email.into(),
+            first_name: Some("A".into()),
+            last_name: Some(" ".into()),
+            job_title: None,
+            department: None,
+            location: None,
+            employee_type: None,
+            manager: None,
+            state: Some("ACTIVATED".into()),
+            suspended: false,
+            attributes: vec![],
+        }
+    }
+
+    fn jc_group(id: &str, name: &str, method: &str) -> JumpCloudGroup {
+        JumpCloudGroup { id: id.into(), name: name.into(), description: None, membership_method: Some(method.into()) }
+    }
+
+    #[test]
+    fn emails_are_canonical_and_blank_fields_dropped() {
+        let s = build_snapshot(&[jc_user("u1", " Alice@Corp.COM ")], &[], &[], &DirectoryPolicy::default());
+        let u = &s.users["u1"];
+        assert_eq!(u.email, "alice@corp.com");
+        assert_eq!(u.last_name, None);
+    }
+
+    #[test]
+    fn managers_resolve_by_email_attribute_or_builtin_id() {
+        let boss = jc_user("b1", "boss@corp.com");
+        let mut by_attr = jc_user("u1", "a@corp.com");
+        by_attr.attributes = vec![CustomAttribute { name: "manager".into(), value: Some("BOSS@corp.com".into()) }];
+        let mut by_field = jc_user("u2", "b@corp.com");
+        by_field.manager = Some("b1".into());
+        let mut dangling = jc_user("u3", "c@corp.com");
+        dangling.manager = Some("nobody".into());
+        let s = build_snapshot(&[boss, by_attr, by_field, dangling], &[], &[], &DirectoryPolicy::default());
+        assert_eq!(s.users["u1"].manager_id.as_deref(), Some("b1"));
+        assert_eq!(s.users["u1"].manager_email.as_deref(), Some("boss@corp.com"));
+        assert_eq!(s.users["u2"].manager_id.as_deref(), Some("b1"));
+        assert_eq!(s.users["u3"].manager_id, None);
+    }
+
+    #[test]
+    fn custom_manager_attribute_is_honoured() {
+        let boss = jc_user("b1", "boss@corp.com");
+        let mut u = jc_user("u1", "a@corp.com");
+        u.manager = Some("b1".into()); // ignored: the policy names another attribute
+        u.attributes = vec![CustomAttribute { name: "supervisor".into(), value: Some("b1".into()) }];
+        let mut other = jc_user("u2", "b@corp.com");
+        other.manager = Some("b1".into());
+        let policy = DirectoryPolicy { manager_attribute: "supervisor".into(), ..DirectoryPolicy::default() };
+        let s = build_snapshot(&[boss, u, other], &[], &[], &policy);
+        assert_eq!(s.users["u1"].manager_id.as_deref(), Some("b1"));
+        assert_eq!(s.users["u2"].manager_id, None);
+    }
+
+    #[test]
+    fn suspended_users_and_their_memberships_are_left_out_unless_configured() {
+        let mut sus = jc_user("u2", "s@corp.com");
+        sus.state = Some("SUSPENDED".into());
+        sus.suspended = true;
+        let users = [jc_user("u1", "a@corp.com"), sus];
+        let groups = [jc_group("g1", "admins", "STATIC")];
+        let members = [("g1".to_string(), vec!["u1".to_string(), "u2".to_string()])];
+        let s = build_snapshot(&users, &groups, &members, &DirectoryPolicy::default());
+        assert_eq!((s.users.len(), s.memberships.len()), (1, 1));
+        let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };
+        let s = build_snapshot(&users, &groups, &members, &policy);
+        assert_eq!((s.users.len(), s.memberships.len()), (2, 2));
+        assert_eq!(s.users["u2"].state, UserState::Suspended);
+    }
+
+    #[test]
+    fn dynamic_and_out_of_scope_groups_are_not_requestable() {
+        let policy = DirectoryPolicy { requestable_groups: GroupScope::parse("prod-*").unwrap(), ..DirectoryPolicy::default() };
+        let groups = [
+            jc_group("g1", "prod-db", "STATIC"),
+            jc_group("g2", "prod-auto", "DYNAMIC_AUTOMATED"),
+            jc_group("g3", "prod-review", "DYNAMIC_REVIEW_REQUIRED"),
+            jc_group("g4", "dev", "STATIC"),
+        ];
+        let s = build_snapshot(&[], &groups, &[], &policy);
+        let requestable: Vec<&str> = ["g1", "g2", "g3", "g4"].into_iter().filter(|g| s.groups[*g].requestable).collect();
+        assert_eq!(requestable, vec!["g1"]);
+    }
+}

@@ -1,0 +1,281 @@
+//! Sync: pull one integration's users, groups and direct memberships from JumpCloud and write
+//! only what changed. One failing integration never stops the others.
+
+use super::directory::build_snapshot;
+use crate::{
+    clock::Clock,
+    config::DirectoryPolicy,
+    jumpcloud::JumpCloudError,
+    model::diff,
+    ports::{Directory, DirectoryProvider, DirectoryStore, IntegrationCatalog, SecretsError, SyncState, SyncStatus},
+    store::StoreError,
+};
+use futures::{stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    JumpCloud(#[from] JumpCloudError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("unknown integration {0:?}")]
+    UnknownIntegration(String),
+}
+
+/// Progress of a sync, for terminals (the CLI's bars) and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncProgress {
+    Started { integration: String },
+    UsersFetched { integration: String, users: usize },
+    GroupsFetched { integration: String, groups: usize },
+    MembersFetched { integration: String, groups_done: usize, groups_total: usize },
+    Writing { integration: String, items: usize },
+    Written { integration: String, items_done: usize, items_total: usize },
+}
+
+pub trait ProgressSink: Send + Sync {
+    fn report(&self, progress: SyncProgress);
+}
+
+/// Reports nowhere.
+pub struct NoProgress;
+impl ProgressSink for NoProgress {
+    fn report(&self, _: SyncProgress) {}
+}
+
+/// What one integration's sync did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub integration: String,
+    pub users: usize,
+    pub groups: usize,
+    pub memberships: usize,
+    /// Items put because they are new or changed.
+    pub written: usize,
+    /// Items deleted because they vanished from JumpCloud.
+    pub deleted: usize,
+    #[serde(serialize_with = "millis")]
+    pub fetch_duration: Duration,
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// Groups whose members are being fetched at once; the client's own limits bound the requests.
+const MEMBER_FETCH_CONCURRENCY: usize = 64;
+/// Writes are applied in slices so that progress can be shown on large directories.
+const WRITE_SLICE: usize = 2_500;
+
+pub struct SyncContext<'a> {
+    pub store: &'a dyn DirectoryStore,
+    pub policy: &'a DirectoryPolicy,
+    pub clock: &'a dyn Clock,
+    pub progress: &'a dyn ProgressSink,
+}
+
+/// Syncs one integration and records its status (running, then succeeded or failed).
+pub async fn sync_integration(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory) -> Result<SyncReport, SyncError> {
+    let started_at = ctx.clock.now();
+    let mut status = SyncStatus {
+        integration: integration.to_owned(),
+        state: SyncState::Running,
+        started_at,
+        finished_at: None,
+        users: 0,
+        groups: 0,
+        memberships: 0,
+        written: 0,
+        deleted: 0,
+        error: None,
+    };
+    ctx.store.put_sync_status(&status).await?;
+    let outcome = run(ctx, integration, directory).await;
+    status.finished_at = Some(ctx.clock.now());
+    match &outcome {
+        Ok(report) => {
+            status.state = SyncState::Succeeded;
+            status.users = report.users as u64;
+            status.groups = report.groups as u64;
+            status.memberships = report.memberships as u64;
+            status.written = report.written as u64;
+            status.deleted = report.deleted as u64;
+        }
+        Err(error) => {
+            status.state = SyncState::Failed;
+            status.error = Some(error.to_string());
+        }
+    }
+    // The sync's own outcome matters more than a failure to record it.
+    if let Err(e) = ctx.store.put_sync_status(&status).await {
+        tracing::error!(integration, error = %e, "could not record the sync status");
+    }
+    outcome
+}
+
+async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    let progress = ctx.progress;
+    let name = || integration.to_owned();
+    progress.report(SyncProgress::Started { integration: name() });
+
+    let fetch = async {
+        let (users, groups) = futures::try_join!(
+            async {
+                let users = directory.list_users().await?;
+                progress.report(SyncProgress::UsersFetched { integration: name(), users: users.len() });
+                Ok::<_, JumpCloudError>(users)
+            },
+            async {
+                let groups = directory.list_groups().await?;
+                progress.report(SyncProgress::GroupsFetched { integration: name(), groups: groups.len() });
+                Ok(groups)
+            },
+        )?;
+        let groups_total = groups.len();
+        let mut groups_done = 0;
+        let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let members: Vec<(String, Vec<String>)> = stream::iter(group_ids)
+            .map(|id| async move { directory.list_group_members(&id).await.map(|m| (id, m)) })
+            .buffer_unordered(MEMBER_FETCH_CONCURRENCY)
+            .inspect_ok(|_| {
+                groups_done += 1;
+                if groups_done % 50 == 0 || groups_done == groups_total {
+                    progress.report(SyncProgress::MembersFetched { integration: name(), groups_done, groups_total });
+                }
+            })
+            .try_collect()
+            .await?;
+        Ok::<_, JumpCloudError>((users, groups, members))
+    };
+    // The stored copy is read while JumpCloud is being fetched.
+    let (fetched, stored) = futures::join!(
+        async {
+            let out = fetch.await;
+            (out, started.elapsed())
+        },
+        ctx.store.load_directory(integration)
+    );
+    let ((users, groups, members), fetch_duration) = (fetched.0?, fetched.1);
+    let stored = stored?;
+
+    let snapshot = build_snapshot(&users, &groups, &members, ctx.policy);
+    drop((users, groups, members));
+    let changes = diff(&stored, &snapshot);
+    drop(stored);
+
+    let (total, written, deleted) = (changes.len(), changes.puts(), changes.deletes());
+    progress.report(SyncProgress::Writing { integration: name(), items: total });
+    let mut done = 0;
+    for slice in slices(changes, WRITE_SLICE) {
+        ctx.store.apply_changes(integration, &slice).await?;
+        done += slice.len();
+        progress.report(SyncProgress::Written { integration: name(), items_done: done, items_total: total });
+    }
+    Ok(SyncReport {
+        integration: integration.to_owned(),
+        users: snapshot.users.len(),
+        groups: snapshot.groups.len(),
+        memberships: snapshot.memberships.len(),
+        written,
+        deleted,
+        fetch_duration,
+        duration: started.elapsed(),
+    })
+}
+
+/// Splits changes into slices of at most `size` items, puts before deletes.
+fn slices(changes: crate::model::DirectoryChanges, size: usize) -> Vec<crate::model::DirectoryChanges> {
+    use crate::model::DirectoryChanges;
+    let mut out = Vec::new();
+    let mut current = DirectoryChanges::default();
+    macro_rules! drain {
+        ($field:ident) => {
+            for item in changes.$field {
+                if current.len() == size {
+                    out.push(std::mem::take(&mut current));
+                }
+                current.$field.push(item);
+            }
+        };
+    }
+    drain!(put_users);
+    drain!(put_groups);
+    drain!(put_memberships);
+    drain!(delete_memberships);
+    drain!(delete_groups);
+    drain!(delete_users);
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The outcome of one integration in a sync of several.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum IntegrationOutcome {
+    Succeeded(SyncReport),
+    Failed { integration: String, error: String },
+}
+
+impl IntegrationOutcome {
+    pub fn integration(&self) -> &str {
+        match self {
+            Self::Succeeded(r) => &r.integration,
+            Self::Failed { integration, .. } => integration,
+        }
+    }
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Succeeded(_))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncSummary {
+    pub integrations: Vec<IntegrationOutcome>,
+    #[serde(serialize_with = "millis", rename = "duration_ms")]
+    pub duration: Duration,
+}
+
+/// Syncs every integration (or only `only`). Integrations run concurrently, each within its own
+/// client's limits; a tagged secret that cannot be used is reported as a failed integration.
+pub async fn sync_all(
+    ctx: &SyncContext<'_>,
+    catalog: &dyn IntegrationCatalog,
+    directories: &dyn DirectoryProvider,
+    only: Option<&str>,
+) -> Result<SyncSummary, SyncError> {
+    let started = Instant::now();
+    let discovered = catalog.list().await?;
+    let selected: Vec<_> = discovered.integrations.iter().filter(|i| only.is_none_or(|o| o == i.name)).collect();
+    if let Some(name) = only {
+        if selected.is_empty() {
+            return Err(SyncError::UnknownIntegration(name.to_owned()));
+        }
+    }
+    let runs = selected.iter().map(|integration| async move {
+        let directory = directories.directory(integration);
+        match sync_integration(ctx, &integration.name, directory.as_ref()).await {
+            Ok(report) => IntegrationOutcome::Succeeded(report),
+            Err(error) => {
+                tracing::error!(integration = %integration.name, error = %error, "sync failed");
+                IntegrationOutcome::Failed { integration: integration.name.clone(), error: error.to_string() }
+            }
+        }
+    });
+    let mut integrations = futures::future::join_all(runs).await;
+    if only.is_none() {
+        integrations.extend(discovered.invalid.iter().map(|bad| IntegrationOutcome::Failed {
+            integration: bad.secret.clone(),
+            error: bad.reason.clone(),
+        }));
+    }
+    Ok(SyncSummary { integrations, duration: started.elapsed() })
+}

@@ -1,0 +1,115 @@
+//! The `sync` function: on its schedule syncs every integration; on `POST /sync` one or all.
+
+use super::routing;
+use crate::{
+    clock::{Clock, SystemClock},
+    config::{Config, DirectoryPolicy},
+    domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
+    http::{handle_invocation, json, parse_body, Problem},
+    jumpcloud::JumpCloudDirectories,
+    ports::{DirectoryProvider, DirectoryStore, IntegrationCatalog},
+    secrets::SecretsManagerCatalog,
+    store::DynamoStore,
+};
+use lambda_http::{http::{Method, StatusCode}, Body, Error, LambdaEvent, Request, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub struct SyncHandler {
+    pub catalog: Arc<dyn IntegrationCatalog>,
+    pub directories: Arc<dyn DirectoryProvider>,
+    pub store: Arc<dyn DirectoryStore>,
+    pub policy: DirectoryPolicy,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncRequest {
+    integration: Option<String>,
+}
+
+impl SyncHandler {
+    /// Builds every client once (per container).
+    pub fn from_config(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let catalog: Arc<dyn IntegrationCatalog> = Arc::new(SecretsManagerCatalog::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            &config.secret_tag_key,
+            &config.secret_tag_value,
+            config.secrets_cache_ttl,
+            clock.clone(),
+        ));
+        let directories = Arc::new(JumpCloudDirectories::new(
+            super::http_client(),
+            config.jumpcloud_api_url.clone(),
+            config.jumpcloud.clone(),
+            catalog.clone(),
+        ));
+        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name));
+        Self { catalog, directories, store, policy: config.directory.clone(), clock }
+    }
+
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
+        handle_invocation(event, |request| self.http(request), |event| self.scheduled(event)).await
+    }
+
+    async fn run(&self, only: Option<&str>) -> Result<SyncSummary, SyncError> {
+        let ctx = SyncContext { store: self.store.as_ref(), policy: &self.policy, clock: self.clock.as_ref(), progress: &NoProgress };
+        let summary = sync_all(&ctx, self.catalog.as_ref(), self.directories.as_ref(), only).await?;
+        for outcome in &summary.integrations {
+            tracing::info!(integration = outcome.integration(), outcome = ?outcome, "sync finished");
+        }
+        Ok(summary)
+    }
+
+    /// The EventBridge schedule: every integration. Fails the invocation (for alarms) only when
+    /// none could be synced.
+    async fn scheduled(&self, event: Value) -> Result<Value, Error> {
+        let source = event.get("source").and_then(Value::as_str).unwrap_or_default();
+        if source != "aws.events" && source != "aws.scheduler" {
+            return Err(format!("unsupported event (source {source:?}): expected an EventBridge schedule or an HTTP request").into());
+        }
+        let summary = self.run(None).await?;
+        if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| !o.is_success()) {
+            return Err(format!("every integration failed to sync: {}", serde_json::to_string(&summary)?).into());
+        }
+        Ok(serde_json::to_value(summary)?)
+    }
+
+    async fn http(&self, request: Request) -> Response<Body> {
+        if !routing::matches(&request, &Method::POST, &["sync"]) {
+            let status = if routing::path_known(&request, &["sync"]) { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND };
+            return Problem::new(status, format!("no route {} {}", request.method(), request.uri().path())).into();
+        }
+        let body: SyncRequest = match parse_body(&request, Some(SyncRequest::default())) {
+            Ok(body) => body,
+            Err(problem) => return problem.into(),
+        };
+        if let Some(name) = &body.integration {
+            if name.is_empty() || name.len() > 256 {
+                return Problem::new(StatusCode::BAD_REQUEST, "`integration` must be a name of 1 to 256 characters").into();
+            }
+        }
+        match self.run(body.integration.as_deref()).await {
+            Ok(summary) if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| !o.is_success()) => {
+                let failures: Vec<String> = summary
+                    .integrations
+                    .iter()
+                    .map(|o| match o {
+                        crate::domain::sync::IntegrationOutcome::Failed { integration, error } => format!("{integration}: {error}"),
+                        crate::domain::sync::IntegrationOutcome::Succeeded(r) => r.integration.clone(),
+                    })
+                    .collect();
+                Problem::new(StatusCode::BAD_GATEWAY, format!("sync failed: {}", failures.join("; "))).into()
+            }
+            Ok(summary) => json(StatusCode::OK, &summary),
+            Err(SyncError::UnknownIntegration(name)) => Problem::new(StatusCode::NOT_FOUND, format!("unknown integration {name:?}")).into(),
+            Err(e) => {
+                tracing::error!(error = %e, "sync failed");
+                Problem::new(StatusCode::BAD_GATEWAY, e.to_string()).into()
+            }
+        }
+    }
+}

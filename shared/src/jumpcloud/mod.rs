@@ -1,0 +1,389 @@
+//! The JumpCloud API client (v1 users, v2 user groups and members).
+//!
+//! Every call goes through [`JumpCloudClient::send`]: a semaphore bounds the requests in flight,
+//! a token bucket bounds requests per second, and 429 / 5xx / timeouts are retried with jittered
+//! exponential backoff (honouring `Retry-After`) until the call's time budget is spent. A 401 makes
+//! the client read its credentials again, once, then retry.
+
+mod credentials;
+mod error;
+mod provider;
+mod wire;
+
+pub use credentials::{CatalogCredentials, CredentialSource, StaticCredentials};
+pub use error::JumpCloudError;
+pub use provider::JumpCloudDirectories;
+pub use wire::{CustomAttribute, JumpCloudGroup, JumpCloudUser, USER_FIELDS};
+
+use crate::{
+    config::JumpCloudLimits,
+    ports::{AddOutcome, Directory, RemoveOutcome},
+    secret::Credentials,
+};
+use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
+use futures::future::try_join_all;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{header::HeaderMap, Method, StatusCode};
+use std::{
+    num::NonZeroU32,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::Semaphore;
+use wire::{ErrorBody, GraphConnection, MemberOperation, UserList};
+
+/// JumpCloud's largest page.
+pub const PAGE_SIZE: u64 = 100;
+
+/// Requests and retries made by one client, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+pub struct JumpCloudClient {
+    http: reqwest::Client,
+    base_url: String,
+    credentials: Arc<dyn CredentialSource>,
+    limits: JumpCloudLimits,
+    in_flight: Semaphore,
+    rate: DefaultDirectRateLimiter,
+    stats: ClientStats,
+}
+
+/// A successful HTTP answer.
+struct Reply {
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+/// One attempt's failure, with whether the request may have been applied server-side.
+struct AttemptError {
+    error: JumpCloudError,
+    maybe_applied: bool,
+}
+
+impl JumpCloudClient {
+    pub fn new(http: reqwest::Client, base_url: &str, credentials: Arc<dyn CredentialSource>, limits: JumpCloudLimits) -> Self {
+        let rps = NonZeroU32::new(limits.requests_per_second.max(1)).expect("non-zero");
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            credentials,
+            in_flight: Semaphore::new(limits.max_concurrency.max(1)),
+            rate: RateLimiter::direct(Quota::per_second(rps)),
+            limits,
+            stats: ClientStats::default(),
+        }
+    }
+
+    /// A client with fixed credentials (CLI, tests).
+    pub fn with_credentials(http: reqwest::Client, base_url: &str, credentials: Credentials, limits: JumpCloudLimits) -> Self {
+        Self::new(http, base_url, Arc::new(StaticCredentials(credentials)), limits)
+    }
+
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// One logical call: retried within the budget, and once more with fresh credentials after a 401.
+    /// The flag tells whether an earlier attempt may have been applied by JumpCloud before it failed.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> (Result<Reply, JumpCloudError>, bool) {
+        let maybe_applied = AtomicBool::new(false);
+        let mut credentials = self.credentials.current();
+        let mut refreshed = false;
+        let result = loop {
+            match self.send_with_retries(&method, path, query, body, &credentials, &maybe_applied).await {
+                Err(JumpCloudError::Unauthorized { .. }) if !refreshed => {
+                    refreshed = true;
+                    tracing::warn!(path, "JumpCloud answered 401; reading the integration's secret again");
+                    match self.credentials.refresh().await {
+                        Ok(fresh) => credentials = fresh,
+                        Err(e) => break Err(e),
+                    }
+                }
+                other => break other,
+            }
+        };
+        (result, maybe_applied.load(Ordering::Relaxed))
+    }
+
+    async fn send_with_retries(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        credentials: &Credentials,
+        maybe_applied: &AtomicBool,
+    ) -> Result<Reply, JumpCloudError> {
+        let deadline = Instant::now() + self.limits.retry_budget;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.limits.retry_base_delay)
+            .with_max_delay(self.limits.retry_max_delay)
+            .with_max_times(usize::MAX)
+            .with_jitter();
+        (|| async {
+            self.attempt(method, path, query, body, credentials).await.map_err(|e| {
+                if e.maybe_applied {
+                    maybe_applied.store(true, Ordering::Relaxed);
+                }
+                e.error
+            })
+        })
+        .retry(backoff)
+        .when(JumpCloudError::is_retryable)
+        .adjust(|error, delay| {
+            // Retry-After wins over our own backoff; either way, never past the budget.
+            let delay = error.retry_after().or(delay)?;
+            (Instant::now() + delay <= deadline).then_some(delay)
+        })
+        .notify(|error, delay| {
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(path, error = %error, delay_ms = delay.as_millis() as u64, "retrying JumpCloud request");
+        })
+        .await
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        credentials: &Credentials,
+    ) -> Result<Reply, AttemptError> {
+        // Held only while the request is in flight, not during backoff sleeps.
+        let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
+        self.rate.until_ready().await;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base_url, path))
+            .timeout(self.limits.request_timeout)
+            .header("x-api-key", credentials.token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .query(query);
+        if let Some(org_id) = &credentials.org_id {
+            request = request.header("x-org-id", org_id);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let sent_body = body.is_some();
+        let response = request.send().await.map_err(|e| AttemptError {
+            // A timeout may hit after JumpCloud applied a change; a refused connection cannot.
+            maybe_applied: sent_body && !e.is_connect(),
+            error: JumpCloudError::Transient { reason: describe_reqwest_error(&e) },
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| AttemptError {
+            maybe_applied: sent_body,
+            error: JumpCloudError::Transient { reason: describe_reqwest_error(&e) },
+        })?;
+        if status.is_success() {
+            return Ok(Reply { headers, body: body.to_vec() });
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .ok()
+            .and_then(|b| b.message)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+        let error = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => JumpCloudError::Unauthorized { status: status.as_u16() },
+            StatusCode::NOT_FOUND => JumpCloudError::NotFound { what: path.to_owned() },
+            StatusCode::CONFLICT => JumpCloudError::AlreadyMember,
+            StatusCode::TOO_MANY_REQUESTS => JumpCloudError::RateLimited { retry_after: retry_after(&headers) },
+            s if s.is_server_error() => JumpCloudError::Transient { reason: format!("HTTP {}: {message}", s.as_u16()) },
+            s => JumpCloudError::Invalid { status: s.as_u16(), message },
+        };
+        Err(AttemptError { maybe_applied: sent_body && status.is_server_error(), error })
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply, JumpCloudError> {
+        self.send(Method::GET, path, query, None).await.0
+    }
+
+    /// Every page of a listing. With a total count from the first page the rest is fetched
+    /// concurrently (bounded by the client's limits); without one, page by page until a short page.
+    async fn all_pages<T, F>(&self, path: &str, query: &[(&str, String)], parse: F) -> Result<Vec<T>, JumpCloudError>
+    where
+        F: Fn(&Reply) -> Result<(Vec<T>, Option<u64>), JumpCloudError>,
+    {
+        let page = |skip: u64| {
+            let mut q = query.to_vec();
+            q.push(("limit", PAGE_SIZE.to_string()));
+            q.push(("skip", skip.to_string()));
+            async move { self.get(path, &q).await }
+        };
+        let (mut items, total) = parse(&page(0).await?)?;
+        match total {
+            Some(total) => {
+                let rest = try_join_all((PAGE_SIZE..total).step_by(PAGE_SIZE as usize).map(page)).await?;
+                for reply in &rest {
+                    items.extend(parse(reply)?.0);
+                }
+            }
+            None => {
+                let mut last = items.len() as u64;
+                while last == PAGE_SIZE {
+                    let (more, _) = parse(&page(items.len() as u64).await?)?;
+                    last = more.len() as u64;
+                    items.extend(more);
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// The result and whether an earlier attempt may have been applied.
+    async fn member_operation(&self, op: &str, group_id: &str, user_id: &str) -> (Result<(), JumpCloudError>, bool) {
+        if let Err(e) = check_id(group_id, "group").and_then(|_| check_id(user_id, "user")) {
+            return (Err(e), false);
+        }
+        let body = serde_json::to_value(MemberOperation { op, kind: "user", id: user_id }).expect("serializable");
+        let path = format!("/api/v2/usergroups/{group_id}/members");
+        let (result, maybe_applied) = self.send(Method::POST, &path, &[], Some(&body)).await;
+        (result.map(|_| ()), maybe_applied)
+    }
+}
+
+#[async_trait]
+impl Directory for JumpCloudClient {
+    async fn list_users(&self) -> Result<Vec<JumpCloudUser>, JumpCloudError> {
+        let query = [("sort", "_id".to_owned()), ("fields", USER_FIELDS.to_owned())];
+        self.all_pages("/api/systemusers", &query, |reply| {
+            let list: UserList = decode(reply)?;
+            Ok((list.results, list.total_count))
+        })
+        .await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<JumpCloudGroup>, JumpCloudError> {
+        self.all_pages("/api/v2/usergroups", &[("sort", "id".to_owned())], |reply| {
+            Ok((decode(reply)?, total_count(&reply.headers)))
+        })
+        .await
+    }
+
+    async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, JumpCloudError> {
+        check_id(group_id, "group")?;
+        let path = format!("/api/v2/usergroups/{group_id}/members");
+        let connections = self
+            .all_pages(&path, &[], |reply| {
+                let page: Vec<GraphConnection> = decode(reply)?;
+                Ok((page, total_count(&reply.headers)))
+            })
+            .await?;
+        Ok(connections.into_iter().filter(|c| c.to.kind == "user").map(|c| c.to.id).collect())
+    }
+
+    async fn find_user(&self, key: &str) -> Result<JumpCloudUser, JumpCloudError> {
+        let key = key.trim();
+        let not_found = || JumpCloudError::NotFound { what: format!("user {key:?}") };
+        if is_object_id(key) {
+            match self.get(&format!("/api/systemusers/{key}"), &[("fields", USER_FIELDS.to_owned())]).await {
+                Ok(reply) => return decode(&reply),
+                Err(JumpCloudError::NotFound { .. }) => return Err(not_found()),
+                Err(e) => return Err(e),
+            }
+        }
+        let filter = if key.contains('@') {
+            format!("email:$eq:{}", key.to_lowercase())
+        } else {
+            format!("username:$eq:{key}")
+        };
+        let query = [("filter", filter), ("limit", "2".to_owned()), ("fields", USER_FIELDS.to_owned())];
+        let list: UserList = decode(&self.get("/api/systemusers", &query).await?)?;
+        list.results.into_iter().next().ok_or_else(not_found)
+    }
+
+    async fn find_group(&self, key: &str) -> Result<JumpCloudGroup, JumpCloudError> {
+        let key = key.trim();
+        if is_object_id(key) {
+            match self.get(&format!("/api/v2/usergroups/{key}"), &[]).await {
+                Ok(reply) => return decode(&reply),
+                Err(JumpCloudError::NotFound { .. }) => {} // may still be a group so named
+                Err(e) => return Err(e),
+            }
+        }
+        let query = [("filter", format!("name:eq:{key}")), ("limit", "2".to_owned())];
+        let groups: Vec<JumpCloudGroup> = decode(&self.get("/api/v2/usergroups", &query).await?)?;
+        groups
+            .into_iter()
+            .find(|g| g.name == key)
+            .ok_or_else(|| JumpCloudError::NotFound { what: format!("group {key:?}") })
+    }
+
+    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, JumpCloudError> {
+        match self.member_operation("add", group_id, user_id).await {
+            (Ok(()), _) => Ok(AddOutcome::Added),
+            (Err(JumpCloudError::AlreadyMember), ambiguous) => Ok(AddOutcome::AlreadyMember { ambiguous }),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, JumpCloudError> {
+        match self.member_operation("remove", group_id, user_id).await.0 {
+            Ok(()) => Ok(RemoveOutcome::Removed),
+            Err(JumpCloudError::NotFound { .. }) => Ok(RemoveOutcome::NotMember),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, JumpCloudError> {
+    serde_json::from_slice(&reply.body).map_err(|e| JumpCloudError::Decode { reason: e.to_string() })
+}
+
+fn total_count(headers: &HeaderMap) -> Option<u64> {
+    headers.get("x-total-count")?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` in seconds (JumpCloud's form); an HTTP date is not expected and is ignored.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(300)))
+}
+
+/// JumpCloud ids are 24 hex digits (MongoDB ObjectIds).
+pub fn is_object_id(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Ids go into URL paths: refuse anything that could change the path.
+fn check_id(id: &str, what: &str) -> Result<(), JumpCloudError> {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        Ok(())
+    } else {
+        Err(JumpCloudError::Invalid { status: 400, message: format!("malformed {what} id") })
+    }
+}
+
+/// reqwest's messages hold the URL, never headers: safe to report.
+fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "connection failed".to_owned()
+    } else if e.is_decode() || e.is_body() {
+        "response body could not be read".to_owned()
+    } else {
+        match e.status() {
+            Some(status) => format!("HTTP {status}"),
+            None => "request failed".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! One JumpCloud client per integration per container: built on first use, reused after.
+
+use super::{CatalogCredentials, JumpCloudClient};
+use crate::{
+    config::JumpCloudLimits,
+    ports::{Directory, DirectoryProvider, Integration, IntegrationCatalog},
+};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+pub struct JumpCloudDirectories {
+    http: reqwest::Client,
+    base_url: String,
+    limits: JumpCloudLimits,
+    catalog: Arc<dyn IntegrationCatalog>,
+    clients: Mutex<HashMap<String, Arc<JumpCloudClient>>>,
+}
+
+impl JumpCloudDirectories {
+    pub fn new(http: reqwest::Client, base_url: String, limits: JumpCloudLimits, catalog: Arc<dyn IntegrationCatalog>) -> Self {
+        Self { http, base_url, limits, catalog, clients: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn client(&self, integration: &Integration) -> Arc<JumpCloudClient> {
+        let mut clients = self.clients.lock().expect("clients lock");
+        clients
+            .entry(integration.name.clone())
+            .or_insert_with(|| {
+                let credentials =
+                    CatalogCredentials::new(self.catalog.clone(), integration.name.clone(), integration.credentials.clone());
+                Arc::new(JumpCloudClient::new(self.http.clone(), &self.base_url, Arc::new(credentials), self.limits.clone()))
+            })
+            .clone()
+    }
+}
+
+impl DirectoryProvider for JumpCloudDirectories {
+    fn directory(&self, integration: &Integration) -> Arc<dyn Directory> {
+        self.client(integration)
+    }
+}

@@ -1,0 +1,238 @@
+//! The directory as the product stores it: users, groups and direct memberships of one integration.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserState {
+    Activated,
+    Staged,
+    Suspended,
+}
+
+/// A user as stored. `email` is canonical (trimmed, lower case): lookups by email use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryUser {
+    pub id: String,
+    pub email: String,
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_type: Option<String>,
+    /// The manager, resolved from `MANAGER_ATTRIBUTE` to a user of the same directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager_email: Option<String>,
+    pub state: UserState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MembershipMethod {
+    Notset,
+    Static,
+    DynamicReviewRequired,
+    DynamicAutomated,
+}
+
+impl MembershipMethod {
+    /// JumpCloud's wire value; an absent or unknown one is `NOTSET`.
+    pub fn from_jumpcloud(value: Option<&str>) -> Self {
+        match value {
+            Some("STATIC") => Self::Static,
+            Some("DYNAMIC_REVIEW_REQUIRED") => Self::DynamicReviewRequired,
+            Some("DYNAMIC_AUTOMATED") => Self::DynamicAutomated,
+            _ => Self::Notset,
+        }
+    }
+    /// Dynamic groups follow JumpCloud's rules: never requestable.
+    pub fn is_dynamic(self) -> bool {
+        matches!(self, Self::DynamicReviewRequired | Self::DynamicAutomated)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryGroup {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub membership_method: MembershipMethod,
+    /// Static and in scope of `REQUESTABLE_GROUPS`.
+    pub requestable: bool,
+}
+
+/// A direct membership: `user_id` is a member of `group_id`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    pub group_id: String,
+    pub user_id: String,
+}
+
+/// One integration's directory at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectorySnapshot {
+    pub users: HashMap<String, DirectoryUser>,
+    pub groups: HashMap<String, DirectoryGroup>,
+    pub memberships: BTreeSet<Membership>,
+}
+
+/// What must be written to turn the stored snapshot into the fetched one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryChanges {
+    pub put_users: Vec<DirectoryUser>,
+    pub delete_users: Vec<String>,
+    pub put_groups: Vec<DirectoryGroup>,
+    pub delete_groups: Vec<String>,
+    pub put_memberships: Vec<Membership>,
+    pub delete_memberships: Vec<Membership>,
+}
+
+impl DirectoryChanges {
+    /// Items to write (puts plus deletes).
+    pub fn len(&self) -> usize {
+        self.put_users.len()
+            + self.delete_users.len()
+            + self.put_groups.len()
+            + self.delete_groups.len()
+            + self.put_memberships.len()
+            + self.delete_memberships.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn puts(&self) -> usize {
+        self.put_users.len() + self.put_groups.len() + self.put_memberships.len()
+    }
+    pub fn deletes(&self) -> usize {
+        self.delete_users.len() + self.delete_groups.len() + self.delete_memberships.len()
+    }
+}
+
+/// Change detection: only what differs is written, what vanished is deleted. Output is sorted so
+/// that writes are deterministic.
+pub fn diff(stored: &DirectorySnapshot, fetched: &DirectorySnapshot) -> DirectoryChanges {
+    fn changed<T: PartialEq + Clone>(old: &HashMap<String, T>, new: &HashMap<String, T>) -> (Vec<T>, Vec<String>) {
+        let mut puts: Vec<(&String, &T)> =
+            new.iter().filter(|(id, item)| old.get(*id) != Some(*item)).collect();
+        puts.sort_by(|a, b| a.0.cmp(b.0));
+        let mut deletes: Vec<String> = old.keys().filter(|id| !new.contains_key(*id)).cloned().collect();
+        deletes.sort();
+        (puts.into_iter().map(|(_, item)| item.clone()).collect(), deletes)
+    }
+    let (put_users, delete_users) = changed(&stored.users, &fetched.users);
+    let (put_groups, delete_groups) = changed(&stored.groups, &fetched.groups);
+    DirectoryChanges {
+        put_users,
+        delete_users,
+        put_groups,
+        delete_groups,
+        put_memberships: fetched.memberships.difference(&stored.memberships).cloned().collect(),
+        delete_memberships: stored.memberships.difference(&fetched.memberships).cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub fn user(id: &str, email: &str) -> DirectoryUser {
+        DirectoryUser {
+            id: id.into(),
+            email: email.into(),
+            username: email.split('@').next().unwrap_or(id).into(),
+            first_name: Some("First".into()),
+            last_name: Some("Last".into()),
+            job_title: None,
+            department: Some("Engineering".into()),
+            location: None,
+            employee_type: None,
+            manager_id: None,
+            manager_email: None,
+            state: UserState::Activated,
+        }
+    }
+
+    pub fn group(id: &str, name: &str) -> DirectoryGroup {
+        DirectoryGroup {
+            id: id.into(),
+            name: name.into(),
+            description: None,
+            membership_method: MembershipMethod::Static,
+            requestable: true,
+        }
+    }
+
+    pub fn member(group: &str, user: &str) -> Membership {
+        Membership { group_id: group.into(), user_id: user.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    fn snapshot(users: &[DirectoryUser], groups: &[DirectoryGroup], members: &[Membership]) -> DirectorySnapshot {
+        DirectorySnapshot {
+            users: users.iter().map(|u| (u.id.clone(), u.clone())).collect(),
+            groups: groups.iter().map(|g| (g.id.clone(), g.clone())).collect(),
+            memberships: members.iter().cloned().collect(),
+        }
+    }
+
+    #[test]
+    fn unchanged_directory_needs_no_writes() {
+        let s = snapshot(&[user("u1", "a@x.io")], &[group("g1", "admins")], &[member("g1", "u1")]);
+        assert!(diff(&s, &s.clone()).is_empty());
+    }
+
+    #[test]
+    fn first_sync_writes_everything() {
+        let s = snapshot(&[user("u1", "a@x.io"), user("u2", "b@x.io")], &[group("g1", "admins")], &[member("g1", "u1")]);
+        let c = diff(&DirectorySnapshot::default(), &s);
+        assert_eq!((c.put_users.len(), c.put_groups.len(), c.put_memberships.len(), c.deletes()), (2, 1, 1, 0));
+    }
+
+    #[test]
+    fn only_changed_items_are_written_and_vanished_ones_deleted() {
+        let old = snapshot(
+            &[user("u1", "a@x.io"), user("u2", "b@x.io"), user("u3", "c@x.io")],
+            &[group("g1", "admins"), group("g2", "old")],
+            &[member("g1", "u1"), member("g1", "u2"), member("g2", "u3")],
+        );
+        let mut moved = user("u2", "b@x.io");
+        moved.department = Some("Finance".into());
+        let new = snapshot(
+            &[user("u1", "a@x.io"), moved.clone(), user("u4", "d@x.io")],
+            &[group("g1", "admins")],
+            &[member("g1", "u1"), member("g1", "u4")],
+        );
+        let c = diff(&old, &new);
+        assert_eq!(c.put_users, vec![moved, user("u4", "d@x.io")]);
+        assert_eq!(c.delete_users, vec!["u3".to_string()]);
+        assert!(c.put_groups.is_empty());
+        assert_eq!(c.delete_groups, vec!["g2".to_string()]);
+        assert_eq!(c.put_memberships, vec![member("g1", "u4")]);
+        assert_eq!(c.delete_memberships, vec![member("g1", "u2"), member("g2", "u3")]);
+        assert_eq!(c.len(), 6);
+    }
+
+    #[test]
+    fn a_renamed_group_is_rewritten() {
+        let old = snapshot(&[], &[group("g1", "admins")], &[]);
+        let new = snapshot(&[], &[group("g1", "admins-renamed")], &[]);
+        assert_eq!(diff(&old, &new).put_groups, vec![group("g1", "admins-renamed")]);
+    }
+}

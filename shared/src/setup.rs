@@ -1,0 +1,164 @@
+//! Creates the product's resources idempotently: the table with its indexes and TTL, the schedule
+//! group, the event bus and, for the local stack, a tagged secret for the simulator. Used by
+//! `jitctl setup`; the table comes from [`crate::store::table`], the same definition the template
+//! is checked against.
+
+use crate::{config::Config, store::table};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_secretsmanager::types::Tag;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    AlreadyThere,
+    Updated,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::AlreadyThere => "already there",
+            Self::Updated => "updated",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub resource: String,
+    pub outcome: Outcome,
+}
+
+/// A secret to create for a local integration (the simulator's key).
+pub struct LocalSecret {
+    pub secret_name: String,
+    /// The JSON value: `{"token", "org_id"?, "name"?}`.
+    pub value: String,
+}
+
+impl fmt::Debug for LocalSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalSecret").field("secret_name", &self.secret_name).field("value", &"<redacted>").finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("setup of {resource} failed: {reason}")]
+pub struct SetupError {
+    pub resource: String,
+    pub reason: String,
+}
+
+fn failed<E: std::error::Error + 'static>(resource: &str) -> impl FnOnce(E) -> SetupError + '_ {
+    move |e| SetupError { resource: resource.to_owned(), reason: aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string() }
+}
+
+pub async fn ensure_all(sdk: &SdkConfig, config: &Config, local_secret: Option<&LocalSecret>) -> Result<Vec<Step>, SetupError> {
+    let mut steps = vec![
+        ensure_table(&aws_sdk_dynamodb::Client::new(sdk), &config.table_name).await?,
+        ensure_schedule_group(&aws_sdk_scheduler::Client::new(sdk), &config.schedule_group).await?,
+        ensure_event_bus(&aws_sdk_eventbridge::Client::new(sdk), &config.event_bus_name).await?,
+    ];
+    if let Some(secret) = local_secret {
+        steps.push(ensure_secret(&aws_sdk_secretsmanager::Client::new(sdk), config, secret).await?);
+    }
+    Ok(steps)
+}
+
+pub async fn ensure_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<Step, SetupError> {
+    let resource = format!("table {name}");
+    let created = client
+        .create_table()
+        .table_name(name)
+        .set_attribute_definitions(Some(table::attribute_definitions()))
+        .set_key_schema(Some(table::key_schema()))
+        .set_global_secondary_indexes(Some(table::global_secondary_indexes()))
+        .billing_mode(table::BILLING_MODE)
+        .send()
+        .await;
+    let outcome = match created {
+        Ok(_) => Outcome::Created,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Outcome::AlreadyThere,
+        Err(e) => return Err(failed(&resource)(e)),
+    };
+    // TTL can only be set on an active table; waiting keeps `setup` usable right before a sync.
+    client
+        .wait_until_table_exists()
+        .table_name(name)
+        .wait(std::time::Duration::from_secs(120))
+        .await
+        .map_err(|e| SetupError { resource: resource.clone(), reason: e.to_string() })?;
+    let ttl = client.describe_time_to_live().table_name(name).send().await.map_err(failed(&resource))?;
+    let enabled = ttl
+        .time_to_live_description()
+        .and_then(|d| d.time_to_live_status())
+        .is_some_and(|s| matches!(s, aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling));
+    if !enabled {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                    .attribute_name(table::TTL_ATTRIBUTE)
+                    .enabled(true)
+                    .build()
+                    .expect("complete TTL specification"),
+            )
+            .send()
+            .await
+            .map_err(failed(&resource))?;
+    }
+    Ok(Step { resource, outcome })
+}
+
+pub async fn ensure_schedule_group(client: &aws_sdk_scheduler::Client, name: &str) -> Result<Step, SetupError> {
+    let resource = format!("schedule group {name}");
+    let outcome = match client.create_schedule_group().name(name).send().await {
+        Ok(_) => Outcome::Created,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => Outcome::AlreadyThere,
+        Err(e) => return Err(failed(&resource)(e)),
+    };
+    Ok(Step { resource, outcome })
+}
+
+pub async fn ensure_event_bus(client: &aws_sdk_eventbridge::Client, name: &str) -> Result<Step, SetupError> {
+    let resource = format!("event bus {name}");
+    let outcome = match client.create_event_bus().name(name).send().await {
+        Ok(_) => Outcome::Created,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_already_exists_exception()) => Outcome::AlreadyThere,
+        Err(e) => return Err(failed(&resource)(e)),
+    };
+    Ok(Step { resource, outcome })
+}
+
+/// Creates the secret with the discovery tag, or brings an existing one's value and tag up to date.
+pub async fn ensure_secret(client: &aws_sdk_secretsmanager::Client, config: &Config, secret: &LocalSecret) -> Result<Step, SetupError> {
+    let resource = format!("secret {}", secret.secret_name);
+    let tag = Tag::builder().key(&config.secret_tag_key).value(&config.secret_tag_value).build();
+    let created = client
+        .create_secret()
+        .name(&secret.secret_name)
+        .secret_string(&secret.value)
+        .tags(tag.clone())
+        .send()
+        .await;
+    let outcome = match created {
+        Ok(_) => Outcome::Created,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {
+            client
+                .put_secret_value()
+                .secret_id(&secret.secret_name)
+                .secret_string(&secret.value)
+                .send()
+                .await
+                .map_err(failed(&resource))?;
+            client.tag_resource().secret_id(&secret.secret_name).tags(tag).send().await.map_err(failed(&resource))?;
+            Outcome::Updated
+        }
+        Err(e) => return Err(failed(&resource)(e)),
+    };
+    Ok(Step { resource, outcome })
+}

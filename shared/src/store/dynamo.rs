@@ -1,0 +1,240 @@
+//! The directory in DynamoDB. Writes respect AWS's limits by construction: 25 items per
+//! `BatchWriteItem`, unprocessed items retried with backoff.
+
+use super::{keys, table, StoreError};
+use crate::{
+    model::{DirectoryChanges, DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership},
+    ports::{DirectoryStore, SyncStatus},
+};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::{
+    types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest},
+    Client,
+};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::{stream, StreamExt, TryStreamExt};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::{collections::HashMap, time::Duration};
+
+/// AWS's limit for one `BatchWriteItem`.
+pub const BATCH_WRITE_LIMIT: usize = 25;
+/// Batches in flight at once per sync.
+const WRITE_CONCURRENCY: usize = 8;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserItem {
+    pk: String,
+    sk: String,
+    kind: String,
+    integration: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    #[serde(flatten)]
+    user: DirectoryUser,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GroupItem {
+    pk: String,
+    sk: String,
+    kind: String,
+    integration: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    #[serde(flatten)]
+    group: DirectoryGroup,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MembershipItem {
+    pk: String,
+    sk: String,
+    kind: String,
+    integration: String,
+    #[serde(flatten)]
+    membership: Membership,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SyncStatusItem {
+    pk: String,
+    sk: String,
+    kind: String,
+    #[serde(flatten)]
+    status: SyncStatus,
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Mapping(e.to_string()))
+}
+
+fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Mapping(e.to_string()))
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([(table::PARTITION_KEY.to_owned(), AttributeValue::S(pk)), (table::SORT_KEY.to_owned(), AttributeValue::S(sk))])
+}
+
+fn put(item: Item) -> WriteRequest {
+    WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build().expect("item set")).build()
+}
+
+fn delete(key: Item) -> WriteRequest {
+    WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key set")).build()
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Every item of one partition, page by page.
+    async fn query_partition<T: DeserializeOwned>(&self, pk: String) -> Result<Vec<T>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", table::PARTITION_KEY)
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(StoreError::aws)?.items.unwrap_or_default() {
+                out.push(from_item(item)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let chunks: Vec<Vec<WriteRequest>> = requests.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec).collect();
+        stream::iter(chunks).map(|chunk| self.write_batch(chunk)).buffer_unordered(WRITE_CONCURRENCY).try_collect().await
+    }
+
+    /// One batch, retrying what DynamoDB leaves unprocessed (throttling) with jittered backoff.
+    async fn write_batch(&self, mut pending: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(10)
+            .with_jitter()
+            .build();
+        loop {
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(StoreError::aws)?;
+            pending = output.unprocessed_items.and_then(|mut left| left.remove(&self.table)).unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            match delays.next() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(StoreError::Unprocessed(pending.len())),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for DynamoStore {
+    async fn load_directory(&self, integration: &str) -> Result<DirectorySnapshot, StoreError> {
+        let (users, groups, memberships) = futures::try_join!(
+            self.query_partition::<UserItem>(keys::users(integration)),
+            self.query_partition::<GroupItem>(keys::groups(integration)),
+            self.query_partition::<MembershipItem>(keys::memberships(integration)),
+        )?;
+        Ok(DirectorySnapshot {
+            users: users.into_iter().map(|i| (i.user.id.clone(), i.user)).collect(),
+            groups: groups.into_iter().map(|i| (i.group.id.clone(), i.group)).collect(),
+            memberships: memberships.into_iter().map(|i| i.membership).collect(),
+        })
+    }
+
+    async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError> {
+        let mut requests = Vec::with_capacity(changes.len());
+        for user in &changes.put_users {
+            requests.push(put(to_item(&UserItem {
+                pk: keys::users(integration),
+                sk: user.id.clone(),
+                kind: "user".into(),
+                integration: integration.into(),
+                gsi1pk: keys::user_by_email(integration, &user.email),
+                gsi1sk: "USER".into(),
+                user: user.clone(),
+            })?));
+        }
+        for group in &changes.put_groups {
+            requests.push(put(to_item(&GroupItem {
+                pk: keys::groups(integration),
+                sk: group.id.clone(),
+                kind: "group".into(),
+                integration: integration.into(),
+                gsi1pk: keys::group_by_name(integration, &group.name),
+                gsi1sk: "GROUP".into(),
+                group: group.clone(),
+            })?));
+        }
+        for membership in &changes.put_memberships {
+            requests.push(put(to_item(&MembershipItem {
+                pk: keys::memberships(integration),
+                sk: keys::membership_sort(&membership.group_id, &membership.user_id),
+                kind: "membership".into(),
+                integration: integration.into(),
+                membership: membership.clone(),
+            })?));
+        }
+        requests.extend(changes.delete_users.iter().map(|id| delete(key(keys::users(integration), id.clone()))));
+        requests.extend(changes.delete_groups.iter().map(|id| delete(key(keys::groups(integration), id.clone()))));
+        requests.extend(changes.delete_memberships.iter().map(|m| {
+            delete(key(keys::memberships(integration), keys::membership_sort(&m.group_id, &m.user_id)))
+        }));
+        self.write_all(requests).await
+    }
+
+    async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError> {
+        let item = to_item(&SyncStatusItem {
+            pk: keys::integration(&status.integration),
+            sk: keys::SYNC_STATUS.into(),
+            kind: "sync-status".into(),
+            status: status.clone(),
+        })?;
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(StoreError::aws)?;
+        Ok(())
+    }
+
+    async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::integration(integration), keys::SYNC_STATUS.into())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::aws)?;
+        output.item.map(|item| from_item::<SyncStatusItem>(item).map(|i| i.status)).transpose()
+    }
+}

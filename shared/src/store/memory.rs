@@ -1,0 +1,71 @@
+//! An in-memory store for domain tests: same contract as DynamoDB, counts the writes it takes.
+
+use super::StoreError;
+use crate::{
+    model::{DirectoryChanges, DirectorySnapshot},
+    ports::{DirectoryStore, SyncStatus},
+};
+use async_trait::async_trait;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex,
+    },
+};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    directories: Mutex<HashMap<String, DirectorySnapshot>>,
+    statuses: Mutex<HashMap<String, SyncStatus>>,
+    item_writes: AtomicUsize,
+}
+
+impl MemoryStore {
+    /// Directory items put or deleted so far.
+    pub fn item_writes(&self) -> usize {
+        self.item_writes.load(Ordering::SeqCst)
+    }
+    pub fn directory(&self, integration: &str) -> DirectorySnapshot {
+        self.directories.lock().expect("lock").get(integration).cloned().unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for MemoryStore {
+    async fn load_directory(&self, integration: &str) -> Result<DirectorySnapshot, StoreError> {
+        Ok(self.directory(integration))
+    }
+
+    async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError> {
+        let mut dirs = self.directories.lock().expect("lock");
+        let dir = dirs.entry(integration.to_owned()).or_default();
+        for u in &changes.put_users {
+            dir.users.insert(u.id.clone(), u.clone());
+        }
+        for id in &changes.delete_users {
+            dir.users.remove(id);
+        }
+        for g in &changes.put_groups {
+            dir.groups.insert(g.id.clone(), g.clone());
+        }
+        for id in &changes.delete_groups {
+            dir.groups.remove(id);
+        }
+        dir.memberships.extend(changes.put_memberships.iter().cloned());
+        for m in &changes.delete_memberships {
+            dir.memberships.remove(m);
+        }
+        self.item_writes.fetch_add(changes.len(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError> {
+        self.statuses.lock().expect("lock").insert(status.integration.clone(), status.clone());
+        Ok(())
+    }
+
+    async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError> {
+        Ok(self.statuses.lock().expect("lock").get(integration).cloned())
+    }
+}
