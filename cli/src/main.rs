@@ -1,1 +1,127 @@
-fn main() {}
+//! `jitctl`: the operator's command line. `setup` creates the resources (locally or in AWS),
+//! `sync` runs a sync from the terminal with progress. Configuration comes from the same
+//! environment variables as the functions.
+
+mod progress;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use jit_shared::{
+    aws,
+    clock::SystemClock,
+    config::Config,
+    domain::sync::{sync_all, IntegrationOutcome, SyncContext, SyncError},
+    handlers,
+    jumpcloud::JumpCloudDirectories,
+    secrets::SecretsManagerCatalog,
+    setup::{self, LocalSecret},
+    store::DynamoStore,
+    telemetry,
+};
+use std::{process::ExitCode, sync::Arc};
+
+#[derive(Parser)]
+#[command(name = "jitctl", version, about = "Just-in-time JumpCloud group access: operator commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the table, schedule group and event bus (idempotent); optionally a tagged secret.
+    Setup {
+        /// Also create (or update) a tagged integration secret with this integration name. The
+        /// JumpCloud API key is read from the environment variable JUMPCLOUD_API_KEY, never from
+        /// the command line.
+        #[arg(long, value_name = "NAME")]
+        integration: Option<String>,
+        /// `x-org-id` for the integration (multi-tenant admins).
+        #[arg(long, requires = "integration")]
+        org_id: Option<String>,
+    },
+    /// Sync every integration (or one) from JumpCloud into DynamoDB, with progress.
+    Sync {
+        #[arg(long)]
+        integration: Option<String>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init_terminal();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env()?;
+    let sdk = aws::sdk_config().await;
+    match cli.command {
+        Command::Setup { integration, org_id } => {
+            let local_secret = match integration {
+                None => None,
+                Some(name) => {
+                    let token = std::env::var("JUMPCLOUD_API_KEY")
+                        .ok()
+                        .filter(|t| !t.trim().is_empty())
+                        .context("--integration needs the JumpCloud API key in the environment variable JUMPCLOUD_API_KEY")?;
+                    let value = serde_json::json!({ "token": token, "org_id": org_id, "name": name });
+                    Some(LocalSecret { secret_name: format!("jit-access/{name}"), value: value.to_string() })
+                }
+            };
+            for step in setup::ensure_all(&sdk, &config, local_secret.as_ref()).await? {
+                println!("{:<50} {}", step.resource, step.outcome);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync { integration, json } => sync(&sdk, &config, integration.as_deref(), json).await,
+    }
+}
+
+async fn sync(sdk: &aws_config::SdkConfig, config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let clock = Arc::new(SystemClock);
+    let catalog = Arc::new(SecretsManagerCatalog::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        &config.secret_tag_key,
+        &config.secret_tag_value,
+        config.secrets_cache_ttl,
+        clock.clone(),
+    ));
+    let directories = JumpCloudDirectories::new(handlers::http_client(), config.jumpcloud_api_url.clone(), config.jumpcloud.clone(), catalog.clone());
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let bars = progress::Bars::new();
+    let ctx = SyncContext { store: &store, policy: &config.directory, clock: clock.as_ref(), progress: &bars };
+    let summary = match sync_all(&ctx, catalog.as_ref(), &directories, only).await {
+        Ok(summary) => summary,
+        Err(SyncError::UnknownIntegration(name)) => bail!("unknown integration {name:?} (no secret tagged {}={} names it)", config.secret_tag_key, config.secret_tag_value),
+        Err(e) => return Err(e.into()),
+    };
+    bars.finish();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if summary.integrations.is_empty() {
+        println!("no integrations: no secret is tagged {}={}", config.secret_tag_key, config.secret_tag_value);
+    } else {
+        println!("{:<24} {:>9} {:>8} {:>8} {:>12} {:>8} {:>8} {:>9}", "integration", "status", "users", "groups", "memberships", "written", "deleted", "seconds");
+        for outcome in &summary.integrations {
+            match outcome {
+                IntegrationOutcome::Succeeded(r) => println!(
+                    "{:<24} {:>9} {:>8} {:>8} {:>12} {:>8} {:>8} {:>9.2}",
+                    r.integration, "ok", r.users, r.groups, r.memberships, r.written, r.deleted, r.duration.as_secs_f64()
+                ),
+                IntegrationOutcome::Failed { integration, error } => println!("{integration:<24} {:>9}  {error}", "FAILED"),
+            }
+        }
+    }
+    let all_ok = summary.integrations.iter().all(IntegrationOutcome::is_success);
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -23,3 +23,5 @@ pub mod secrets;
 pub mod setup;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

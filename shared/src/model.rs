@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(c.delete_groups, vec!["g2".to_string()]);
         assert_eq!(c.put_memberships, vec![member("g1", "u4")]);
         assert_eq!(c.delete_memberships, vec![member("g1", "u2"), member("g2", "u3")]);
-        assert_eq!(c.len(), 6);
+        assert_eq!(c.len(), 7);
     }
 
     #[test]

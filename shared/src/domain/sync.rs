@@ -279,3 +279,162 @@ pub async fn sync_all(
     }
     Ok(SyncSummary { integrations, duration: started.elapsed() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        clock::ManualClock,
+        ports::InvalidIntegration,
+        store::MemoryStore,
+        testing::{FakeDirectory, FakeIntegrations},
+    };
+    use chrono::TimeZone;
+    use std::sync::{Arc, Mutex};
+
+    fn org() -> Arc<FakeDirectory> {
+        Arc::new(FakeDirectory::with(
+            vec![FakeDirectory::user("u1", "alice@corp.com"), FakeDirectory::user("u2", "bob@corp.com")],
+            vec![FakeDirectory::group("g1", "prod-db-admins"), FakeDirectory::group("g2", "engineering")],
+            &[("g1", "u1"), ("g2", "u1"), ("g2", "u2")],
+        ))
+    }
+
+    struct Recorder(Mutex<Vec<SyncProgress>>);
+    impl ProgressSink for Recorder {
+        fn report(&self, p: SyncProgress) {
+            self.0.lock().unwrap().push(p);
+        }
+    }
+
+    async fn sync(store: &MemoryStore, dir: &FakeDirectory) -> Result<SyncReport, SyncError> {
+        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap());
+        let policy = DirectoryPolicy::default();
+        let ctx = SyncContext { store, policy: &policy, clock: &clock, progress: &NoProgress };
+        sync_integration(&ctx, "corp", dir).await
+    }
+
+    use chrono::Utc;
+
+    #[tokio::test]
+    async fn first_sync_stores_the_directory_and_records_success() {
+        let store = MemoryStore::default();
+        let report = sync(&store, &org()).await.unwrap();
+        assert_eq!((report.users, report.groups, report.memberships), (2, 2, 3));
+        assert_eq!((report.written, report.deleted), (7, 0));
+        let stored = store.directory("corp");
+        assert_eq!(stored.users["u1"].email, "alice@corp.com");
+        assert_eq!(stored.memberships.len(), 3);
+        let status = store.sync_status("corp").await.unwrap().unwrap();
+        assert_eq!(status.state, SyncState::Succeeded);
+        assert_eq!((status.users, status.groups, status.memberships, status.written), (2, 2, 3, 7));
+        assert!(status.finished_at.is_some() && status.error.is_none());
+    }
+
+    #[tokio::test]
+    async fn second_sync_of_an_unchanged_directory_writes_nothing() {
+        let store = MemoryStore::default();
+        let dir = org();
+        sync(&store, &dir).await.unwrap();
+        let before = store.item_writes();
+        let report = sync(&store, &dir).await.unwrap();
+        assert_eq!((report.written, report.deleted), (0, 0));
+        assert_eq!(store.item_writes(), before);
+    }
+
+    #[tokio::test]
+    async fn vanished_users_groups_and_memberships_are_deleted() {
+        let store = MemoryStore::default();
+        let dir = org();
+        sync(&store, &dir).await.unwrap();
+        dir.users.lock().unwrap().retain(|u| u.id != "u2");
+        dir.groups.lock().unwrap().retain(|g| g.id != "g1");
+        let report = sync(&store, &dir).await.unwrap();
+        // u2, g1, and the memberships g1/u1 and g2/u2.
+        assert_eq!((report.written, report.deleted), (0, 4));
+        let stored = store.directory("corp");
+        assert_eq!(stored.users.keys().collect::<Vec<_>>(), vec!["u1"]);
+        assert_eq!(stored.groups.keys().collect::<Vec<_>>(), vec!["g2"]);
+        assert_eq!(stored.memberships.iter().map(|m| (&*m.group_id, &*m.user_id)).collect::<Vec<_>>(), vec![("g2", "u1")]);
+    }
+
+    #[tokio::test]
+    async fn a_jumpcloud_failure_is_recorded_and_nothing_is_written() {
+        let store = MemoryStore::default();
+        let dir = org();
+        *dir.fail_with.lock().unwrap() = Some(JumpCloudError::Transient { reason: "HTTP 503".into() });
+        let err = sync(&store, &dir).await.unwrap_err();
+        assert!(matches!(err, SyncError::JumpCloud(_)));
+        assert_eq!(store.item_writes(), 0);
+        let status = store.sync_status("corp").await.unwrap().unwrap();
+        assert_eq!(status.state, SyncState::Failed);
+        assert!(status.error.unwrap().contains("503"));
+    }
+
+    #[tokio::test]
+    async fn progress_is_reported_through_the_stages() {
+        let store = MemoryStore::default();
+        let policy = DirectoryPolicy::default();
+        let clock = ManualClock::new(Utc::now());
+        let recorder = Recorder(Mutex::new(vec![]));
+        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &recorder };
+        sync_integration(&ctx, "corp", org().as_ref()).await.unwrap();
+        let seen = recorder.0.into_inner().unwrap();
+        assert!(matches!(seen.first(), Some(SyncProgress::Started { .. })));
+        assert!(seen.contains(&SyncProgress::MembersFetched { integration: "corp".into(), groups_done: 2, groups_total: 2 }));
+        assert!(matches!(seen.last(), Some(SyncProgress::Written { items_done: 7, items_total: 7, .. })));
+    }
+
+    #[test]
+    fn slices_keep_every_change_and_respect_the_size() {
+        use crate::model::{fixtures::*, DirectoryChanges};
+        let changes = DirectoryChanges {
+            put_users: (0..5).map(|i| user(&format!("u{i}"), "x@y.z")).collect(),
+            delete_memberships: (0..4).map(|i| member("g", &format!("u{i}"))).collect(),
+            ..DirectoryChanges::default()
+        };
+        let parts = slices(changes.clone(), 4);
+        assert_eq!(parts.iter().map(DirectoryChanges::len).collect::<Vec<_>>(), vec![4, 4, 1]);
+        assert_eq!(parts.iter().map(|p| p.put_users.len()).sum::<usize>(), 5);
+        assert_eq!(parts.iter().map(|p| p.delete_memberships.len()).sum::<usize>(), 4);
+    }
+
+    fn ctx_parts() -> (MemoryStore, DirectoryPolicy, ManualClock) {
+        (MemoryStore::default(), DirectoryPolicy::default(), ManualClock::new(Utc::now()))
+    }
+
+    #[tokio::test]
+    async fn one_failing_integration_does_not_stop_the_others() {
+        let (store, policy, clock) = ctx_parts();
+        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress };
+        let integrations = FakeIntegrations::default();
+        integrations.add("good", org());
+        let broken = org();
+        *broken.fail_with.lock().unwrap() = Some(JumpCloudError::Unauthorized { status: 401 });
+        integrations.add("broken", broken);
+        integrations.discovered.lock().unwrap().invalid.push(InvalidIntegration { secret: "jit/bad".into(), reason: "no token".into() });
+
+        let summary = sync_all(&ctx, &integrations, &integrations, None).await.unwrap();
+        let by_name: std::collections::HashMap<&str, &IntegrationOutcome> =
+            summary.integrations.iter().map(|o| (o.integration(), o)).collect();
+        assert!(by_name["good"].is_success());
+        assert!(matches!(by_name["broken"], IntegrationOutcome::Failed { error, .. } if error.contains("401")));
+        assert!(matches!(by_name["jit/bad"], IntegrationOutcome::Failed { error, .. } if error == "no token"));
+        assert_eq!(store.directory("good").users.len(), 2);
+        assert!(store.directory("broken").users.is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_the_named_integration_is_synced_and_an_unknown_one_is_an_error() {
+        let (store, policy, clock) = ctx_parts();
+        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress };
+        let integrations = FakeIntegrations::default();
+        integrations.add("a", org());
+        integrations.add("b", org());
+        let summary = sync_all(&ctx, &integrations, &integrations, Some("b")).await.unwrap();
+        assert_eq!(summary.integrations.iter().map(IntegrationOutcome::integration).collect::<Vec<_>>(), vec!["b"]);
+        assert!(store.directory("a").users.is_empty());
+        let err = sync_all(&ctx, &integrations, &integrations, Some("nope")).await.unwrap_err();
+        assert!(matches!(err, SyncError::UnknownIntegration(n) if n == "nope"));
+    }
+}
