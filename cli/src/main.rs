@@ -70,10 +70,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let local_secret = match integration {
                 None => None,
                 Some(name) => {
-                    let token = std::env::var("JUMPCLOUD_API_KEY")
-                        .ok()
-                        .filter(|t| !t.trim().is_empty())
-                        .context("--integration needs the JumpCloud API key in the environment variable JUMPCLOUD_API_KEY")?;
+                    let token = std::env::var("JUMPCLOUD_API_KEY").ok().filter(|t| !t.trim().is_empty()).context(
+                        "--integration needs the JumpCloud API key in the environment variable JUMPCLOUD_API_KEY",
+                    )?;
                     let value = serde_json::json!({ "token": token, "org_id": org_id, "name": name });
                     Some(LocalSecret { secret_name: format!("jit-access/{name}"), value: value.to_string() })
                 }
@@ -87,7 +86,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn sync(sdk: &aws_config::SdkConfig, config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+async fn sync(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+    only: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let clock = Arc::new(SystemClock);
     let catalog = Arc::new(SecretsManagerCatalog::new(
         aws_sdk_secretsmanager::Client::new(sdk),
@@ -96,13 +100,22 @@ async fn sync(sdk: &aws_config::SdkConfig, config: &Config, only: Option<&str>, 
         config.secrets_cache_ttl,
         clock.clone(),
     ));
-    let directories = JumpCloudDirectories::new(handlers::http_client(), config.jumpcloud_api_url.clone(), config.jumpcloud.clone(), catalog.clone());
+    let directories = JumpCloudDirectories::new(
+        handlers::http_client(),
+        config.jumpcloud_api_url.clone(),
+        config.jumpcloud.clone(),
+        catalog.clone(),
+    );
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     let bars = progress::Bars::new();
     let ctx = SyncContext { store: &store, policy: &config.directory, clock: clock.as_ref(), progress: &bars };
     let summary = match sync_all(&ctx, catalog.as_ref(), &directories, only).await {
         Ok(summary) => summary,
-        Err(SyncError::UnknownIntegration(name)) => bail!("unknown integration {name:?} (no secret tagged {}={} names it)", config.secret_tag_key, config.secret_tag_value),
+        Err(SyncError::UnknownIntegration(name)) => bail!(
+            "unknown integration {name:?} (no secret tagged {}={} names it)",
+            config.secret_tag_key,
+            config.secret_tag_value
+        ),
         Err(e) => return Err(e.into()),
     };
     bars.finish();
@@ -111,14 +124,26 @@ async fn sync(sdk: &aws_config::SdkConfig, config: &Config, only: Option<&str>, 
     } else if summary.integrations.is_empty() {
         println!("no integrations: no secret is tagged {}={}", config.secret_tag_key, config.secret_tag_value);
     } else {
-        println!("{:<24} {:>9} {:>8} {:>8} {:>12} {:>8} {:>8} {:>9}", "integration", "status", "users", "groups", "memberships", "written", "deleted", "seconds");
+        println!(
+            "{:<24} {:>9} {:>8} {:>8} {:>12} {:>8} {:>8} {:>9}",
+            "integration", "status", "users", "groups", "memberships", "written", "deleted", "seconds"
+        );
         for outcome in &summary.integrations {
             match outcome {
                 IntegrationOutcome::Succeeded(r) => println!(
                     "{:<24} {:>9} {:>8} {:>8} {:>12} {:>8} {:>8} {:>9.2}",
-                    r.integration, "ok", r.users, r.groups, r.memberships, r.written, r.deleted, r.duration.as_secs_f64()
+                    r.integration,
+                    "ok",
+                    r.users,
+                    r.groups,
+                    r.memberships,
+                    r.written,
+                    r.deleted,
+                    r.duration.as_secs_f64()
                 ),
-                IntegrationOutcome::Failed { integration, error } => println!("{integration:<24} {:>9}  {error}", "FAILED"),
+                IntegrationOutcome::Failed { integration, error } => {
+                    println!("{integration:<24} {:>9}  {error}", "FAILED")
+                }
             }
         }
     }

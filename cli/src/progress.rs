@@ -41,7 +41,9 @@ impl ProgressSink for Bars {
     fn report(&self, progress: SyncProgress) {
         match progress {
             SyncProgress::Started { integration } => self.bar(&integration).set_message("fetching users and groups"),
-            SyncProgress::UsersFetched { integration, users } => self.bar(&integration).set_message(format!("{users} users fetched")),
+            SyncProgress::UsersFetched { integration, users } => {
+                self.bar(&integration).set_message(format!("{users} users fetched"))
+            }
             SyncProgress::GroupsFetched { integration, groups } => {
                 let bar = self.bar(&integration);
                 bar.set_length(groups as u64);
@@ -58,7 +60,9 @@ impl ProgressSink for Bars {
                 bar.set_position(0);
                 bar.set_message("items written");
             }
-            SyncProgress::Written { integration, items_done, .. } => self.bar(&integration).set_position(items_done as u64),
+            SyncProgress::Written { integration, items_done, .. } => {
+                self.bar(&integration).set_position(items_done as u64)
+            }
         }
     }
 }

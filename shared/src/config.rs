@@ -44,7 +44,11 @@ pub struct DirectoryPolicy {
 
 impl Default for DirectoryPolicy {
     fn default() -> Self {
-        Self { requestable_groups: GroupScope::all(), manager_attribute: "manager".into(), include_suspended_users: false }
+        Self {
+            requestable_groups: GroupScope::all(),
+            manager_attribute: "manager".into(),
+            include_suspended_users: false,
+        }
     }
 }
 
@@ -109,16 +113,17 @@ impl Config {
         let get = |var: &'static str| lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let string = |var: &'static str, default: &str| get(var).unwrap_or_else(|| default.to_owned());
         let duration = |var: &'static str, default: &str| -> Result<GrantDuration, ConfigError> {
-            string(var, default).parse().map_err(|e: crate::duration::DurationError| ConfigError { var, reason: e.to_string() })
+            string(var, default)
+                .parse()
+                .map_err(|e: crate::duration::DurationError| ConfigError { var, reason: e.to_string() })
         };
         let number = |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
             match get(var) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (min..=max).contains(n))
-                    .ok_or_else(|| ConfigError { var, reason: format!("{v:?} is not a whole number from {min} to {max}") }),
+                Some(v) => v.parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| ConfigError {
+                    var,
+                    reason: format!("{v:?} is not a whole number from {min} to {max}"),
+                }),
             }
         };
         let boolean = |var: &'static str, default: bool| -> Result<bool, ConfigError> {
@@ -239,7 +244,9 @@ mod tests {
         assert_eq!(c.event_bus_name, "bus");
         assert_eq!((c.min_grant_duration.as_secs(), c.max_grant_duration.as_secs()), (300, 86_400));
         let scope = &c.directory.requestable_groups;
-        assert!(scope.contains("prod-db") && scope.contains("eng-a") && !scope.contains("eng-ab") && !scope.contains("dev"));
+        assert!(
+            scope.contains("prod-db") && scope.contains("eng-a") && !scope.contains("eng-ab") && !scope.contains("dev")
+        );
         assert_eq!(c.directory.manager_attribute, "boss");
         assert!(c.directory.include_suspended_users);
         assert_eq!((c.jumpcloud.max_concurrency, c.jumpcloud.requests_per_second), (3, 7));

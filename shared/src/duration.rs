@@ -149,7 +149,24 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_positive_duration() {
-        for bad in ["", "0m", "2", "h", "2x", "-1h", "2h2h", "30m1h", "P", "PT", "P1M", "P1Y", "1.5h", "PT-1H", "9999999999h", "400d"] {
+        for bad in [
+            "",
+            "0m",
+            "2",
+            "h",
+            "2x",
+            "-1h",
+            "2h2h",
+            "30m1h",
+            "P",
+            "PT",
+            "P1M",
+            "P1Y",
+            "1.5h",
+            "PT-1H",
+            "9999999999h",
+            "400d",
+        ] {
             assert!(bad.parse::<GrantDuration>().is_err(), "{bad:?} should be refused");
         }
     }

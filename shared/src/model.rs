@@ -124,8 +124,7 @@ impl DirectoryChanges {
 /// that writes are deterministic.
 pub fn diff(stored: &DirectorySnapshot, fetched: &DirectorySnapshot) -> DirectoryChanges {
     fn changed<T: PartialEq + Clone>(old: &HashMap<String, T>, new: &HashMap<String, T>) -> (Vec<T>, Vec<String>) {
-        let mut puts: Vec<(&String, &T)> =
-            new.iter().filter(|(id, item)| old.get(*id) != Some(*item)).collect();
+        let mut puts: Vec<(&String, &T)> = new.iter().filter(|(id, item)| old.get(*id) != Some(*item)).collect();
         puts.sort_by(|a, b| a.0.cmp(b.0));
         let mut deletes: Vec<String> = old.keys().filter(|id| !new.contains_key(*id)).cloned().collect();
         deletes.sort();
@@ -200,7 +199,8 @@ mod tests {
 
     #[test]
     fn first_sync_writes_everything() {
-        let s = snapshot(&[user("u1", "a@x.io"), user("u2", "b@x.io")], &[group("g1", "admins")], &[member("g1", "u1")]);
+        let s =
+            snapshot(&[user("u1", "a@x.io"), user("u2", "b@x.io")], &[group("g1", "admins")], &[member("g1", "u1")]);
         let c = diff(&DirectorySnapshot::default(), &s);
         assert_eq!((c.put_users.len(), c.put_groups.len(), c.put_memberships.len(), c.deletes()), (2, 1, 1, 0));
     }

@@ -18,7 +18,9 @@ pub enum AddOutcome {
     Added,
     /// `ambiguous`: an earlier attempt of this same call may have been applied before it failed
     /// (timeout or 5xx after sending), so the 409 may be our own add.
-    AlreadyMember { ambiguous: bool },
+    AlreadyMember {
+        ambiguous: bool,
+    },
 }
 
 /// What a remove answered: JumpCloud's 404 means the user was not a member (any more).

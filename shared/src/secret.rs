@@ -59,8 +59,7 @@ impl IntegrationSecret {
     /// Parses a secret value. Errors describe the shape only: the value itself is never quoted
     /// (serde_json's messages can echo input, so they are not passed on).
     pub fn parse(value: &str) -> Result<Self, SecretValueError> {
-        let json: serde_json::Value =
-            serde_json::from_str(value).map_err(|_| SecretValueError::NotJsonObject)?;
+        let json: serde_json::Value = serde_json::from_str(value).map_err(|_| SecretValueError::NotJsonObject)?;
         let obj = json.as_object().ok_or(SecretValueError::NotJsonObject)?;
         let token = match obj.get("token") {
             Some(serde_json::Value::String(t)) if !t.trim().is_empty() => ApiKey::new(t.trim()),
@@ -73,10 +72,7 @@ impl IntegrationSecret {
                 Some(_) => Err(SecretValueError::BadField(field)),
             }
         };
-        Ok(Self {
-            name: optional("name")?,
-            credentials: Credentials { token, org_id: optional("org_id")? },
-        })
+        Ok(Self { name: optional("name")?, credentials: Credentials { token, org_id: optional("org_id")? } })
     }
 }
 

@@ -57,7 +57,8 @@ impl SecretsManagerCatalog {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| SecretsError::List(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()))?;
+            let page = page
+                .map_err(|e| SecretsError::List(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()))?;
             for secret in page.secret_list() {
                 if let (true, Some(arn), Some(name)) = (self.carries_tag(secret.tags()), secret.arn(), secret.name()) {
                     found.push((arn.to_owned(), name.to_owned()));
@@ -69,16 +70,10 @@ impl SecretsManagerCatalog {
     }
 
     async fn read(&self, arn: &str, secret_name: &str) -> Result<Integration, SecretsError> {
-        let value = self
-            .client
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
-            .await
-            .map_err(|e| SecretsError::Read {
-                secret: secret_name.to_owned(),
-                reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-            })?;
+        let value = self.client.get_secret_value().secret_id(arn).send().await.map_err(|e| SecretsError::Read {
+            secret: secret_name.to_owned(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
         let text = value.secret_string().ok_or_else(|| SecretsError::InvalidValue {
             secret: secret_name.to_owned(),
             reason: "no string value".to_owned(),

@@ -53,10 +53,17 @@ pub struct SetupError {
 }
 
 fn failed<E: std::error::Error + 'static>(resource: &str) -> impl FnOnce(E) -> SetupError + '_ {
-    move |e| SetupError { resource: resource.to_owned(), reason: aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string() }
+    move |e| SetupError {
+        resource: resource.to_owned(),
+        reason: aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+    }
 }
 
-pub async fn ensure_all(sdk: &SdkConfig, config: &Config, local_secret: Option<&LocalSecret>) -> Result<Vec<Step>, SetupError> {
+pub async fn ensure_all(
+    sdk: &SdkConfig,
+    config: &Config,
+    local_secret: Option<&LocalSecret>,
+) -> Result<Vec<Step>, SetupError> {
     let mut steps = vec![
         ensure_table(&aws_sdk_dynamodb::Client::new(sdk), &config.table_name).await?,
         ensure_schedule_group(&aws_sdk_scheduler::Client::new(sdk), &config.schedule_group).await?,
@@ -92,10 +99,12 @@ pub async fn ensure_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Resu
         .await
         .map_err(|e| SetupError { resource: resource.clone(), reason: e.to_string() })?;
     let ttl = client.describe_time_to_live().table_name(name).send().await.map_err(failed(&resource))?;
-    let enabled = ttl
-        .time_to_live_description()
-        .and_then(|d| d.time_to_live_status())
-        .is_some_and(|s| matches!(s, aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling));
+    let enabled = ttl.time_to_live_description().and_then(|d| d.time_to_live_status()).is_some_and(|s| {
+        matches!(
+            s,
+            aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling
+        )
+    });
     if !enabled {
         client
             .update_time_to_live()
@@ -128,23 +137,24 @@ pub async fn ensure_event_bus(client: &aws_sdk_eventbridge::Client, name: &str) 
     let resource = format!("event bus {name}");
     let outcome = match client.create_event_bus().name(name).send().await {
         Ok(_) => Outcome::Created,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_already_exists_exception()) => Outcome::AlreadyThere,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_already_exists_exception()) => {
+            Outcome::AlreadyThere
+        }
         Err(e) => return Err(failed(&resource)(e)),
     };
     Ok(Step { resource, outcome })
 }
 
 /// Creates the secret with the discovery tag, or brings an existing one's value and tag up to date.
-pub async fn ensure_secret(client: &aws_sdk_secretsmanager::Client, config: &Config, secret: &LocalSecret) -> Result<Step, SetupError> {
+pub async fn ensure_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    config: &Config,
+    secret: &LocalSecret,
+) -> Result<Step, SetupError> {
     let resource = format!("secret {}", secret.secret_name);
     let tag = Tag::builder().key(&config.secret_tag_key).value(&config.secret_tag_value).build();
-    let created = client
-        .create_secret()
-        .name(&secret.secret_name)
-        .secret_string(&secret.value)
-        .tags(tag.clone())
-        .send()
-        .await;
+    let created =
+        client.create_secret().name(&secret.secret_name).secret_string(&secret.value).tags(tag.clone()).send().await;
     let outcome = match created {
         Ok(_) => Outcome::Created,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {

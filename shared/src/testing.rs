@@ -3,7 +3,10 @@
 
 use crate::{
     jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
-    ports::{AddOutcome, Directory, DirectoryProvider, Discovered, Integration, IntegrationCatalog, RemoveOutcome, SecretsError},
+    ports::{
+        AddOutcome, Directory, DirectoryProvider, Discovered, Integration, IntegrationCatalog, RemoveOutcome,
+        SecretsError,
+    },
     secret::{ApiKey, Credentials},
 };
 use async_trait::async_trait;

@@ -50,9 +50,10 @@ pub fn build_snapshot(
     // The manager attribute holds an email or a JumpCloud id. JumpCloud's own `manager` field
     // (an id) serves when the configured attribute is the default one and no custom value is set.
     let manager_of = |user: &JumpCloudUser| -> Option<&JumpCloudUser> {
-        let raw = user.attribute(&policy.manager_attribute).map(str::to_owned).or_else(|| {
-            (policy.manager_attribute == "manager").then(|| non_empty(&user.manager)).flatten()
-        })?;
+        let raw = user
+            .attribute(&policy.manager_attribute)
+            .map(str::to_owned)
+            .or_else(|| (policy.manager_attribute == "manager").then(|| non_empty(&user.manager)).flatten())?;
         let raw = raw.trim();
         by_id.get(raw).copied().or_else(|| by_email.get(&canonical_email(raw)).copied()).filter(|m| m.id != user.id)
     };
@@ -175,7 +176,8 @@ mod tests {
 
     #[test]
     fn dynamic_and_out_of_scope_groups_are_not_requestable() {
-        let policy = DirectoryPolicy { requestable_groups: GroupScope::parse("prod-*").unwrap(), ..DirectoryPolicy::default() };
+        let policy =
+            DirectoryPolicy { requestable_groups: GroupScope::parse("prod-*").unwrap(), ..DirectoryPolicy::default() };
         let groups = [
             jc_group("g1", "prod-db", "STATIC"),
             jc_group("g2", "prod-auto", "DYNAMIC_AUTOMATED"),
@@ -183,7 +185,8 @@ mod tests {
             jc_group("g4", "dev", "STATIC"),
         ];
         let s = build_snapshot(&[], &groups, &[], &policy);
-        let requestable: Vec<&str> = ["g1", "g2", "g3", "g4"].into_iter().filter(|g| s.groups[*g].requestable).collect();
+        let requestable: Vec<&str> =
+            ["g1", "g2", "g3", "g4"].into_iter().filter(|g| s.groups[*g].requestable).collect();
         assert_eq!(requestable, vec!["g1"]);
     }
 }

@@ -81,7 +81,11 @@ pub struct SyncContext<'a> {
 }
 
 /// Syncs one integration and records its status (running, then succeeded or failed).
-pub async fn sync_integration(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory) -> Result<SyncReport, SyncError> {
+pub async fn sync_integration(
+    ctx: &SyncContext<'_>,
+    integration: &str,
+    directory: &dyn Directory,
+) -> Result<SyncReport, SyncError> {
     let started_at = ctx.clock.now();
     let mut status = SyncStatus {
         integration: integration.to_owned(),
@@ -272,10 +276,12 @@ pub async fn sync_all(
     });
     let mut integrations = futures::future::join_all(runs).await;
     if only.is_none() {
-        integrations.extend(discovered.invalid.iter().map(|bad| IntegrationOutcome::Failed {
-            integration: bad.secret.clone(),
-            error: bad.reason.clone(),
-        }));
+        integrations.extend(
+            discovered
+                .invalid
+                .iter()
+                .map(|bad| IntegrationOutcome::Failed { integration: bad.secret.clone(), error: bad.reason.clone() }),
+        );
     }
     Ok(SyncSummary { integrations, duration: started.elapsed() })
 }
@@ -355,7 +361,10 @@ mod tests {
         let stored = store.directory("corp");
         assert_eq!(stored.users.keys().collect::<Vec<_>>(), vec!["u1"]);
         assert_eq!(stored.groups.keys().collect::<Vec<_>>(), vec!["g2"]);
-        assert_eq!(stored.memberships.iter().map(|m| (&*m.group_id, &*m.user_id)).collect::<Vec<_>>(), vec![("g2", "u1")]);
+        assert_eq!(
+            stored.memberships.iter().map(|m| (&*m.group_id, &*m.user_id)).collect::<Vec<_>>(),
+            vec![("g2", "u1")]
+        );
     }
 
     #[tokio::test]
@@ -381,7 +390,11 @@ mod tests {
         sync_integration(&ctx, "corp", org().as_ref()).await.unwrap();
         let seen = recorder.0.into_inner().unwrap();
         assert!(matches!(seen.first(), Some(SyncProgress::Started { .. })));
-        assert!(seen.contains(&SyncProgress::MembersFetched { integration: "corp".into(), groups_done: 2, groups_total: 2 }));
+        assert!(seen.contains(&SyncProgress::MembersFetched {
+            integration: "corp".into(),
+            groups_done: 2,
+            groups_total: 2
+        }));
         assert!(matches!(seen.last(), Some(SyncProgress::Written { items_done: 7, items_total: 7, .. })));
     }
 
@@ -412,7 +425,12 @@ mod tests {
         let broken = org();
         *broken.fail_with.lock().unwrap() = Some(JumpCloudError::Unauthorized { status: 401 });
         integrations.add("broken", broken);
-        integrations.discovered.lock().unwrap().invalid.push(InvalidIntegration { secret: "jit/bad".into(), reason: "no token".into() });
+        integrations
+            .discovered
+            .lock()
+            .unwrap()
+            .invalid
+            .push(InvalidIntegration { secret: "jit/bad".into(), reason: "no token".into() });
 
         let summary = sync_all(&ctx, &integrations, &integrations, None).await.unwrap();
         let by_name: std::collections::HashMap<&str, &IntegrationOutcome> =

@@ -11,7 +11,10 @@ use crate::{
     secrets::SecretsManagerCatalog,
     store::DynamoStore,
 };
-use lambda_http::{http::{Method, StatusCode}, Body, Error, LambdaEvent, Request, Response};
+use lambda_http::{
+    http::{Method, StatusCode},
+    Body, Error, LambdaEvent, Request, Response,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -56,7 +59,12 @@ impl SyncHandler {
     }
 
     async fn run(&self, only: Option<&str>) -> Result<SyncSummary, SyncError> {
-        let ctx = SyncContext { store: self.store.as_ref(), policy: &self.policy, clock: self.clock.as_ref(), progress: &NoProgress };
+        let ctx = SyncContext {
+            store: self.store.as_ref(),
+            policy: &self.policy,
+            clock: self.clock.as_ref(),
+            progress: &NoProgress,
+        };
         let summary = sync_all(&ctx, self.catalog.as_ref(), self.directories.as_ref(), only).await?;
         for outcome in &summary.integrations {
             tracing::info!(integration = outcome.integration(), outcome = ?outcome, "sync finished");
@@ -69,7 +77,10 @@ impl SyncHandler {
     async fn scheduled(&self, event: Value) -> Result<Value, Error> {
         let source = event.get("source").and_then(Value::as_str).unwrap_or_default();
         if source != "aws.events" && source != "aws.scheduler" {
-            return Err(format!("unsupported event (source {source:?}): expected an EventBridge schedule or an HTTP request").into());
+            return Err(format!(
+                "unsupported event (source {source:?}): expected an EventBridge schedule or an HTTP request"
+            )
+            .into());
         }
         let summary = self.run(None).await?;
         if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| !o.is_success()) {
@@ -80,7 +91,11 @@ impl SyncHandler {
 
     async fn http(&self, request: Request) -> Response<Body> {
         if !routing::matches(&request, &Method::POST, &["sync"]) {
-            let status = if routing::path_known(&request, &["sync"]) { StatusCode::METHOD_NOT_ALLOWED } else { StatusCode::NOT_FOUND };
+            let status = if routing::path_known(&request, &["sync"]) {
+                StatusCode::METHOD_NOT_ALLOWED
+            } else {
+                StatusCode::NOT_FOUND
+            };
             return Problem::new(status, format!("no route {} {}", request.method(), request.uri().path())).into();
         }
         let body: SyncRequest = match parse_body(&request, Some(SyncRequest::default())) {
@@ -89,7 +104,8 @@ impl SyncHandler {
         };
         if let Some(name) = &body.integration {
             if name.is_empty() || name.len() > 256 {
-                return Problem::new(StatusCode::BAD_REQUEST, "`integration` must be a name of 1 to 256 characters").into();
+                return Problem::new(StatusCode::BAD_REQUEST, "`integration` must be a name of 1 to 256 characters")
+                    .into();
             }
         }
         match self.run(body.integration.as_deref()).await {
@@ -98,14 +114,18 @@ impl SyncHandler {
                     .integrations
                     .iter()
                     .map(|o| match o {
-                        crate::domain::sync::IntegrationOutcome::Failed { integration, error } => format!("{integration}: {error}"),
+                        crate::domain::sync::IntegrationOutcome::Failed { integration, error } => {
+                            format!("{integration}: {error}")
+                        }
                         crate::domain::sync::IntegrationOutcome::Succeeded(r) => r.integration.clone(),
                     })
                     .collect();
                 Problem::new(StatusCode::BAD_GATEWAY, format!("sync failed: {}", failures.join("; "))).into()
             }
             Ok(summary) => json(StatusCode::OK, &summary),
-            Err(SyncError::UnknownIntegration(name)) => Problem::new(StatusCode::NOT_FOUND, format!("unknown integration {name:?}")).into(),
+            Err(SyncError::UnknownIntegration(name)) => {
+                Problem::new(StatusCode::NOT_FOUND, format!("unknown integration {name:?}")).into()
+            }
             Err(e) => {
                 tracing::error!(error = %e, "sync failed");
                 Problem::new(StatusCode::BAD_GATEWAY, e.to_string()).into()

@@ -15,7 +15,8 @@ pub enum Invocation {
 
 impl Invocation {
     pub fn classify(event: Value) -> Self {
-        let is_http = event.get("requestContext").is_some() && (event.get("httpMethod").is_some() || event.get("routeKey").is_some() || event.get("rawPath").is_some());
+        let is_http = event.get("requestContext").is_some()
+            && (event.get("httpMethod").is_some() || event.get("routeKey").is_some() || event.get("rawPath").is_some());
         if is_http {
             match serde_json::from_value::<LambdaRequest>(event.clone()) {
                 Ok(request) => return Self::Http(Box::new(request)),

@@ -32,7 +32,10 @@ pub fn parse_body<T: DeserializeOwned>(request: &Request, empty_is: Option<T>) -
         _ => b"",
     };
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {MAX_BODY_BYTES} bytes")));
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         if let Some(default) = empty_is {

@@ -69,7 +69,12 @@ struct AttemptError {
 }
 
 impl JumpCloudClient {
-    pub fn new(http: reqwest::Client, base_url: &str, credentials: Arc<dyn CredentialSource>, limits: JumpCloudLimits) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        credentials: Arc<dyn CredentialSource>,
+        limits: JumpCloudLimits,
+    ) -> Self {
         let rps = NonZeroU32::new(limits.requests_per_second.max(1)).expect("non-zero");
         Self {
             http,
@@ -83,7 +88,12 @@ impl JumpCloudClient {
     }
 
     /// A client with fixed credentials (CLI, tests).
-    pub fn with_credentials(http: reqwest::Client, base_url: &str, credentials: Credentials, limits: JumpCloudLimits) -> Self {
+    pub fn with_credentials(
+        http: reqwest::Client,
+        base_url: &str,
+        credentials: Credentials,
+        limits: JumpCloudLimits,
+    ) -> Self {
         Self::new(http, base_url, Arc::new(StaticCredentials(credentials)), limits)
     }
 
@@ -202,7 +212,9 @@ impl JumpCloudClient {
             .and_then(|b| b.message)
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
         let error = match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => JumpCloudError::Unauthorized { status: status.as_u16() },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                JumpCloudError::Unauthorized { status: status.as_u16() }
+            }
             StatusCode::NOT_FOUND => JumpCloudError::NotFound { what: path.to_owned() },
             StatusCode::CONFLICT => JumpCloudError::AlreadyMember,
             StatusCode::TOO_MANY_REQUESTS => JumpCloudError::RateLimited { retry_after: retry_after(&headers) },
@@ -300,14 +312,20 @@ impl Directory for JumpCloudClient {
                 Err(e) => return Err(e),
             }
         }
-        let filter = if key.contains('@') {
-            format!("email:$eq:{}", key.to_lowercase())
-        } else {
-            format!("username:$eq:{key}")
-        };
-        let query = [("filter", filter), ("limit", "2".to_owned()), ("fields", USER_FIELDS.to_owned())];
-        let list: UserList = decode(&self.get("/api/systemusers", &query).await?)?;
-        list.results.into_iter().next().ok_or_else(not_found)
+        // JumpCloud's filter values are case-sensitive: the address as given, then in lower case.
+        let mut filters =
+            vec![if key.contains('@') { format!("email:$eq:{key}") } else { format!("username:$eq:{key}") }];
+        if key.contains('@') && key.to_lowercase() != key {
+            filters.push(format!("email:$eq:{}", key.to_lowercase()));
+        }
+        for filter in filters {
+            let query = [("filter", filter), ("limit", "2".to_owned()), ("fields", USER_FIELDS.to_owned())];
+            let list: UserList = decode(&self.get("/api/systemusers", &query).await?)?;
+            if let Some(user) = list.results.into_iter().next() {
+                return Ok(user);
+            }
+        }
+        Err(not_found())
     }
 
     async fn find_group(&self, key: &str) -> Result<JumpCloudGroup, JumpCloudError> {

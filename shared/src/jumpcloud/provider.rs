@@ -19,7 +19,12 @@ pub struct JumpCloudDirectories {
 }
 
 impl JumpCloudDirectories {
-    pub fn new(http: reqwest::Client, base_url: String, limits: JumpCloudLimits, catalog: Arc<dyn IntegrationCatalog>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: String,
+        limits: JumpCloudLimits,
+        catalog: Arc<dyn IntegrationCatalog>,
+    ) -> Self {
         Self { http, base_url, limits, catalog, clients: Mutex::new(HashMap::new()) }
     }
 
@@ -28,9 +33,17 @@ impl JumpCloudDirectories {
         clients
             .entry(integration.name.clone())
             .or_insert_with(|| {
-                let credentials =
-                    CatalogCredentials::new(self.catalog.clone(), integration.name.clone(), integration.credentials.clone());
-                Arc::new(JumpCloudClient::new(self.http.clone(), &self.base_url, Arc::new(credentials), self.limits.clone()))
+                let credentials = CatalogCredentials::new(
+                    self.catalog.clone(),
+                    integration.name.clone(),
+                    integration.credentials.clone(),
+                );
+                Arc::new(JumpCloudClient::new(
+                    self.http.clone(),
+                    &self.base_url,
+                    Arc::new(credentials),
+                    self.limits.clone(),
+                ))
             })
             .clone()
     }

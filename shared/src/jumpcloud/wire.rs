@@ -9,7 +9,8 @@ pub const USER_FIELDS: &str =
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JumpCloudUser {
-    #[serde(rename = "_id", alias = "id")]
+    /// JumpCloud sends `_id` and `id` alike; `id` is ignored.
+    #[serde(rename = "_id")]
     pub id: String,
     #[serde(default)]
     pub username: String,

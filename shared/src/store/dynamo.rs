@@ -81,7 +81,10 @@ fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
 }
 
 fn key(pk: String, sk: String) -> Item {
-    HashMap::from([(table::PARTITION_KEY.to_owned(), AttributeValue::S(pk)), (table::SORT_KEY.to_owned(), AttributeValue::S(sk))])
+    HashMap::from([
+        (table::PARTITION_KEY.to_owned(), AttributeValue::S(pk)),
+        (table::SORT_KEY.to_owned(), AttributeValue::S(sk)),
+    ])
 }
 
 fn put(item: Item) -> WriteRequest {
@@ -89,7 +92,9 @@ fn put(item: Item) -> WriteRequest {
 }
 
 fn delete(key: Item) -> WriteRequest {
-    WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key set")).build()
+    WriteRequest::builder()
+        .delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key set"))
+        .build()
 }
 
 impl DynamoStore {
@@ -127,7 +132,11 @@ impl DynamoStore {
 
     async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         let chunks: Vec<Vec<WriteRequest>> = requests.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec).collect();
-        stream::iter(chunks).map(|chunk| self.write_batch(chunk)).buffer_unordered(WRITE_CONCURRENCY).try_collect().await
+        stream::iter(chunks)
+            .map(|chunk| self.write_batch(chunk))
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     /// One batch, retrying what DynamoDB leaves unprocessed (throttling) with jittered backoff.
@@ -208,9 +217,12 @@ impl DirectoryStore for DynamoStore {
         }
         requests.extend(changes.delete_users.iter().map(|id| delete(key(keys::users(integration), id.clone()))));
         requests.extend(changes.delete_groups.iter().map(|id| delete(key(keys::groups(integration), id.clone()))));
-        requests.extend(changes.delete_memberships.iter().map(|m| {
-            delete(key(keys::memberships(integration), keys::membership_sort(&m.group_id, &m.user_id)))
-        }));
+        requests.extend(
+            changes
+                .delete_memberships
+                .iter()
+                .map(|m| delete(key(keys::memberships(integration), keys::membership_sort(&m.group_id, &m.user_id)))),
+        );
         self.write_all(requests).await
     }
 

@@ -1,0 +1,78 @@
+# Shared by scripts/demo.sh and scripts/test.sh: installs what the local stack needs (once) and
+# manages its background processes. Source it; don't run it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+LOCAL="$ROOT/.local"          # logs, seeds, ports of the local stack (git-ignored)
+mkdir -p "$LOCAL"
+export SAM_CLI_TELEMETRY=0 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test   # moto accepts any; never real credentials
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
+
+# Pinned Python tools of the local stack (see ../shared/TOOLCHAIN.md for why these versions).
+PY_REQUIREMENTS="moto[server]==5.2.5 cargo-lambda==1.9.2"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_venv() {
+  local stamp="$VENV/.installed" want
+  want="$(python3 --version 2>&1) $PY_REQUIREMENTS"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
+  say "installing the local stack's Python tools into .venv ($PY_REQUIREMENTS)"
+  command -v python3 >/dev/null || { echo "python3 is required (3.9 or newer)" >&2; exit 1; }
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" -m pip install --quiet $PY_REQUIREMENTS
+  echo "$want" > "$stamp"
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits for a server to accept connections (start-up), at most $2 seconds.
+wait_port() {
+  local port=$1 limit=${2:-60} i=0
+  until python3 -c "import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(s.connect_ex(('127.0.0.1', $port)))" 2>/dev/null; do
+    i=$((i + 1))
+    if (( i > limit * 5 )); then echo "nothing listens on 127.0.0.1:$port after ${limit}s" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+
+BACKGROUND_PIDS=()
+cleanup() {
+  local pid
+  for pid in "${BACKGROUND_PIDS[@]:-}"; do
+    [[ -n "$pid" ]] || continue
+    # Each background job runs in its own process group (setsid): end the whole group.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${BACKGROUND_PIDS[@]:-}"; do
+    [[ -n "$pid" ]] && wait "$pid" 2>/dev/null || true
+  done
+  BACKGROUND_PIDS=()
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+# start_background NAME COMMAND...: runs in its own process group, output to .local/NAME.log.
+start_background() {
+  local name=$1; shift
+  setsid "$@" >"$LOCAL/$name.log" 2>&1 < /dev/null &
+  BACKGROUND_PIDS+=("$!")
+}
+
+start_moto() {
+  MOTO_PORT=$(free_port)
+  start_background moto "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+  wait_port "$MOTO_PORT" 60 || { cat "$LOCAL/moto.log" >&2; exit 1; }
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
+  say "moto's server (DynamoDB, Secrets Manager, EventBridge, Scheduler) on $AWS_ENDPOINT_URL"
+}

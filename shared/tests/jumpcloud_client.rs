@@ -1,0 +1,267 @@
+//! The JumpCloud client against the simulator (a real HTTP server following the OpenAPI documents).
+
+use async_trait::async_trait;
+use jit_shared::{
+    config::JumpCloudLimits,
+    jumpcloud::{CredentialSource, JumpCloudClient, JumpCloudError},
+    ports::{AddOutcome, Directory, RemoveOutcome},
+    secret::{ApiKey, Credentials},
+};
+use jumpcloud_sim::{FaultKind, Faults, Group, Org, RunningSimulator, Simulator, User};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+const KEY: &str = "sim-key-0123456789abcdef";
+
+fn limits() -> JumpCloudLimits {
+    JumpCloudLimits {
+        max_concurrency: 4,
+        requests_per_second: 1_000,
+        request_timeout: Duration::from_secs(5),
+        retry_budget: Duration::from_secs(10),
+        retry_base_delay: Duration::from_millis(10),
+        retry_max_delay: Duration::from_millis(100),
+    }
+}
+
+fn client(sim: &RunningSimulator, limits: JumpCloudLimits) -> JumpCloudClient {
+    let credentials = Credentials { token: ApiKey::new(KEY), org_id: None };
+    JumpCloudClient::with_credentials(reqwest::Client::new(), &sim.url(), credentials, limits)
+}
+
+/// 250 users; groups of 0, 100 and 150 members; one user suspended.
+fn org() -> (Org, Vec<String>, Vec<String>) {
+    let mut org = Org::new(KEY);
+    let users: Vec<String> =
+        (0..250).map(|i| org.add_user(User::new(format!("user{i:03}"), format!("User{i:03}@Example.com")))).collect();
+    let groups: Vec<String> = ["empty", "hundred", "big"].iter().map(|n| org.add_group(Group::new(*n))).collect();
+    for u in &users[..100] {
+        org.add_member(&groups[1], u);
+    }
+    for u in &users[100..250] {
+        org.add_member(&groups[2], u);
+    }
+    (org, users, groups)
+}
+
+async fn start(org: Org) -> RunningSimulator {
+    Simulator::start(vec![org]).await.expect("simulator starts")
+}
+
+#[tokio::test]
+async fn lists_everything_with_the_minimum_number_of_requests() {
+    let (org, users, groups) = org();
+    let sim = start(org).await;
+    let c = client(&sim, limits());
+    let mut listed: Vec<String> = c.list_users().await.unwrap().into_iter().map(|u| u.id).collect();
+    listed.sort();
+    let mut expected = users.clone();
+    expected.sort();
+    assert_eq!(listed, expected, "every user exactly once");
+    assert_eq!(c.list_groups().await.unwrap().len(), 3);
+    let mut sizes = vec![];
+    for g in &groups {
+        sizes.push(c.list_group_members(g).await.unwrap().len());
+    }
+    assert_eq!(sizes, vec![0, 100, 150]);
+
+    let h = sim.handle();
+    assert_eq!(h.request_count("GET /api/systemusers"), 3, "ceil(250/100)");
+    assert_eq!(h.request_count("GET /api/v2/usergroups"), 1);
+    assert_eq!(h.request_count("GET /api/v2/usergroups/{id}/members"), 1 + 1 + 2, "max(1, ceil(m/100)) per group");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_429_and_honours_retry_after() {
+    let (org, ..) = org();
+    let sim = start(org).await;
+    sim.handle().fail_next(2, FaultKind::TooManyRequests { retry_after_secs: Some(1) });
+    let started = Instant::now();
+    let groups = client(&sim, limits()).list_groups().await.unwrap();
+    assert_eq!(groups.len(), 3);
+    assert_eq!(sim.handle().request_count("GET /api/v2/usergroups"), 3);
+    // Our own backoff is at most 100 ms here: only Retry-After explains two seconds.
+    assert!(started.elapsed() >= Duration::from_secs(2), "waited {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn retries_server_errors_and_timeouts() {
+    let (org, ..) = org();
+    let sim = start(org).await;
+    let h = sim.handle();
+    h.fail_next(2, FaultKind::ServerError(503));
+    h.fail_next(1, FaultKind::Hang(Duration::from_secs(3)));
+    h.fail_next(1, FaultKind::ServerError(500));
+    let c = client(&sim, JumpCloudLimits { request_timeout: Duration::from_millis(300), ..limits() });
+    assert_eq!(c.list_groups().await.unwrap().len(), 3);
+    assert_eq!(h.request_count("GET /api/v2/usergroups"), 5);
+    assert_eq!(c.stats().retries.load(Ordering::Relaxed), 4);
+}
+
+#[tokio::test]
+async fn gives_up_when_the_retry_budget_is_spent() {
+    let (org, ..) = org();
+    let sim = start(org).await;
+    sim.handle().set_faults(Faults { rate_5xx: 1.0, seed: Some(7), ..Faults::default() });
+    let c = client(&sim, JumpCloudLimits { retry_budget: Duration::from_millis(500), ..limits() });
+    let started = Instant::now();
+    let err = c.list_groups().await.unwrap_err();
+    assert!(matches!(err, JumpCloudError::Transient { .. }), "{err:?}");
+    assert!(sim.handle().request_count("GET /api/v2/usergroups") > 2, "it did retry");
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the budget: {:?}", started.elapsed());
+
+    sim.handle().set_faults(Faults { rate_429: 1.0, seed: Some(7), ..Faults::default() });
+    let err = c.list_groups().await.unwrap_err();
+    assert!(matches!(err, JumpCloudError::RateLimited { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_budget_is_not_waited_for() {
+    let (org, ..) = org();
+    let sim = start(org).await;
+    sim.handle().fail_next(1, FaultKind::TooManyRequests { retry_after_secs: Some(60) });
+    let c = client(&sim, JumpCloudLimits { retry_budget: Duration::from_secs(2), ..limits() });
+    let started = Instant::now();
+    let err = c.list_groups().await.unwrap_err();
+    assert_eq!(err, JumpCloudError::RateLimited { retry_after: Some(Duration::from_secs(60)) });
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn bounds_requests_in_flight() {
+    let (org, ..) = org();
+    let mut org = org;
+    for i in 0..750 {
+        org.add_user(User::new(format!("more{i}"), format!("more{i}@example.com")));
+    }
+    let sim = start(org).await;
+    sim.handle().set_faults(Faults { latency_ms: 30, ..Faults::default() });
+    let c = client(&sim, JumpCloudLimits { max_concurrency: 3, ..limits() });
+    assert_eq!(c.list_users().await.unwrap().len(), 1_000);
+    let peak = sim.handle().peak_in_flight();
+    assert!(peak <= 3, "peak in flight {peak} exceeds the limit of 3");
+    assert!(peak >= 2, "pages were fetched concurrently (peak {peak})");
+}
+
+#[tokio::test]
+async fn limits_requests_per_second() {
+    let (org, ..) = org();
+    let sim = start(org).await;
+    let c = client(&sim, JumpCloudLimits { requests_per_second: 5, ..limits() });
+    let started = Instant::now();
+    for _ in 0..10 {
+        c.list_groups().await.unwrap();
+    }
+    // A bucket of 5 per second: the first 5 pass at once, the next 5 need about a second more.
+    assert!(started.elapsed() >= Duration::from_millis(800), "{:?}", started.elapsed());
+}
+
+struct RotatingKey {
+    stale: Credentials,
+    fresh: Credentials,
+    refreshes: AtomicUsize,
+}
+
+#[async_trait]
+impl CredentialSource for RotatingKey {
+    fn current(&self) -> Credentials {
+        if self.refreshes.load(Ordering::SeqCst) == 0 {
+            self.stale.clone()
+        } else {
+            self.fresh.clone()
+        }
+    }
+    async fn refresh(&self) -> Result<Credentials, JumpCloudError> {
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        Ok(self.fresh.clone())
+    }
+}
+
+#[tokio::test]
+async fn reads_the_key_again_once_after_a_401() {
+    let (org, ..) = org();
+    let sim = start(org).await;
+    let creds = |k: &str| Credentials { token: ApiKey::new(k), org_id: None };
+    let rotating = Arc::new(RotatingKey { stale: creds("old-key"), fresh: creds(KEY), refreshes: AtomicUsize::new(0) });
+    let c = JumpCloudClient::new(reqwest::Client::new(), &sim.url(), rotating.clone(), limits());
+    assert_eq!(c.list_groups().await.unwrap().len(), 3);
+    assert_eq!(rotating.refreshes.load(Ordering::SeqCst), 1);
+
+    // A key that stays wrong: one refresh, then the 401 is reported, never retried in a loop.
+    let wrong = Arc::new(RotatingKey { stale: creds("bad-1"), fresh: creds("bad-2"), refreshes: AtomicUsize::new(0) });
+    let c = JumpCloudClient::new(reqwest::Client::new(), &sim.url(), wrong.clone(), limits());
+    sim.handle().reset_counts();
+    let err = c.list_groups().await.unwrap_err();
+    assert_eq!(err, JumpCloudError::Unauthorized { status: 401 });
+    assert_eq!(wrong.refreshes.load(Ordering::SeqCst), 1);
+    assert_eq!(sim.handle().request_count("GET /api/v2/usergroups"), 2);
+    assert!(!format!("{err} {err:?}").contains("bad-"), "the key never appears in errors");
+}
+
+#[tokio::test]
+async fn sends_the_org_id() {
+    let mut a = Org::new(KEY).with_org_id("org-a");
+    a.add_group(Group::new("only-in-a"));
+    let mut b = Org::new(KEY).with_org_id("org-b");
+    b.add_group(Group::new("only-in-b"));
+    let sim = Simulator::start(vec![a, b]).await.unwrap();
+    let with_org = |org: Option<&str>| {
+        let credentials = Credentials { token: ApiKey::new(KEY), org_id: org.map(str::to_owned) };
+        JumpCloudClient::with_credentials(reqwest::Client::new(), &sim.url(), credentials, limits())
+    };
+    let names =
+        |groups: Vec<jit_shared::jumpcloud::JumpCloudGroup>| groups.into_iter().map(|g| g.name).collect::<Vec<_>>();
+    assert_eq!(names(with_org(Some("org-b")).list_groups().await.unwrap()), vec!["only-in-b"]);
+    assert_eq!(names(with_org(Some("org-a")).list_groups().await.unwrap()), vec!["only-in-a"]);
+    // Without x-org-id a multi-organization key is ambiguous: JumpCloud refuses it.
+    assert!(matches!(with_org(None).list_groups().await, Err(JumpCloudError::Invalid { status: 400, .. })));
+}
+
+#[tokio::test]
+async fn member_changes_report_409_and_404_as_outcomes() {
+    let (org, users, groups) = org();
+    let sim = start(org).await;
+    let c = client(&sim, limits());
+    let (g, u) = (&groups[0], &users[0]);
+    assert_eq!(c.add_member(g, u).await.unwrap(), AddOutcome::Added);
+    assert!(sim.handle().org(0).is_member(g, u).unwrap());
+    assert_eq!(c.add_member(g, u).await.unwrap(), AddOutcome::AlreadyMember { ambiguous: false });
+    assert_eq!(c.remove_member(g, u).await.unwrap(), RemoveOutcome::Removed);
+    assert!(!sim.handle().org(0).is_member(g, u).unwrap());
+    assert_eq!(c.remove_member(g, u).await.unwrap(), RemoveOutcome::NotMember);
+    assert!(matches!(c.add_member(g, "not/an id").await, Err(JumpCloudError::Invalid { .. })));
+}
+
+#[tokio::test]
+async fn a_409_after_a_failed_attempt_is_flagged_ambiguous() {
+    let (org, users, groups) = org();
+    let sim = start(org).await;
+    let c = client(&sim, limits());
+    // Member already (as if the first attempt had been applied before its answer was lost).
+    sim.handle().org(0).add_member(&groups[0], &users[0]).unwrap();
+    sim.handle().fail_next(1, FaultKind::ServerError(502));
+    assert_eq!(c.add_member(&groups[0], &users[0]).await.unwrap(), AddOutcome::AlreadyMember { ambiguous: true });
+}
+
+#[tokio::test]
+async fn finds_users_and_groups_by_every_key() {
+    let (org, users, groups) = org();
+    let sim = start(org).await;
+    let c = client(&sim, limits());
+    assert_eq!(c.find_user("User007@Example.com").await.unwrap().id, users[7]);
+    let lower = sim.handle().org(0).add_user(User::new("alice", "alice@example.com")).unwrap();
+    assert_eq!(c.find_user("Alice@Example.COM").await.unwrap().id, lower, "a typed-in capital still finds the user");
+    assert_eq!(c.find_user("user008").await.unwrap().id, users[8]);
+    assert_eq!(c.find_user(&users[9]).await.unwrap().username, "user009");
+    assert_eq!(c.find_group("big").await.unwrap().id, groups[2]);
+    assert_eq!(c.find_group(&groups[1]).await.unwrap().name, "hundred");
+    for missing in ["nobody@example.com", "nobody", "0123456789abcdef01234567"] {
+        assert!(matches!(c.find_user(missing).await, Err(JumpCloudError::NotFound { .. })), "{missing}");
+    }
+    assert!(matches!(c.find_group("no-such-group").await, Err(JumpCloudError::NotFound { .. })));
+}
