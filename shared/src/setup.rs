@@ -125,6 +125,12 @@ pub async fn ensure_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Resu
 
 pub async fn ensure_schedule_group(client: &aws_sdk_scheduler::Client, name: &str) -> Result<Step, SetupError> {
     let resource = format!("schedule group {name}");
+    // Look first: moto, unlike AWS, accepts a second group of the same name without a conflict.
+    match client.get_schedule_group().name(name).send().await {
+        Ok(_) => return Ok(Step { resource, outcome: Outcome::AlreadyThere }),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
+        Err(e) => return Err(failed(&resource)(e)),
+    }
     let outcome = match client.create_schedule_group().name(name).send().await {
         Ok(_) => Outcome::Created,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => Outcome::AlreadyThere,

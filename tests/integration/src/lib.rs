@@ -79,3 +79,133 @@ pub async fn sdk_config() -> SdkConfig {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
+
+/// One test's slice of the local stack: its own table and its own secret tag on the shared moto.
+pub struct Stack {
+    pub sdk: SdkConfig,
+    pub table: String,
+    pub tag_key: String,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        let sdk = sdk_config().await;
+        let table = unique("jit-test");
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        jit_shared::setup::ensure_table(&dynamodb, &table).await.expect("table created");
+        Self { secrets: aws_sdk_secretsmanager::Client::new(&sdk), dynamodb, sdk, table, tag_key: unique("tag") }
+    }
+
+    /// The functions' configuration for this stack and a JumpCloud URL.
+    pub fn config(&self, jumpcloud_url: &str, extra: &[(&str, &str)]) -> jit_shared::config::Config {
+        let mut vars: std::collections::HashMap<String, String> = [
+            ("TABLE_NAME", self.table.as_str()),
+            ("JUMPCLOUD_API_URL", jumpcloud_url),
+            ("SECRET_TAG_KEY", self.tag_key.as_str()),
+            ("SECRET_TAG_VALUE", "true"),
+            ("JUMPCLOUD_REQUEST_TIMEOUT", "5s"),
+            ("JUMPCLOUD_RETRY_BUDGET", "5s"),
+            ("JUMPCLOUD_REQUESTS_PER_SECOND", "1000"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        jit_shared::config::Config::from_lookup(|k| vars.get(k).cloned()).expect("valid configuration")
+    }
+
+    /// Creates a secret with `tags`, returning its name.
+    pub async fn secret(&self, value: &str, tags: &[(&str, &str)]) -> String {
+        let name = unique("jit-access/secret");
+        let mut request = self.secrets.create_secret().name(&name).secret_string(value);
+        for (k, v) in tags {
+            request = request.tags(aws_sdk_secretsmanager::types::Tag::builder().key(*k).value(*v).build());
+        }
+        request.send().await.expect("secret created");
+        name
+    }
+
+    /// An integration secret carrying this stack's tag.
+    pub async fn integration(&self, name: &str, token: &str) -> String {
+        let value = serde_json::json!({ "token": token, "name": name }).to_string();
+        self.secret(&value, &[(&self.tag_key, "true")]).await
+    }
+
+    /// Number of items in one partition (a strongly consistent count).
+    pub async fn count(&self, pk: &str) -> i32 {
+        use aws_sdk_dynamodb::types::{AttributeValue, Select};
+        let mut total = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .dynamodb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                .select(Select::Count)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("count query");
+            total += out.count;
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return total;
+            }
+        }
+    }
+
+    pub async fn item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item")
+            .item
+    }
+}
+
+/// A sample event from `events/`, as JSON.
+pub fn event(name: &str) -> serde_json::Value {
+    let path = workspace_root().join("events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("event is JSON")
+}
+
+/// The HTTP API 2.0 sample with another method, path and body.
+pub fn http_event(method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
+    let mut e = event("sync-http-post.json");
+    e["routeKey"] = format!("{method} {path}").into();
+    e["rawPath"] = path.into();
+    e["requestContext"]["http"]["method"] = method.into();
+    e["requestContext"]["http"]["path"] = path.into();
+    e["requestContext"]["routeKey"] = format!("{method} {path}").into();
+    e["body"] = body.map(Into::into).unwrap_or(serde_json::Value::Null);
+    e
+}
+
+/// Invokes a handler as the Lambda runtime would.
+pub fn lambda_event(payload: serde_json::Value) -> lambda_runtime::LambdaEvent<serde_json::Value> {
+    lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default())
+}
+
+/// The status and JSON body of an HTTP API 2.0 response.
+pub fn http_response(response: &serde_json::Value) -> (u16, serde_json::Value, String) {
+    let status = response["statusCode"].as_u64().expect("statusCode") as u16;
+    let content_type = response["headers"]["content-type"].as_str().unwrap_or_default().to_owned();
+    let body = response["body"].as_str().map(|b| serde_json::from_str(b).expect("JSON body")).unwrap_or_default();
+    (status, body, content_type)
+}

@@ -1,0 +1,306 @@
+//! Sync end to end: the real `sync` handler, the JumpCloud simulator, moto's server, the real SDK.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::{event, http_event, http_response, lambda_event, Stack};
+use jit_shared::handlers::sync::SyncHandler;
+use jumpcloud_sim::{Group, MembershipMethod, Org, RunningSimulator, Simulator, User, UserState};
+use serde_json::Value;
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+const KEY: &str = "corp-admin-key-7d1e0c";
+
+struct Seeded {
+    users: Vec<String>,
+    prod_db: String,
+    engineering: String,
+    auto: String,
+    empty: String,
+}
+
+/// 60 users (user 59 suspended; user 0 manages the rest), a static `prod-db-admins` (users 1-30),
+/// `engineering` (everyone), a dynamic group and an empty one.
+fn seeded_org(key: &str) -> (Org, Seeded) {
+    let mut org = Org::new(key);
+    let mut users: Vec<String> = Vec::new();
+    for i in 0..60 {
+        let mut user = User::new(format!("user{i:02}"), format!("User{i:02}@Corp.Example"));
+        user.department = if i % 2 == 0 { "Engineering".into() } else { "Finance".into() };
+        user.firstname = format!("Given{i}");
+        if i > 0 {
+            if i % 2 == 0 {
+                user.set_attribute("manager", "user00@corp.example");
+            } else {
+                user.manager = Some(users[0].clone());
+            }
+        }
+        if i == 59 {
+            user.set_state(UserState::Suspended);
+        }
+        users.push(org.add_user(user));
+    }
+    let prod_db = org.add_group(Group::new("prod-db-admins"));
+    let engineering = org.add_group(Group::new("engineering"));
+    let auto = org.add_group(Group::new("prod-auto").with_method(MembershipMethod::DynamicAutomated));
+    let empty = org.add_group(Group::new("prod-empty"));
+    for u in &users[1..=30] {
+        org.add_member(&prod_db, u);
+    }
+    for u in &users {
+        org.add_member(&engineering, u);
+    }
+    for u in &users[1..=5] {
+        org.add_member(&auto, u);
+    }
+    (org, Seeded { users, prod_db, engineering, auto, empty })
+}
+
+async fn handler(stack: &Stack, sim: &RunningSimulator) -> SyncHandler {
+    SyncHandler::from_config(&stack.sdk, &stack.config(&sim.url(), &[("REQUESTABLE_GROUPS", "prod-*")]))
+}
+
+async fn post_sync(h: &SyncHandler, body: &str) -> (u16, Value, String) {
+    let response = h.handle(lambda_event(http_event("POST", "/sync", Some(body)))).await.unwrap();
+    http_response(&response)
+}
+
+fn s(item: &std::collections::HashMap<String, AttributeValue>, field: &str) -> Option<String> {
+    item.get(field).and_then(|v| v.as_s().ok()).cloned()
+}
+
+#[tokio::test]
+async fn sync_of_a_seeded_org_stores_exactly_the_expected_directory() {
+    let stack = Stack::new().await;
+    let (org, seeded) = seeded_org(KEY);
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let h = handler(&stack, &sim).await;
+
+    let (status, body, content_type) = post_sync(&h, "{}").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"), "{body}");
+    let corp = &body["integrations"][0];
+    assert_eq!(corp["status"], "succeeded");
+    assert_eq!(
+        (corp["users"].as_u64(), corp["groups"].as_u64(), corp["memberships"].as_u64()),
+        (Some(59), Some(4), Some(94))
+    );
+
+    // Exactly 59 users (the suspended one left out), 4 groups, 30 + 59 + 5 memberships.
+    assert_eq!(stack.count("DIR#corp#USER").await, 59);
+    assert_eq!(stack.count("DIR#corp#GROUP").await, 4);
+    assert_eq!(stack.count("DIR#corp#MEMBER").await, 94);
+    assert!(stack.item("DIR#corp#USER", &seeded.users[59]).await.is_none(), "suspended users are not stored");
+    assert!(stack.item("DIR#corp#MEMBER", &format!("{}#{}", seeded.engineering, seeded.users[59])).await.is_none());
+
+    let user = stack.item("DIR#corp#USER", &seeded.users[2]).await.unwrap();
+    assert_eq!(s(&user, "email").as_deref(), Some("user02@corp.example"), "canonical email");
+    assert_eq!(s(&user, "manager_id").as_deref(), Some(seeded.users[0].as_str()), "manager from the custom attribute");
+    assert_eq!(s(&user, "manager_email").as_deref(), Some("user00@corp.example"));
+    assert_eq!(s(&user, "department").as_deref(), Some("Engineering"));
+    assert_eq!(s(&user, "gsi1pk").as_deref(), Some("EMAIL#corp#user02@corp.example"));
+    let odd = stack.item("DIR#corp#USER", &seeded.users[3]).await.unwrap();
+    assert_eq!(s(&odd, "manager_id").as_deref(), Some(seeded.users[0].as_str()), "manager from JumpCloud's own field");
+
+    let requestable =
+        |item: &std::collections::HashMap<String, AttributeValue>| item["requestable"].as_bool().ok().copied();
+    let group = |id: &String| {
+        let id = id.clone();
+        let stack = &stack;
+        async move { stack.item("DIR#corp#GROUP", &id).await.unwrap() }
+    };
+    assert_eq!(requestable(&group(&seeded.prod_db).await), Some(true));
+    assert_eq!(requestable(&group(&seeded.engineering).await), Some(false), "out of REQUESTABLE_GROUPS");
+    assert_eq!(requestable(&group(&seeded.auto).await), Some(false), "dynamic");
+    assert_eq!(requestable(&group(&seeded.empty).await), Some(true));
+
+    let status = stack.item("INTEGRATION#corp", "SYNC").await.unwrap();
+    assert_eq!(s(&status, "state").as_deref(), Some("succeeded"));
+    assert_eq!(status["written"].as_n().unwrap(), "157");
+}
+
+#[tokio::test]
+async fn a_second_sync_of_an_unchanged_directory_writes_nothing() {
+    let stack = Stack::new().await;
+    let (org, seeded) = seeded_org(KEY);
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let h = handler(&stack, &sim).await;
+    assert_eq!(post_sync(&h, "{}").await.0, 200);
+
+    // A marker on one item of each kind: any put of that item would erase it.
+    let keys = [
+        ("DIR#corp#USER".to_owned(), seeded.users[1].clone()),
+        ("DIR#corp#GROUP".to_owned(), seeded.prod_db.clone()),
+        ("DIR#corp#MEMBER".to_owned(), format!("{}#{}", seeded.prod_db, seeded.users[1])),
+    ];
+    for (pk, sk) in &keys {
+        stack
+            .dynamodb
+            .update_item()
+            .table_name(&stack.table)
+            .key("pk", AttributeValue::S(pk.clone()))
+            .key("sk", AttributeValue::S(sk.clone()))
+            .update_expression("SET marker = :m")
+            .expression_attribute_values(":m", AttributeValue::S("untouched".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (status, body, _) = post_sync(&h, r#"{"integration":"corp"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["integrations"][0]["written"].as_u64(), body["integrations"][0]["deleted"].as_u64()),
+        (Some(0), Some(0))
+    );
+    for (pk, sk) in &keys {
+        let item = stack.item(pk, sk).await.unwrap();
+        assert_eq!(s(&item, "marker").as_deref(), Some("untouched"), "{pk} {sk} was rewritten");
+    }
+}
+
+#[tokio::test]
+async fn vanished_users_groups_and_memberships_are_deleted_and_changes_written() {
+    let stack = Stack::new().await;
+    let (org, seeded) = seeded_org(KEY);
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let h = handler(&stack, &sim).await;
+    assert_eq!(post_sync(&h, "{}").await.0, 200);
+
+    let jc = sim.handle().org(0);
+    jc.remove_user(&seeded.users[10]).unwrap(); // member of prod-db-admins and engineering
+    jc.remove_group(&seeded.empty).unwrap();
+    jc.remove_member(&seeded.engineering, &seeded.users[20]).unwrap();
+    jc.update_user(&seeded.users[2], |u| u.department = "Security".into()).unwrap();
+
+    let (status, body, _) = post_sync(&h, "{}").await;
+    assert_eq!(status, 200, "{body}");
+    let corp = &body["integrations"][0];
+    assert_eq!((corp["written"].as_u64(), corp["deleted"].as_u64()), (Some(1), Some(5)), "{corp}");
+    assert!(stack.item("DIR#corp#USER", &seeded.users[10]).await.is_none());
+    assert!(stack.item("DIR#corp#GROUP", &seeded.empty).await.is_none());
+    for (g, u) in [(&seeded.prod_db, 10), (&seeded.engineering, 10), (&seeded.engineering, 20)] {
+        assert!(stack.item("DIR#corp#MEMBER", &format!("{g}#{}", seeded.users[u])).await.is_none());
+    }
+    let changed = stack.item("DIR#corp#USER", &seeded.users[2]).await.unwrap();
+    assert_eq!(s(&changed, "department").as_deref(), Some("Security"));
+    assert_eq!(stack.count("DIR#corp#MEMBER").await, 94 - 3);
+}
+
+/// Collects log lines written while a test runs.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_bad_integration_is_reported_while_another_syncs_and_no_key_is_logged() {
+    let stack = Stack::new().await;
+    let (good_org, _) = seeded_org(KEY);
+    let sim = Simulator::start(vec![good_org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    const WRONG: &str = "wrong-key-must-never-be-logged-93f1";
+    stack.integration("broken", WRONG).await;
+    let h = handler(&stack, &sim).await;
+
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let (status, body, _) = post_sync(&h, "{}").await;
+    let scheduled = h.handle(lambda_event(event("sync-schedule.json"))).await.unwrap();
+    drop(guard);
+
+    assert_eq!(status, 200, "{body}");
+    let outcome = |summary: &Value, name: &str| {
+        summary["integrations"].as_array().unwrap().iter().find(|o| o["integration"] == name).cloned().unwrap()
+    };
+    assert_eq!(outcome(&body, "corp")["status"], "succeeded");
+    let broken = outcome(&body, "broken");
+    assert_eq!(broken["status"], "failed");
+    assert!(broken["error"].as_str().unwrap().contains("401"), "{broken}");
+    assert_eq!(outcome(&scheduled, "corp")["status"], "succeeded");
+    assert_eq!(outcome(&scheduled, "broken")["status"], "failed");
+    assert_eq!(stack.count("DIR#corp#USER").await, 59);
+    assert_eq!(stack.count("DIR#broken#USER").await, 0);
+    let status = stack.item("INTEGRATION#broken", "SYNC").await.unwrap();
+    assert_eq!(s(&status, "state").as_deref(), Some("failed"));
+
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("401"), "the failure is logged: {logged}");
+    for secret in [WRONG, KEY] {
+        assert!(!logged.contains(secret), "a key reached the logs");
+        assert!(
+            !body.to_string().contains(secret) && !scheduled.to_string().contains(secret),
+            "a key reached a response"
+        );
+        let status_item = format!("{:?}", stack.item("INTEGRATION#broken", "SYNC").await);
+        assert!(!status_item.contains(secret), "a key reached the store");
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_problem_details_and_change_nothing() {
+    let stack = Stack::new().await;
+    let (org, _) = seeded_org(KEY);
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    stack.integration("broken", "wrong").await;
+    let h = handler(&stack, &sim).await;
+
+    let oversized = format!(r#"{{"integration":"{}"}}"#, "x".repeat(70_000));
+    let cases: Vec<(Value, u16)> = vec![
+        (http_event("POST", "/sync", Some(r#"{"integration":"nope"}"#)), 404),
+        (http_event("POST", "/sync", Some("{not json")), 400),
+        (http_event("POST", "/sync", Some(r#"{"integrations":"corp"}"#)), 400),
+        (http_event("POST", "/sync", Some(r#"{"integration":7}"#)), 400),
+        (http_event("POST", "/sync", Some(&oversized)), 413),
+        (http_event("GET", "/sync", None), 405),
+        (http_event("POST", "/elsewhere", Some("{}")), 404),
+        (http_event("POST", "/sync", Some(r#"{"integration":"broken"}"#)), 502),
+    ];
+    for (request, expected) in cases {
+        let response = h.handle(lambda_event(request.clone())).await.unwrap();
+        let (status, body, content_type) = http_response(&response);
+        assert_eq!(status, expected, "{} {}: {body}", request["requestContext"]["http"]["method"], request["body"]);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(body["status"].as_u64(), Some(expected as u64));
+        assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    }
+    assert_eq!(stack.count("DIR#corp#USER").await, 0, "no bad request synced anything");
+}
+
+#[tokio::test]
+async fn rest_api_events_work_too() {
+    let stack = Stack::new().await;
+    let (org, _) = seeded_org(KEY);
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let h = handler(&stack, &sim).await;
+    let response = h.handle(lambda_event(event("sync-http-post-rest.json"))).await.unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["integrations"][0]["users"], 59);
+}
+
+#[tokio::test]
+async fn events_other_than_schedules_and_http_are_refused() {
+    let stack = Stack::new().await;
+    let sim = Simulator::start(vec![Org::new(KEY)]).await.unwrap();
+    let h = handler(&stack, &sim).await;
+    let err = h.handle(lambda_event(serde_json::json!({"hello": "world"}))).await.unwrap_err();
+    assert!(err.to_string().contains("unsupported event"), "{err}");
+}
