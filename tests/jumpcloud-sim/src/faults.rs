@@ -53,11 +53,7 @@ impl Default for Faults {
 impl Faults {
     /// Rates must lie in 0..=1 and add up to at most 1.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, rate) in [
-            ("rate_429", self.rate_429),
-            ("rate_5xx", self.rate_5xx),
-            ("rate_hang", self.rate_hang),
-        ] {
+        for (name, rate) in [("rate_429", self.rate_429), ("rate_5xx", self.rate_5xx), ("rate_hang", self.rate_hang)] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1, got {rate}"));
             }
@@ -102,13 +98,7 @@ fn rng_for(faults: &Faults) -> StdRng {
 
 impl FaultInjector {
     pub fn new(faults: Faults) -> Self {
-        FaultInjector {
-            state: Mutex::new(State {
-                rng: rng_for(&faults),
-                faults,
-                queue: VecDeque::new(),
-            }),
-        }
+        FaultInjector { state: Mutex::new(State { rng: rng_for(&faults), faults, queue: VecDeque::new() }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -127,9 +117,7 @@ impl FaultInjector {
     }
 
     pub fn push(&self, n: usize, kind: FaultKind) {
-        self.lock()
-            .queue
-            .extend(std::iter::repeat_n(kind, n));
+        self.lock().queue.extend(std::iter::repeat_n(kind, n));
     }
 
     pub fn pending(&self) -> usize {
@@ -156,9 +144,7 @@ impl FaultInjector {
         let f = state.faults.clone();
         let roll: f64 = state.rng.random();
         let kind = if roll < f.rate_429 {
-            Some(FaultKind::TooManyRequests {
-                retry_after_secs: f.retry_after_secs,
-            })
+            Some(FaultKind::TooManyRequests { retry_after_secs: f.retry_after_secs })
         } else if roll < f.rate_429 + f.rate_5xx {
             let status = if state.rng.random_bool(0.5) { 503 } else { 500 };
             Some(FaultKind::ServerError(status))
@@ -177,11 +163,7 @@ mod tests {
 
     #[test]
     fn the_queue_comes_first_then_rates() {
-        let injector = FaultInjector::new(Faults {
-            rate_5xx: 1.0,
-            latency_ms: 5,
-            ..Faults::default()
-        });
+        let injector = FaultInjector::new(Faults { rate_5xx: 1.0, latency_ms: 5, ..Faults::default() });
         injector.push(2, FaultKind::Hang(Duration::from_millis(1)));
         assert_eq!(injector.pending(), 2);
         for _ in 0..2 {
@@ -196,39 +178,22 @@ mod tests {
 
     #[test]
     fn seeded_rates_are_reproducible_and_roughly_right() {
-        let faults = Faults {
-            rate_429: 0.2,
-            rate_5xx: 0.1,
-            seed: Some(7),
-            ..Faults::default()
-        };
+        let faults = Faults { rate_429: 0.2, rate_5xx: 0.1, seed: Some(7), ..Faults::default() };
         let draw = || {
             let injector = FaultInjector::new(faults.clone());
             (0..1000).map(|_| injector.next().1).collect::<Vec<_>>()
         };
         let a = draw();
         assert_eq!(a, draw());
-        let n429 = a
-            .iter()
-            .filter(|k| matches!(k, Some(FaultKind::TooManyRequests { .. })))
-            .count();
+        let n429 = a.iter().filter(|k| matches!(k, Some(FaultKind::TooManyRequests { .. }))).count();
         assert!((150..250).contains(&n429), "{n429}");
     }
 
     #[test]
     fn validation() {
         assert!(Faults::default().validate().is_ok());
-        let bad = Faults {
-            rate_429: 0.7,
-            rate_5xx: 0.7,
-            ..Faults::default()
-        };
+        let bad = Faults { rate_429: 0.7, rate_5xx: 0.7, ..Faults::default() };
         assert!(bad.validate().is_err());
-        assert!(Faults {
-            rate_hang: -0.1,
-            ..Faults::default()
-        }
-        .validate()
-        .is_err());
+        assert!(Faults { rate_hang: -0.1, ..Faults::default() }.validate().is_err());
     }
 }

@@ -49,17 +49,16 @@ pub const FIXED_GROUPS: [(&str, MembershipMethod); 5] = [
 ];
 
 const FIRST_NAMES: &[&str] = &[
-    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "karl",
-    "laura", "mallory", "nina", "oscar", "peggy", "quentin", "rupert", "sybil", "trent", "ursula",
-    "victor", "walter", "xena", "yusuf", "zoe", "amir", "bea", "chen", "dmitri", "elena", "fatima",
-    "gustavo", "hana", "ines", "jonas", "keiko", "luis", "maya", "noah",
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "karl", "laura", "mallory",
+    "nina", "oscar", "peggy", "quentin", "rupert", "sybil", "trent", "ursula", "victor", "walter", "xena", "yusuf",
+    "zoe", "amir", "bea", "chen", "dmitri", "elena", "fatima", "gustavo", "hana", "ines", "jonas", "keiko", "luis",
+    "maya", "noah",
 ];
 const LAST_NAMES: &[&str] = &[
-    "smith", "johnson", "garcia", "miller", "davis", "martinez", "lopez", "wilson", "anderson",
-    "thomas", "taylor", "moore", "jackson", "martin", "lee", "perez", "thompson", "white",
-    "harris", "clark", "lewis", "robinson", "walker", "young", "king", "wright", "scott", "nguyen",
-    "hill", "adams", "baker", "nelson", "carter", "mitchell", "roberts", "turner", "phillips",
-    "campbell", "parker", "evans",
+    "smith", "johnson", "garcia", "miller", "davis", "martinez", "lopez", "wilson", "anderson", "thomas", "taylor",
+    "moore", "jackson", "martin", "lee", "perez", "thompson", "white", "harris", "clark", "lewis", "robinson",
+    "walker", "young", "king", "wright", "scott", "nguyen", "hill", "adams", "baker", "nelson", "carter", "mitchell",
+    "roberts", "turner", "phillips", "campbell", "parker", "evans",
 ];
 /// Departments and the job titles found in each.
 const DEPARTMENTS: &[(&str, &[&str])] = &[
@@ -76,9 +75,7 @@ const DEPARTMENTS: &[(&str, &[&str])] = &[
 ];
 const LOCATIONS: &[&str] = &["Remote", "New York", "London", "Berlin", "Denver", "Singapore", "Toronto"];
 const ENVIRONMENTS: &[&str] = &["prod", "staging", "dev", "corp"];
-const RESOURCES: &[&str] = &[
-    "db", "k8s", "aws", "vpn", "billing", "analytics", "ci", "support", "grafana", "vault",
-];
+const RESOURCES: &[&str] = &["db", "k8s", "aws", "vpn", "billing", "analytics", "ci", "support", "grafana", "vault"];
 const ROLES: &[&str] = &["admins", "readonly", "operators", "users", "break-glass"];
 
 /// Share of users per state, and of groups per membership method (the rest are plain).
@@ -97,7 +94,17 @@ const EPOCH: u64 = 1_609_459_200;
 const SPAN_SECS: u64 = 3 * 365 * 86_400;
 
 impl Org {
-    /// Generates an organization; see [`GenerateSpec`].
+    /// Generates an organization:
+    /// - users `first.last.N` with email `first.last.N@example.com` (unique, lowercase), names,
+    ///   departments, job titles, locations, employee types; about 3% `SUSPENDED` and 4% `STAGED`;
+    /// - a hierarchy: all but the first `users / 1000` (at least one) report to an earlier user,
+    ///   given as `manager` (its id) and as the custom attribute `manager` (its email); about 40%
+    ///   also carry `costCenter`, 10% `githubUsername`;
+    /// - groups: [`FIXED_GROUPS`] first, then `env-resource-role-NNNN`; about 5% dynamic (both
+    ///   kinds) and 3% `NOTSET`, the rest `STATIC`;
+    /// - direct members: 0 to about twice the average per group; about 3% of the non-fixed groups
+    ///   (and always the last of them) empty; `engineering` above one page when the totals allow
+    ///   it; about `groups × avg_members` in all.
     pub fn generate(spec: &GenerateSpec) -> Org {
         let mut rng = StdRng::seed_from_u64(spec.seed);
         let users = generate_users(spec.users, &mut rng);
@@ -110,10 +117,8 @@ impl Org {
                 continue;
             }
             // Floyd's or a partial shuffle, whichever is cheaper: fast for 100 out of 50,000.
-            let members: BTreeSet<String> = index::sample(&mut rng, users.len(), size)
-                .into_iter()
-                .map(|i| users[i].id.clone())
-                .collect();
+            let members: BTreeSet<String> =
+                index::sample(&mut rng, users.len(), size).into_iter().map(|i| users[i].id.clone()).collect();
             org.memberships.insert(group.id.clone(), members);
         }
         org.users = users;
@@ -166,16 +171,14 @@ fn generate_users(n: usize, rng: &mut StdRng) -> Vec<User> {
         if i >= tops {
             let m = rng.random_range(0..(i / FANOUT).max(1));
             user.manager = Some(users[m].id.clone());
-            user.attributes
-                .push(Attribute::new("manager", users[m].email.clone()));
+            user.attributes.push(Attribute::new("manager", users[m].email.clone()));
         }
         if rng.random_bool(0.4) {
             let cost_center = format!("CC-{:04}", rng.random_range(1000..10_000));
             user.attributes.push(Attribute::new("costCenter", cost_center));
         }
         if rng.random_bool(0.1) {
-            user.attributes
-                .push(Attribute::new("githubUsername", format!("{first}{last}{i}")));
+            user.attributes.push(Attribute::new("githubUsername", format!("{first}{last}{i}")));
         }
         users.push(user);
     }
@@ -222,11 +225,7 @@ fn generate_groups(n: usize, first_counter: u32, rng: &mut StdRng) -> Vec<Group>
                     (name, method)
                 }
             };
-            let email = if rng.random_bool(0.3) {
-                format!("{name}@example.com")
-            } else {
-                String::new()
-            };
+            let email = if rng.random_bool(0.3) { format!("{name}@example.com") } else { String::new() };
             Group {
                 id: object_id(created as u32, creator, first_counter.wrapping_add(i as u32)),
                 description: format!("Access group {name}"),
@@ -254,23 +253,14 @@ fn group_sizes(spec: &GenerateSpec, rng: &mut StdRng) -> Vec<usize> {
             }
         })
         .collect();
-    let big = if n > 1
-        && spec.users > MAX_PAGE
-        && target >= 3 * BIG_GROUP
-        && sizes.iter().all(|&s| s <= MAX_PAGE)
-    {
+    let big = if n > 1 && spec.users > MAX_PAGE && target >= 3 * BIG_GROUP && sizes.iter().all(|&s| s <= MAX_PAGE) {
         sizes[1] = BIG_GROUP.min(spec.users);
         Some(1)
     } else {
         None
     };
     let fixed: usize = big.map_or(0, |b| sizes[b]);
-    let others: usize = sizes
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| Some(i) != big)
-        .map(|(_, s)| s)
-        .sum();
+    let others: usize = sizes.iter().enumerate().filter(|&(i, _)| Some(i) != big).map(|(_, s)| s).sum();
     if others > 0 {
         let scale = target.saturating_sub(fixed) as f64 / others as f64;
         for (i, s) in sizes.iter_mut().enumerate() {
@@ -291,13 +281,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn spec(users: usize, groups: usize, avg: usize, seed: u64) -> GenerateSpec {
-        GenerateSpec {
-            users,
-            groups,
-            avg_members: avg,
-            seed,
-            ..GenerateSpec::default()
-        }
+        GenerateSpec { users, groups, avg_members: avg, seed, ..GenerateSpec::default() }
     }
 
     #[test]
@@ -325,11 +309,7 @@ mod tests {
 
         let suspended = org.users.iter().filter(|u| u.suspended).count();
         assert!((20..=120).contains(&suspended), "{suspended} suspended");
-        assert!(org
-            .users
-            .iter()
-            .filter(|u| u.suspended)
-            .all(|u| u.state == UserState::Suspended));
+        assert!(org.users.iter().filter(|u| u.suspended).all(|u| u.state == UserState::Suspended));
         assert!(org.users.iter().any(|u| u.state == UserState::Staged));
 
         // Every non-top user has a manager that resolves, mirrored in the `manager` attribute.
@@ -354,7 +334,7 @@ mod tests {
         let total: usize = sizes.iter().sum();
         let target = 200 * 40;
         assert!(total.abs_diff(target) <= target / 10, "{total} memberships");
-        assert!(sizes.iter().any(|&s| s == 0));
+        assert!(sizes.contains(&0));
         assert!(sizes.iter().any(|&s| s > 100));
         assert!(sizes.iter().all(|&s| s <= 2 * 40 + 10 || s == BIG_GROUP));
     }
@@ -364,7 +344,7 @@ mod tests {
         let org = Org::generate(&spec(5000, 50, 100, 3));
         let sizes: Vec<usize> = org.groups.iter().map(|g| org.members(&g.id).len()).collect();
         assert!(sizes.iter().filter(|&&s| s > 100).count() > 10);
-        assert!(sizes.iter().any(|&s| s == 0));
+        assert!(sizes.contains(&0));
     }
 
     #[test]

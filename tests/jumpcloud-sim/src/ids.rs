@@ -8,11 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// 5 bytes that identify the creator, 3 bytes of counter. Sorting ids then sorts by creation time,
 /// which is what real JumpCloud ids do.
 pub(crate) fn object_id(unix_secs: u32, creator: u64, counter: u32) -> String {
-    format!(
-        "{unix_secs:08x}{:010x}{:06x}",
-        creator & 0xff_ffff_ffff,
-        counter & 0xff_ffff
-    )
+    format!("{unix_secs:08x}{:010x}{:06x}", creator & 0xff_ffff_ffff, counter & 0xff_ffff)
 }
 
 /// A fresh id for objects made at run time (builders, tests). Unique within the process: the
@@ -24,10 +20,7 @@ pub fn new_object_id() -> String {
     let creator = *CREATOR.get_or_init(|| {
         // No OS entropy source is compiled in (rand without `os_rng`): the clock's nanoseconds
         // mixed with the pid are distinct enough between processes.
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or_default();
         splitmix64(nanos ^ (u64::from(std::process::id()) << 32))
     });
     let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -40,10 +33,7 @@ pub fn is_object_id(s: &str) -> bool {
 }
 
 pub(crate) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.000Z`, the form JumpCloud uses for `created`.
@@ -51,12 +41,7 @@ pub(crate) fn rfc3339(unix_secs: u64) -> String {
     let days = (unix_secs / 86_400) as i64;
     let secs_of_day = unix_secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
-        secs_of_day / 3600,
-        secs_of_day / 60 % 60,
-        secs_of_day % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z", secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).

@@ -37,10 +37,7 @@ pub struct Attribute {
 
 impl Attribute {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Attribute {
-            name: name.into(),
-            value: value.into(),
-        }
+        Attribute { name: name.into(), value: value.into() }
     }
 }
 
@@ -130,10 +127,7 @@ impl User {
 
     /// The value of a custom attribute.
     pub fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|a| a.name == name)
-            .map(|a| a.value.as_str())
+        self.attributes.iter().find(|a| a.name == name).map(|a| a.value.as_str())
     }
 
     /// Sets (or replaces) a custom attribute.
@@ -172,10 +166,7 @@ impl MembershipMethod {
 
     /// Membership managed by JumpCloud rules.
     pub fn is_dynamic(self) -> bool {
-        matches!(
-            self,
-            MembershipMethod::DynamicReviewRequired | MembershipMethod::DynamicAutomated
-        )
+        matches!(self, MembershipMethod::DynamicReviewRequired | MembershipMethod::DynamicAutomated)
     }
 }
 
@@ -262,10 +253,7 @@ impl Org {
 
     /// Makes a user a direct member of a group; false if it already was.
     pub fn add_member(&mut self, group_id: &str, user_id: &str) -> bool {
-        self.memberships
-            .entry(group_id.to_owned())
-            .or_default()
-            .insert(user_id.to_owned())
+        self.memberships.entry(group_id.to_owned()).or_default().insert(user_id.to_owned())
     }
 
     pub fn user(&self, id: &str) -> Option<&User> {

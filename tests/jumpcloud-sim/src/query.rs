@@ -155,9 +155,7 @@ impl Page {
             Some(v) => {
                 let n = parse_count("limit", v)?;
                 if n > MAX_LIMIT {
-                    return Err(ApiError::bad_request(format!(
-                        "limit: Limited to {MAX_LIMIT}"
-                    )));
+                    return Err(ApiError::bad_request(format!("limit: Limited to {MAX_LIMIT}")));
                 }
                 n
             }
@@ -176,20 +174,15 @@ impl Page {
 }
 
 fn parse_count(name: &str, value: &str) -> Result<usize, ApiError> {
-    value.trim().parse::<usize>().map_err(|_| {
-        ApiError::bad_request(format!(
-            "{name}: must be a non-negative integer, got {value:?}"
-        ))
-    })
+    value
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| ApiError::bad_request(format!("{name}: must be a non-negative integer, got {value:?}")))
 }
 
 /// The last non-empty value of a parameter.
 fn last<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .rev()
-        .find(|(k, v)| k == name && !v.trim().is_empty())
-        .map(|(_, v)| v.as_str())
+    params.iter().rev().find(|(k, v)| k == name && !v.trim().is_empty()).map(|(_, v)| v.as_str())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -241,7 +234,10 @@ impl<F: Field> ListQuery<F> {
             None => Vec::new(),
             Some(v) => split_list(v).map(parse_sort_key).collect::<Result<_, _>>()?,
         };
-        let fields = last(params, "fields").map(|v| split_list(v).map(str::to_owned).collect());
+        let fields = fields_param(params);
+        if last(params, "search").is_some() {
+            return Err(ApiError::bad_request("search: not supported by the simulator; use filter"));
+        }
         let mut all = Vec::new();
         let mut any = Vec::new();
         for (key, value) in params {
@@ -250,40 +246,29 @@ impl<F: Field> ListQuery<F> {
             }
             match (dialect, filter_kind(key)) {
                 (_, None) => {}
-                (Dialect::V2, Some(FilterKind::And)) if key == "filter" => {
-                    all.push(parse_filter(value, dialect)?)
-                }
+                (Dialect::V2, Some(FilterKind::And)) if key == "filter" => all.push(parse_filter(value, dialect)?),
                 (Dialect::V1, Some(FilterKind::And)) => all.push(parse_filter(value, dialect)?),
                 (Dialect::V1, Some(FilterKind::Or)) => any.push(parse_filter(value, dialect)?),
                 (Dialect::V2, Some(_)) => {
-                    return Err(ApiError::bad_request(format!(
-                        "{key}: API 2.0 takes repeated `filter` parameters"
-                    )))
+                    return Err(ApiError::bad_request(format!("{key}: API 2.0 takes repeated `filter` parameters")))
                 }
             }
-            if key == "search" {
-                return Err(ApiError::bad_request(
-                    "search: not supported by the simulator; use filter",
-                ));
-            }
         }
-        Ok(ListQuery {
-            page,
-            sort,
-            fields,
-            all,
-            any,
-        })
+        Ok(ListQuery { page, sort, fields, all, any })
     }
 
     pub fn matches(&self, item: &F::Item) -> bool {
-        self.all.iter().all(|f| f.matches(item))
-            && (self.any.is_empty() || self.any.iter().any(|f| f.matches(item)))
+        self.all.iter().all(|f| f.matches(item)) && (self.any.is_empty() || self.any.iter().any(|f| f.matches(item)))
     }
 
     pub fn is_unfiltered(&self) -> bool {
         self.all.is_empty() && self.any.is_empty()
     }
+}
+
+/// The `fields` asked for; `None` (every field) when absent or empty.
+pub(crate) fn fields_param(params: &[(String, String)]) -> Option<Vec<String>> {
+    last(params, "fields").map(|v| split_list(v).map(str::to_owned).collect())
 }
 
 enum FilterKind {
@@ -297,11 +282,8 @@ fn filter_kind(key: &str) -> Option<FilterKind> {
     if rest.is_empty() {
         return Some(FilterKind::And);
     }
-    let index_ok = |s: &str| {
-        s.strip_prefix('[')
-            .and_then(|s| s.strip_suffix(']'))
-            .is_some_and(|n| n.parse::<usize>().is_ok())
-    };
+    let index_ok =
+        |s: &str| s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).is_some_and(|n| n.parse::<usize>().is_ok());
     if let Some(or) = rest.strip_prefix("[or]") {
         return index_ok(or).then_some(FilterKind::Or);
     }
@@ -309,9 +291,7 @@ fn filter_kind(key: &str) -> Option<FilterKind> {
 }
 
 fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    value
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
+    value.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty())
 }
 
 fn parse_sort_key<F: Field>(s: &str) -> Result<SortKey<F>, ApiError> {
@@ -319,8 +299,7 @@ fn parse_sort_key<F: Field>(s: &str) -> Result<SortKey<F>, ApiError> {
         Some(name) => (name, true),
         None => (s, false),
     };
-    let field = F::parse(name)
-        .ok_or_else(|| ApiError::bad_request(format!("sort: unsupported field {name:?}")))?;
+    let field = F::parse(name).ok_or_else(|| ApiError::bad_request(format!("sort: unsupported field {name:?}")))?;
     Ok(SortKey { field, descending })
 }
 
@@ -338,11 +317,7 @@ fn parse_filter<F: Field>(s: &str, dialect: Dialect) -> Result<Filter<F>, ApiErr
         (Dialect::V1, _) => return Err(bad("supported operators are $eq and $ne")),
         (Dialect::V2, _) => return Err(bad("supported operators are eq and ne")),
     };
-    Ok(Filter {
-        field,
-        op,
-        value: value.to_owned(),
-    })
+    Ok(Filter { field, op, value: value.to_owned() })
 }
 
 #[cfg(test)]
@@ -350,21 +325,12 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
     fn page_defaults_and_limits() {
-        assert_eq!(
-            Page::parse(&[]).unwrap(),
-            Page {
-                limit: 10,
-                skip: 0
-            }
-        );
+        assert_eq!(Page::parse(&[]).unwrap(), Page { limit: 10, skip: 0 });
         assert_eq!(Page::parse(&params(&[("limit", "100")])).unwrap().limit, 100);
         assert_eq!(Page::parse(&params(&[("limit", "")])).unwrap().limit, 10);
         for bad in [("limit", "101"), ("limit", "-1"), ("limit", "x"), ("skip", "-5")] {
@@ -391,22 +357,13 @@ mod tests {
         assert_eq!(
             q.sort,
             vec![
-                SortKey {
-                    field: UserField::Username,
-                    descending: true
-                },
-                SortKey {
-                    field: UserField::Id,
-                    descending: false
-                }
+                SortKey { field: UserField::Username, descending: true },
+                SortKey { field: UserField::Id, descending: false }
             ]
         );
         assert_eq!(q.fields.unwrap(), ["email", "username"]);
         for bad in ["email:eq:x", "nope:$eq:x", "email", "email:$gt:x"] {
-            assert!(
-                ListQuery::<UserField>::parse(&params(&[("filter", bad)]), Dialect::V1).is_err(),
-                "{bad}"
-            );
+            assert!(ListQuery::<UserField>::parse(&params(&[("filter", bad)]), Dialect::V1).is_err(), "{bad}");
         }
     }
 
@@ -419,12 +376,7 @@ mod tests {
         .unwrap();
         assert_eq!(q.all[0].value, "Test Group");
         assert_eq!(q.sort.len(), 2);
-        assert!(
-            ListQuery::<GroupField>::parse(&params(&[("filter", "name:$eq:x")]), Dialect::V2)
-                .is_err()
-        );
-        assert!(
-            ListQuery::<GroupField>::parse(&params(&[("sort", "bogus")]), Dialect::V2).is_err()
-        );
+        assert!(ListQuery::<GroupField>::parse(&params(&[("filter", "name:$eq:x")]), Dialect::V2).is_err());
+        assert!(ListQuery::<GroupField>::parse(&params(&[("sort", "bogus")]), Dialect::V2).is_err());
     }
 }

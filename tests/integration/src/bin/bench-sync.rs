@@ -1,0 +1,205 @@
+//! Sync benchmark (not a test): a generated 50,000-user / 2,000-group / ~200,000-membership
+//! organization served by the simulator with 20 ms latency per request, synced into DynamoDB on
+//! moto's server, twice. Prints JumpCloud requests made vs the minimum possible, the fetch phase's
+//! wall time vs what the concurrency limit allows, items written by each sync, and peak memory.
+//!
+//! `cargo run --release -p integration-tests --bin bench-sync -- [--users N] [--groups N]
+//!  [--avg-members N] [--latency-ms N] [--concurrency N] [--rps N]`
+//!
+//! The simulator runs in a child process (this binary, `serve-sim`), so the peak memory measured
+//! here is the sync's own.
+
+use anyhow::{bail, Context};
+use integration_tests::{sdk_config, unique};
+use jit_shared::{
+    clock::SystemClock,
+    config::{DirectoryPolicy, JumpCloudLimits},
+    domain::sync::{sync_integration, NoProgress, SyncContext, SyncReport},
+    jumpcloud::JumpCloudClient,
+    secret::{ApiKey, Credentials},
+    setup::ensure_table,
+    store::DynamoStore,
+};
+use jumpcloud_sim::{Faults, GenerateSpec, Org, Simulator};
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+const KEY: &str = "bench-key";
+
+struct Args {
+    users: usize,
+    groups: usize,
+    avg_members: usize,
+    latency_ms: u64,
+    concurrency: usize,
+    rps: u32,
+}
+
+fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+    let mut a = Args { users: 50_000, groups: 2_000, avg_members: 100, latency_ms: 20, concurrency: 16, rps: 2_000 };
+    while let Some(flag) = raw.next() {
+        let value = raw.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--users" => a.users = value.parse()?,
+            "--groups" => a.groups = value.parse()?,
+            "--avg-members" => a.avg_members = value.parse()?,
+            "--latency-ms" => a.latency_ms = value.parse()?,
+            "--concurrency" => a.concurrency = value.parse()?,
+            "--rps" => a.rps = value.parse()?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+fn spec(a: &Args) -> GenerateSpec {
+    GenerateSpec {
+        users: a.users,
+        groups: a.groups,
+        avg_members: a.avg_members,
+        seed: 42,
+        api_key: KEY.into(),
+        ..GenerateSpec::default()
+    }
+}
+
+/// Peak resident memory of this process since the last reset, in MiB (Linux).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The child: serve the generated organization and print the URL.
+async fn serve_sim(a: Args) -> anyhow::Result<()> {
+    let org = Org::generate(&spec(&a));
+    let sim = Simulator::start(vec![org]).await?;
+    sim.handle().set_faults(Faults { latency_ms: a.latency_ms, ..Faults::default() });
+    println!("{}", sim.url());
+    // Serve until the parent closes our stdin.
+    tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await?;
+    Ok(())
+}
+
+fn print_report(label: &str, r: &SyncReport, peak: f64) {
+    println!(
+        "{label:<12} users {:>6}  groups {:>5}  memberships {:>7}  written {:>7}  deleted {:>5}  fetch {:>7.2} s  total {:>7.2} s  peak RSS {:>6.1} MiB",
+        r.users,
+        r.groups,
+        r.memberships,
+        r.written,
+        r.deleted,
+        r.fetch_duration.as_secs_f64(),
+        r.duration.as_secs_f64(),
+        peak
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut raw = std::env::args().skip(1).peekable();
+    if raw.peek().map(String::as_str) == Some("serve-sim") {
+        raw.next();
+        return serve_sim(parse_args(raw)?).await;
+    }
+    let a = parse_args(raw)?;
+
+    // The minimum number of requests, from the same deterministic organization.
+    let org = Org::generate(&spec(&a));
+    let pages = |n: usize| n.div_ceil(100).max(1);
+    let member_pages: usize = org.groups.iter().map(|g| pages(org.members(&g.id).len())).sum();
+    let minimum = pages(org.users.len()) + pages(org.groups.len()) + member_pages;
+    let total_members: usize = org.groups.iter().map(|g| org.members(&g.id).len()).sum();
+    drop(org);
+    println!(
+        "organization: {} users, {} groups, {} memberships; simulator latency {} ms; client concurrency {}, {} req/s",
+        a.users, a.groups, total_members, a.latency_ms, a.concurrency, a.rps
+    );
+
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .arg("serve-sim")
+        .args(["--users", &a.users.to_string(), "--groups", &a.groups.to_string()])
+        .args(["--avg-members", &a.avg_members.to_string(), "--latency-ms", &a.latency_ms.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut url)?;
+    let url = url.trim().to_owned();
+
+    let sdk = sdk_config().await;
+    let table = unique("bench");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    ensure_table(&dynamodb, &table).await?;
+    let store = DynamoStore::new(dynamodb, &table);
+    let limits = JumpCloudLimits {
+        max_concurrency: a.concurrency,
+        requests_per_second: a.rps,
+        request_timeout: Duration::from_secs(30),
+        retry_budget: Duration::from_secs(60),
+        ..JumpCloudLimits::default()
+    };
+    let client = JumpCloudClient::with_credentials(
+        reqwest::Client::new(),
+        &url,
+        Credentials { token: ApiKey::new(KEY), org_id: None },
+        limits,
+    );
+    let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };
+    let ctx = SyncContext { store: &store, policy: &policy, clock: &SystemClock, progress: &NoProgress };
+
+    reset_peak_rss();
+    let started = Instant::now();
+    let first = sync_integration(&ctx, "bench", &client).await?;
+    let first_peak = peak_rss_mib();
+    let requests = client.stats().requests.load(Ordering::Relaxed);
+    let retries = client.stats().retries.load(Ordering::Relaxed);
+    let first_wall = started.elapsed();
+
+    reset_peak_rss();
+    let second = sync_integration(&ctx, "bench", &client).await?;
+    let second_peak = peak_rss_mib();
+    drop(child.stdin.take());
+    let _ = child.wait();
+
+    // With every request taking the latency and `concurrency` in flight, no client does better.
+    let ideal = Duration::from_millis(a.latency_ms) * (minimum.div_ceil(a.concurrency) as u32);
+    println!();
+    print_report("first sync", &first, first_peak);
+    print_report("second sync", &second, second_peak);
+    println!();
+    println!(
+        "JumpCloud requests (first sync): {requests} made, minimum {minimum} (ratio {:.3}); retries {retries}",
+        requests as f64 / minimum as f64
+    );
+    println!(
+        "fetch phase: {:.2} s; concurrency-limited ideal {:.2} s (minimum requests / concurrency x latency); ratio {:.2}",
+        first.fetch_duration.as_secs_f64(),
+        ideal.as_secs_f64(),
+        first.fetch_duration.as_secs_f64() / ideal.as_secs_f64()
+    );
+    println!(
+        "items written: first sync {}, second sync {}",
+        first.written + first.deleted,
+        second.written + second.deleted
+    );
+    println!(
+        "peak RSS: first sync {first_peak:.1} MiB, second sync {second_peak:.1} MiB; first sync wall {:.1} s",
+        first_wall.as_secs_f64()
+    );
+    Ok(())
+}

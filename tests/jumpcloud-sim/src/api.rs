@@ -1,0 +1,276 @@
+//! The JumpCloud API operations (`/api/...` and `/api/v2/...`).
+//!
+//! Every operation starts with [`begin`]: count the request, add latency, serve an injected
+//! fault if one is due, then authenticate. Only then is the request itself looked at.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+use crate::faults::FaultKind;
+use crate::model::{Group, User};
+use crate::query::{fields_param, Dialect, GroupField, ListQuery, Page, UserField};
+use crate::server::Shared;
+use crate::stats::{Endpoint, InFlight};
+use crate::store::OrgStore;
+
+type AppState = State<Arc<Shared>>;
+type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+const X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/systemusers", get(list_users))
+        .route("/api/systemusers/{id}", get(get_user))
+        .route("/api/v2/usergroups", get(list_groups))
+        .route("/api/v2/usergroups/{id}", get(get_group))
+        .route("/api/v2/usergroups/{id}/members", get(list_members).post(manage_members))
+}
+
+pub(crate) async fn no_route() -> ApiError {
+    ApiError::not_found("no such route in the simulator")
+}
+
+pub(crate) async fn no_method() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+}
+
+/// An authenticated request: its organization, and the in-flight mark to hold until answered.
+struct Begun {
+    org: Arc<OrgStore>,
+    _in_flight: InFlight,
+}
+
+async fn begin(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap) -> Result<Begun, ApiError> {
+    let in_flight = shared.stats.begin(endpoint);
+    let (latency, fault) = shared.faults.next();
+    if !latency.is_zero() && !shared.pause(latency).await {
+        return Err(shutting_down());
+    }
+    if let Some(kind) = fault {
+        shared.stats.record_fault(endpoint);
+        tracing::debug!(endpoint = endpoint.key(), ?kind, "injecting a fault");
+        return Err(fault_answer(shared, kind).await);
+    }
+    let org = authenticate(shared, headers)?;
+    Ok(Begun { org, _in_flight: in_flight })
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the simulator is shutting down")
+}
+
+async fn fault_answer(shared: &Shared, kind: FaultKind) -> ApiError {
+    match kind {
+        FaultKind::TooManyRequests { retry_after_secs } => {
+            ApiError { retry_after_secs, ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests") }
+        }
+        FaultKind::ServerError(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            ApiError::new(status, "injected server error")
+        }
+        FaultKind::Hang(duration) => {
+            if !shared.pause(duration).await {
+                return shutting_down();
+            }
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "injected hang")
+        }
+    }
+}
+
+/// `x-api-key` picks the organizations; `x-org-id` (when sent and not empty) picks one of them.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Arc<OrgStore>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    let key = header("x-api-key").ok_or_else(ApiError::unauthorized)?;
+    let mut opened = shared.orgs.iter().filter(|o| o.api_key == key).peekable();
+    if opened.peek().is_none() {
+        return Err(ApiError::unauthorized());
+    }
+    match header("x-org-id") {
+        Some(org_id) => {
+            opened.find(|o| o.org_id.as_deref() == Some(org_id)).cloned().ok_or_else(ApiError::unauthorized)
+        }
+        None => {
+            let first = opened.next().cloned();
+            match (first, opened.next()) {
+                (Some(org), None) => Ok(org),
+                _ => Err(ApiError::bad_request("x-org-id required: this API key opens several organizations")),
+            }
+        }
+    }
+}
+
+fn params(query: Params) -> Result<Vec<(String, String)>, ApiError> {
+    query.map(|Query(p)| p).map_err(|e| ApiError::bad_request(format!("query string: {e}")))
+}
+
+/// Keeps only the fields asked for, plus the ids JumpCloud always returns.
+fn project(mut object: Map<String, Value>, fields: Option<&[String]>) -> Value {
+    if let Some(fields) = fields {
+        object.retain(|k, _| k == "_id" || k == "id" || fields.iter().any(|f| f == k));
+    }
+    Value::Object(object)
+}
+
+fn user_json(user: &User, fields: Option<&[String]>) -> Value {
+    let Ok(Value::Object(mut object)) = serde_json::to_value(user) else {
+        unreachable!("a User serializes to an object")
+    };
+    object.insert("id".into(), Value::String(user.id.clone()));
+    project(object, fields)
+}
+
+pub(crate) fn group_json(group: &Group, fields: Option<&[String]>) -> Value {
+    let Ok(Value::Object(mut object)) = serde_json::to_value(group) else {
+        unreachable!("a Group serializes to an object")
+    };
+    object.insert("type".into(), "user_group".into());
+    object.insert("attributes".into(), json!({}));
+    object.insert("membershipAutomated".into(), group.membership_method.is_dynamic().into());
+    project(object, fields)
+}
+
+fn with_total(total: usize, body: Value) -> Response {
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(X_TOTAL_COUNT, HeaderValue::from(total));
+    response
+}
+
+async fn list_users(State(shared): AppState, headers: HeaderMap, query: Params) -> Result<Response, ApiError> {
+    let begun = begin(&shared, Endpoint::ListUsers, &headers).await?;
+    let query = ListQuery::<UserField>::parse(&params(query)?, Dialect::V1)?;
+    let data = begun.org.read();
+    let (total, users) = data.list_users(&query);
+    let results: Vec<Value> = users.into_iter().map(|u| user_json(u, query.fields.as_deref())).collect();
+    Ok(Json(json!({ "totalCount": total, "results": results })).into_response())
+}
+
+async fn get_user(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    let begun = begin(&shared, Endpoint::GetUser, &headers).await?;
+    let fields = fields_param(&params(query)?);
+    let data = begun.org.read();
+    let user = data.user(&id).ok_or_else(|| ApiError::not_found(format!("user {id} not found")))?;
+    Ok(Json(user_json(user, fields.as_deref())).into_response())
+}
+
+async fn list_groups(State(shared): AppState, headers: HeaderMap, query: Params) -> Result<Response, ApiError> {
+    let begun = begin(&shared, Endpoint::ListGroups, &headers).await?;
+    let query = ListQuery::<GroupField>::parse(&params(query)?, Dialect::V2)?;
+    let data = begun.org.read();
+    let (total, groups) = data.list_groups(&query);
+    let body: Vec<Value> = groups.into_iter().map(|g| group_json(g, query.fields.as_deref())).collect();
+    Ok(with_total(total, Value::Array(body)))
+}
+
+async fn get_group(State(shared): AppState, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let begun = begin(&shared, Endpoint::GetGroup, &headers).await?;
+    let data = begun.org.read();
+    let group = data.group(&id).ok_or_else(|| ApiError::not_found(format!("group {id} not found")))?;
+    Ok(Json(group_json(group, None)).into_response())
+}
+
+async fn list_members(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(group_id): Path<String>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    let begun = begin(&shared, Endpoint::ListMembers, &headers).await?;
+    let page = Page::parse(&params(query)?)?;
+    let data = begun.org.read();
+    let (total, ids) =
+        data.member_page(&group_id, page).ok_or_else(|| ApiError::not_found(format!("group {group_id} not found")))?;
+    let body: Vec<Value> = ids
+        .into_iter()
+        .map(|id| json!({ "attributes": {}, "to": { "id": id, "type": "user", "attributes": {} } }))
+        .collect();
+    Ok(with_total(total, Value::Array(body)))
+}
+
+/// `GraphOperation-UserGroup-Member`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct MemberOperation {
+    pub op: String,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub id: String,
+    #[serde(default)]
+    pub attributes: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemberOp {
+    Add,
+    Remove,
+}
+
+impl MemberOperation {
+    /// Parses and checks a request body; the error is a 400.
+    pub fn parse(body: &[u8]) -> Result<(MemberOp, String), ApiError> {
+        let operation: MemberOperation =
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed body: {e}")))?;
+        let op = match operation.op.as_str() {
+            "add" => MemberOp::Add,
+            "remove" => MemberOp::Remove,
+            other => {
+                return Err(ApiError::bad_request(format!("op: {other:?} is not supported for members (add, remove)")))
+            }
+        };
+        match operation.kind.as_deref() {
+            Some("user") => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!("type: a user group's members are users, not {other:?}")))
+            }
+            None => return Err(ApiError::bad_request("type: required")),
+        }
+        if operation.id.trim().is_empty() {
+            return Err(ApiError::bad_request("id: required"));
+        }
+        if !matches!(operation.attributes, None | Some(Value::Null | Value::Object(_))) {
+            return Err(ApiError::bad_request("attributes: must be an object"));
+        }
+        Ok((op, operation.id))
+    }
+}
+
+async fn manage_members(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(group_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let begun = begin(&shared, Endpoint::ManageMembers, &headers).await?;
+    let (op, user_id) = MemberOperation::parse(&body)?;
+    // One write lock for the check and the change, so concurrent adds see one 204 and 409s.
+    let mut data = begun.org.write();
+    // Unknown group or user: 404.
+    let changed = match op {
+        MemberOp::Add => data.add_member(&group_id, &user_id),
+        MemberOp::Remove => data.remove_member(&group_id, &user_id),
+    }
+    .map_err(|e| ApiError::not_found(e.to_string()))?;
+    match (op, changed) {
+        (_, true) => Ok(StatusCode::NO_CONTENT.into_response()),
+        (MemberOp::Add, false) => {
+            Err(ApiError::new(StatusCode::CONFLICT, format!("user {user_id} is already a member of group {group_id}")))
+        }
+        (MemberOp::Remove, false) => {
+            Err(ApiError::not_found(format!("user {user_id} is not a member of group {group_id}")))
+        }
+    }
+}

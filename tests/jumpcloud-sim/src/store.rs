@@ -1,0 +1,381 @@
+//! One organization's live data, shared by the HTTP handlers and [`OrgHandle`].
+//!
+//! Built for 50,000 users: users and groups are kept sorted by id (the default, stable order),
+//! and the order for each `sort` asked for is computed once and cached as indices until the
+//! users change. A page then costs a walk over indices plus serializing at most 100 users.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::error::SimError;
+use crate::model::{Group, MembershipMethod, Org, User};
+use crate::query::{Field, GroupField, ListQuery, Page, SortKey, UserField};
+
+type SortCache = Mutex<HashMap<Vec<SortKey<UserField>>, Arc<[u32]>>>;
+
+pub(crate) struct OrgData {
+    /// Sorted by id.
+    users: Vec<User>,
+    /// Sorted by id.
+    groups: Vec<Group>,
+    /// Group id -> direct members; every group has an entry. A `BTreeSet` pages members in id
+    /// order, which is stable.
+    members: HashMap<String, BTreeSet<String>>,
+    user_orders: SortCache,
+}
+
+pub(crate) struct OrgStore {
+    pub api_key: String,
+    pub org_id: Option<String>,
+    data: RwLock<OrgData>,
+}
+
+impl OrgStore {
+    /// Takes an organization that passed [`Org::validate`].
+    pub fn new(org: Org) -> Self {
+        let Org { api_key, org_id, mut users, mut groups, memberships } = org;
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut members: HashMap<String, BTreeSet<String>> =
+            groups.iter().map(|g| (g.id.clone(), BTreeSet::new())).collect();
+        for (gid, users) in memberships {
+            members.entry(gid).or_default().extend(users);
+        }
+        OrgStore {
+            api_key,
+            org_id,
+            data: RwLock::new(OrgData { users, groups, members, user_orders: Mutex::default() }),
+        }
+    }
+
+    // A panic in a caller's `update_user` closure must not wedge the simulator for later tests.
+    pub fn read(&self) -> RwLockReadGuard<'_, OrgData> {
+        self.data.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, OrgData> {
+        self.data.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn snapshot(&self) -> Org {
+        let data = self.read();
+        Org {
+            api_key: self.api_key.clone(),
+            org_id: self.org_id.clone(),
+            users: data.users.clone(),
+            groups: data.groups.clone(),
+            memberships: data
+                .members
+                .iter()
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(g, m)| (g.clone(), m.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Stable-sorts indices of `items` (which are in id order) by `keys`: ties keep id order.
+fn sorted_indices<F: Field>(items: &[F::Item], keys: &[SortKey<F>]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..items.len() as u32).collect();
+    if !keys.is_empty() {
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&items[a as usize], &items[b as usize]);
+            keys.iter()
+                .map(|k| {
+                    let o = k.field.get(a).cmp(&k.field.get(b));
+                    if k.descending {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    }
+    order
+}
+
+/// The matches of `query` on page `query.page`, and how many matched in all.
+fn select<'a, F: Field>(items: &'a [F::Item], order: &[u32], query: &ListQuery<F>) -> (usize, Vec<&'a F::Item>) {
+    let page = query.page;
+    if query.is_unfiltered() {
+        let end = page.skip.saturating_add(page.limit).min(order.len());
+        let start = page.skip.min(end);
+        let selected = order[start..end].iter().map(|&i| &items[i as usize]);
+        return (order.len(), selected.collect());
+    }
+    let mut total = 0;
+    let mut selected = Vec::new();
+    for item in order.iter().map(|&i| &items[i as usize]) {
+        if query.matches(item) {
+            if page.contains(total) {
+                selected.push(item);
+            }
+            total += 1;
+        }
+    }
+    (total, selected)
+}
+
+impl OrgData {
+    fn user_index(&self, id: &str) -> Option<usize> {
+        self.users.binary_search_by(|u| u.id.as_str().cmp(id)).ok()
+    }
+
+    fn group_index(&self, id: &str) -> Option<usize> {
+        self.groups.binary_search_by(|g| g.id.as_str().cmp(id)).ok()
+    }
+
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.user_index(id).map(|i| &self.users[i])
+    }
+
+    pub fn group(&self, id: &str) -> Option<&Group> {
+        self.group_index(id).map(|i| &self.groups[i])
+    }
+
+    pub fn users(&self) -> &[User] {
+        &self.users
+    }
+
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    fn user_order(&self, keys: &[SortKey<UserField>]) -> Arc<[u32]> {
+        let mut cache = self.user_orders.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(order) = cache.get(keys) {
+            return Arc::clone(order);
+        }
+        let order: Arc<[u32]> = sorted_indices(&self.users, keys).into();
+        cache.insert(keys.to_vec(), Arc::clone(&order));
+        order
+    }
+
+    pub fn list_users(&self, query: &ListQuery<UserField>) -> (usize, Vec<&User>) {
+        let order = self.user_order(&query.sort);
+        select(&self.users, &order, query)
+    }
+
+    pub fn list_groups(&self, query: &ListQuery<GroupField>) -> (usize, Vec<&Group>) {
+        // A few thousand groups at most: sorting per request costs less than caching.
+        let order = sorted_indices(&self.groups, &query.sort);
+        select(&self.groups, &order, query)
+    }
+
+    pub fn members(&self, group_id: &str) -> Option<&BTreeSet<String>> {
+        self.members.get(group_id)
+    }
+
+    /// One page of a group's member ids and the member count; `None` for an unknown group.
+    pub fn member_page(&self, group_id: &str, page: Page) -> Option<(usize, Vec<&str>)> {
+        let members = self.members.get(group_id)?;
+        let ids = members.iter().skip(page.skip).take(page.limit).map(String::as_str).collect();
+        Some((members.len(), ids))
+    }
+
+    fn users_changed(&mut self) {
+        self.user_orders.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    fn check_pair(&self, group_id: &str, user_id: &str) -> Result<(), SimError> {
+        if self.group_index(group_id).is_none() {
+            return Err(SimError::UnknownGroup(group_id.to_owned()));
+        }
+        if self.user_index(user_id).is_none() {
+            return Err(SimError::UnknownUser(user_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// True if the user was not a direct member before.
+    pub fn add_member(&mut self, group_id: &str, user_id: &str) -> Result<bool, SimError> {
+        self.check_pair(group_id, user_id)?;
+        Ok(self.members.entry(group_id.to_owned()).or_default().insert(user_id.to_owned()))
+    }
+
+    /// True if the user was a direct member before.
+    pub fn remove_member(&mut self, group_id: &str, user_id: &str) -> Result<bool, SimError> {
+        self.check_pair(group_id, user_id)?;
+        Ok(self.members.get_mut(group_id).is_some_and(|m| m.remove(user_id)))
+    }
+
+    fn check_unique_user(&self, user: &User, except: Option<usize>) -> Result<(), SimError> {
+        let email = user.email.to_lowercase();
+        let clash = self.users.iter().enumerate().find(|&(i, u)| {
+            Some(i) != except && (u.id == user.id || u.username == user.username || u.email.to_lowercase() == email)
+        });
+        match clash {
+            Some((_, u)) => Err(SimError::Conflict(format!("user {} ({}, {})", u.id, u.username, u.email))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn add_user(&mut self, user: User) -> Result<String, SimError> {
+        self.check_unique_user(&user, None)?;
+        if self.group_index(&user.id).is_some() {
+            return Err(SimError::Conflict(format!("id {}", user.id)));
+        }
+        let id = user.id.clone();
+        let at = self.users.partition_point(|u| u.id < user.id);
+        self.users.insert(at, user);
+        self.users_changed();
+        Ok(id)
+    }
+
+    /// Removes a user and its memberships. Users it managed keep their (now dangling) `manager`,
+    /// as can happen in a real directory.
+    pub fn remove_user(&mut self, id: &str) -> Result<User, SimError> {
+        let i = self.user_index(id).ok_or_else(|| SimError::UnknownUser(id.to_owned()))?;
+        let user = self.users.remove(i);
+        for members in self.members.values_mut() {
+            members.remove(id);
+        }
+        self.users_changed();
+        Ok(user)
+    }
+
+    /// Applies `change` to a user. The id cannot change; a change that would duplicate another
+    /// user's username or email is refused and undone.
+    pub fn update_user(&mut self, id: &str, change: impl FnOnce(&mut User)) -> Result<(), SimError> {
+        let i = self.user_index(id).ok_or_else(|| SimError::UnknownUser(id.to_owned()))?;
+        let mut updated = self.users[i].clone();
+        change(&mut updated);
+        updated.id = id.to_owned();
+        self.check_unique_user(&updated, Some(i))?;
+        self.users[i] = updated;
+        self.users_changed();
+        Ok(())
+    }
+
+    pub fn add_group(&mut self, group: Group) -> Result<String, SimError> {
+        if let Some(g) = self.groups.iter().find(|g| g.id == group.id || g.name == group.name) {
+            return Err(SimError::Conflict(format!("group {} ({})", g.id, g.name)));
+        }
+        if self.user_index(&group.id).is_some() {
+            return Err(SimError::Conflict(format!("id {}", group.id)));
+        }
+        let id = group.id.clone();
+        let at = self.groups.partition_point(|g| g.id < group.id);
+        self.members.insert(id.clone(), BTreeSet::new());
+        self.groups.insert(at, group);
+        Ok(id)
+    }
+
+    pub fn remove_group(&mut self, id: &str) -> Result<Group, SimError> {
+        let i = self.group_index(id).ok_or_else(|| SimError::UnknownGroup(id.to_owned()))?;
+        self.members.remove(id);
+        Ok(self.groups.remove(i))
+    }
+
+    pub fn set_group_method(&mut self, id: &str, method: MembershipMethod) -> Result<(), SimError> {
+        let i = self.group_index(id).ok_or_else(|| SimError::UnknownGroup(id.to_owned()))?;
+        self.groups[i].membership_method = method;
+        Ok(())
+    }
+}
+
+/// Direct access to one organization of a running simulator, bypassing the API (and its counts
+/// and faults): to set up a test, or to simulate a change made outside the product.
+#[derive(Clone)]
+pub struct OrgHandle {
+    pub(crate) index: usize,
+    pub(crate) store: Arc<OrgStore>,
+}
+
+impl OrgHandle {
+    /// Position of the organization in the list given to the simulator.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.store.api_key
+    }
+
+    pub fn org_id(&self) -> Option<&str> {
+        self.store.org_id.as_deref()
+    }
+
+    /// The organization as it is now (the same shape as a seed file).
+    pub fn snapshot(&self) -> Org {
+        self.store.snapshot()
+    }
+
+    pub fn user(&self, id: &str) -> Option<User> {
+        self.store.read().user(id).cloned()
+    }
+
+    pub fn user_by_username(&self, username: &str) -> Option<User> {
+        let data = self.store.read();
+        data.users().iter().find(|u| u.username == username).cloned()
+    }
+
+    /// Emails compare without case, as in JumpCloud.
+    pub fn user_by_email(&self, email: &str) -> Option<User> {
+        let data = self.store.read();
+        data.users().iter().find(|u| u.email.eq_ignore_ascii_case(email)).cloned()
+    }
+
+    pub fn group(&self, id: &str) -> Option<Group> {
+        self.store.read().group(id).cloned()
+    }
+
+    pub fn group_by_name(&self, name: &str) -> Option<Group> {
+        let data = self.store.read();
+        data.groups().iter().find(|g| g.name == name).cloned()
+    }
+
+    /// Direct member ids of a group.
+    pub fn members(&self, group_id: &str) -> Result<BTreeSet<String>, SimError> {
+        self.store.read().members(group_id).cloned().ok_or_else(|| SimError::UnknownGroup(group_id.to_owned()))
+    }
+
+    pub fn is_member(&self, group_id: &str, user_id: &str) -> Result<bool, SimError> {
+        self.store
+            .read()
+            .members(group_id)
+            .map(|m| m.contains(user_id))
+            .ok_or_else(|| SimError::UnknownGroup(group_id.to_owned()))
+    }
+
+    /// True if the user was not a direct member before.
+    pub fn add_member(&self, group_id: &str, user_id: &str) -> Result<bool, SimError> {
+        self.store.write().add_member(group_id, user_id)
+    }
+
+    /// True if the user was a direct member before.
+    pub fn remove_member(&self, group_id: &str, user_id: &str) -> Result<bool, SimError> {
+        self.store.write().remove_member(group_id, user_id)
+    }
+
+    /// Adds a user (unique id, username and email required) and returns its id.
+    pub fn add_user(&self, user: User) -> Result<String, SimError> {
+        self.store.write().add_user(user)
+    }
+
+    /// Removes a user and its memberships.
+    pub fn remove_user(&self, id: &str) -> Result<User, SimError> {
+        self.store.write().remove_user(id)
+    }
+
+    /// Changes a user in place (e.g. suspends it); the id cannot change.
+    pub fn update_user(&self, id: &str, change: impl FnOnce(&mut User)) -> Result<(), SimError> {
+        self.store.write().update_user(id, change)
+    }
+
+    /// Adds a group (unique id and name required) and returns its id.
+    pub fn add_group(&self, group: Group) -> Result<String, SimError> {
+        self.store.write().add_group(group)
+    }
+
+    /// Removes a group and its memberships.
+    pub fn remove_group(&self, id: &str) -> Result<Group, SimError> {
+        self.store.write().remove_group(id)
+    }
+
+    pub fn set_group_method(&self, id: &str, method: MembershipMethod) -> Result<(), SimError> {
+        self.store.write().set_group_method(id, method)
+    }
+}
