@@ -35,7 +35,7 @@ static MOTO: OnceLock<MotoServer> = OnceLock::new();
 /// The local AWS endpoint (moto's server), started on first use.
 pub fn aws_endpoint() -> String {
     MOTO.get_or_init(|| {
-        if let Ok(endpoint) = std::env::var("JIT_TEST_AWS_ENDPOINT") {
+        if let Some(endpoint) = std::env::var("JIT_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()) {
             return MotoServer { endpoint, _child: None };
         }
         let moto = workspace_root().join(".venv/bin/moto_server");

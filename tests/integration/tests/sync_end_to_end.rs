@@ -304,3 +304,21 @@ async fn events_other_than_schedules_and_http_are_refused() {
     let err = h.handle(lambda_event(serde_json::json!({"hello": "world"}))).await.unwrap_err();
     assert!(err.to_string().contains("unsupported event"), "{err}");
 }
+
+#[tokio::test]
+async fn a_rotated_key_is_picked_up_after_a_401_without_waiting_for_the_cache() {
+    let stack = Stack::new().await;
+    let (org, _) = seeded_org(KEY);
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    let secret = stack.integration("corp", "revoked-old-key").await;
+    let h = handler(&stack, &sim).await;
+    let (status, _, _) = post_sync(&h, "{}").await;
+    assert_eq!(status, 502, "the old key is refused");
+
+    // The admin rotates the key in Secrets Manager; the container still caches the old value.
+    let value = serde_json::json!({ "token": KEY, "name": "corp" }).to_string();
+    stack.secrets.put_secret_value().secret_id(&secret).secret_string(value).send().await.unwrap();
+    let (status, body, _) = post_sync(&h, "{}").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["integrations"][0]["users"], 59);
+}
