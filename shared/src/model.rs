@@ -88,7 +88,34 @@ pub struct DirectorySnapshot {
     pub memberships: BTreeSet<Membership>,
 }
 
-/// What must be written to turn the stored snapshot into the fetched one.
+/// What sync needs to know of the stored directory: each item's content hash, and the memberships.
+/// Much smaller than the items themselves, so a sync of a large directory stays within a small
+/// Lambda's memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryDigest {
+    pub users: HashMap<String, u64>,
+    pub groups: HashMap<String, u64>,
+    pub memberships: BTreeSet<Membership>,
+}
+
+impl DirectoryDigest {
+    pub fn of(snapshot: &DirectorySnapshot) -> Self {
+        Self {
+            users: snapshot.users.iter().map(|(id, u)| (id.clone(), content_hash(u))).collect(),
+            groups: snapshot.groups.iter().map(|(id, g)| (id.clone(), content_hash(g))).collect(),
+            memberships: snapshot.memberships.clone(),
+        }
+    }
+}
+
+/// A stable 64-bit FNV-1a hash of an item's JSON form (field order is the struct's, so stable
+/// across runs and releases as long as the struct is unchanged; a changed struct rewrites once).
+pub fn content_hash<T: Serialize>(item: &T) -> u64 {
+    let bytes = serde_json::to_vec(item).expect("directory items serialize");
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// What must be written to turn the stored directory into the fetched one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirectoryChanges {
     pub put_users: Vec<DirectoryUser>,
@@ -120,26 +147,23 @@ impl DirectoryChanges {
     }
 }
 
-/// Change detection: only what differs is written, what vanished is deleted. Output is sorted so
-/// that writes are deterministic.
-pub fn diff(stored: &DirectorySnapshot, fetched: &DirectorySnapshot) -> DirectoryChanges {
-    fn changed<T: PartialEq + Clone>(old: &HashMap<String, T>, new: &HashMap<String, T>) -> (Vec<T>, Vec<String>) {
-        let mut puts: Vec<(&String, &T)> = new.iter().filter(|(id, item)| old.get(*id) != Some(*item)).collect();
-        puts.sort_by(|a, b| a.0.cmp(b.0));
+/// Change detection: only what differs is written, what vanished is deleted. Takes the fetched
+/// snapshot by value so that items move into the changes instead of being copied. Output is
+/// sorted so that writes are deterministic.
+pub fn diff(stored: &DirectoryDigest, fetched: DirectorySnapshot) -> DirectoryChanges {
+    fn changed<T: Serialize>(old: &HashMap<String, u64>, new: HashMap<String, T>) -> (Vec<T>, Vec<String>) {
         let mut deletes: Vec<String> = old.keys().filter(|id| !new.contains_key(*id)).cloned().collect();
         deletes.sort();
-        (puts.into_iter().map(|(_, item)| item.clone()).collect(), deletes)
+        let mut puts: Vec<(String, T)> =
+            new.into_iter().filter(|(id, item)| old.get(id) != Some(&content_hash(item))).collect();
+        puts.sort_by(|a, b| a.0.cmp(&b.0));
+        (puts.into_iter().map(|(_, item)| item).collect(), deletes)
     }
-    let (put_users, delete_users) = changed(&stored.users, &fetched.users);
-    let (put_groups, delete_groups) = changed(&stored.groups, &fetched.groups);
-    DirectoryChanges {
-        put_users,
-        delete_users,
-        put_groups,
-        delete_groups,
-        put_memberships: fetched.memberships.difference(&stored.memberships).cloned().collect(),
-        delete_memberships: stored.memberships.difference(&fetched.memberships).cloned().collect(),
-    }
+    let delete_memberships = stored.memberships.difference(&fetched.memberships).cloned().collect();
+    let put_memberships = fetched.memberships.into_iter().filter(|m| !stored.memberships.contains(m)).collect();
+    let (put_users, delete_users) = changed(&stored.users, fetched.users);
+    let (put_groups, delete_groups) = changed(&stored.groups, fetched.groups);
+    DirectoryChanges { put_users, delete_users, put_groups, delete_groups, put_memberships, delete_memberships }
 }
 
 #[cfg(test)]
@@ -194,14 +218,14 @@ mod tests {
     #[test]
     fn unchanged_directory_needs_no_writes() {
         let s = snapshot(&[user("u1", "a@x.io")], &[group("g1", "admins")], &[member("g1", "u1")]);
-        assert!(diff(&s, &s.clone()).is_empty());
+        assert!(diff(&DirectoryDigest::of(&s), s.clone()).is_empty());
     }
 
     #[test]
     fn first_sync_writes_everything() {
         let s =
             snapshot(&[user("u1", "a@x.io"), user("u2", "b@x.io")], &[group("g1", "admins")], &[member("g1", "u1")]);
-        let c = diff(&DirectorySnapshot::default(), &s);
+        let c = diff(&DirectoryDigest::default(), s);
         assert_eq!((c.put_users.len(), c.put_groups.len(), c.put_memberships.len(), c.deletes()), (2, 1, 1, 0));
     }
 
@@ -219,7 +243,7 @@ mod tests {
             &[group("g1", "admins")],
             &[member("g1", "u1"), member("g1", "u4")],
         );
-        let c = diff(&old, &new);
+        let c = diff(&DirectoryDigest::of(&old), new);
         assert_eq!(c.put_users, vec![moved, user("u4", "d@x.io")]);
         assert_eq!(c.delete_users, vec!["u3".to_string()]);
         assert!(c.put_groups.is_empty());
@@ -230,9 +254,20 @@ mod tests {
     }
 
     #[test]
+    fn content_hash_is_stable_and_sensitive() {
+        let u = user("u1", "a@x.io");
+        assert_eq!(content_hash(&u), content_hash(&u.clone()));
+        // Pinned (FNV-1a 64 of the JSON `"abc"`): a change would make every directory rewrite itself once.
+        assert_eq!(content_hash(&"abc"), 14325826948191411115);
+        let mut other = u.clone();
+        other.job_title = Some("CTO".into());
+        assert_ne!(content_hash(&u), content_hash(&other));
+    }
+
+    #[test]
     fn a_renamed_group_is_rewritten() {
         let old = snapshot(&[], &[group("g1", "admins")], &[]);
         let new = snapshot(&[], &[group("g1", "admins-renamed")], &[]);
-        assert_eq!(diff(&old, &new).put_groups, vec![group("g1", "admins-renamed")]);
+        assert_eq!(diff(&DirectoryDigest::of(&old), new).put_groups, vec![group("g1", "admins-renamed")]);
     }
 }

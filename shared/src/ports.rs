@@ -3,7 +3,7 @@
 
 use crate::{
     jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
-    model::{DirectoryChanges, DirectorySnapshot},
+    model::{DirectoryChanges, DirectoryDigest},
     secret::Credentials,
     store::StoreError,
 };
@@ -131,7 +131,8 @@ pub struct SyncStatus {
 /// The synced directory in DynamoDB.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
-    async fn load_directory(&self, integration: &str) -> Result<DirectorySnapshot, StoreError>;
+    /// The stored directory's ids, content hashes and memberships (not the items themselves).
+    async fn load_digest(&self, integration: &str) -> Result<DirectoryDigest, StoreError>;
     /// Writes the changes (batched; retried until nothing is left unprocessed).
     async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError>;
     async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError>;

@@ -37,45 +37,72 @@ pub fn directory_group(group: &JumpCloudGroup, policy: &DirectoryPolicy) -> Dire
     }
 }
 
-/// Builds the snapshot to store from what JumpCloud returned.
+/// Builds the snapshot to store from what JumpCloud returned. Takes users and members by value:
+/// their strings move into the snapshot rather than being copied (large directories, small Lambdas).
 pub fn build_snapshot(
-    users: &[JumpCloudUser],
+    users: Vec<JumpCloudUser>,
     groups: &[JumpCloudGroup],
-    members: &[(String, Vec<String>)],
+    members: Vec<(String, Vec<String>)>,
     policy: &DirectoryPolicy,
 ) -> DirectorySnapshot {
-    let by_id: HashMap<&str, &JumpCloudUser> = users.iter().map(|u| (u.id.as_str(), u)).collect();
-    let by_email: HashMap<String, &JumpCloudUser> = users.iter().map(|u| (canonical_email(&u.email), u)).collect();
-
     // The manager attribute holds an email or a JumpCloud id. JumpCloud's own `manager` field
     // (an id) serves when the configured attribute is the default one and no custom value is set.
-    let manager_of = |user: &JumpCloudUser| -> Option<&JumpCloudUser> {
-        let raw = user
-            .attribute(&policy.manager_attribute)
-            .map(str::to_owned)
-            .or_else(|| (policy.manager_attribute == "manager").then(|| non_empty(&user.manager)).flatten())?;
-        let raw = raw.trim();
-        by_id.get(raw).copied().or_else(|| by_email.get(&canonical_email(raw)).copied()).filter(|m| m.id != user.id)
+    let managers: Vec<Option<usize>> = {
+        let by_id: HashMap<&str, usize> = users.iter().enumerate().map(|(i, u)| (u.id.as_str(), i)).collect();
+        let by_email: HashMap<String, usize> =
+            users.iter().enumerate().map(|(i, u)| (canonical_email(&u.email), i)).collect();
+        users
+            .iter()
+            .enumerate()
+            .map(|(i, user)| {
+                let raw = user
+                    .attribute(&policy.manager_attribute)
+                    .map(str::to_owned)
+                    .or_else(|| (policy.manager_attribute == "manager").then(|| non_empty(&user.manager)).flatten())?;
+                let raw = raw.trim();
+                by_id.get(raw).or_else(|| by_email.get(&canonical_email(raw))).copied().filter(|m| *m != i)
+            })
+            .collect()
     };
+    let identities: Vec<(String, String)> = managers
+        .iter()
+        .map(|m| m.map(|m| (users[m].id.clone(), canonical_email(&users[m].email))).unwrap_or_default())
+        .collect();
 
     let mut snapshot = DirectorySnapshot::default();
-    for user in users.iter().filter(|u| policy.include_suspended_users || !u.is_suspended()) {
-        let manager = manager_of(user);
+    for ((user, manager), (manager_id, manager_email)) in users.into_iter().zip(managers).zip(identities) {
+        if !policy.include_suspended_users && user.is_suspended() {
+            continue;
+        }
+        let state = user_state(&user);
+        let JumpCloudUser {
+            id,
+            email,
+            username,
+            first_name,
+            last_name,
+            job_title,
+            department,
+            location,
+            employee_type,
+            ..
+        } = user;
+        let present = |v: Option<String>| v.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned());
         snapshot.users.insert(
-            user.id.clone(),
+            id.clone(),
             DirectoryUser {
-                id: user.id.clone(),
-                email: canonical_email(&user.email),
-                username: user.username.clone(),
-                first_name: non_empty(&user.first_name),
-                last_name: non_empty(&user.last_name),
-                job_title: non_empty(&user.job_title),
-                department: non_empty(&user.department),
-                location: non_empty(&user.location),
-                employee_type: non_empty(&user.employee_type),
-                manager_id: manager.map(|m| m.id.clone()),
-                manager_email: manager.map(|m| canonical_email(&m.email)),
-                state: user_state(user),
+                id,
+                email: canonical_email(&email),
+                username,
+                first_name: present(first_name),
+                last_name: present(last_name),
+                job_title: present(job_title),
+                department: present(department),
+                location: present(location),
+                employee_type: present(employee_type),
+                manager_id: manager.map(|_| manager_id),
+                manager_email: manager.map(|_| manager_email),
+                state,
             },
         );
     }
@@ -83,11 +110,11 @@ pub fn build_snapshot(
         snapshot.groups.insert(group.id.clone(), directory_group(group, policy));
     }
     for (group_id, user_ids) in members {
-        if !snapshot.groups.contains_key(group_id) {
+        if !snapshot.groups.contains_key(&group_id) {
             continue;
         }
-        for user_id in user_ids.iter().filter(|u| snapshot.users.contains_key(*u)) {
-            snapshot.memberships.insert(Membership { group_id: group_id.clone(), user_id: user_id.clone() });
+        for user_id in user_ids.into_iter().filter(|u| snapshot.users.contains_key(u)) {
+            snapshot.memberships.insert(Membership { group_id: group_id.clone(), user_id });
         }
     }
     snapshot
@@ -122,7 +149,7 @@ mod tests {
 
     #[test]
     fn emails_are_canonical_and_blank_fields_dropped() {
-        let s = build_snapshot(&[jc_user("u1", " Alice@Corp.COM ")], &[], &[], &DirectoryPolicy::default());
+        let s = build_snapshot(vec![jc_user("u1", " Alice@Corp.COM ")], &[], vec![], &DirectoryPolicy::default());
         let u = &s.users["u1"];
         assert_eq!(u.email, "alice@corp.com");
         assert_eq!(u.last_name, None);
@@ -137,7 +164,7 @@ mod tests {
         by_field.manager = Some("b1".into());
         let mut dangling = jc_user("u3", "c@corp.com");
         dangling.manager = Some("nobody".into());
-        let s = build_snapshot(&[boss, by_attr, by_field, dangling], &[], &[], &DirectoryPolicy::default());
+        let s = build_snapshot(vec![boss, by_attr, by_field, dangling], &[], vec![], &DirectoryPolicy::default());
         assert_eq!(s.users["u1"].manager_id.as_deref(), Some("b1"));
         assert_eq!(s.users["u1"].manager_email.as_deref(), Some("boss@corp.com"));
         assert_eq!(s.users["u2"].manager_id.as_deref(), Some("b1"));
@@ -153,7 +180,7 @@ mod tests {
         let mut other = jc_user("u2", "b@corp.com");
         other.manager = Some("b1".into());
         let policy = DirectoryPolicy { manager_attribute: "supervisor".into(), ..DirectoryPolicy::default() };
-        let s = build_snapshot(&[boss, u, other], &[], &[], &policy);
+        let s = build_snapshot(vec![boss, u, other], &[], vec![], &policy);
         assert_eq!(s.users["u1"].manager_id.as_deref(), Some("b1"));
         assert_eq!(s.users["u2"].manager_id, None);
     }
@@ -163,13 +190,13 @@ mod tests {
         let mut sus = jc_user("u2", "s@corp.com");
         sus.state = Some("SUSPENDED".into());
         sus.suspended = true;
-        let users = [jc_user("u1", "a@corp.com"), sus];
+        let users = vec![jc_user("u1", "a@corp.com"), sus];
         let groups = [jc_group("g1", "admins", "STATIC")];
-        let members = [("g1".to_string(), vec!["u1".to_string(), "u2".to_string()])];
-        let s = build_snapshot(&users, &groups, &members, &DirectoryPolicy::default());
+        let members = vec![("g1".to_string(), vec!["u1".to_string(), "u2".to_string()])];
+        let s = build_snapshot(users.clone(), &groups, members.clone(), &DirectoryPolicy::default());
         assert_eq!((s.users.len(), s.memberships.len()), (1, 1));
         let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };
-        let s = build_snapshot(&users, &groups, &members, &policy);
+        let s = build_snapshot(users, &groups, members, &policy);
         assert_eq!((s.users.len(), s.memberships.len()), (2, 2));
         assert_eq!(s.users["u2"].state, UserState::Suspended);
     }
@@ -184,7 +211,7 @@ mod tests {
             jc_group("g3", "prod-review", "DYNAMIC_REVIEW_REQUIRED"),
             jc_group("g4", "dev", "STATIC"),
         ];
-        let s = build_snapshot(&[], &groups, &[], &policy);
+        let s = build_snapshot(vec![], &groups, vec![], &policy);
         let requestable: Vec<&str> =
             ["g1", "g2", "g3", "g4"].into_iter().filter(|g| s.groups[*g].requestable).collect();
         assert_eq!(requestable, vec!["g1"]);

@@ -164,14 +164,15 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
             let out = fetch.await;
             (out, started.elapsed())
         },
-        ctx.store.load_directory(integration)
+        ctx.store.load_digest(integration)
     );
     let ((users, groups, members), fetch_duration) = (fetched.0?, fetched.1);
     let stored = stored?;
 
-    let snapshot = build_snapshot(&users, &groups, &members, ctx.policy);
-    drop((users, groups, members));
-    let changes = diff(&stored, &snapshot);
+    let snapshot = build_snapshot(users, &groups, members, ctx.policy);
+    drop(groups);
+    let (users, groups, memberships) = (snapshot.users.len(), snapshot.groups.len(), snapshot.memberships.len());
+    let changes = diff(&stored, snapshot);
     drop(stored);
 
     let (total, written, deleted) = (changes.len(), changes.puts(), changes.deletes());
@@ -184,9 +185,9 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
     }
     Ok(SyncReport {
         integration: integration.to_owned(),
-        users: snapshot.users.len(),
-        groups: snapshot.groups.len(),
-        memberships: snapshot.memberships.len(),
+        users,
+        groups,
+        memberships,
         written,
         deleted,
         fetch_duration,

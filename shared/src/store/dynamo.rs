@@ -3,7 +3,7 @@
 
 use super::{keys, table, StoreError};
 use crate::{
-    model::{DirectoryChanges, DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership},
+    model::{content_hash, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Membership},
     ports::{DirectoryStore, SyncStatus},
 };
 use async_trait::async_trait;
@@ -37,6 +37,8 @@ struct UserItem {
     integration: String,
     gsi1pk: String,
     gsi1sk: String,
+    /// Content hash: sync compares it instead of reading the item back.
+    h: u64,
     #[serde(flatten)]
     user: DirectoryUser,
 }
@@ -49,6 +51,7 @@ struct GroupItem {
     integration: String,
     gsi1pk: String,
     gsi1sk: String,
+    h: u64,
     #[serde(flatten)]
     group: DirectoryGroup,
 }
@@ -110,21 +113,31 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Every item of one partition, page by page.
-    async fn query_partition<T: DeserializeOwned>(&self, pk: String) -> Result<Vec<T>, StoreError> {
-        let mut pages = self
+    /// The sort key and content hash (`h`) of every item of one partition, page by page. Only
+    /// those two attributes are read: sync never needs the items themselves back.
+    async fn keys_and_hashes(&self, pk: String, with_hash: bool) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", table::PARTITION_KEY)
-            .expression_attribute_values(":pk", AttributeValue::S(pk))
-            .into_paginator()
-            .send();
+            .expression_attribute_names("#sk", table::SORT_KEY)
+            .expression_attribute_values(":pk", AttributeValue::S(pk));
+        query = if with_hash {
+            query.projection_expression("#sk, #h").expression_attribute_names("#h", "h")
+        } else {
+            query.projection_expression("#sk")
+        };
+        let mut pages = query.into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for item in page.map_err(StoreError::aws)?.items.unwrap_or_default() {
-                out.push(from_item(item)?);
+                let sk = item.get(table::SORT_KEY).and_then(|v| v.as_s().ok()).cloned();
+                let sk = sk.ok_or_else(|| StoreError::Mapping("item without a sort key".into()))?;
+                // An item written before hashes existed has none: it differs, and is rewritten once.
+                let h = item.get("h").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+                out.push((sk, h));
             }
         }
         Ok(out)
@@ -169,17 +182,21 @@ impl DynamoStore {
 
 #[async_trait]
 impl DirectoryStore for DynamoStore {
-    async fn load_directory(&self, integration: &str) -> Result<DirectorySnapshot, StoreError> {
+    async fn load_digest(&self, integration: &str) -> Result<DirectoryDigest, StoreError> {
         let (users, groups, memberships) = futures::try_join!(
-            self.query_partition::<UserItem>(keys::users(integration)),
-            self.query_partition::<GroupItem>(keys::groups(integration)),
-            self.query_partition::<MembershipItem>(keys::memberships(integration)),
+            self.keys_and_hashes(keys::users(integration), true),
+            self.keys_and_hashes(keys::groups(integration), true),
+            self.keys_and_hashes(keys::memberships(integration), false),
         )?;
-        Ok(DirectorySnapshot {
-            users: users.into_iter().map(|i| (i.user.id.clone(), i.user)).collect(),
-            groups: groups.into_iter().map(|i| (i.group.id.clone(), i.group)).collect(),
-            memberships: memberships.into_iter().map(|i| i.membership).collect(),
-        })
+        let memberships = memberships
+            .into_iter()
+            .map(|(sk, _)| {
+                let (group_id, user_id) =
+                    sk.split_once('#').ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))?;
+                Ok(Membership { group_id: group_id.to_owned(), user_id: user_id.to_owned() })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(DirectoryDigest { users: users.into_iter().collect(), groups: groups.into_iter().collect(), memberships })
     }
 
     async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError> {
@@ -192,6 +209,7 @@ impl DirectoryStore for DynamoStore {
                 integration: integration.into(),
                 gsi1pk: keys::user_by_email(integration, &user.email),
                 gsi1sk: "USER".into(),
+                h: content_hash(user),
                 user: user.clone(),
             })?));
         }
@@ -203,6 +221,7 @@ impl DirectoryStore for DynamoStore {
                 integration: integration.into(),
                 gsi1pk: keys::group_by_name(integration, &group.name),
                 gsi1sk: "GROUP".into(),
+                h: content_hash(group),
                 group: group.clone(),
             })?));
         }

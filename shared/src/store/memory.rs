@@ -2,7 +2,7 @@
 
 use super::StoreError;
 use crate::{
-    model::{DirectoryChanges, DirectorySnapshot},
+    model::{DirectoryChanges, DirectoryDigest, DirectorySnapshot},
     ports::{DirectoryStore, SyncStatus},
 };
 use async_trait::async_trait;
@@ -33,8 +33,8 @@ impl MemoryStore {
 
 #[async_trait]
 impl DirectoryStore for MemoryStore {
-    async fn load_directory(&self, integration: &str) -> Result<DirectorySnapshot, StoreError> {
-        Ok(self.directory(integration))
+    async fn load_digest(&self, integration: &str) -> Result<DirectoryDigest, StoreError> {
+        Ok(DirectoryDigest::of(&self.directory(integration)))
     }
 
     async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError> {

@@ -189,7 +189,24 @@ async fn vanished_users_groups_and_memberships_are_deleted_and_changes_written()
     assert_eq!(stack.count("DIR#corp#MEMBER").await, 94 - 3);
 }
 
-/// Collects log lines written while a test runs.
+/// Every log line of this test binary (a process-wide subscriber: a thread-local one misses
+/// events whose callsites other test threads registered first).
+fn captured_logs() -> Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .init();
+        logs
+    })
+    .clone()
+}
+
+/// Collects log lines.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
 impl Write for Logs {
@@ -212,17 +229,9 @@ async fn a_bad_integration_is_reported_while_another_syncs_and_no_key_is_logged(
     stack.integration("broken", WRONG).await;
     let h = handler(&stack, &sim).await;
 
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let logs = captured_logs();
     let (status, body, _) = post_sync(&h, "{}").await;
     let scheduled = h.handle(lambda_event(event("sync-schedule.json"))).await.unwrap();
-    drop(guard);
 
     assert_eq!(status, 200, "{body}");
     let outcome = |summary: &Value, name: &str| {
