@@ -28,6 +28,24 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# SAM CLI and cfn-lint, for the deployment template's checks. Their own venv: SAM CLI pins boto3
+# and its friends to versions that moto's would otherwise fight over (see ../shared/TOOLCHAIN.md).
+SAM_VENV="$ROOT/.venv-sam"
+SAM_REQUIREMENTS="aws-sam-cli==1.170.0 cfn-lint==1.58.0"
+
+ensure_sam_venv() {
+  local stamp="$SAM_VENV/.installed" want
+  want="$(python3 --version 2>&1) $SAM_REQUIREMENTS"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
+  say "installing the deployment checks' Python tools into .venv-sam ($SAM_REQUIREMENTS)"
+  command -v python3 >/dev/null || { echo "python3 is required (3.9 or newer)" >&2; exit 1; }
+  python3 -m venv "$SAM_VENV"
+  "$SAM_VENV/bin/python" -m pip install --quiet --upgrade pip
+  # shellcheck disable=SC2086
+  "$SAM_VENV/bin/python" -m pip install --quiet $SAM_REQUIREMENTS
+  echo "$want" > "$stamp"
+}
+
 ensure_rust() {
   command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 }

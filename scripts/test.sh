@@ -10,6 +10,23 @@ say "formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+say "deployment template: cfn-lint, sam validate --lint, sam build"
+ensure_sam_venv
+lint_rc=0
+"$SAM_VENV/bin/cfn-lint" infra/template.yaml || lint_rc=$?
+# cfn-lint's exit code is a bit set: 2 errors, 4 warnings, 8 informational (1: it failed itself).
+if (( lint_rc & 3 )); then echo "cfn-lint found errors in infra/template.yaml (exit $lint_rc)" >&2; exit 1; fi
+if (( lint_rc != 0 )); then say "cfn-lint: warnings only (printed above), exit $lint_rc: not failing"; fi
+# --lint runs cfn-lint through SAM's own transform: no AWS account, no credentials needed.
+"$SAM_VENV/bin/sam" validate --lint --template-file infra/template.yaml
+# sam build runs the project's cargo-lambda (.venv) for arm64: outputs in target/lambda and
+# target/aarch64-unknown-linux-gnu, apart from the debug build the tests use.
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+PATH="$VENV/bin:$PATH" "$SAM_VENV/bin/sam" build
+for fn in SyncFunction GrantFunction RevokeFunction; do
+  [[ -x .aws-sam/build/$fn/bootstrap ]] || { echo "sam build produced no .aws-sam/build/$fn/bootstrap" >&2; exit 1; }
+done
+
 start_moto
 export JIT_TEST_AWS_ENDPOINT="$AWS_ENDPOINT_URL"
 

@@ -1,0 +1,728 @@
+//! The deployment template (`infra/template.yaml`) held to the code and to least privilege, so that
+//! neither can drift or widen silently:
+//! - the table equals `jit_shared::store::table` (the definition `jitctl setup` uses);
+//! - every IAM statement keeps to the allow-lists below (no `*` action, no `*` resource but
+//!   `secretsmanager:ListSecrets`, secrets only by tag, schedules only in the group, ...);
+//! - every HTTP API route requires IAM authorization unless JWT is chosen;
+//! - the functions get the configuration the code reads, and its defaults are valid.
+//!
+//! No AWS: this only reads the file. cfn-lint, `sam validate --lint` and `sam build` run in
+//! scripts/test.sh. Short-form tags (`!Ref`, `!Sub`, `!GetAtt`, `!If`) are turned into their long
+//! form (`Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::If`) first, so the template may use either.
+
+use jit_shared::{config::Config, store::table};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+// ---------------------------------------------------------------------------------------------
+// What each role may do. Adjust these together with the template when a function's code calls
+// something new: that is the point of keeping them here.
+// ---------------------------------------------------------------------------------------------
+
+const SYNC_TABLE_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Query",
+];
+/// Transactions (TransactWriteItems) are authorized per item by these actions: IAM has no
+/// `dynamodb:TransactWriteItems` action.
+const GRANT_TABLE_ACTIONS: &[&str] =
+    &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"];
+const REVOKE_TABLE_ACTIONS: &[&str] = GRANT_TABLE_ACTIONS;
+
+const SECRETS_ACTIONS: &[&str] = &["secretsmanager:ListSecrets", "secretsmanager:GetSecretValue"];
+const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+
+/// Every action a role may hold, by role logical id (the function's role, or the scheduler's).
+fn allowed_actions() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+    let common = || SECRETS_ACTIONS.iter().chain(LOG_ACTIONS).chain(&["events:PutEvents"]).copied();
+    BTreeMap::from([
+        ("SyncRole", SYNC_TABLE_ACTIONS.iter().copied().chain(common()).collect()),
+        (
+            "GrantRole",
+            GRANT_TABLE_ACTIONS
+                .iter()
+                .copied()
+                .chain(common())
+                .chain(["scheduler:CreateSchedule", "scheduler:DeleteSchedule", "iam:PassRole"])
+                .collect(),
+        ),
+        (
+            "RevokeRole",
+            REVOKE_TABLE_ACTIONS
+                .iter()
+                .copied()
+                .chain(common())
+                // sqs:SendMessage: Lambda's on-failure destination for asynchronous invocations.
+                .chain(["scheduler:DeleteSchedule", "sqs:SendMessage"])
+                .collect(),
+        ),
+        ("SchedulerRole", BTreeSet::from(["lambda:InvokeFunction", "sqs:SendMessage"])),
+    ])
+}
+
+/// The function each role belongs to (the scheduler role belongs to none).
+const FUNCTIONS: [(&str, &str, &str); 3] = [
+    ("SyncFunction", "sync", "SyncRole"),
+    ("GrantFunction", "grant", "GrantRole"),
+    ("RevokeFunction", "revoke", "RevokeRole"),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Reading the template
+// ---------------------------------------------------------------------------------------------
+
+const TEMPLATE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/template.yaml");
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(TEMPLATE_PATH).unwrap_or_else(|e| panic!("{TEMPLATE_PATH}: {e}"));
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{TEMPLATE_PATH}: {e}"));
+    long_form(yaml)
+}
+
+/// YAML to JSON, with CloudFormation's short-form tags in their long form: `!Ref x` is
+/// `{"Ref": x}`, `!GetAtt A.B` is `{"Fn::GetAtt": ["A", "B"]}`, `!Sub s` is `{"Fn::Sub": s}`.
+fn long_form(yaml: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
+    match yaml {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(&n).expect("a YAML number is a JSON number"),
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(long_form).collect()),
+        Y::Mapping(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| match k {
+                    Y::String(k) => (k, long_form(v)),
+                    other => panic!("a mapping key that is not a string: {other:?}"),
+                })
+                .collect(),
+        ),
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let value = long_form(tagged.value);
+            let value = match (name, value) {
+                ("GetAtt", Value::String(s)) => {
+                    let (resource, attribute) = s.split_once('.').expect("!GetAtt Resource.Attribute");
+                    json!([resource, attribute])
+                }
+                (_, value) => value,
+            };
+            let key = if matches!(name, "Ref" | "Condition") { name.to_owned() } else { format!("Fn::{name}") };
+            Value::Object(Map::from_iter([(key, value)]))
+        }
+    }
+}
+
+struct Template(Value);
+
+impl Template {
+    fn load() -> Self {
+        Self(template())
+    }
+    fn resources(&self) -> &Map<String, Value> {
+        self.0["Resources"].as_object().expect("Resources")
+    }
+    fn resource(&self, id: &str) -> &Value {
+        self.resources().get(id).unwrap_or_else(|| panic!("no resource {id}"))
+    }
+    fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        self.resources().iter().filter(move |(_, r)| r["Type"] == kind)
+    }
+    fn parameter_default(&self, name: &str) -> Option<String> {
+        match &self.0["Parameters"][name]["Default"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Null => None,
+            other => panic!("parameter {name}: default {other}"),
+        }
+    }
+}
+
+fn get_att(resource: &str, attribute: &str) -> Value {
+    json!({ "Fn::GetAtt": [resource, attribute] })
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "Ref": name })
+}
+
+/// A value that may be one item or a list of them, as a list.
+fn one_or_many(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        Value::Null => vec![],
+        other => vec![other.clone()],
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    one_or_many(value)
+        .into_iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}")).to_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table: one source of truth
+// ---------------------------------------------------------------------------------------------
+
+fn key_schema_of(value: &Value) -> Vec<(String, String)> {
+    one_or_many(value)
+        .iter()
+        .map(|k| (k["AttributeName"].as_str().unwrap().to_owned(), k["KeyType"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn sdk_key_schema(keys: &[aws_sdk_dynamodb::types::KeySchemaElement]) -> Vec<(String, String)> {
+    keys.iter().map(|k| (k.attribute_name().to_owned(), k.key_type().as_str().to_owned())).collect()
+}
+
+#[test]
+fn the_table_equals_its_definition_in_code() {
+    let t = Template::load();
+    let tables: Vec<_> = t.of_type("AWS::DynamoDB::Table").collect();
+    assert_eq!(tables.len(), 1, "one table");
+    let (id, resource) = tables[0];
+    let p = &resource["Properties"];
+
+    assert_eq!(p["BillingMode"], table::BILLING_MODE.as_str(), "{id}: billing mode");
+    assert!(p.get("ProvisionedThroughput").is_none(), "{id}: on-demand has no provisioned throughput");
+
+    // Keys: the constants and the SDK definition `jitctl setup` uses.
+    assert_eq!(
+        key_schema_of(&p["KeySchema"]),
+        vec![(table::PARTITION_KEY.to_owned(), "HASH".to_owned()), (table::SORT_KEY.to_owned(), "RANGE".to_owned())]
+    );
+    assert_eq!(key_schema_of(&p["KeySchema"]), sdk_key_schema(&table::key_schema()));
+
+    let attributes: BTreeSet<(String, String)> = one_or_many(&p["AttributeDefinitions"])
+        .iter()
+        .map(|a| (a["AttributeName"].as_str().unwrap().to_owned(), a["AttributeType"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected: BTreeSet<(String, String)> = table::attribute_definitions()
+        .iter()
+        .map(|a| (a.attribute_name().to_owned(), a.attribute_type().as_str().to_owned()))
+        .collect();
+    assert_eq!(attributes, expected, "{id}: attribute definitions");
+    assert_eq!(one_or_many(&p["AttributeDefinitions"]).len(), expected.len(), "{id}: no duplicate attribute");
+
+    type Gsi = (String, Vec<(String, String)>, String);
+    let indexes: Vec<Gsi> = one_or_many(&p["GlobalSecondaryIndexes"])
+        .iter()
+        .map(|g| {
+            assert!(g.get("ProvisionedThroughput").is_none(), "{g}: on-demand");
+            (
+                g["IndexName"].as_str().unwrap().to_owned(),
+                key_schema_of(&g["KeySchema"]),
+                g["Projection"]["ProjectionType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<Gsi> = table::global_secondary_indexes()
+        .iter()
+        .map(|g| {
+            let projection = g.projection().and_then(|p| p.projection_type()).expect("a projection");
+            (g.index_name().to_owned(), sdk_key_schema(g.key_schema()), projection.as_str().to_owned())
+        })
+        .collect();
+    assert_eq!(indexes, expected, "{id}: global secondary indexes");
+    let names: Vec<&str> = table::INDEXES.iter().map(|i| i.name).collect();
+    assert_eq!(indexes.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), names);
+    for (index, (_, keys, _)) in table::INDEXES.iter().zip(&indexes) {
+        assert_eq!(keys[0].0, index.partition_key);
+        assert_eq!(keys[1].0, index.sort_key);
+    }
+    assert!(p.get("LocalSecondaryIndexes").is_none(), "{id}: no LSI in the code's definition");
+
+    assert_eq!(
+        p["TimeToLiveSpecification"],
+        json!({ "AttributeName": table::TTL_ATTRIBUTE, "Enabled": true }),
+        "{id}: TTL attribute"
+    );
+    assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true, "{id}: PITR");
+    assert_eq!(p["DeletionProtectionEnabled"], true, "{id}: deletion protection");
+    assert_eq!(resource["DeletionPolicy"], "Retain", "{id}: the audit trail outlives the stack");
+    assert_eq!(resource["UpdateReplacePolicy"], "Retain", "{id}: the audit trail outlives a replacement");
+
+    // The functions find it through TABLE_NAME.
+    assert_eq!(t.0["Globals"]["Function"]["Environment"]["Variables"]["TABLE_NAME"], reference(id));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Least privilege
+// ---------------------------------------------------------------------------------------------
+
+/// A policy document: an object, or a JSON string (possibly under `Fn::Sub`, whose `${...}` stay
+/// inside JSON strings).
+fn policy_document(value: &Value) -> Value {
+    match value {
+        Value::Object(map) if map.contains_key("Statement") => value.clone(),
+        Value::String(text) => serde_json::from_str(text).unwrap_or_else(|e| panic!("policy JSON: {e}\n{text}")),
+        Value::Object(map) if map.contains_key("Fn::Sub") => match &map["Fn::Sub"] {
+            Value::String(_) => policy_document(&map["Fn::Sub"]),
+            Value::Array(parts) => policy_document(&parts[0]),
+            other => panic!("Fn::Sub {other}"),
+        },
+        other => panic!("unsupported policy document: {other}"),
+    }
+}
+
+fn statements(document: &Value) -> Vec<Value> {
+    let document = policy_document(document);
+    assert_eq!(document["Version"], "2012-10-17", "{document}");
+    one_or_many(&document["Statement"])
+}
+
+/// Every statement of every identity policy that applies to a role, with where it comes from.
+fn role_statements(t: &Template, role_id: &str) -> Vec<(String, Value)> {
+    let role = &t.resource(role_id)["Properties"];
+    let mut out = vec![];
+    for policy in one_or_many(&role["Policies"]) {
+        let name = policy["PolicyName"].as_str().unwrap_or("?").to_owned();
+        out.extend(statements(&policy["PolicyDocument"]).into_iter().map(|s| (format!("{role_id}/{name}"), s)));
+    }
+    for arn in one_or_many(&role["ManagedPolicyArns"]) {
+        let id = arn["Ref"].as_str().unwrap_or_else(|| {
+            panic!("{role_id}: managed policy {arn} is not one of this template's: its actions cannot be checked")
+        });
+        let managed = t.resource(id);
+        assert_eq!(managed["Type"], "AWS::IAM::ManagedPolicy", "{role_id}: {id}");
+        out.extend(statements(&managed["Properties"]["PolicyDocument"]).into_iter().map(|s| (id.to_owned(), s)));
+    }
+    for (id, policy) in t.of_type("AWS::IAM::Policy") {
+        if one_or_many(&policy["Properties"]["Roles"]).contains(&reference(role_id)) {
+            out.extend(statements(&policy["Properties"]["PolicyDocument"]).into_iter().map(|s| (id.clone(), s)));
+        }
+    }
+    assert!(!out.is_empty(), "{role_id} has no policy");
+    out
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    assert!(statement.get("NotAction").is_none(), "NotAction widens: {statement}");
+    strings(&statement["Action"])
+}
+
+fn resources(statement: &Value) -> Vec<Value> {
+    assert!(statement.get("NotResource").is_none(), "NotResource widens: {statement}");
+    one_or_many(&statement["Resource"])
+}
+
+fn sub(text: &str) -> Value {
+    json!({ "Fn::Sub": text })
+}
+
+const SECRET_ARNS: &str = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*";
+const GROUP_SCHEDULES: &str =
+    "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ScheduleGroup}/*";
+
+/// The rules every Allow statement of every role keeps, whatever the action.
+fn check_statement(t: &Template, origin: &str, statement: &Value) {
+    assert_eq!(statement["Effect"], "Allow", "{origin}: only Allow statements are expected: {statement}");
+    let actions = actions(statement);
+    let resources = resources(statement);
+    assert!(!actions.is_empty() && !resources.is_empty(), "{origin}: {statement}");
+    for action in &actions {
+        assert!(!action.contains('*'), "{origin}: wildcard action {action}");
+        assert!(action.contains(':'), "{origin}: {action} is not service:Action");
+    }
+    // Resource "*": only for ListSecrets, which supports no resource-level permissions.
+    let star = resources.iter().any(|r| r == "*");
+    if star {
+        assert_eq!(actions, ["secretsmanager:ListSecrets"], "{origin}: Resource \"*\" for {actions:?}");
+        assert_eq!(resources.len(), 1);
+    }
+
+    for action in &actions {
+        let (service, _) = action.split_once(':').unwrap();
+        match service {
+            "secretsmanager" => {
+                assert!(SECRETS_ACTIONS.contains(&action.as_str()), "{origin}: {action}");
+                if action == "secretsmanager:GetSecretValue" {
+                    // Only secrets carrying the integration tag, through the resource-tag condition.
+                    assert_eq!(actions, ["secretsmanager:GetSecretValue"], "{origin}: keep GetSecretValue alone");
+                    assert_eq!(resources, [json!(SECRET_ARNS)], "{origin}: secrets of this account and region");
+                    assert_eq!(
+                        statement["Condition"],
+                        json!({ "StringEquals": { "secretsmanager:ResourceTag/${SecretTagKey}": "${SecretTagValue}" } }),
+                        "{origin}: GetSecretValue only on tagged secrets"
+                    );
+                }
+            }
+            "dynamodb" => {
+                let table_resources = [get_att("Table", "Arn"), sub("${Table.Arn}/index/*")];
+                for r in &resources {
+                    assert!(table_resources.contains(r), "{origin}: {action} on {r}");
+                }
+            }
+            "scheduler" => {
+                assert!(
+                    ["scheduler:CreateSchedule", "scheduler:DeleteSchedule"].contains(&action.as_str()),
+                    "{origin}: {action}"
+                );
+                assert_eq!(resources, [sub(GROUP_SCHEDULES)], "{origin}: {action} only on the group's schedules");
+            }
+            "iam" => {
+                assert_eq!(action, "iam:PassRole", "{origin}: {action}");
+                assert_eq!(actions, ["iam:PassRole"], "{origin}: keep PassRole alone");
+                assert_eq!(
+                    resources,
+                    [get_att("SchedulerRole", "Arn")],
+                    "{origin}: PassRole only on the scheduler role"
+                );
+                assert_eq!(
+                    statement["Condition"],
+                    json!({ "StringEquals": { "iam:PassedToService": "scheduler.amazonaws.com" } }),
+                    "{origin}: PassRole only to EventBridge Scheduler"
+                );
+            }
+            "events" => {
+                assert_eq!(action, "events:PutEvents", "{origin}: {action}");
+                assert_eq!(resources, [get_att("EventBus", "Arn")], "{origin}: PutEvents only on the bus");
+            }
+            "sqs" => {
+                assert_eq!(action, "sqs:SendMessage", "{origin}: {action}");
+                assert_eq!(resources, [get_att("ScheduleDeadLetterQueue", "Arn")], "{origin}: only the DLQ");
+            }
+            "lambda" => {
+                assert_eq!(action, "lambda:InvokeFunction", "{origin}: {action}");
+                assert_eq!(resources, [get_att("RevokeFunction", "Arn")], "{origin}: only revoke");
+            }
+            "logs" => {
+                assert!(LOG_ACTIONS.contains(&action.as_str()), "{origin}: {action}");
+                for r in &resources {
+                    let group = r["Fn::GetAtt"][0].as_str().unwrap_or_else(|| panic!("{origin}: {action} on {r}"));
+                    assert_eq!(r["Fn::GetAtt"][1], "Arn");
+                    assert_eq!(t.resource(group)["Type"], "AWS::Logs::LogGroup", "{origin}: {action} on {r}");
+                }
+            }
+            other => panic!("{origin}: unexpected service {other} ({action}): add it to this test deliberately"),
+        }
+    }
+}
+
+#[test]
+fn every_role_keeps_to_least_privilege() {
+    let t = Template::load();
+    let allowed = allowed_actions();
+
+    let roles: BTreeSet<&str> = t.of_type("AWS::IAM::Role").map(|(id, _)| id.as_str()).collect();
+    assert_eq!(roles, allowed.keys().copied().collect(), "every role is known to this test");
+    for kind in ["AWS::IAM::User", "AWS::IAM::Group", "AWS::IAM::AccessKey"] {
+        assert_eq!(t.of_type(kind).count(), 0, "no {kind}");
+    }
+
+    for (role_id, allowed) in &allowed {
+        let mut held = BTreeSet::new();
+        for (origin, statement) in role_statements(&t, role_id) {
+            check_statement(&t, &origin, &statement);
+            held.extend(actions(&statement));
+        }
+        let extra: Vec<_> = held.iter().filter(|a| !allowed.contains(a.as_str())).collect();
+        assert!(extra.is_empty(), "{role_id} holds actions beyond its list: {extra:?}");
+    }
+
+    // Each function's table actions stay within its list (and its logs are its own).
+    for (function, _, role_id) in FUNCTIONS {
+        let list = match function {
+            "SyncFunction" => SYNC_TABLE_ACTIONS,
+            "GrantFunction" => GRANT_TABLE_ACTIONS,
+            _ => REVOKE_TABLE_ACTIONS,
+        };
+        let statements = role_statements(&t, role_id);
+        let table: BTreeSet<String> =
+            statements.iter().flat_map(|(_, s)| actions(s)).filter(|a| a.starts_with("dynamodb:")).collect();
+        assert!(table.iter().all(|a| list.contains(&a.as_str())), "{function}: {table:?} not within {list:?}");
+        let log_group = t.resource(function)["Properties"]["LoggingConfig"]["LogGroup"]["Ref"].as_str().unwrap();
+        for (origin, s) in &statements {
+            if actions(s).iter().any(|a| a.starts_with("logs:")) {
+                assert_eq!(resources(s), [get_att(log_group, "Arn")], "{origin}: {function} writes only its own logs");
+            }
+        }
+    }
+
+    // The grant role alone may pass the scheduler role; schedules are created by grant alone.
+    for role_id in allowed.keys() {
+        let acts: BTreeSet<String> = role_statements(&t, role_id).iter().flat_map(|(_, s)| actions(s)).collect();
+        let is_grant = *role_id == "GrantRole";
+        assert_eq!(acts.contains("iam:PassRole"), is_grant, "{role_id}: iam:PassRole");
+        assert_eq!(acts.contains("scheduler:CreateSchedule"), is_grant, "{role_id}: scheduler:CreateSchedule");
+    }
+}
+
+#[test]
+fn roles_trust_only_their_service() {
+    let t = Template::load();
+    for (role_id, service) in
+        [("SyncRole", "lambda"), ("GrantRole", "lambda"), ("RevokeRole", "lambda"), ("SchedulerRole", "scheduler")]
+    {
+        let trust = statements(&t.resource(role_id)["Properties"]["AssumeRolePolicyDocument"]);
+        assert_eq!(trust.len(), 1, "{role_id}");
+        let s = &trust[0];
+        assert_eq!(s["Effect"], "Allow");
+        assert_eq!(strings(&s["Action"]), ["sts:AssumeRole"], "{role_id}");
+        assert_eq!(s["Principal"], json!({ "Service": format!("{service}.amazonaws.com") }), "{role_id}");
+        if service == "scheduler" {
+            assert_eq!(
+                s["Condition"],
+                json!({ "StringEquals": { "aws:SourceAccount": reference("AWS::AccountId") } }),
+                "{role_id}: only this account's schedules"
+            );
+        }
+    }
+}
+
+#[test]
+fn functions_use_their_own_roles_and_the_rust_build() {
+    let t = Template::load();
+    let globals = &t.0["Globals"]["Function"];
+    let functions: BTreeSet<&str> = t.of_type("AWS::Serverless::Function").map(|(id, _)| id.as_str()).collect();
+    assert_eq!(functions, FUNCTIONS.iter().map(|f| f.0).collect());
+    assert_eq!(t.of_type("AWS::Lambda::Function").count(), 0);
+    for (id, binary, role) in FUNCTIONS {
+        let f = t.resource(id);
+        let p = &f["Properties"];
+        let setting = |name: &str| if p.get(name).is_some() { p[name].clone() } else { globals[name].clone() };
+        assert_eq!(setting("Runtime"), "provided.al2023", "{id}");
+        assert_eq!(setting("Handler"), "bootstrap", "{id}");
+        assert_eq!(setting("Architectures"), json!(["arm64"]), "{id}");
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{id}");
+        assert_eq!(f["Metadata"]["BuildProperties"]["Binary"], binary, "{id}");
+        // A role of our own, so that SAM adds no managed policy (AWSLambdaBasicExecutionRole has
+        // Resource "*") and no policy template.
+        assert_eq!(p["Role"], get_att(role, "Arn"), "{id}");
+        assert!(p.get("Policies").is_none() && globals.get("Policies").is_none(), "{id}: policies go on {role}");
+        assert!(p.get("Events").is_none(), "{id}: triggers are explicit resources, checked below");
+        assert!(p.get("FunctionUrlConfig").is_none(), "{id}: no function URL (it would bypass the API's auth)");
+        let log_group = p["LoggingConfig"]["LogGroup"]["Ref"].as_str().expect("an explicit log group");
+        let retention = &t.resource(log_group)["Properties"]["RetentionInDays"];
+        assert_eq!(*retention, reference("LogRetentionInDays"), "{id}: log retention");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP API: IAM authorization by default
+// ---------------------------------------------------------------------------------------------
+
+/// Resolves the routes' `Fn::If [UseJwt, ...]`: `jwt` false is the default (ApiAuthorization=AWS_IAM).
+fn resolve_if(value: &Value, jwt: bool) -> Value {
+    match value {
+        Value::Object(map) if map.contains_key("Fn::If") => {
+            let args = map["Fn::If"].as_array().unwrap();
+            let condition = args[0].as_str().unwrap();
+            assert_eq!(condition, "UseJwt", "routes switch on UseJwt only");
+            resolve_if(&args[if jwt { 1 } else { 2 }], jwt)
+        }
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn every_route_requires_iam_authorization_by_default() {
+    let t = Template::load();
+    // The switch: AWS_IAM unless the deployer chooses JWT.
+    assert_eq!(t.parameter_default("ApiAuthorization").as_deref(), Some("AWS_IAM"));
+    assert_eq!(t.0["Parameters"]["ApiAuthorization"]["AllowedValues"], json!(["AWS_IAM", "JWT"]));
+    assert_eq!(t.0["Conditions"]["UseJwt"], json!({ "Fn::Equals": [reference("ApiAuthorization"), "JWT"] }));
+
+    let integrations: BTreeMap<&str, &str> = t
+        .of_type("AWS::ApiGatewayV2::Integration")
+        .map(|(id, i)| (id.as_str(), i["Properties"]["IntegrationUri"]["Fn::GetAtt"][0].as_str().unwrap()))
+        .collect();
+    let mut routes = BTreeMap::new();
+    for (id, route) in t.of_type("AWS::ApiGatewayV2::Route") {
+        let p = &route["Properties"];
+        assert_eq!(p["ApiId"], reference("HttpApi"), "{id}");
+        let by_default = resolve_if(&p["AuthorizationType"], false);
+        assert_eq!(by_default, "AWS_IAM", "{id}: IAM authorization by default");
+        assert_eq!(resolve_if(&p["AuthorizerId"], false), reference("AWS::NoValue"), "{id}");
+        assert_eq!(resolve_if(&p["AuthorizationType"], true), "JWT", "{id}: JWT when chosen");
+        assert_eq!(resolve_if(&p["AuthorizerId"], true), reference("JwtAuthorizer"), "{id}");
+        let target = p["Target"]["Fn::Sub"].as_str().expect("Target: !Sub integrations/${...}");
+        let integration = target.strip_prefix("integrations/${").and_then(|s| s.strip_suffix('}')).unwrap();
+        routes.insert(p["RouteKey"].as_str().unwrap().to_owned(), integrations[integration].to_owned());
+    }
+    let expected: BTreeMap<String, String> = [
+        ("POST /grants", "GrantFunction"),
+        ("GET /grants", "GrantFunction"),
+        ("GET /grants/{id}", "GrantFunction"),
+        ("GET /groups", "GrantFunction"),
+        ("DELETE /grants/{id}", "RevokeFunction"),
+        ("POST /sync", "SyncFunction"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(routes, expected, "routes and the functions behind them");
+
+    let authorizer = t.resource("JwtAuthorizer");
+    assert_eq!(authorizer["Condition"], "UseJwt", "the JWT authorizer exists only in JWT mode");
+    assert_eq!(authorizer["Properties"]["AuthorizerType"], "JWT");
+
+    // No other way in: no SAM API (its auth would not be checked here), no function URL.
+    for kind in ["AWS::Serverless::Api", "AWS::Serverless::HttpApi", "AWS::ApiGateway::RestApi", "AWS::Lambda::Url"] {
+        assert_eq!(t.of_type(kind).count(), 0, "{kind}: add its authorization to this test first");
+    }
+    assert_eq!(t.of_type("AWS::ApiGatewayV2::Api").count(), 1);
+
+    // API Gateway may invoke a function only through this API's routes.
+    for (id, permission) in t.of_type("AWS::Lambda::Permission") {
+        let p = &permission["Properties"];
+        assert_eq!(p["Action"], "lambda:InvokeFunction", "{id}");
+        let source = p["SourceArn"].clone();
+        match p["Principal"].as_str().unwrap() {
+            "apigateway.amazonaws.com" => {
+                let arn = source["Fn::Sub"].as_str().unwrap_or_else(|| panic!("{id}: SourceArn"));
+                let prefix = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/*/";
+                let route = arn.strip_prefix(prefix).unwrap_or_else(|| panic!("{id}: {arn}"));
+                assert!(!route.starts_with('*'), "{id}: scoped to a method and path: {arn}");
+            }
+            "events.amazonaws.com" => assert_eq!(source, get_att("SyncScheduleRule", "Arn"), "{id}"),
+            other => panic!("{id}: unexpected principal {other}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules, dead letters, alarms
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
+    let t = Template::load();
+    let dlq = get_att("ScheduleDeadLetterQueue", "Arn");
+
+    let sweep = &t.resource("SweepSchedule")["Properties"];
+    assert_eq!(sweep["ScheduleExpression"], reference("SweepScheduleExpression"));
+    assert!(sweep.get("GroupName").is_none(), "the sweep stays out of the group the functions may delete from");
+    let target = &sweep["Target"];
+    assert_eq!(target["Arn"], get_att("RevokeFunction", "Arn"));
+    assert_eq!(target["RoleArn"], get_att("SchedulerRole", "Arn"));
+    assert_eq!(target["DeadLetterConfig"]["Arn"], dlq);
+    assert!(target["RetryPolicy"]["MaximumRetryAttempts"].as_u64().unwrap() >= 1);
+    let input: Value = serde_json::from_str(target["Input"].as_str().unwrap()).expect("the sweep's input is JSON");
+    assert_eq!(input["source"], "jit-access.sweep", "the documented sweep event");
+
+    let rule = &t.resource("SyncScheduleRule")["Properties"];
+    assert_eq!(rule["ScheduleExpression"], reference("SyncScheduleExpression"));
+    let targets = one_or_many(&rule["Targets"]);
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["Arn"], get_att("SyncFunction", "Arn"));
+    assert_eq!(targets[0]["DeadLetterConfig"]["Arn"], dlq);
+    assert!(rule.get("Input").is_none() && targets[0].get("Input").is_none(), "sync expects the aws.events event");
+
+    // Grant's expiry schedules get the same queue through the environment.
+    let grant_env = &t.resource("GrantFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(grant_env["SCHEDULE_DLQ_ARN"], dlq);
+
+    // Alarms: failed revocations (the log line revoke writes) and dead letters.
+    let filters: Vec<_> = t.of_type("AWS::Logs::MetricFilter").collect();
+    assert!(filters.iter().any(|(_, f)| f["Properties"]["LogGroupName"] == reference("RevokeLogGroup")));
+    for (id, f) in &filters {
+        assert_eq!(f["Properties"]["FilterPattern"], r#"{ $.event = "revocation_failed" }"#, "{id}");
+        assert_eq!(f["Properties"]["MetricTransformations"][0]["MetricName"], "RevocationFailures", "{id}");
+    }
+    let alarms: BTreeMap<&str, &Value> =
+        t.of_type("AWS::CloudWatch::Alarm").map(|(id, a)| (id.as_str(), &a["Properties"])).collect();
+    assert_eq!(alarms["RevocationFailuresAlarm"]["MetricName"], "RevocationFailures");
+    assert_eq!(alarms["DeadLetterQueueAlarm"]["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(
+        alarms["DeadLetterQueueAlarm"]["Dimensions"][0]["Value"],
+        get_att("ScheduleDeadLetterQueue", "QueueName")
+    );
+    for (id, alarm) in &alarms {
+        assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold", "{id}");
+        assert_eq!(alarm["Threshold"], 0, "{id}");
+        assert_eq!(
+            alarm["AlarmActions"],
+            json!({ "Fn::If": ["HasAlarmTopic", [reference("AlarmTopicArn")], reference("AWS::NoValue")] }),
+            "{id}: notifies the topic when one is given"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration: what the code reads, with valid defaults
+// ---------------------------------------------------------------------------------------------
+
+/// The SPEC's variables every function gets.
+const COMMON_VARIABLES: &[&str] = &[
+    "TABLE_NAME",
+    "SECRET_TAG_KEY",
+    "SECRET_TAG_VALUE",
+    "SCHEDULE_GROUP",
+    "EVENT_BUS_NAME",
+    "MIN_GRANT_DURATION",
+    "MAX_GRANT_DURATION",
+    "REQUESTABLE_GROUPS",
+    "MANAGER_ATTRIBUTE",
+    "INCLUDE_SUSPENDED_USERS",
+    "JUMPCLOUD_API_URL",
+    "JUMPCLOUD_MAX_CONCURRENCY",
+    "JUMPCLOUD_REQUESTS_PER_SECOND",
+];
+
+/// A plausible deployed value: parameters take their defaults, resources a name or an ARN.
+fn deployed_value(t: &Template, value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Object(map) if map.contains_key("Ref") => {
+            let name = map["Ref"].as_str().unwrap();
+            t.parameter_default(name).unwrap_or_else(|| format!("jit-access-{name}"))
+        }
+        Value::Object(map) if map.contains_key("Fn::GetAtt") => {
+            let resource = map["Fn::GetAtt"][0].as_str().unwrap();
+            format!("arn:aws:service:us-east-1:123456789012:{resource}")
+        }
+        other => panic!("unexpected environment value {other}"),
+    }
+}
+
+#[test]
+fn functions_get_the_configuration_the_code_reads_and_its_defaults_are_valid() {
+    let t = Template::load();
+    let globals = t.0["Globals"]["Function"]["Environment"]["Variables"].as_object().unwrap().clone();
+    for (id, _, _) in FUNCTIONS {
+        let mut env = globals.clone();
+        if let Some(own) = t.resource(id)["Properties"]["Environment"]["Variables"].as_object() {
+            env.extend(own.clone());
+        }
+        for var in COMMON_VARIABLES {
+            assert!(env.contains_key(*var), "{id}: {var}");
+        }
+        let is_grant = id == "GrantFunction";
+        for var in ["REVOKE_FUNCTION_ARN", "SCHEDULER_ROLE_ARN"] {
+            assert_eq!(env.contains_key(var), is_grant, "{id}: {var} (grant only)");
+        }
+        if is_grant {
+            assert_eq!(env["REVOKE_FUNCTION_ARN"], get_att("RevokeFunction", "Arn"));
+            assert_eq!(env["SCHEDULER_ROLE_ARN"], get_att("SchedulerRole", "Arn"));
+        }
+
+        let values: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.clone(), deployed_value(&t, v))).collect();
+        let config = Config::from_lookup(|k| values.get(k).cloned())
+            .unwrap_or_else(|e| panic!("{id}: the template's defaults are not a valid configuration: {e}"));
+        let defaults = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config.secret_tag_key, defaults.secret_tag_key, "{id}");
+        assert_eq!(config.secret_tag_value, defaults.secret_tag_value, "{id}");
+        assert_eq!(config.jumpcloud_api_url, defaults.jumpcloud_api_url, "{id}");
+        assert_eq!(config.min_grant_duration, defaults.min_grant_duration, "{id}");
+        assert_eq!(config.max_grant_duration, defaults.max_grant_duration, "{id}");
+        assert_eq!(config.directory.manager_attribute, defaults.directory.manager_attribute, "{id}");
+        assert_eq!(config.directory.include_suspended_users, defaults.directory.include_suspended_users, "{id}");
+        assert_eq!(config.jumpcloud.max_concurrency, defaults.jumpcloud.max_concurrency, "{id}");
+        assert_eq!(config.jumpcloud.requests_per_second, defaults.jumpcloud.requests_per_second, "{id}");
+        // grant answers before API Gateway's 30 s: its JumpCloud retry budget must fit in its timeout.
+        let timeout = t.resource(id)["Properties"]["Timeout"].as_u64().unwrap();
+        assert!(config.jumpcloud.retry_budget.as_secs() < timeout, "{id}: retry budget within the timeout");
+        if is_grant {
+            assert!(timeout <= 30, "{id}: API Gateway's integration timeout is 30 s");
+        }
+    }
+}
