@@ -73,11 +73,93 @@ pub struct DirectoryGroup {
     pub requestable: bool,
 }
 
+/// A directory object id. JumpCloud's are 24 lower-case hex digits (MongoDB ObjectIds): those are
+/// kept in 12 bytes with no heap allocation, which is most of a large sync's memory (hundreds of
+/// thousands of memberships); any other id is kept as text. Serialized as the id's own text.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectId {
+    Hex([u8; 12]),
+    Text(Box<str>),
+}
+
+impl ObjectId {
+    pub fn new(id: &str) -> Self {
+        let hex = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        if id.len() == 24 {
+            let mut bytes = [0u8; 12];
+            let parsed =
+                id.as_bytes().chunks(2).zip(bytes.iter_mut()).all(|(pair, out)| match (hex(pair[0]), hex(pair[1])) {
+                    (Some(hi), Some(lo)) => {
+                        *out = hi << 4 | lo;
+                        true
+                    }
+                    _ => false,
+                });
+            if parsed {
+                return Self::Hex(bytes);
+            }
+        }
+        Self::Text(id.into())
+    }
+}
+
+impl std::fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Hex(bytes) => bytes.iter().try_for_each(|b| write!(f, "{b:02x}")),
+            Self::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl std::fmt::Debug for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+impl From<&str> for ObjectId {
+    fn from(id: &str) -> Self {
+        Self::new(id)
+    }
+}
+
+impl From<String> for ObjectId {
+    fn from(id: String) -> Self {
+        Self::new(&id)
+    }
+}
+
+impl PartialEq<&str> for ObjectId {
+    fn eq(&self, other: &&str) -> bool {
+        match self {
+            Self::Text(text) => &**text == *other,
+            Self::Hex(_) => Self::new(other) == *self,
+        }
+    }
+}
+
+impl Serialize for ObjectId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::new(&String::deserialize(d)?))
+    }
+}
+
 /// A direct membership: `user_id` is a member of `group_id`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Membership {
-    pub group_id: String,
-    pub user_id: String,
+    pub group_id: ObjectId,
+    pub user_id: ObjectId,
 }
 
 /// One integration's directory at one moment.
@@ -251,6 +333,21 @@ mod tests {
         assert_eq!(c.put_memberships, vec![member("g1", "u4")]);
         assert_eq!(c.delete_memberships, vec![member("g1", "u2"), member("g2", "u3")]);
         assert_eq!(c.len(), 7);
+    }
+
+    #[test]
+    fn object_ids_are_compact_and_round_trip_exactly() {
+        for id in ["5f1a9c0e7b3d2a1f0c9e8d7b", "u1", "5F1A9C0E7B3D2A1F0C9E8D7B", "5f1a9c0e7b3d2a1f0c9e8d7", ""] {
+            let parsed = ObjectId::new(id);
+            assert_eq!(parsed.to_string(), id, "exact text back");
+            assert!(parsed == id);
+            let json = serde_json::to_string(&parsed).unwrap();
+            assert_eq!(json, format!("{id:?}"));
+            assert_eq!(serde_json::from_str::<ObjectId>(&json).unwrap(), parsed);
+        }
+        assert!(matches!(ObjectId::new("5f1a9c0e7b3d2a1f0c9e8d7b"), ObjectId::Hex(_)));
+        assert!(matches!(ObjectId::new("5F1A9C0E7B3D2A1F0C9E8D7B"), ObjectId::Text(_)), "upper case stays text");
+        assert_eq!(std::mem::size_of::<Membership>(), 48, "no heap allocation for ObjectIds");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::{
     config::DirectoryPolicy,
     jumpcloud::{JumpCloudGroup, JumpCloudUser},
-    model::{DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership, MembershipMethod, UserState},
+    model::{DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership, MembershipMethod, ObjectId, UserState},
 };
 use std::collections::HashMap;
 
@@ -113,8 +113,9 @@ pub fn build_snapshot(
         if !snapshot.groups.contains_key(&group_id) {
             continue;
         }
+        let group_id = ObjectId::new(&group_id);
         for user_id in user_ids.into_iter().filter(|u| snapshot.users.contains_key(u)) {
-            snapshot.memberships.insert(Membership { group_id: group_id.clone(), user_id });
+            snapshot.memberships.insert(Membership { group_id: group_id.clone(), user_id: user_id.into() });
         }
     }
     snapshot

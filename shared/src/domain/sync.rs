@@ -363,8 +363,8 @@ mod tests {
         assert_eq!(stored.users.keys().collect::<Vec<_>>(), vec!["u1"]);
         assert_eq!(stored.groups.keys().collect::<Vec<_>>(), vec!["g2"]);
         assert_eq!(
-            stored.memberships.iter().map(|m| (&*m.group_id, &*m.user_id)).collect::<Vec<_>>(),
-            vec![("g2", "u1")]
+            stored.memberships.iter().map(|m| (m.group_id.to_string(), m.user_id.to_string())).collect::<Vec<_>>(),
+            vec![("g2".to_string(), "u1".to_string())]
         );
     }
 

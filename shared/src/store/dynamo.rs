@@ -193,7 +193,7 @@ impl DirectoryStore for DynamoStore {
             .map(|(sk, _)| {
                 let (group_id, user_id) =
                     sk.split_once('#').ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))?;
-                Ok(Membership { group_id: group_id.to_owned(), user_id: user_id.to_owned() })
+                Ok(Membership { group_id: group_id.into(), user_id: user_id.into() })
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(DirectoryDigest { users: users.into_iter().collect(), groups: groups.into_iter().collect(), memberships })
@@ -228,7 +228,7 @@ impl DirectoryStore for DynamoStore {
         for membership in &changes.put_memberships {
             requests.push(put(to_item(&MembershipItem {
                 pk: keys::memberships(integration),
-                sk: keys::membership_sort(&membership.group_id, &membership.user_id),
+                sk: keys::membership_sort(&membership.group_id.to_string(), &membership.user_id.to_string()),
                 kind: "membership".into(),
                 integration: integration.into(),
                 membership: membership.clone(),
@@ -236,12 +236,12 @@ impl DirectoryStore for DynamoStore {
         }
         requests.extend(changes.delete_users.iter().map(|id| delete(key(keys::users(integration), id.clone()))));
         requests.extend(changes.delete_groups.iter().map(|id| delete(key(keys::groups(integration), id.clone()))));
-        requests.extend(
-            changes
-                .delete_memberships
-                .iter()
-                .map(|m| delete(key(keys::memberships(integration), keys::membership_sort(&m.group_id, &m.user_id)))),
-        );
+        requests.extend(changes.delete_memberships.iter().map(|m| {
+            delete(key(
+                keys::memberships(integration),
+                keys::membership_sort(&m.group_id.to_string(), &m.user_id.to_string()),
+            ))
+        }));
         self.write_all(requests).await
     }
 

@@ -30,6 +30,40 @@ use std::{
 
 const KEY: &str = "bench-key";
 
+/// Counts live heap bytes and their peak, so the report separates what the sync holds from what
+/// the allocator keeps (RSS).
+struct CountingAllocator;
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let ptr = unsafe { std::alloc::System.alloc(layout) };
+        if !ptr.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        ptr
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn heap_peak_mib() -> f64 {
+    PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
+
+fn reset_heap_peak() {
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
 struct Args {
     users: usize,
     groups: usize,
@@ -163,16 +197,20 @@ async fn main() -> anyhow::Result<()> {
     let ctx = SyncContext { store: &store, policy: &policy, clock: &SystemClock, progress: &NoProgress };
 
     reset_peak_rss();
+    reset_heap_peak();
     let started = Instant::now();
     let first = sync_integration(&ctx, "bench", &client).await?;
     let first_peak = peak_rss_mib();
+    let first_heap = heap_peak_mib();
     let requests = client.stats().requests.load(Ordering::Relaxed);
     let retries = client.stats().retries.load(Ordering::Relaxed);
     let first_wall = started.elapsed();
 
     reset_peak_rss();
+    reset_heap_peak();
     let second = sync_integration(&ctx, "bench", &client).await?;
     let second_peak = peak_rss_mib();
+    let second_heap = heap_peak_mib();
     drop(child.stdin.take());
     let _ = child.wait();
 
@@ -201,5 +239,6 @@ async fn main() -> anyhow::Result<()> {
         "peak RSS: first sync {first_peak:.1} MiB, second sync {second_peak:.1} MiB; first sync wall {:.1} s",
         first_wall.as_secs_f64()
     );
+    println!("peak heap (live allocations): first sync {first_heap:.1} MiB, second sync {second_heap:.1} MiB");
     Ok(())
 }
