@@ -79,6 +79,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
+trap 'cleanup; exit 129' HUP   # the terminal closed: setsid'd servers would not notice
 
 # start_background NAME COMMAND...: runs in its own process group, output to .local/NAME.log.
 start_background() {
