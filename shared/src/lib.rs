@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod duration;
+pub mod grants;
 pub mod handlers;
 pub mod http;
 pub mod jumpcloud;
@@ -25,3 +26,5 @@ pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing_grants;

@@ -138,3 +138,199 @@ pub trait DirectoryStore: Send + Sync {
     async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError>;
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Grant lifecycle (issue 3): grants, leases, audit, idempotency; expiry schedules; events.
+//
+// Each `GrantStore` method is one conditional write, one transaction (a handful of items, far
+// below DynamoDB's 100) or one query in the DynamoDB adapter. Methods that change a lease take
+// the `LeaseHold` of the lock the caller holds and fail with `Conflict` if that lock has passed
+// to someone else, so a caller whose lock lapsed can never overwrite a newer decision.
+
+use crate::grants::{
+    AuditPage, AuditRecord, Grant, GrantEvent, GrantFilter, GrantPage, IdempotencyClaim, IdempotencyState, Lease,
+    LeaseHold, LeaseKey, RevocationRequest,
+};
+
+/// Errors of the grant store.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantStoreError {
+    /// Another request holds the lease's lock until `until`.
+    #[error("the membership is being changed by another request; retry shortly")]
+    LeaseBusy { until: DateTime<Utc> },
+    /// A condition failed: the grant or lease is not in the state the caller expected (the lock
+    /// passed to someone else, the grant was settled meanwhile, or the id exists already).
+    #[error("conflicting change: {0}")]
+    Conflict(String),
+    #[error("grant {0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `activate`: the membership is in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub grant_id: String,
+    /// Recorded on the grant.
+    pub preexisting: bool,
+    /// `Some(v)`: set the lease's `preexisting` to `v` (what JumpCloud's answer proved about the
+    /// membership); `None`: leave it (other holders already decided it).
+    pub lease_preexisting: Option<bool>,
+    pub schedule_name: Option<String>,
+}
+
+/// `end`: the grant is settled and leaves the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    pub grant_id: String,
+    /// `Expired`, `Revoked` or `Failed` (a failed grant stays failed).
+    pub status: crate::grants::GrantStatus,
+    pub ended_at: DateTime<Utc>,
+    /// No other grant holds the lease: delete it (it held only this grant, or nothing).
+    pub last_holder: bool,
+}
+
+/// `fail_for_cleanup`: JumpCloud failed in a way that may have applied the add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub grant_id: String,
+    pub ended_at: DateTime<Utc>,
+    /// As in [`Activation::lease_preexisting`].
+    pub lease_preexisting: Option<bool>,
+}
+
+/// Grants, their membership leases, the audit trail and idempotency records.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Takes the lease's lock (creating the lease if there is none) and returns the lease as it
+    /// now stands. Fails with `LeaseBusy` while another owner's lock is unexpired; the same owner
+    /// may take it again. One conditional update (`ReturnValues: ALL_NEW`).
+    async fn lock_lease(
+        &self,
+        key: &LeaseKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Lease, GrantStoreError>;
+
+    /// Releases the lock if `owner` still holds it (otherwise does nothing); deletes the lease
+    /// if it holds no grant.
+    async fn unlock_lease(&self, hold: &LeaseHold) -> Result<(), GrantStoreError>;
+
+    /// Records a pending grant: puts it (condition: no grant with this id), adds it to the lease's
+    /// holders (condition: the lock is `hold`'s) and appends `audit`, atomically. From now on the
+    /// grant is in the sweep's index, due at its `expires_at`.
+    async fn insert_pending(
+        &self,
+        grant: &Grant,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<(), GrantStoreError>;
+
+    /// Pending -> active, atomically with the lease (`preexisting` per the activation; lock
+    /// released) and the audit records. Conditions: the grant is pending and a holder, the lock
+    /// is `hold`'s. Returns the grant as stored.
+    async fn activate(
+        &self,
+        activation: &Activation,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<Grant, GrantStoreError>;
+
+    /// Pending -> failed, but the grant stays a holder and in the sweep's index, due at
+    /// `ended_at`: the sweep removes the membership the failed add may have left. Lock released,
+    /// audit appended, atomically. Conditions: the grant is pending, the lock is `hold`'s.
+    async fn fail_for_cleanup(
+        &self,
+        failure: &Failure,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<Grant, GrantStoreError>;
+
+    /// Settles a grant, atomically: sets its status and `ended_at` (a failed grant keeps its
+    /// status), removes it from the sweep's index and from the lease's holders, releases the lock
+    /// (or deletes the lease when `last_holder`) and appends `audit`. Conditions: the grant is
+    /// pending or active, or failed and still in the index; the lock is `hold`'s.
+    async fn end(&self, ending: &Ending, hold: &LeaseHold, audit: &[AuditRecord]) -> Result<Grant, GrantStoreError>;
+
+    /// A revocation could not be carried out: releases the lock and appends `audit`; with a
+    /// `request`, records it on the grant (unless one is recorded already) and makes the grant
+    /// due now in the sweep's index, so that the sweep finishes the revocation.
+    async fn revocation_failed(
+        &self,
+        grant_id: &str,
+        request: Option<&RevocationRequest>,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<(), GrantStoreError>;
+
+    /// A strongly consistent read: the domain re-reads grants under the lease lock.
+    async fn get(&self, id: &str) -> Result<Option<Grant>, GrantStoreError>;
+
+    /// Grants in the sweep's index due at or before `now`, earliest first: a query of the index,
+    /// never a scan. `next` continues after the last grant of the previous page (a key, not an
+    /// offset: settling grants while paging skips none). May be eventually consistent: a grant
+    /// settled a moment ago that still shows up is found settled under the lock.
+    async fn due(&self, now: DateTime<Utc>, limit: usize, next: Option<&str>) -> Result<GrantPage, GrantStoreError>;
+
+    /// Newest first.
+    async fn list(&self, filter: &GrantFilter, limit: usize, next: Option<&str>) -> Result<GrantPage, GrantStoreError>;
+
+    /// Sync found the membership of an active grant gone. Condition: the grant is active.
+    async fn mark_membership_missing(&self, grant_id: &str, audit: &[AuditRecord]) -> Result<Grant, GrantStoreError>;
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), GrantStoreError>;
+    /// Oldest first.
+    async fn audit_for(&self, grant_id: &str) -> Result<Vec<AuditRecord>, GrantStoreError>;
+    /// Records with `from <= at < to`, oldest first.
+    async fn audit_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<AuditPage, GrantStoreError>;
+
+    /// Claims an idempotency key (one conditional put): `New` when there is no record, or only an
+    /// expired one, or an in-progress one past `in_progress_until` (its request died).
+    async fn begin_idempotent(&self, claim: &IdempotencyClaim) -> Result<IdempotencyState, GrantStoreError>;
+    async fn complete_idempotent(&self, key: &str, grant_id: &str) -> Result<(), GrantStoreError>;
+    /// The request failed: a retry may run again.
+    async fn abandon_idempotent(&self, key: &str) -> Result<(), GrantStoreError>;
+}
+
+/// What the synced directory knows about a membership, when it is known to predate a moment.
+#[async_trait]
+pub trait MembershipOracle: Send + Sync {
+    /// `Some(held)` when the integration's last sync succeeded and finished at or before `before`
+    /// (so its copy shows the membership as it was then); `None` when no such sync exists.
+    async fn synced_membership(&self, key: &LeaseKey, before: DateTime<Utc>) -> Result<Option<bool>, GrantStoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("EventBridge Scheduler: {0}")]
+pub struct SchedulerError(pub String);
+
+/// One-time expiry schedules (EventBridge Scheduler).
+#[async_trait]
+pub trait ExpiryScheduler: Send + Sync {
+    /// Creates the grant's schedule: name [`crate::grants::expiry_schedule_name`], expression
+    /// [`crate::grants::expiry_schedule_expression`] in timezone UTC, flexible window off,
+    /// deleted after completion, input [`crate::grants::ExpiryInput`] as JSON, target the `revoke`
+    /// function. An existing schedule of that name counts as created. Returns its name.
+    async fn create(&self, grant: &Grant) -> Result<String, SchedulerError>;
+    /// Deletes a schedule; one that does not exist (fired, or never created) is success.
+    async fn delete(&self, name: &str) -> Result<(), SchedulerError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("EventBridge: {0}")]
+pub struct EventBusError(pub String);
+
+/// Publishes events (EventBridge `PutEvents`, at most 10 entries per call, source
+/// [`crate::grants::EVENT_SOURCE`]).
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    async fn publish(&self, events: &[GrantEvent]) -> Result<(), EventBusError>;
+}

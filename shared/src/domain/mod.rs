@@ -1,4 +1,8 @@
 //! What the product does, over the ports only: no network here, every path testable in memory.
 
 pub mod directory;
+pub mod grant;
+#[cfg(test)]
+mod lifecycle_tests;
+pub mod revoke;
 pub mod sync;

@@ -1,0 +1,558 @@
+//! Grant: validate a request, add the user to the group, record the grant, schedule its expiry.
+//!
+//! What happens, in order:
+//! 1. The request itself is checked (reason, duration bounds), then the `Idempotency-Key` is
+//!    claimed: a replay of a completed request returns its grant and does nothing else.
+//! 2. The integration is resolved, the user and group are looked up live in JumpCloud and checked
+//!    (suspended user, dynamic or out-of-scope group). Nothing is written before this point.
+//! 3. The membership's lease is locked; the grant is recorded `pending` and becomes a holder of
+//!    the lease (so the sweep already knows it); JumpCloud is asked to add the member.
+//! 4. Added, or already a member (409): whether the membership pre-existed is decided (invariant
+//!    2), the expiry schedule is created (its failure does not fail the grant: the sweep covers
+//!    it, invariant 1), the grant becomes `active` and the lock is released, in one write.
+//! 5. JumpCloud failed: the grant ends `failed` (502) with nothing active. If the add may have been
+//!    applied (a timeout or 5xx), the failed grant stays a holder and due in the sweep's index, so
+//!    that the sweep removes whatever membership it may have left.
+//!
+//! Every state change writes its audit records in the same atomic store operation, and is then
+//! published (best effort) to the event bus.
+
+use crate::{
+    clock::Clock,
+    config::{Config, GroupScope},
+    domain::directory::canonical_email,
+    duration::GrantDuration,
+    grants::{
+        AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent, GrantEventDetail, GrantGroup,
+        GrantStatus, GrantUser, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey,
+    },
+    jumpcloud::JumpCloudError,
+    model::{content_hash, MembershipMethod},
+    ports::{
+        Activation, AddOutcome, Directory, DirectoryProvider, Ending, EventBus, ExpiryScheduler, Failure, GrantStore,
+        GrantStoreError, Integration, IntegrationCatalog, MembershipOracle, SecretsError,
+    },
+};
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// The longest reason accepted, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// The rules and tunables of the grant lifecycle.
+#[derive(Debug, Clone)]
+pub struct GrantPolicy {
+    pub min_duration: GrantDuration,
+    pub max_duration: GrantDuration,
+    pub requestable_groups: GroupScope,
+    /// How long a lease lock lasts if its owner dies. Must exceed every function's timeout, or a
+    /// lapsed owner could still be talking to JumpCloud while another request acts.
+    pub lease_ttl: chrono::Duration,
+    /// Attempts to take a busy lease lock, with jittered exponential backoff from `lock_backoff`.
+    pub lock_attempts: usize,
+    pub lock_backoff: Duration,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: chrono::Duration,
+    /// An expiry that arrives this much before `expires_at` is still honoured (clock skew).
+    pub early_expiry_tolerance: chrono::Duration,
+    /// The sweep's page size, page limit per run, and grants settled at once.
+    pub sweep_page: usize,
+    pub sweep_max: usize,
+    pub sweep_concurrency: usize,
+}
+
+impl Default for GrantPolicy {
+    fn default() -> Self {
+        Self {
+            min_duration: GrantDuration::from_secs(60),
+            max_duration: GrantDuration::from_secs(12 * 3600),
+            requestable_groups: GroupScope::all(),
+            lease_ttl: chrono::Duration::minutes(3),
+            lock_attempts: 6,
+            lock_backoff: Duration::from_millis(50),
+            idempotency_ttl: chrono::Duration::hours(24),
+            early_expiry_tolerance: chrono::Duration::seconds(5),
+            sweep_page: 100,
+            sweep_max: 1000,
+            sweep_concurrency: 16,
+        }
+    }
+}
+
+impl GrantPolicy {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            min_duration: config.min_grant_duration,
+            max_duration: config.max_grant_duration,
+            requestable_groups: config.directory.requestable_groups.clone(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The ports the grant lifecycle works through (grant, revoke and sweep share it).
+pub struct GrantContext<'a> {
+    pub store: &'a dyn GrantStore,
+    pub scheduler: &'a dyn ExpiryScheduler,
+    pub events: &'a dyn EventBus,
+    pub catalog: &'a dyn IntegrationCatalog,
+    pub directories: &'a dyn DirectoryProvider,
+    pub oracle: &'a dyn MembershipOracle,
+    pub clock: &'a dyn Clock,
+    pub policy: &'a GrantPolicy,
+}
+
+/// `POST /grants`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRequest {
+    /// Email, username or JumpCloud id.
+    pub user: String,
+    /// Name or JumpCloud id.
+    pub group: String,
+    pub duration: GrantDuration,
+    pub reason: String,
+    pub integration: Option<String>,
+    /// The caller, from the authorizer context.
+    pub requested_by: String,
+    /// The `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantOutcome {
+    pub grant: Grant,
+    /// A replay of a completed request (`Idempotency-Key`): nothing was done (HTTP 200, not 201).
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("duration {requested} is outside the allowed range {min} to {max}")]
+    DurationOutOfRange { requested: GrantDuration, min: GrantDuration, max: GrantDuration },
+    #[error("unknown integration {0:?}")]
+    UnknownIntegration(String),
+    #[error("no integration is configured")]
+    NoIntegration,
+    #[error("user {0:?} not found")]
+    UserNotFound(String),
+    #[error("group {0:?} not found")]
+    GroupNotFound(String),
+    #[error("user {0:?} is suspended")]
+    UserSuspended(String),
+    #[error("group {group:?} is not requestable: {why}")]
+    GroupNotRequestable { group: String, why: &'static str },
+    #[error("the Idempotency-Key was already used for a different request")]
+    IdempotencyMismatch,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyInProgress,
+    #[error("the membership is being changed by another request; retry shortly")]
+    Busy,
+    #[error(transparent)]
+    JumpCloud(JumpCloudError),
+    #[error("integrations unavailable: {0}")]
+    Integrations(SecretsError),
+    #[error(transparent)]
+    Store(GrantStoreError),
+}
+
+impl GrantError {
+    /// The HTTP status of the error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::InvalidRequest(_)
+            | Self::DurationOutOfRange { .. }
+            | Self::UserSuspended(_)
+            | Self::GroupNotRequestable { .. }
+            | Self::IdempotencyMismatch => 422,
+            Self::UnknownIntegration(_) | Self::UserNotFound(_) | Self::GroupNotFound(_) => 404,
+            Self::IdempotencyInProgress | Self::Busy => 409,
+            Self::JumpCloud(_) => 502,
+            Self::NoIntegration | Self::Integrations(_) => 503,
+            Self::Store(_) => 500,
+        }
+    }
+}
+
+impl From<GrantStoreError> for GrantError {
+    fn from(e: GrantStoreError) -> Self {
+        match e {
+            GrantStoreError::LeaseBusy { .. } => Self::Busy,
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// Requests a grant. See the module documentation for the steps.
+pub async fn request_grant(ctx: &GrantContext<'_>, request: GrantRequest) -> Result<GrantOutcome, GrantError> {
+    let checked = check_request(&request, ctx.policy)?;
+    let now = ctx.clock.now();
+    let Some(idempotency_key) = checked.idempotency_key.clone() else {
+        return create(ctx, &checked, now).await.map(|grant| GrantOutcome { grant, replayed: false });
+    };
+    let claim = IdempotencyClaim {
+        key: idempotency_key.clone(),
+        request_hash: checked.hash(),
+        now,
+        expires_at: now + ctx.policy.idempotency_ttl,
+        in_progress_until: now + ctx.policy.lease_ttl,
+    };
+    match ctx.store.begin_idempotent(&claim).await? {
+        IdempotencyState::New => {}
+        IdempotencyState::InProgress => return Err(GrantError::IdempotencyInProgress),
+        IdempotencyState::Mismatch => return Err(GrantError::IdempotencyMismatch),
+        IdempotencyState::Completed(grant_id) => {
+            let grant = ctx.store.get(&grant_id).await?.ok_or(GrantStoreError::NotFound(grant_id))?;
+            return Ok(GrantOutcome { grant, replayed: true });
+        }
+    }
+    let result = create(ctx, &checked, now).await;
+    let recorded = match &result {
+        Ok(grant) => ctx.store.complete_idempotent(&idempotency_key, &grant.id).await,
+        Err(_) => ctx.store.abandon_idempotent(&idempotency_key).await,
+    };
+    if let Err(e) = recorded {
+        // The grant's own outcome stands; a retry after the in-progress window runs again.
+        tracing::error!(error = %e, "could not record the outcome of an idempotent request");
+    }
+    result.map(|grant| GrantOutcome { grant, replayed: false })
+}
+
+/// A request that passed the checks that need no I/O.
+struct CheckedRequest {
+    user: String,
+    group: String,
+    duration: GrantDuration,
+    reason: String,
+    integration: Option<String>,
+    requested_by: String,
+    /// Scoped to the caller.
+    idempotency_key: Option<String>,
+}
+
+impl CheckedRequest {
+    /// Identifies the request's content (the caller is part of the key, not of the content).
+    fn hash(&self) -> String {
+        let content = (&self.user, &self.group, self.duration.as_secs(), &self.reason, &self.integration);
+        format!("{:016x}", content_hash(&content))
+    }
+}
+
+fn check_request(request: &GrantRequest, policy: &GrantPolicy) -> Result<CheckedRequest, GrantError> {
+    let invalid = |m: &str| Err(GrantError::InvalidRequest(m.to_owned()));
+    let reason = request.reason.trim();
+    if reason.is_empty() {
+        return invalid("reason must not be empty");
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(GrantError::InvalidRequest(format!("reason is longer than {MAX_REASON_CHARS} characters")));
+    }
+    let (user, group) = (request.user.trim(), request.group.trim());
+    if user.is_empty() {
+        return invalid("user must not be empty");
+    }
+    if group.is_empty() {
+        return invalid("group must not be empty");
+    }
+    let requested_by = request.requested_by.trim();
+    if requested_by.is_empty() {
+        return invalid("the caller's identity is missing");
+    }
+    let integration = match request.integration.as_deref().map(str::trim) {
+        Some("") => return invalid("integration must not be empty"),
+        other => other.map(str::to_owned),
+    };
+    if request.duration < policy.min_duration || request.duration > policy.max_duration {
+        return Err(GrantError::DurationOutOfRange {
+            requested: request.duration,
+            min: policy.min_duration,
+            max: policy.max_duration,
+        });
+    }
+    let idempotency_key = match request.idempotency_key.as_deref() {
+        None => None,
+        Some(key) => {
+            let printable = key.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if key.trim().is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_CHARS || !printable {
+                return Err(GrantError::InvalidRequest(format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
+                )));
+            }
+            Some(format!("{requested_by}#{key}"))
+        }
+    };
+    Ok(CheckedRequest {
+        user: user.to_owned(),
+        group: group.to_owned(),
+        duration: request.duration,
+        reason: reason.to_owned(),
+        integration,
+        requested_by: requested_by.to_owned(),
+        idempotency_key,
+    })
+}
+
+/// Finds an integration by name, or the only one when none is named.
+pub(crate) async fn resolve_integration(
+    catalog: &dyn IntegrationCatalog,
+    name: Option<&str>,
+) -> Result<Integration, GrantError> {
+    let discovered = catalog.list().await.map_err(GrantError::Integrations)?;
+    match name {
+        Some(name) => discovered
+            .integrations
+            .into_iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| GrantError::UnknownIntegration(name.to_owned())),
+        None => match discovered.integrations.len() {
+            0 => Err(GrantError::NoIntegration),
+            1 => Ok(discovered.integrations.into_iter().next().expect("one")),
+            _ => Err(GrantError::InvalidRequest(format!(
+                "integration is required: there are several ({})",
+                discovered.integrations.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        },
+    }
+}
+
+/// Steps 2 to 5.
+async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<Utc>) -> Result<Grant, GrantError> {
+    let integration = resolve_integration(ctx.catalog, request.integration.as_deref()).await?;
+    let directory = ctx.directories.directory(&integration);
+    let (user, group) = futures::join!(directory.find_user(&request.user), directory.find_group(&request.group));
+    let user = user.map_err(|e| match e {
+        JumpCloudError::NotFound { .. } => GrantError::UserNotFound(request.user.clone()),
+        other => GrantError::JumpCloud(other),
+    })?;
+    let group = group.map_err(|e| match e {
+        JumpCloudError::NotFound { .. } => GrantError::GroupNotFound(request.group.clone()),
+        other => GrantError::JumpCloud(other),
+    })?;
+    if user.is_suspended() {
+        return Err(GrantError::UserSuspended(request.user.clone()));
+    }
+    if MembershipMethod::from_jumpcloud(group.membership_method.as_deref()).is_dynamic() {
+        return Err(GrantError::GroupNotRequestable {
+            group: group.name,
+            why: "its members are managed by JumpCloud rules (dynamic group)",
+        });
+    }
+    if !ctx.policy.requestable_groups.contains(&group.name) {
+        return Err(GrantError::GroupNotRequestable { group: group.name, why: "outside REQUESTABLE_GROUPS" });
+    }
+
+    let grant = Grant {
+        id: uuid::Uuid::new_v4().to_string(),
+        integration: integration.name.clone(),
+        user: GrantUser { id: user.id, email: canonical_email(&user.email) },
+        group: GrantGroup { id: group.id, name: group.name },
+        status: GrantStatus::Pending,
+        granted_at: now,
+        expires_at: now + request.duration.to_chrono(),
+        ended_at: None,
+        requested_by: request.requested_by.clone(),
+        reason: request.reason.clone(),
+        preexisting_membership: false,
+        membership_missing: false,
+        schedule_name: None,
+        revocation_requested: None,
+    };
+    let span = tracing::info_span!("grant", grant_id = %grant.id, integration = %grant.integration,
+        user = %grant.user.id, group = %grant.group.id);
+    let hold = LeaseHold { key: grant.lease_key(), owner: format!("grant:{}", grant.id) };
+    async {
+        let lease = lock(ctx, &hold.key, &hold.owner).await?;
+        create_locked(ctx, grant, request.duration, directory.as_ref(), &lease, &hold).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Steps 3 to 5, holding the lease's lock. Every way out releases it.
+async fn create_locked(
+    ctx: &GrantContext<'_>,
+    grant: Grant,
+    duration: GrantDuration,
+    directory: &dyn Directory,
+    lease: &Lease,
+    hold: &LeaseHold,
+) -> Result<Grant, GrantError> {
+    let other_holders = !lease.holders.is_empty();
+    let created =
+        AuditRecord::new(&grant, grant.granted_at, &grant.requested_by, AuditAction::Created, AuditOutcome::Succeeded)
+            .reason(grant.reason.clone())
+            .detail(format!("{} in {} for {duration}", grant.user.email, grant.group.name));
+    if let Err(e) = ctx.store.insert_pending(&grant, hold, &[created]).await {
+        return Err(abort(ctx, hold, e.into()).await);
+    }
+    let attempt_started = ctx.clock.now();
+    match directory.add_member(&grant.group.id, &grant.user.id).await {
+        Ok(outcome) => activate(ctx, grant, outcome, other_holders, lease, hold, attempt_started).await,
+        Err(error) => Err(fail(ctx, &grant, error, other_holders, hold, attempt_started).await),
+    }
+}
+
+async fn activate(
+    ctx: &GrantContext<'_>,
+    grant: Grant,
+    outcome: AddOutcome,
+    other_holders: bool,
+    lease: &Lease,
+    hold: &LeaseHold,
+    attempt_started: DateTime<Utc>,
+) -> Result<Grant, GrantError> {
+    // Invariant 2: what JumpCloud's answer proves about the membership before this grant.
+    let (preexisting, lease_preexisting, how) = match outcome {
+        // Not a member a moment ago: whatever standing membership there was is gone.
+        AddOutcome::Added => (false, Some(false), "added to the group"),
+        // The other holders' membership: they decided whether it pre-existed.
+        AddOutcome::AlreadyMember { .. } if other_holders => {
+            let how = if lease.preexisting {
+                "already a standing member (and held by other grants): kept at the end"
+            } else {
+                "already a member through other grants"
+            };
+            (lease.preexisting, None, how)
+        }
+        AddOutcome::AlreadyMember { ambiguous: false } => {
+            (true, Some(true), "already a standing member: kept at the end")
+        }
+        // The 409 may answer our own earlier, timed-out attempt: the synced directory decides.
+        AddOutcome::AlreadyMember { ambiguous: true } => {
+            let held = synced_membership(ctx, &hold.key, attempt_started).await;
+            let how = if held {
+                "already a member per the synced directory: kept at the end"
+            } else {
+                "added (JumpCloud's 409 answered an earlier attempt of ours)"
+            };
+            (held, Some(held), how)
+        }
+    };
+    let (schedule_name, schedule_error) = match ctx.scheduler.create(&grant).await {
+        Ok(name) => (Some(name), None),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not create the expiry schedule; the sweep will end the grant");
+            (None, Some(e.to_string()))
+        }
+    };
+    let now = ctx.clock.now();
+    let mut audit =
+        vec![AuditRecord::new(&grant, now, &grant.requested_by, AuditAction::Activated, AuditOutcome::Succeeded)
+            .detail(how)];
+    if let Some(error) = schedule_error {
+        audit.push(
+            AuditRecord::new(&grant, now, &grant.requested_by, AuditAction::ScheduleFailed, AuditOutcome::Failed)
+                .detail(format!("{error}; the sweep ends the grant at its expiry")),
+        );
+    }
+    let activation = Activation { grant_id: grant.id.clone(), preexisting, lease_preexisting, schedule_name };
+    let active = match ctx.store.activate(&activation, hold, &audit).await {
+        Ok(active) => active,
+        // The grant stays pending and a holder: the schedule or the sweep settles it at expiry.
+        Err(e) => return Err(abort(ctx, hold, e.into()).await),
+    };
+    tracing::info!(preexisting, "grant active");
+    publish(ctx.events, EventType::GrantCreated, &active, &active.requested_by, None, None).await;
+    Ok(active)
+}
+
+/// JumpCloud failed to add the member (after its retries).
+async fn fail(
+    ctx: &GrantContext<'_>,
+    grant: &Grant,
+    error: JumpCloudError,
+    other_holders: bool,
+    hold: &LeaseHold,
+    attempt_started: DateTime<Utc>,
+) -> GrantError {
+    let now = ctx.clock.now();
+    // The port cannot say whether a failed add reached JumpCloud: a transient failure (timeout,
+    // 5xx, 429 after a timeout) may have applied it; a definite refusal (4xx) did not.
+    let maybe_applied = error.is_retryable();
+    let audit = AuditRecord::new(grant, now, &grant.requested_by, AuditAction::Failed, AuditOutcome::Failed);
+    let stored = if maybe_applied {
+        let lease_preexisting =
+            if other_holders { None } else { Some(synced_membership(ctx, &hold.key, attempt_started).await) };
+        let audit = audit.detail(format!("{error}; the add may have been applied: the sweep removes what it left"));
+        let failure = Failure { grant_id: grant.id.clone(), ended_at: now, lease_preexisting };
+        ctx.store.fail_for_cleanup(&failure, hold, &[audit]).await
+    } else {
+        let ending = Ending {
+            grant_id: grant.id.clone(),
+            status: GrantStatus::Failed,
+            ended_at: now,
+            last_holder: !other_holders,
+        };
+        ctx.store.end(&ending, hold, &[audit.detail(error.to_string())]).await
+    };
+    match stored {
+        Ok(failed) => {
+            tracing::warn!(error = %error, maybe_applied, "grant failed");
+            publish(ctx.events, EventType::GrantFailed, &failed, &failed.requested_by, None, Some(error.to_string()))
+                .await;
+        }
+        Err(e) => {
+            // Left pending and a holder: settled at its expiry like any leftover.
+            tracing::error!(error = %e, "could not record the failed grant");
+            unlock(ctx, hold).await;
+        }
+    }
+    GrantError::JumpCloud(error)
+}
+
+/// Takes a lease's lock, retrying a busy one with jittered exponential backoff.
+pub(crate) async fn lock(ctx: &GrantContext<'_>, key: &LeaseKey, owner: &str) -> Result<Lease, GrantStoreError> {
+    let policy = ctx.policy;
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(policy.lock_backoff)
+        .with_max_delay(policy.lock_backoff * 8)
+        .with_max_times(policy.lock_attempts)
+        .with_jitter();
+    (|| async { ctx.store.lock_lease(key, owner, ctx.clock.now(), policy.lease_ttl).await })
+        .retry(backoff)
+        .when(|e| matches!(e, GrantStoreError::LeaseBusy { .. }))
+        .await
+}
+
+/// Releases the lock, best effort: it lapses by itself after the lease TTL anyway.
+pub(crate) async fn unlock(ctx: &GrantContext<'_>, hold: &LeaseHold) {
+    if let Err(e) = ctx.store.unlock_lease(hold).await {
+        tracing::warn!(error = %e, "could not release a lease lock; it lapses by itself");
+    }
+}
+
+async fn abort(ctx: &GrantContext<'_>, hold: &LeaseHold, error: GrantError) -> GrantError {
+    unlock(ctx, hold).await;
+    error
+}
+
+/// Whether the synced directory held the membership before `before`; unknown counts as not held.
+pub(crate) async fn synced_membership(ctx: &GrantContext<'_>, key: &LeaseKey, before: DateTime<Utc>) -> bool {
+    match ctx.oracle.synced_membership(key, before).await {
+        Ok(known) => known.unwrap_or(false),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the synced directory; taking the membership as not pre-existing");
+            false
+        }
+    }
+}
+
+/// Publishes one grant event, best effort: the audit trail is the record, the bus a notification.
+pub(crate) async fn publish(
+    events: &dyn EventBus,
+    detail_type: EventType,
+    grant: &Grant,
+    actor: &str,
+    membership: Option<crate::grants::MembershipEnd>,
+    error: Option<String>,
+) {
+    let detail = GrantEventDetail { grant: grant.clone(), actor: actor.to_owned(), membership, error };
+    if let Err(e) = events.publish(&[GrantEvent::for_grant(detail_type, &detail)]).await {
+        tracing::error!(error = %e, detail_type = detail_type.detail_type(), grant_id = %grant.id, "could not publish an event");
+    }
+}

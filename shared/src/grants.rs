@@ -1,0 +1,546 @@
+//! Grants as the product stores and shows them: the grant itself, the membership lease that
+//! overlapping grants share, the audit trail, the events, and the expiry schedule's input.
+//!
+//! The lifecycle (see `domain::grant` and `domain::revoke`):
+//! `pending` (recorded, JumpCloud not yet asked) -> `active` (member) -> `expired` | `revoked`;
+//! `pending` -> `failed` (JumpCloud refused or failed). A grant is in the sweep's index from
+//! the moment it is recorded until it is settled, so that no outcome depends on one delivery.
+
+use chrono::{DateTime, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The `source` of every event the product publishes.
+pub const EVENT_SOURCE: &str = "jit-access";
+
+/// Actors recorded when the product itself acts (humans are recorded by their identity).
+pub const ACTOR_SCHEDULE: &str = "system:schedule";
+pub const ACTOR_SWEEP: &str = "system:sweep";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantStatus {
+    /// Recorded; the membership may or may not have been added yet.
+    Pending,
+    Active,
+    Expired,
+    Revoked,
+    Failed,
+}
+
+impl GrantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Failed => "failed",
+        }
+    }
+    /// Expired and revoked grants never change again (a failed one may still have a stray
+    /// membership to clean up: see [`Grant`]).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Expired | Self::Revoked)
+    }
+}
+
+impl std::str::FromStr for GrantStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pending" => Ok(Self::Pending),
+            "active" => Ok(Self::Active),
+            "expired" => Ok(Self::Expired),
+            "revoked" => Ok(Self::Revoked),
+            "failed" => Ok(Self::Failed),
+            other => Err(format!("unknown grant status {other:?} (pending, active, expired, revoked, failed)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantUser {
+    pub id: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantGroup {
+    pub id: String,
+    pub name: String,
+}
+
+/// A revocation that was asked for but could not be carried out (JumpCloud failed): the sweep
+/// finishes it as soon as it can, instead of waiting for the grant's expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRequest {
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+/// One grant. Times are RFC 3339 UTC in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// A UUID v4.
+    pub id: String,
+    pub integration: String,
+    pub user: GrantUser,
+    pub group: GrantGroup,
+    pub status: GrantStatus,
+    pub granted_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    pub requested_by: String,
+    pub reason: String,
+    /// The user was a standing member before the grant: its end leaves the membership alone.
+    pub preexisting_membership: bool,
+    /// Sync found the membership gone while the grant was active (removed outside the product).
+    #[serde(default)]
+    pub membership_missing: bool,
+    /// The one-time expiry schedule, when it could be created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_requested: Option<RevocationRequest>,
+}
+
+impl Grant {
+    pub fn lease_key(&self) -> LeaseKey {
+        LeaseKey {
+            integration: self.integration.clone(),
+            group_id: self.group.id.clone(),
+            user_id: self.user.id.clone(),
+        }
+    }
+}
+
+/// One membership (a user in a group of an integration): the unit overlapping grants share.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LeaseKey {
+    pub integration: String,
+    pub group_id: String,
+    pub user_id: String,
+}
+
+/// Who holds a membership, and a short lock that serializes the changes to it.
+///
+/// `holders` are the grants that still count on the membership: pending and active ones, and
+/// failed ones whose add may have been applied and whose clean-up is outstanding. The membership
+/// is removed only by the last holder, and never when `preexisting`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub holders: BTreeSet<String>,
+    /// The user was a member before any of the holders (JumpCloud answered 409 to the first add).
+    pub preexisting: bool,
+    pub lock: Option<LeaseLock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseLock {
+    pub owner: String,
+    /// The lock lapses then even if its owner never releases it (a crashed function). Must be
+    /// longer than any function's timeout.
+    pub until: DateTime<Utc>,
+}
+
+/// A lease locked by `owner`: every store operation that changes the lease names it, and fails
+/// if the lock has meanwhile passed to someone else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHold {
+    pub key: LeaseKey,
+    pub owner: String,
+}
+
+/// Why a grant ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndReason {
+    /// Someone asked (`DELETE /grants/{id}`).
+    Revoked,
+    /// Its time is up (the expiry schedule or the sweep).
+    Expired,
+}
+
+impl EndReason {
+    pub fn status(self) -> GrantStatus {
+        match self {
+            Self::Revoked => GrantStatus::Revoked,
+            Self::Expired => GrantStatus::Expired,
+        }
+    }
+}
+
+/// What happened to the membership when a grant ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipEnd {
+    Removed,
+    /// JumpCloud answered 404: it was gone already.
+    AlreadyRemoved,
+    KeptPreexisting,
+    KeptForOtherGrants,
+}
+
+impl MembershipEnd {
+    pub fn removed(self) -> bool {
+        matches!(self, Self::Removed | Self::AlreadyRemoved)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// The grant was recorded (pending).
+    Created,
+    /// The membership is in place and the grant active.
+    Activated,
+    /// The grant could not be made.
+    Failed,
+    Revoked,
+    Expired,
+    /// JumpCloud (or the integration) failed while removing the membership; retried by the sweep.
+    RevocationFailed,
+    MembershipRemoved,
+    MembershipKept,
+    /// The expiry schedule could not be created: the sweep ends the grant instead.
+    ScheduleFailed,
+    /// Sync found the membership gone outside the product.
+    MembershipMissing,
+    /// Sync found a membership the product granted that outlived its grant.
+    DriftDetected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditOutcome {
+    Succeeded,
+    Failed,
+}
+
+/// One append-only entry of the audit trail (kept when the grant is gone). Self-contained: it
+/// names the integration, user and group, not only the grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// A UUID v4: records of one grant at the same instant stay distinct.
+    pub id: String,
+    pub grant_id: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: AuditAction,
+    pub outcome: AuditOutcome,
+    pub integration: String,
+    pub user_id: String,
+    pub group_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl AuditRecord {
+    pub fn new(grant: &Grant, at: DateTime<Utc>, actor: &str, action: AuditAction, outcome: AuditOutcome) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            grant_id: grant.id.clone(),
+            at,
+            actor: actor.to_owned(),
+            action,
+            outcome,
+            integration: grant.integration.clone(),
+            user_id: grant.user.id.clone(),
+            group_id: grant.group.id.clone(),
+            reason: None,
+            detail: None,
+        }
+    }
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    pub next: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/// An event's `detail-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "Grant Created")]
+    GrantCreated,
+    #[serde(rename = "Grant Revoked")]
+    GrantRevoked,
+    #[serde(rename = "Grant Expired")]
+    GrantExpired,
+    /// A grant could not be made (JumpCloud failed): nothing is active.
+    #[serde(rename = "Grant Failed")]
+    GrantFailed,
+    #[serde(rename = "Revocation Failed")]
+    RevocationFailed,
+    #[serde(rename = "Sync Completed")]
+    SyncCompleted,
+    #[serde(rename = "Drift Detected")]
+    DriftDetected,
+}
+
+impl EventType {
+    pub fn detail_type(self) -> &'static str {
+        match self {
+            Self::GrantCreated => "Grant Created",
+            Self::GrantRevoked => "Grant Revoked",
+            Self::GrantExpired => "Grant Expired",
+            Self::GrantFailed => "Grant Failed",
+            Self::RevocationFailed => "Revocation Failed",
+            Self::SyncCompleted => "Sync Completed",
+            Self::DriftDetected => "Drift Detected",
+        }
+    }
+}
+
+/// The `detail` of a grant's event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantEventDetail {
+    pub grant: Grant,
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipEnd>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One event for the bus: `source` is [`EVENT_SOURCE`], `detail-type` is
+/// `detail_type.detail_type()`, `detail` is JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GrantEvent {
+    pub detail_type: EventType,
+    pub detail: serde_json::Value,
+}
+
+impl GrantEvent {
+    pub fn for_grant(detail_type: EventType, detail: &GrantEventDetail) -> Self {
+        Self { detail_type, detail: serde_json::to_value(detail).expect("event detail serializes") }
+    }
+    /// The grant id in a grant event's detail.
+    pub fn grant_id(&self) -> Option<&str> {
+        self.detail.get("grant")?.get("id")?.as_str()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiry schedules
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpiryAction {
+    Expire,
+}
+
+/// The input of a grant's one-time expiry schedule, as the `revoke` function receives it:
+/// `{"action":"expire","grant_id":"<uuid>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiryInput {
+    pub action: ExpiryAction,
+    pub grant_id: String,
+}
+
+impl ExpiryInput {
+    pub fn expire(grant_id: &str) -> Self {
+        Self { action: ExpiryAction::Expire, grant_id: grant_id.to_owned() }
+    }
+}
+
+/// The schedule's name (unique per grant, at most 64 characters as Scheduler requires).
+pub fn expiry_schedule_name(grant_id: &str) -> String {
+    format!("jit-expire-{grant_id}")
+}
+
+/// The one-time schedule expression, `at(yyyy-mm-ddThh:mm:ss)` to be read in UTC (the schedule's
+/// timezone must be `UTC`). Rounded up to the second, so that it never fires before the expiry.
+pub fn expiry_schedule_expression(expires_at: DateTime<Utc>) -> String {
+    let at = if expires_at.nanosecond() == 0 {
+        expires_at
+    } else {
+        expires_at.with_nanosecond(0).expect("valid") + chrono::Duration::seconds(1)
+    };
+    format!("at({})", at.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries and idempotency
+
+/// `GET /grants` filters (ids already resolved).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    pub status: Option<GrantStatus>,
+    pub user_id: Option<String>,
+    pub group_id: Option<String>,
+    pub integration: Option<String>,
+}
+
+impl GrantFilter {
+    pub fn matches(&self, grant: &Grant) -> bool {
+        self.status.is_none_or(|s| s == grant.status)
+            && self.user_id.as_ref().is_none_or(|u| *u == grant.user.id)
+            && self.group_id.as_ref().is_none_or(|g| *g == grant.group.id)
+            && self.integration.as_ref().is_none_or(|i| *i == grant.integration)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GrantPage {
+    pub grants: Vec<Grant>,
+    /// An opaque token for the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// A claim on an idempotency key (Powertools' record design, on a conditional write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// Scoped to the caller: `<requested_by>#<Idempotency-Key>`.
+    pub key: String,
+    /// Identifies the request's content: a retry must send the same one.
+    pub request_hash: String,
+    pub now: DateTime<Utc>,
+    /// The record's end of life (the table's TTL attribute).
+    pub expires_at: DateTime<Utc>,
+    /// An in-progress claim older than this belongs to a request that died: it may be taken over.
+    pub in_progress_until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyState {
+    /// Claimed by this request: go ahead.
+    New,
+    /// Another request with this key is running.
+    InProgress,
+    /// Done before: this grant.
+    Completed(String),
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn grant() -> Grant {
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        Grant {
+            id: "0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11".into(),
+            integration: "corp".into(),
+            user: GrantUser { id: "u1".into(), email: "alice@corp.com".into() },
+            group: GrantGroup { id: "g1".into(), name: "prod-db-admins".into() },
+            status: GrantStatus::Active,
+            granted_at: at,
+            expires_at: at + chrono::Duration::hours(2),
+            ended_at: None,
+            requested_by: "arn:aws:iam::123456789012:user/admin".into(),
+            reason: "incident 42".into(),
+            preexisting_membership: false,
+            membership_missing: false,
+            schedule_name: None,
+            revocation_requested: None,
+        }
+    }
+
+    #[test]
+    fn grant_json_has_the_documented_fields_in_rfc3339_utc() {
+        let json = serde_json::to_value(grant()).unwrap();
+        for field in [
+            "id",
+            "integration",
+            "user",
+            "group",
+            "status",
+            "granted_at",
+            "expires_at",
+            "ended_at",
+            "requested_by",
+            "reason",
+            "preexisting_membership",
+        ] {
+            assert!(json.get(field).is_some(), "{field} missing from {json}");
+        }
+        assert_eq!(json["status"], "active");
+        assert_eq!(json["granted_at"], "2026-11-23T12:00:00Z");
+        assert_eq!(json["expires_at"], "2026-11-23T14:00:00Z");
+        assert!(json["ended_at"].is_null());
+        assert_eq!(json["user"]["email"], "alice@corp.com");
+        assert_eq!(json["group"]["name"], "prod-db-admins");
+        let back: Grant = serde_json::from_value(json).unwrap();
+        assert_eq!(back, grant());
+    }
+
+    #[test]
+    fn statuses_are_lowercase_and_parse_back() {
+        for s in
+            [GrantStatus::Pending, GrantStatus::Active, GrantStatus::Expired, GrantStatus::Revoked, GrantStatus::Failed]
+        {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_str().parse::<GrantStatus>().unwrap(), s);
+        }
+        assert!("gone".parse::<GrantStatus>().is_err());
+    }
+
+    #[test]
+    fn expiry_input_has_the_documented_shape() {
+        let input = ExpiryInput::expire("abc");
+        assert_eq!(serde_json::to_string(&input).unwrap(), r#"{"action":"expire","grant_id":"abc"}"#);
+        let parsed: ExpiryInput = serde_json::from_str(r#"{"action":"expire","grant_id":"abc"}"#).unwrap();
+        assert_eq!(parsed, input);
+        assert!(expiry_schedule_name("0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11").len() <= 64);
+    }
+
+    #[test]
+    fn schedule_expression_is_utc_and_never_early() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 14, 0, 0).unwrap();
+        assert_eq!(expiry_schedule_expression(at), "at(2026-11-23T14:00:00)");
+        let fractional = at + chrono::Duration::milliseconds(1);
+        assert_eq!(expiry_schedule_expression(fractional), "at(2026-11-23T14:00:01)");
+    }
+
+    #[test]
+    fn event_types_are_spelled_as_documented() {
+        assert_eq!(EventType::GrantCreated.detail_type(), "Grant Created");
+        assert_eq!(EventType::GrantRevoked.detail_type(), "Grant Revoked");
+        assert_eq!(EventType::GrantExpired.detail_type(), "Grant Expired");
+        assert_eq!(EventType::RevocationFailed.detail_type(), "Revocation Failed");
+        assert_eq!(EventType::SyncCompleted.detail_type(), "Sync Completed");
+        assert_eq!(EventType::DriftDetected.detail_type(), "Drift Detected");
+        for t in [EventType::GrantCreated, EventType::RevocationFailed, EventType::GrantFailed] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.detail_type());
+        }
+        let event = GrantEvent::for_grant(
+            EventType::GrantCreated,
+            &GrantEventDetail { grant: grant(), actor: "me".into(), membership: None, error: None },
+        );
+        assert_eq!(event.grant_id(), Some(grant().id.as_str()));
+    }
+
+    #[test]
+    fn audit_records_serialize_their_action_in_snake_case() {
+        let r =
+            AuditRecord::new(&grant(), grant().granted_at, "me", AuditAction::RevocationFailed, AuditOutcome::Failed)
+                .detail("JumpCloud unavailable");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["action"], "revocation_failed");
+        assert_eq!(json["outcome"], "failed");
+        assert_eq!(json["user_id"], "u1");
+        assert!(json.get("reason").is_none());
+    }
+}

@@ -1,0 +1,668 @@
+//! In-memory doubles of the grant lifecycle's ports (store, scheduler, bus, synced-directory
+//! oracle), a JumpCloud directory whose add and remove can be made to fail, and integrations that
+//! hand it out. For domain tests here and, behind the `testing` feature, in other crates.
+//!
+//! [`MemoryGrantStore`] enforces the conditions the DynamoDB adapter enforces, each operation
+//! atomically under one mutex: a test that passes here exercises the same protocol.
+
+use crate::{
+    grants::{
+        AuditPage, AuditRecord, Grant, GrantEvent, GrantFilter, GrantPage, GrantStatus, IdempotencyClaim,
+        IdempotencyState, Lease, LeaseHold, LeaseKey, LeaseLock, RevocationRequest,
+    },
+    jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
+    ports::{
+        Activation, AddOutcome, Directory, DirectoryProvider, Discovered, Ending, EventBus, EventBusError,
+        ExpiryScheduler, Failure, GrantStore, GrantStoreError, Integration, IntegrationCatalog, MembershipOracle,
+        RemoveOutcome, SchedulerError, SecretsError,
+    },
+    secret::{ApiKey, Credentials},
+    store::StoreError,
+    testing::FakeDirectory,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Store
+
+#[derive(Debug, Clone)]
+enum IdempotencyRecord {
+    InProgress { hash: String, until: DateTime<Utc>, expires_at: DateTime<Utc> },
+    Completed { hash: String, grant_id: String, expires_at: DateTime<Utc> },
+}
+
+#[derive(Debug, Default)]
+struct State {
+    grants: HashMap<String, Grant>,
+    /// The sweep's index: grant id -> due time.
+    index: HashMap<String, DateTime<Utc>>,
+    leases: BTreeMap<LeaseKey, Lease>,
+    audit: Vec<AuditRecord>,
+    idempotency: HashMap<String, IdempotencyRecord>,
+}
+
+impl State {
+    /// The lease, if `hold` still holds its lock.
+    fn held_lease(&mut self, hold: &LeaseHold) -> Result<&mut Lease, GrantStoreError> {
+        match self.leases.get_mut(&hold.key) {
+            Some(lease) if lease.lock.as_ref().is_some_and(|l| l.owner == hold.owner) => Ok(lease),
+            _ => Err(GrantStoreError::Conflict(format!("the lease lock is not held by {}", hold.owner))),
+        }
+    }
+    fn grant_of(&self, id: &str, hold: &LeaseHold) -> Result<&Grant, GrantStoreError> {
+        let grant = self.grants.get(id).ok_or_else(|| GrantStoreError::NotFound(id.to_owned()))?;
+        if grant.lease_key() != hold.key {
+            return Err(GrantStoreError::Conflict(format!("grant {id} belongs to another lease")));
+        }
+        Ok(grant)
+    }
+}
+
+/// The grant store in memory. `fail(op)` makes the named operation fail (DynamoDB down), e.g.
+/// `"end"`, `"activate"`, `"complete_idempotent"`.
+#[derive(Default)]
+pub struct MemoryGrantStore {
+    state: Mutex<State>,
+    failing: Mutex<HashSet<&'static str>>,
+    /// Operations called, by name.
+    calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl MemoryGrantStore {
+    pub fn fail(&self, op: &'static str) {
+        self.failing.lock().unwrap().insert(op);
+    }
+    pub fn heal(&self) {
+        self.failing.lock().unwrap().clear();
+    }
+    fn enter(&self, op: &'static str) -> Result<std::sync::MutexGuard<'_, State>, GrantStoreError> {
+        *self.calls.lock().unwrap().entry(op).or_default() += 1;
+        if self.failing.lock().unwrap().contains(op) {
+            return Err(GrantStoreError::Store(StoreError::Aws(format!("injected failure of {op}"))));
+        }
+        Ok(self.state.lock().unwrap())
+    }
+    pub fn grants(&self) -> Vec<Grant> {
+        let mut grants: Vec<Grant> = self.state.lock().unwrap().grants.values().cloned().collect();
+        grants.sort_by(|a, b| (a.granted_at, &a.id).cmp(&(b.granted_at, &b.id)));
+        grants
+    }
+    pub fn grant(&self, id: &str) -> Option<Grant> {
+        self.state.lock().unwrap().grants.get(id).cloned()
+    }
+    pub fn leases(&self) -> BTreeMap<LeaseKey, Lease> {
+        self.state.lock().unwrap().leases.clone()
+    }
+    /// Ids in the sweep's index.
+    pub fn indexed(&self) -> BTreeSet<String> {
+        self.state.lock().unwrap().index.keys().cloned().collect()
+    }
+    pub fn audit(&self) -> Vec<AuditRecord> {
+        self.state.lock().unwrap().audit.clone()
+    }
+    pub fn idempotency_records(&self) -> usize {
+        self.state.lock().unwrap().idempotency.len()
+    }
+    pub fn calls(&self, op: &str) -> usize {
+        self.calls.lock().unwrap().get(op).copied().unwrap_or(0)
+    }
+}
+
+fn page_token(due: DateTime<Utc>, id: &str) -> String {
+    format!("{}|{id}", due.to_rfc3339())
+}
+
+#[async_trait]
+impl GrantStore for MemoryGrantStore {
+    async fn lock_lease(
+        &self,
+        key: &LeaseKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Lease, GrantStoreError> {
+        let mut state = self.enter("lock_lease")?;
+        let lease = state.leases.entry(key.clone()).or_default();
+        if let Some(lock) = &lease.lock {
+            if lock.owner != owner && lock.until > now {
+                return Err(GrantStoreError::LeaseBusy { until: lock.until });
+            }
+        }
+        lease.lock = Some(LeaseLock { owner: owner.to_owned(), until: now + ttl });
+        Ok(lease.clone())
+    }
+
+    async fn unlock_lease(&self, hold: &LeaseHold) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("unlock_lease")?;
+        if let Ok(lease) = state.held_lease(hold) {
+            lease.lock = None;
+            if lease.holders.is_empty() {
+                state.leases.remove(&hold.key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert_pending(
+        &self,
+        grant: &Grant,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("insert_pending")?;
+        if grant.lease_key() != hold.key || grant.status != GrantStatus::Pending {
+            return Err(GrantStoreError::Conflict("not a pending grant of this lease".into()));
+        }
+        if state.grants.contains_key(&grant.id) {
+            return Err(GrantStoreError::Conflict(format!("grant {} exists", grant.id)));
+        }
+        state.held_lease(hold)?.holders.insert(grant.id.clone());
+        state.grants.insert(grant.id.clone(), grant.clone());
+        state.index.insert(grant.id.clone(), grant.expires_at);
+        state.audit.extend_from_slice(audit);
+        Ok(())
+    }
+
+    async fn activate(
+        &self,
+        activation: &Activation,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<Grant, GrantStoreError> {
+        let mut state = self.enter("activate")?;
+        let id = &activation.grant_id;
+        if state.grant_of(id, hold)?.status != GrantStatus::Pending {
+            return Err(GrantStoreError::Conflict(format!("grant {id} is not pending")));
+        }
+        let lease = state.held_lease(hold)?;
+        if !lease.holders.contains(id) {
+            return Err(GrantStoreError::Conflict(format!("grant {id} does not hold its lease")));
+        }
+        if let Some(preexisting) = activation.lease_preexisting {
+            lease.preexisting = preexisting;
+        }
+        lease.lock = None;
+        let grant = state.grants.get_mut(id).expect("checked");
+        grant.status = GrantStatus::Active;
+        grant.preexisting_membership = activation.preexisting;
+        grant.schedule_name = activation.schedule_name.clone();
+        let grant = grant.clone();
+        state.audit.extend_from_slice(audit);
+        Ok(grant)
+    }
+
+    async fn fail_for_cleanup(
+        &self,
+        failure: &Failure,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<Grant, GrantStoreError> {
+        let mut state = self.enter("fail_for_cleanup")?;
+        let id = &failure.grant_id;
+        if state.grant_of(id, hold)?.status != GrantStatus::Pending {
+            return Err(GrantStoreError::Conflict(format!("grant {id} is not pending")));
+        }
+        let lease = state.held_lease(hold)?;
+        if !lease.holders.contains(id) {
+            return Err(GrantStoreError::Conflict(format!("grant {id} does not hold its lease")));
+        }
+        if let Some(preexisting) = failure.lease_preexisting {
+            lease.preexisting = preexisting;
+        }
+        lease.lock = None;
+        let grant = state.grants.get_mut(id).expect("checked");
+        grant.status = GrantStatus::Failed;
+        grant.ended_at = Some(failure.ended_at);
+        let grant = grant.clone();
+        state.index.insert(id.clone(), failure.ended_at);
+        state.audit.extend_from_slice(audit);
+        Ok(grant)
+    }
+
+    async fn end(&self, ending: &Ending, hold: &LeaseHold, audit: &[AuditRecord]) -> Result<Grant, GrantStoreError> {
+        let mut state = self.enter("end")?;
+        let id = &ending.grant_id;
+        let indexed = state.index.contains_key(id);
+        let status = state.grant_of(id, hold)?.status;
+        let open =
+            matches!(status, GrantStatus::Pending | GrantStatus::Active) || (status == GrantStatus::Failed && indexed);
+        if !open {
+            return Err(GrantStoreError::Conflict(format!("grant {id} is settled already")));
+        }
+        if !matches!(ending.status, GrantStatus::Expired | GrantStatus::Revoked | GrantStatus::Failed) {
+            return Err(GrantStoreError::Conflict(format!("{} is not an end state", ending.status.as_str())));
+        }
+        let lease = state.held_lease(hold)?;
+        if ending.last_holder {
+            // DynamoDB: a Delete conditioned on the lock and on no other holder.
+            if lease.holders.iter().any(|h| h != id) {
+                return Err(GrantStoreError::Conflict("other grants hold the lease".into()));
+            }
+            state.leases.remove(&hold.key);
+        } else {
+            lease.holders.remove(id);
+            lease.lock = None;
+        }
+        state.index.remove(id);
+        let grant = state.grants.get_mut(id).expect("checked");
+        if grant.status != GrantStatus::Failed {
+            grant.status = ending.status;
+        }
+        grant.ended_at = Some(ending.ended_at);
+        let grant = grant.clone();
+        state.audit.extend_from_slice(audit);
+        Ok(grant)
+    }
+
+    async fn revocation_failed(
+        &self,
+        grant_id: &str,
+        request: Option<&RevocationRequest>,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("revocation_failed")?;
+        state.grant_of(grant_id, hold)?;
+        state.held_lease(hold)?.lock = None;
+        if let Some(request) = request {
+            let grant = state.grants.get_mut(grant_id).expect("checked");
+            if grant.revocation_requested.is_none() {
+                grant.revocation_requested = Some(request.clone());
+                if let Some(due) = state.index.get_mut(grant_id) {
+                    *due = request.at;
+                }
+            }
+        }
+        state.audit.extend_from_slice(audit);
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Grant>, GrantStoreError> {
+        Ok(self.enter("get")?.grants.get(id).cloned())
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: usize, next: Option<&str>) -> Result<GrantPage, GrantStoreError> {
+        let state = self.enter("due")?;
+        let mut due: Vec<(DateTime<Utc>, &String)> =
+            state.index.iter().filter(|(_, at)| **at <= now).map(|(id, at)| (*at, id)).collect();
+        due.sort();
+        let after = next.map(str::to_owned);
+        let mut grants = Vec::new();
+        let mut token = None;
+        for (at, id) in due {
+            if after.as_ref().is_some_and(|a| page_token(at, id) <= *a) {
+                continue;
+            }
+            if grants.len() == limit {
+                break;
+            }
+            token = Some(page_token(at, id));
+            grants.push(state.grants[id].clone());
+        }
+        let more = grants.len() == limit;
+        Ok(GrantPage { grants, next: if more { token } else { None } })
+    }
+
+    async fn list(&self, filter: &GrantFilter, limit: usize, next: Option<&str>) -> Result<GrantPage, GrantStoreError> {
+        let state = self.enter("list")?;
+        let mut grants: Vec<&Grant> = state.grants.values().filter(|g| filter.matches(g)).collect();
+        grants.sort_by(|a, b| (b.granted_at, &b.id).cmp(&(a.granted_at, &a.id)));
+        let skip: usize = next.and_then(|n| n.parse().ok()).unwrap_or(0);
+        let page: Vec<Grant> = grants.iter().skip(skip).take(limit).map(|g| (*g).clone()).collect();
+        let next = (skip + page.len() < grants.len()).then(|| (skip + page.len()).to_string());
+        Ok(GrantPage { grants: page, next })
+    }
+
+    async fn mark_membership_missing(&self, grant_id: &str, audit: &[AuditRecord]) -> Result<Grant, GrantStoreError> {
+        let mut state = self.enter("mark_membership_missing")?;
+        let grant = state.grants.get_mut(grant_id).ok_or_else(|| GrantStoreError::NotFound(grant_id.to_owned()))?;
+        if grant.status != GrantStatus::Active {
+            return Err(GrantStoreError::Conflict(format!("grant {grant_id} is not active")));
+        }
+        grant.membership_missing = true;
+        let grant = grant.clone();
+        state.audit.extend_from_slice(audit);
+        Ok(grant)
+    }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), GrantStoreError> {
+        self.enter("append_audit")?.audit.extend_from_slice(records);
+        Ok(())
+    }
+
+    async fn audit_for(&self, grant_id: &str) -> Result<Vec<AuditRecord>, GrantStoreError> {
+        let state = self.enter("audit_for")?;
+        let mut records: Vec<AuditRecord> = state.audit.iter().filter(|r| r.grant_id == grant_id).cloned().collect();
+        records.sort_by_key(|r| r.at); // stable: appended order within one instant
+        Ok(records)
+    }
+
+    async fn audit_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<AuditPage, GrantStoreError> {
+        let state = self.enter("audit_between")?;
+        let mut records: Vec<&AuditRecord> = state.audit.iter().filter(|r| r.at >= from && r.at < to).collect();
+        records.sort_by_key(|r| r.at);
+        let skip: usize = next.and_then(|n| n.parse().ok()).unwrap_or(0);
+        let page: Vec<AuditRecord> = records.iter().skip(skip).take(limit).map(|r| (*r).clone()).collect();
+        let next = (skip + page.len() < records.len()).then(|| (skip + page.len()).to_string());
+        Ok(AuditPage { records: page, next })
+    }
+
+    async fn begin_idempotent(&self, claim: &IdempotencyClaim) -> Result<IdempotencyState, GrantStoreError> {
+        let mut state = self.enter("begin_idempotent")?;
+        let fresh = IdempotencyRecord::InProgress {
+            hash: claim.request_hash.clone(),
+            until: claim.in_progress_until,
+            expires_at: claim.expires_at,
+        };
+        // DynamoDB: a put conditioned on `attribute_not_exists(pk) OR ttl <= :now OR (status =
+        // in_progress AND in_progress_until <= :now)`; on failure the old item tells which.
+        let outcome = match state.idempotency.get(&claim.key) {
+            None => IdempotencyState::New,
+            Some(
+                IdempotencyRecord::InProgress { expires_at, .. } | IdempotencyRecord::Completed { expires_at, .. },
+            ) if *expires_at <= claim.now => IdempotencyState::New,
+            Some(IdempotencyRecord::InProgress { until, .. }) if *until <= claim.now => IdempotencyState::New,
+            Some(IdempotencyRecord::InProgress { hash, .. } | IdempotencyRecord::Completed { hash, .. })
+                if *hash != claim.request_hash =>
+            {
+                return Ok(IdempotencyState::Mismatch)
+            }
+            Some(IdempotencyRecord::Completed { grant_id, .. }) => {
+                return Ok(IdempotencyState::Completed(grant_id.clone()))
+            }
+            Some(IdempotencyRecord::InProgress { .. }) => return Ok(IdempotencyState::InProgress),
+        };
+        state.idempotency.insert(claim.key.clone(), fresh);
+        Ok(outcome)
+    }
+
+    async fn complete_idempotent(&self, key: &str, grant_id: &str) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("complete_idempotent")?;
+        match state.idempotency.get(key).cloned() {
+            Some(IdempotencyRecord::InProgress { hash, expires_at, .. }) => {
+                state.idempotency.insert(
+                    key.to_owned(),
+                    IdempotencyRecord::Completed { hash, grant_id: grant_id.to_owned(), expires_at },
+                );
+                Ok(())
+            }
+            _ => Err(GrantStoreError::Conflict(format!("idempotency key {key:?} is not in progress"))),
+        }
+    }
+
+    async fn abandon_idempotent(&self, key: &str) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("abandon_idempotent")?;
+        if let Some(IdempotencyRecord::InProgress { .. }) = state.idempotency.get(key) {
+            state.idempotency.remove(key);
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Synced directory
+
+/// What the synced directory knew, and whether it is known from before a given moment.
+#[derive(Default)]
+pub struct SyncedMemberships {
+    /// `(integration, group, user)` memberships of the last successful sync.
+    pub memberships: Mutex<BTreeSet<LeaseKey>>,
+    /// When that sync finished; `None`: no successful sync.
+    pub synced_at: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl SyncedMemberships {
+    pub fn synced(&self, at: DateTime<Utc>, memberships: &[LeaseKey]) {
+        *self.synced_at.lock().unwrap() = Some(at);
+        *self.memberships.lock().unwrap() = memberships.iter().cloned().collect();
+    }
+}
+
+#[async_trait]
+impl MembershipOracle for SyncedMemberships {
+    async fn synced_membership(&self, key: &LeaseKey, before: DateTime<Utc>) -> Result<Option<bool>, GrantStoreError> {
+        let synced_at = *self.synced_at.lock().unwrap();
+        Ok(synced_at.filter(|at| *at <= before).map(|_| self.memberships.lock().unwrap().contains(key)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler and bus
+
+/// Schedules in memory: name -> the grant it expires.
+#[derive(Default)]
+pub struct FakeScheduler {
+    pub schedules: Mutex<BTreeMap<String, Grant>>,
+    pub deleted: Mutex<Vec<String>>,
+    pub fail_create: AtomicBool,
+    pub fail_delete: AtomicBool,
+}
+
+impl FakeScheduler {
+    /// Schedules due at `now` (what the local runner would deliver), by grant id.
+    pub fn due(&self, now: DateTime<Utc>) -> Vec<String> {
+        self.schedules.lock().unwrap().values().filter(|g| g.expires_at <= now).map(|g| g.id.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl ExpiryScheduler for FakeScheduler {
+    async fn create(&self, grant: &Grant) -> Result<String, SchedulerError> {
+        if self.fail_create.load(Ordering::SeqCst) {
+            return Err(SchedulerError("injected: service unavailable".into()));
+        }
+        let name = crate::grants::expiry_schedule_name(&grant.id);
+        self.schedules.lock().unwrap().insert(name.clone(), grant.clone());
+        Ok(name)
+    }
+    async fn delete(&self, name: &str) -> Result<(), SchedulerError> {
+        if self.fail_delete.load(Ordering::SeqCst) {
+            return Err(SchedulerError("injected: service unavailable".into()));
+        }
+        self.schedules.lock().unwrap().remove(name);
+        self.deleted.lock().unwrap().push(name.to_owned());
+        Ok(())
+    }
+}
+
+/// Keeps every event published.
+#[derive(Default)]
+pub struct RecordingBus {
+    pub events: Mutex<Vec<GrantEvent>>,
+    pub fail: AtomicBool,
+}
+
+impl RecordingBus {
+    pub fn published(&self) -> Vec<GrantEvent> {
+        self.events.lock().unwrap().clone()
+    }
+    /// The detail-types published for one grant, in order.
+    pub fn types_for(&self, grant_id: &str) -> Vec<&'static str> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.grant_id() == Some(grant_id))
+            .map(|e| e.detail_type.detail_type())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EventBus for RecordingBus {
+    async fn publish(&self, events: &[GrantEvent]) -> Result<(), EventBusError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(EventBusError("injected: PutEvents failed".into()));
+        }
+        self.events.lock().unwrap().extend_from_slice(events);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JumpCloud
+
+/// How a member operation fails.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub error: JumpCloudError,
+    /// JumpCloud applied the change before the failure reached us (a timeout after sending).
+    pub applied: bool,
+}
+
+/// A [`FakeDirectory`] whose adds and removes can fail on their own (lookups keep working), whose
+/// 409s can be marked ambiguous, and which counts the member operations. Every call yields
+/// first, so that concurrent tests interleave.
+pub struct ControlledDirectory {
+    pub inner: Arc<FakeDirectory>,
+    pub add_fault: Mutex<Option<Fault>>,
+    pub remove_fault: Mutex<Option<Fault>>,
+    /// Report 409s as `AlreadyMember { ambiguous: true }`.
+    pub ambiguous_409: AtomicBool,
+    pub adds: AtomicUsize,
+    pub removes: AtomicUsize,
+}
+
+impl ControlledDirectory {
+    pub fn new(inner: Arc<FakeDirectory>) -> Self {
+        Self {
+            inner,
+            add_fault: Mutex::new(None),
+            remove_fault: Mutex::new(None),
+            ambiguous_409: AtomicBool::new(false),
+            adds: AtomicUsize::new(0),
+            removes: AtomicUsize::new(0),
+        }
+    }
+    pub fn is_member(&self, group_id: &str, user_id: &str) -> bool {
+        self.inner.members.lock().unwrap().get(group_id).is_some_and(|m| m.contains(user_id))
+    }
+    pub fn set_member(&self, group_id: &str, user_id: &str) {
+        self.inner.members.lock().unwrap().entry(group_id.into()).or_default().insert(user_id.into());
+    }
+    pub fn unset_member(&self, group_id: &str, user_id: &str) {
+        if let Some(m) = self.inner.members.lock().unwrap().get_mut(group_id) {
+            m.remove(user_id);
+        }
+    }
+    /// Member operations (adds plus removes) sent so far.
+    pub fn member_calls(&self) -> usize {
+        self.adds.load(Ordering::SeqCst) + self.removes.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Directory for ControlledDirectory {
+    async fn list_users(&self) -> Result<Vec<JumpCloudUser>, JumpCloudError> {
+        self.inner.list_users().await
+    }
+    async fn list_groups(&self) -> Result<Vec<JumpCloudGroup>, JumpCloudError> {
+        self.inner.list_groups().await
+    }
+    async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, JumpCloudError> {
+        self.inner.list_group_members(group_id).await
+    }
+    async fn find_user(&self, key: &str) -> Result<JumpCloudUser, JumpCloudError> {
+        tokio::task::yield_now().await;
+        self.inner.find_user(key).await
+    }
+    async fn find_group(&self, key: &str) -> Result<JumpCloudGroup, JumpCloudError> {
+        self.inner.find_group(key).await
+    }
+    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, JumpCloudError> {
+        tokio::task::yield_now().await;
+        self.adds.fetch_add(1, Ordering::SeqCst);
+        let fault = self.add_fault.lock().unwrap().clone();
+        if let Some(fault) = fault {
+            if fault.applied {
+                self.set_member(group_id, user_id);
+            }
+            return Err(fault.error);
+        }
+        let outcome = self.inner.add_member(group_id, user_id).await?;
+        tokio::task::yield_now().await;
+        Ok(match outcome {
+            AddOutcome::AlreadyMember { .. } if self.ambiguous_409.load(Ordering::SeqCst) => {
+                AddOutcome::AlreadyMember { ambiguous: true }
+            }
+            other => other,
+        })
+    }
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, JumpCloudError> {
+        tokio::task::yield_now().await;
+        self.removes.fetch_add(1, Ordering::SeqCst);
+        let fault = self.remove_fault.lock().unwrap().clone();
+        if let Some(fault) = fault {
+            if fault.applied {
+                self.unset_member(group_id, user_id);
+            }
+            return Err(fault.error);
+        }
+        let outcome = self.inner.remove_member(group_id, user_id).await;
+        tokio::task::yield_now().await;
+        outcome
+    }
+}
+
+/// Integrations, each handing out a directory of any kind.
+#[derive(Default)]
+pub struct StaticIntegrations {
+    pub integrations: Mutex<Vec<(Integration, Arc<dyn Directory>)>>,
+}
+
+impl StaticIntegrations {
+    pub fn add(&self, name: &str, directory: Arc<dyn Directory>) {
+        let integration = Integration {
+            name: name.into(),
+            secret_id: format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}"),
+            credentials: Credentials { token: ApiKey::new(format!("key-of-{name}")), org_id: None },
+        };
+        self.integrations.lock().unwrap().push((integration, directory));
+    }
+    pub fn remove(&self, name: &str) {
+        self.integrations.lock().unwrap().retain(|(i, _)| i.name != name);
+    }
+}
+
+#[async_trait]
+impl IntegrationCatalog for StaticIntegrations {
+    async fn list(&self) -> Result<Discovered, SecretsError> {
+        let integrations = self.integrations.lock().unwrap().iter().map(|(i, _)| i.clone()).collect();
+        Ok(Discovered { integrations, invalid: vec![] })
+    }
+    async fn refresh(&self, name: &str) -> Result<Integration, SecretsError> {
+        self.integrations
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(i, _)| i.name == name)
+            .map(|(i, _)| i.clone())
+            .ok_or_else(|| SecretsError::UnknownIntegration(name.into()))
+    }
+}
+
+impl DirectoryProvider for StaticIntegrations {
+    fn directory(&self, integration: &Integration) -> Arc<dyn Directory> {
+        self.integrations
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(i, _)| i.name == integration.name)
+            .map(|(_, d)| d.clone())
+            .expect("a directory for every listed integration")
+    }
+}
