@@ -3,7 +3,7 @@
 
 use crate::{
     jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
-    model::{DirectoryChanges, DirectoryDigest},
+    model::{DirectoryChanges, DirectoryDigest, DirectoryGroup},
     secret::Credentials,
     store::StoreError,
 };
@@ -136,6 +136,8 @@ pub trait DirectoryStore: Send + Sync {
     /// Writes the changes (batched; retried until nothing is left unprocessed).
     async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError>;
     async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError>;
+    /// Every group of the synced directory (for `GET /groups`).
+    async fn list_groups(&self, integration: &str) -> Result<Vec<DirectoryGroup>, StoreError>;
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError>;
 }
 

@@ -389,7 +389,8 @@ async fn removal_failed(
         tracing::error!(error = %e, "could not record the failed revocation");
         unlock(ctx, hold).await;
     }
-    tracing::error!(error = %error, "revocation failed; the grant stays until the sweep succeeds");
+    // `event` is what the deployment's metric filter counts (the revocation-failure alarm).
+    tracing::error!(event = "revocation_failed", grant_id = %grant.id, error = %error, "revocation failed; the grant stays until the sweep succeeds");
     publish(ctx.events, EventType::RevocationFailed, grant, actor, None, Some(error.to_string())).await;
     error
 }

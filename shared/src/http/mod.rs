@@ -1,9 +1,11 @@
 //! The HTTP edge: problem+json errors, JSON responses, body limits, and dispatch of a Lambda
 //! event that may be HTTP (API Gateway 2.0 / 1.0, function URL) or something else (a schedule).
 
+mod identity;
 mod invocation;
 mod problem;
 
+pub use identity::caller;
 pub use invocation::{handle_invocation, Invocation};
 pub use problem::Problem;
 

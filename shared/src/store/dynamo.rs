@@ -245,6 +245,26 @@ impl DirectoryStore for DynamoStore {
         self.write_all(requests).await
     }
 
+    async fn list_groups(&self, integration: &str) -> Result<Vec<DirectoryGroup>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", table::PARTITION_KEY)
+            .expression_attribute_values(":pk", AttributeValue::S(keys::groups(integration)))
+            .into_paginator()
+            .send();
+        let mut groups = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(StoreError::aws)?.items.unwrap_or_default() {
+                groups.push(from_item::<GroupItem>(item)?.group);
+            }
+        }
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(groups)
+    }
+
     async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError> {
         let item = to_item(&SyncStatusItem {
             pk: keys::integration(&status.integration),

@@ -60,6 +60,12 @@ impl DirectoryStore for MemoryStore {
         Ok(())
     }
 
+    async fn list_groups(&self, integration: &str) -> Result<Vec<crate::model::DirectoryGroup>, StoreError> {
+        let mut groups: Vec<_> = self.directory(integration).groups.into_values().collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(groups)
+    }
+
     async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError> {
         self.statuses.lock().expect("lock").insert(status.integration.clone(), status.clone());
         Ok(())
