@@ -3,6 +3,7 @@
 //! environment variables as the functions.
 
 mod progress;
+mod schedule_runner;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -48,6 +49,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Local stack only: deliver due expiry schedules (moto never fires them) and the sweep to the
+    /// functions served by `cargo lambda watch`.
+    RunSchedules(schedule_runner::RunSchedulesArgs),
 }
 
 #[tokio::main]
@@ -83,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sync { integration, json } => sync(&sdk, &config, integration.as_deref(), json).await,
+        Command::RunSchedules(args) => schedule_runner::run(&sdk, &config, args).await,
     }
 }
 
