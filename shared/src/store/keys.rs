@@ -1,5 +1,7 @@
 //! Item keys. One place, so that the adapter and later features agree on them.
 
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+
 pub fn users(integration: &str) -> String {
     format!("DIR#{integration}#USER")
 }
@@ -22,3 +24,101 @@ pub fn integration(integration: &str) -> String {
     format!("INTEGRATION#{integration}")
 }
 pub const SYNC_STATUS: &str = "SYNC";
+
+// ---------------------------------------------------------------------------------------------
+// Grant lifecycle: grants, leases, audit, idempotency (see `grants_dynamo`).
+
+/// A time as sort keys hold it: RFC 3339 UTC with nanoseconds, always the same width, so that the
+/// text order is the time order (chrono's own serialization drops zero fractions: it would not).
+pub fn sortable_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+pub fn grant(id: &str) -> String {
+    format!("GRANT#{id}")
+}
+pub const GRANT_SORT: &str = "GRANT";
+/// `gsi1pk` of every grant: all grants, newest first by `gsi1sk`.
+pub const GRANTS: &str = "GRANTS";
+pub fn grant_by_time(granted_at: DateTime<Utc>, id: &str) -> String {
+    format!("{}#{id}", sortable_time(granted_at))
+}
+/// `gsi2pk` of a grant while it is in the sweep's index.
+pub const DUE: &str = "DUE";
+pub fn due_sort(at: DateTime<Utc>, id: &str) -> String {
+    format!("{}#{id}", sortable_time(at))
+}
+/// The greatest `gsi2sk` due at `now` (`~` sorts after every character of a grant id).
+pub fn due_until(now: DateTime<Utc>) -> String {
+    format!("{}#~", sortable_time(now))
+}
+
+/// One partition per integration: reconciliation lists an integration's leases with one query.
+pub fn lease(integration: &str) -> String {
+    format!("LEASE#{integration}")
+}
+pub fn lease_sort(group_id: &str, user_id: &str) -> String {
+    membership_sort(group_id, user_id)
+}
+
+pub fn audit(grant_id: &str) -> String {
+    format!("AUDIT#{grant_id}")
+}
+/// Time first; `seq` (the order of writing) breaks ties between records of one instant.
+pub fn audit_sort(at: DateTime<Utc>, seq: u64, id: &str) -> String {
+    format!("{}#{seq:020}#{id}", sortable_time(at))
+}
+/// `gsi1pk` of an audit record: one partition per UTC day.
+pub fn audit_day(day: NaiveDate) -> String {
+    format!("AUDIT#{}", day.format("%Y-%m-%d"))
+}
+
+/// DynamoDB's limit for a partition key is 2048 bytes; keys this long or shorter are kept as they
+/// are (no collision is possible), longer ones are hashed.
+const IDEMPOTENCY_KEY_MAX_BYTES: usize = 1024;
+
+/// The partition of an idempotency record. The two forms have distinct prefixes, so a key kept
+/// as it is never meets a hashed one.
+pub fn idempotency(key: &str) -> String {
+    if key.len() <= IDEMPOTENCY_KEY_MAX_BYTES {
+        format!("IDEMPOTENCY#{key}")
+    } else {
+        format!("IDEMPOTENCY-H#{:032x}", fnv1a_128(key.as_bytes()))
+    }
+}
+pub const IDEMPOTENCY_SORT: &str = "IDEMPOTENCY";
+
+/// 128-bit FNV-1a: stable across runs and releases (a key must map to the same item tomorrow).
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    bytes.iter().fold(OFFSET, |h, b| (h ^ u128::from(*b)).wrapping_mul(PRIME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn sortable_times_have_one_width_and_sort_as_times() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        let later = t + chrono::Duration::nanoseconds(500_000_000);
+        assert_eq!(sortable_time(t), "2026-11-23T12:00:00.000000000Z");
+        assert_eq!(sortable_time(later), "2026-11-23T12:00:00.500000000Z");
+        assert!(sortable_time(t) < sortable_time(later));
+        assert!(due_sort(later, "ffffffff-ffff") < due_until(later));
+        assert!(due_until(t) < due_sort(later, "00000000"));
+    }
+
+    #[test]
+    fn idempotency_keys_are_kept_or_hashed_stably() {
+        assert_eq!(idempotency("arn:aws:iam::1:user/a#k1"), "IDEMPOTENCY#arn:aws:iam::1:user/a#k1");
+        let long = "x".repeat(2000);
+        let hashed = idempotency(&long);
+        assert!(hashed.starts_with("IDEMPOTENCY-H#") && hashed.len() == "IDEMPOTENCY-H#".len() + 32);
+        assert_eq!(hashed, idempotency(&long));
+        assert_ne!(hashed, idempotency(&"x".repeat(2001)));
+        assert_eq!(fnv1a_128(b""), 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d);
+    }
+}

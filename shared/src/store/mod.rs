@@ -1,11 +1,13 @@
 //! State in DynamoDB (one table, see [`table`]) and an in-memory double for domain tests.
 
 mod dynamo;
+mod grants_dynamo;
 mod keys;
 mod memory;
 pub mod table;
 
 pub use dynamo::DynamoStore;
+pub use grants_dynamo::DynamoGrantStore;
 pub use memory::MemoryStore;
 
 #[derive(Debug, thiserror::Error)]
