@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job, locally: moto's server and the JumpCloud simulator on free loopback ports, the
-# resources created by `jitctl setup`, the functions served by `cargo lambda watch`, then a
-# walk-through: sync over HTTP and on its schedule, a CLI sync (which writes nothing the second
-# time), and what was found. Everything stops on exit or Ctrl-C; `--keep` leaves the stack
-# running until Ctrl-C so you can explore it.
+# resources created by `jitctl setup`, the functions served by `cargo lambda watch`, the local
+# schedule runner (moto stores schedules but never fires them), then a walk-through:
+# sync -> grant -> the membership in JumpCloud -> expiry -> revoke -> membership gone, audit trail;
+# and a grant whose schedule is lost, ended by the sweep. Everything stops on exit or Ctrl-C;
+# `--keep` leaves the stack running until Ctrl-C so you can explore it.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -11,7 +12,7 @@ KEEP=false
 for arg in "$@"; do
   case "$arg" in
     --keep) KEEP=true ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -38,9 +39,14 @@ say "JumpCloud simulator on $SIM_URL (500 users, 40 groups)"
 # The functions' configuration: the SPEC's variables, pointed at the local stack.
 export TABLE_NAME=jit-access-local SCHEDULE_GROUP=jit-access-local EVENT_BUS_NAME=jit-access-local
 export JUMPCLOUD_API_URL="$SIM_URL" REQUESTABLE_GROUPS='prod-*,engineering*' RUST_LOG=info
+# Schedules target the local revoke function through the runner; the ARNs only have to be well formed.
+export REVOKE_FUNCTION_ARN=arn:aws:lambda:us-east-1:123456789012:function:revoke
+export SCHEDULER_ROLE_ARN=arn:aws:iam::123456789012:role/jit-access-scheduler
+export MIN_GRANT_DURATION=1m
 ENV_FILE="$LOCAL/functions.env"
 {
   for var in TABLE_NAME SCHEDULE_GROUP EVENT_BUS_NAME JUMPCLOUD_API_URL REQUESTABLE_GROUPS RUST_LOG \
+             REVOKE_FUNCTION_ARN SCHEDULER_ROLE_ARN MIN_GRANT_DURATION \
              AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
     echo "$var=${!var}"
   done
@@ -107,8 +113,9 @@ status = table.get_item(Key={"pk": "INTEGRATION#local-demo", "sk": "SYNC"})["Ite
 print(f"  last sync: {status['state']}, finished {status['finished_at']}")
 PY
 
-say "5. grant → expiry → revoke: the grant-lifecycle issue adds this part; today the grant function answers honestly:"
-invoke grant events/sync-http-post.json | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  HTTP", d["statusCode"], json.loads(d["body"])["detail"])'
+say "5. the local schedule runner starts (it delivers due expiry schedules, and the sweep every 20 s)"
+start_background runner "$ROOT/target/debug/jitctl" run-schedules --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --sweep-every 20
+"$VENV/bin/python" "$ROOT/scripts/walkthrough.py" "http://127.0.0.1:$LAMBDA_PORT" "$SIM_URL"
 
 if $KEEP; then
   say "the stack keeps running (Ctrl-C stops it): moto $AWS_ENDPOINT_URL, simulator $SIM_URL, functions http://127.0.0.1:$LAMBDA_PORT"

@@ -89,6 +89,8 @@ pub struct Config {
     pub schedule_group: String,
     pub revoke_function_arn: Option<String>,
     pub scheduler_role_arn: Option<String>,
+    /// Dead-letter queue (SQS) of expiry schedule deliveries.
+    pub schedule_dlq_arn: Option<String>,
     pub event_bus_name: String,
     pub min_grant_duration: GrantDuration,
     pub max_grant_duration: GrantDuration,
@@ -164,6 +166,7 @@ impl Config {
             schedule_group: string("SCHEDULE_GROUP", DEFAULT_SCHEDULE_GROUP),
             revoke_function_arn: arn("REVOKE_FUNCTION_ARN")?,
             scheduler_role_arn: arn("SCHEDULER_ROLE_ARN")?,
+            schedule_dlq_arn: arn("SCHEDULE_DLQ_ARN")?,
             event_bus_name: string("EVENT_BUS_NAME", DEFAULT_EVENT_BUS_NAME),
             min_grant_duration,
             max_grant_duration,

@@ -1,12 +1,24 @@
-//! `grant`: not implemented yet (the grant-lifecycle issue). Answers 501 on HTTP and fails other events.
+//! `grant`: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`. Wiring only; see
+//! `jit_shared::handlers::grant`.
 
-use jit_shared::{config::Config, handlers::placeholder, telemetry};
+use jit_shared::{
+    aws,
+    config::Config,
+    handlers::{
+        grant::GrantHandler,
+        lifecycle::{Function, Lifecycle},
+    },
+    telemetry,
+};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_json();
-    Config::from_env()?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| placeholder::not_implemented("grant", event))).await
+    let config = Config::from_env()?;
+    let lifecycle = Lifecycle::from_config(&aws::sdk_config().await, &config, Function::Grant)?;
+    let handler = GrantHandler { lifecycle: Arc::new(lifecycle) };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handler.handle(event))).await
 }

@@ -1,12 +1,24 @@
-//! `revoke`: not implemented yet (the grant-lifecycle issue). Answers 501 on HTTP and fails other events.
+//! `revoke`: a grant's expiry schedule, `DELETE /grants/{id}`, the sweep schedule. Wiring only;
+//! see `jit_shared::handlers::revoke`.
 
-use jit_shared::{config::Config, handlers::placeholder, telemetry};
+use jit_shared::{
+    aws,
+    config::Config,
+    handlers::{
+        lifecycle::{Function, Lifecycle},
+        revoke::RevokeHandler,
+    },
+    telemetry,
+};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_json();
-    Config::from_env()?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| placeholder::not_implemented("revoke", event))).await
+    let config = Config::from_env()?;
+    let lifecycle = Lifecycle::from_config(&aws::sdk_config().await, &config, Function::Revoke)?;
+    let handler = RevokeHandler { lifecycle: Arc::new(lifecycle) };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handler.handle(event))).await
 }

@@ -2,11 +2,15 @@
 //! container, and the domain context over them.
 
 use crate::{
-    clock::Clock,
+    clock::{Clock, SystemClock},
+    config::{Config, ConfigError},
     domain::grant::{GrantContext, GrantPolicy},
+    events::EventBridgeBus,
     ports::{
         DirectoryProvider, DirectoryStore, EventBus, ExpiryScheduler, GrantStore, IntegrationCatalog, MembershipOracle,
     },
+    scheduler::{self, EventBridgeScheduler},
+    store::{DynamoGrantStore, DynamoStore},
 };
 use std::sync::Arc;
 
@@ -23,7 +27,41 @@ pub struct Lifecycle {
     pub policy: GrantPolicy,
 }
 
+/// Which function a lifecycle serves: only `grant` creates expiry schedules (and holds the ARNs
+/// that takes); `revoke` only deletes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Grant,
+    Revoke,
+}
+
 impl Lifecycle {
+    /// Builds every client once (per container). Missing schedule ARNs fail `grant` at start-up.
+    pub fn from_config(sdk: &aws_config::SdkConfig, config: &Config, function: Function) -> Result<Self, ConfigError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (catalog, directories) = super::integrations(sdk, config, clock.clone());
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let store = Arc::new(DynamoGrantStore::new(dynamodb.clone(), &config.table_name));
+        let scheduler_client = scheduler::client(sdk);
+        let scheduler: Arc<dyn ExpiryScheduler> = match function {
+            Function::Grant => {
+                Arc::new(EventBridgeScheduler::new(scheduler_client, config, config.schedule_dlq_arn.clone())?)
+            }
+            Function::Revoke => Arc::new(EventBridgeScheduler::delete_only(scheduler_client, &config.schedule_group)),
+        };
+        Ok(Self {
+            store: store.clone(),
+            scheduler,
+            events: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus_name)),
+            catalog,
+            directories,
+            oracle: store,
+            directory_store: Arc::new(DynamoStore::new(dynamodb, &config.table_name)),
+            clock,
+            policy: GrantPolicy::from_config(config),
+        })
+    }
+
     pub fn ctx(&self) -> GrantContext<'_> {
         GrantContext {
             store: self.store.as_ref(),

@@ -3,12 +3,34 @@
 
 pub mod grant;
 pub mod lifecycle;
-pub mod placeholder;
 pub mod revoke;
 pub mod routing;
 pub mod sync;
 #[cfg(test)]
 mod tests;
+
+/// Integrations (Secrets Manager, by tag) and their JumpCloud clients: built once per container.
+pub fn integrations(
+    sdk: &aws_config::SdkConfig,
+    config: &crate::config::Config,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> (std::sync::Arc<dyn crate::ports::IntegrationCatalog>, std::sync::Arc<crate::jumpcloud::JumpCloudDirectories>) {
+    let catalog: std::sync::Arc<dyn crate::ports::IntegrationCatalog> =
+        std::sync::Arc::new(crate::secrets::SecretsManagerCatalog::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            &config.secret_tag_key,
+            &config.secret_tag_value,
+            config.secrets_cache_ttl,
+            clock,
+        ));
+    let directories = std::sync::Arc::new(crate::jumpcloud::JumpCloudDirectories::new(
+        http_client(),
+        config.jumpcloud_api_url.clone(),
+        config.jumpcloud.clone(),
+        catalog.clone(),
+    ));
+    (catalog, directories)
+}
 
 /// One HTTP client per container, shared by every integration's JumpCloud client.
 pub fn http_client() -> reqwest::Client {

@@ -6,9 +6,7 @@ use crate::{
     config::{Config, DirectoryPolicy},
     domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
     http::{handle_invocation, json, parse_body, Problem},
-    jumpcloud::JumpCloudDirectories,
     ports::{DirectoryProvider, DirectoryStore, IntegrationCatalog},
-    secrets::SecretsManagerCatalog,
     store::DynamoStore,
 };
 use lambda_http::{
@@ -37,19 +35,7 @@ impl SyncHandler {
     /// Builds every client once (per container).
     pub fn from_config(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let catalog: Arc<dyn IntegrationCatalog> = Arc::new(SecretsManagerCatalog::new(
-            aws_sdk_secretsmanager::Client::new(sdk),
-            &config.secret_tag_key,
-            &config.secret_tag_value,
-            config.secrets_cache_ttl,
-            clock.clone(),
-        ));
-        let directories = Arc::new(JumpCloudDirectories::new(
-            super::http_client(),
-            config.jumpcloud_api_url.clone(),
-            config.jumpcloud.clone(),
-            catalog.clone(),
-        ));
+        let (catalog, directories) = super::integrations(sdk, config, clock.clone());
         let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name));
         Self { catalog, directories, store, policy: config.directory.clone(), clock }
     }

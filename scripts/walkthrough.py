@@ -1,0 +1,108 @@
+"""The grant part of the local walk-through (scripts/demo.sh): grant -> membership -> expiry -> revoke.
+
+Talks only to the local stack: the functions served by `cargo lambda watch`, the JumpCloud simulator's
+admin endpoints, and moto's DynamoDB for the audit trail.
+"""
+import copy
+import json
+import os
+import sys
+import time
+import urllib.request
+
+LAMBDA, SIM = sys.argv[1], sys.argv[2]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load(name):
+    with open(os.path.join(ROOT, "events", name)) as f:
+        return json.load(f)
+
+
+def post(url, doc):
+    req = urllib.request.Request(url, data=json.dumps(doc).encode(), headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=300) as r:
+        return json.load(r)
+
+
+def invoke(function, event):
+    return post(f"{LAMBDA}/2015-03-31/functions/{function}/invocations", event)
+
+
+def http(function, event):
+    out = invoke(function, event)
+    return out["statusCode"], json.loads(out.get("body") or "null")
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.load(r)
+
+
+def with_path(event, path, method):
+    e = copy.deepcopy(event)
+    e["rawPath"] = e["requestContext"]["http"]["path"] = path
+    e["requestContext"]["http"]["method"] = method
+    return e
+
+
+group = get(f"{SIM}/_sim/orgs/0/groups?name=prod-db-admins")
+group = group[0] if isinstance(group, list) else group
+members = set(get(f"{SIM}/_sim/orgs/0/groups/{group['id']}/members"))
+seed = get(f"{SIM}/_sim/orgs/0/seed")
+candidates = [u for u in seed["users"] if u["_id"] not in members and u.get("state") == "ACTIVATED"]
+alice, bob = candidates[0], candidates[1]
+
+
+def is_member(user):
+    return user["_id"] in set(get(f"{SIM}/_sim/orgs/0/groups/{group['id']}/members"))
+
+
+def request_grant(user, key):
+    e = load("grant-create.json")
+    e["headers"]["idempotency-key"] = key
+    e["body"] = json.dumps({"user": user["email"], "group": "prod-db-admins", "duration": "1m",
+                            "reason": "walk-through: investigate INC-4711"})
+    status, grant = http("grant", e)
+    print(f"  POST /grants -> HTTP {status}: grant {grant.get('id')} for {grant.get('user', {}).get('email')} "
+          f"in {grant.get('group', {}).get('name')}, {grant.get('status')}, expires {grant.get('expires_at')}")
+    if status != 201:
+        sys.exit(f"grant failed: {grant}")
+    return grant
+
+
+def wait_ended(grant_id, limit=150):
+    started = time.time()
+    while time.time() - started < limit:
+        status, grant = http("grant", with_path(load("grant-get.json"), f"/grants/{grant_id}", "GET"))
+        if grant.get("status") not in ("active", "pending"):
+            return grant
+        time.sleep(2)
+    sys.exit(f"grant {grant_id} still active after {limit} s")
+
+
+print("==> 6. grant: alice gets prod-db-admins for 1 minute (checked live in JumpCloud)")
+grant = request_grant(alice, f"walkthrough-{int(time.time())}-a")
+print(f"  in JumpCloud now: member = {is_member(alice)}")
+
+print("==> 7. a second grant whose expiry schedule gets lost (deleted behind the product's back)")
+second = request_grant(bob, f"walkthrough-{int(time.time())}-b")
+import boto3  # noqa: E402  (the venv's, installed with moto)
+scheduler = boto3.client("scheduler", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+scheduler.delete_schedule(Name=second["schedule_name"], GroupName=os.environ["SCHEDULE_GROUP"])
+print(f"  deleted schedule {second['schedule_name']}: only the sweep can end this grant now")
+
+print("==> 8. waiting for expiry: the runner delivers alice's schedule to revoke; the sweep finds bob's")
+ended = wait_ended(grant["id"])
+print(f"  alice's grant: {ended['status']} at {ended['ended_at']}; member = {is_member(alice)}")
+ended2 = wait_ended(second["id"])
+print(f"  bob's grant (no schedule): {ended2['status']} at {ended2['ended_at']}; member = {is_member(bob)}")
+if is_member(alice) or is_member(bob):
+    sys.exit("a membership outlived its grant")
+
+print("==> 9. the audit trail (DynamoDB), kept after the grants ended")
+table = boto3.resource("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).Table(os.environ["TABLE_NAME"])
+from boto3.dynamodb.conditions import Key  # noqa: E402
+for g in (grant, second):
+    for item in table.query(KeyConditionExpression=Key("pk").eq(f"AUDIT#{g['id']}"))["Items"]:
+        print(f"  {item.get('at')}  {g['user']['email']:<34} {item.get('action'):<20} {item.get('outcome'):<10} by {item.get('actor')}")
