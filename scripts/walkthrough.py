@@ -81,7 +81,7 @@ def wait_ended(grant_id, limit=150):
     sys.exit(f"grant {grant_id} still active after {limit} s")
 
 
-print("==> 6. grant: alice gets prod-db-admins for 1 minute (checked live in JumpCloud)")
+print("==> 6. grant: a user gets prod-db-admins for 1 minute (checked live in JumpCloud)")
 grant = request_grant(alice, f"walkthrough-{int(time.time())}-a")
 print(f"  in JumpCloud now: member = {is_member(alice)}")
 
@@ -92,11 +92,11 @@ scheduler = boto3.client("scheduler", endpoint_url=os.environ["AWS_ENDPOINT_URL"
 scheduler.delete_schedule(Name=second["schedule_name"], GroupName=os.environ["SCHEDULE_GROUP"])
 print(f"  deleted schedule {second['schedule_name']}: only the sweep can end this grant now")
 
-print("==> 8. waiting for expiry: the runner delivers alice's schedule to revoke; the sweep finds bob's")
+print("==> 8. waiting for expiry: the runner delivers the first schedule to revoke; the sweep finds the second grant")
 ended = wait_ended(grant["id"])
-print(f"  alice's grant: {ended['status']} at {ended['ended_at']}; member = {is_member(alice)}")
+print(f"  {alice['email']}'s grant: {ended['status']} at {ended['ended_at']}; member = {is_member(alice)}")
 ended2 = wait_ended(second["id"])
-print(f"  bob's grant (no schedule): {ended2['status']} at {ended2['ended_at']}; member = {is_member(bob)}")
+print(f"  {bob['email']}'s grant (no schedule): {ended2['status']} at {ended2['ended_at']}; member = {is_member(bob)}")
 if is_member(alice) or is_member(bob):
     sys.exit("a membership outlived its grant")
 

@@ -1,0 +1,192 @@
+//! The grant lifecycle end to end: the real `grant` and `revoke` handlers and adapters, moto's
+//! server (DynamoDB, Scheduler, EventBridge), the JumpCloud simulator, the real SDK.
+
+use integration_tests::{event, http_response, lambda_event, unique, Stack};
+use jit_shared::{
+    clock::ManualClock,
+    handlers::{
+        grant::GrantHandler,
+        lifecycle::{Function, Lifecycle},
+        revoke::RevokeHandler,
+    },
+    setup,
+};
+use jumpcloud_sim::{Faults, Group, MembershipMethod, Org, RunningSimulator, Simulator, User};
+use serde_json::Value;
+use std::sync::Arc;
+
+const KEY: &str = "corp-admin-key-2b9c";
+
+struct World {
+    stack: Stack,
+    sim: RunningSimulator,
+    grant: GrantHandler,
+    revoke: RevokeHandler,
+    clock: Arc<ManualClock>,
+    schedule_group: String,
+    alice: String,
+    bob: String,
+    db: String,
+}
+
+async fn world() -> World {
+    let stack = Stack::new().await;
+    let mut org = Org::new(KEY);
+    let alice = org.add_user(User::new("alice", "alice@example.com"));
+    let bob = org.add_user(User::new("bob", "bob@example.com"));
+    let db = org.add_group(Group::new("prod-db-admins"));
+    org.add_group(Group::new("prod-auto").with_method(MembershipMethod::DynamicAutomated));
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let (schedule_group, bus) = (unique("sg"), unique("bus"));
+    setup::ensure_schedule_group(&aws_sdk_scheduler::Client::new(&stack.sdk), &schedule_group).await.unwrap();
+    setup::ensure_event_bus(&aws_sdk_eventbridge::Client::new(&stack.sdk), &bus).await.unwrap();
+    let config = stack.config(
+        &sim.url(),
+        &[
+            ("SCHEDULE_GROUP", &schedule_group),
+            ("EVENT_BUS_NAME", &bus),
+            ("REVOKE_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:revoke"),
+            ("SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/jit-access-scheduler"),
+            ("REQUESTABLE_GROUPS", "prod-*"),
+        ],
+    );
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let lifecycle = |function| {
+        let built = Lifecycle::from_config(&stack.sdk, &config, function).expect("lifecycle");
+        Arc::new(Lifecycle { clock: clock.clone(), ..built })
+    };
+    World {
+        grant: GrantHandler { lifecycle: lifecycle(Function::Grant) },
+        revoke: RevokeHandler { lifecycle: lifecycle(Function::Revoke) },
+        stack,
+        sim,
+        clock,
+        schedule_group,
+        alice,
+        bob,
+        db,
+    }
+}
+
+fn create(user: &str, duration: &str, key: &str) -> Value {
+    let mut e = event("grant-create.json");
+    e["headers"]["idempotency-key"] = key.into();
+    e["body"] = serde_json::json!({"user": user, "group": "prod-db-admins", "duration": duration, "reason": "INC-1"})
+        .to_string()
+        .into();
+    e
+}
+
+fn at(name: &str, path: &str, method: &str) -> Value {
+    let mut e = event(name);
+    e["rawPath"] = path.into();
+    e["requestContext"]["http"]["path"] = path.into();
+    e["requestContext"]["http"]["method"] = method.into();
+    e
+}
+
+async fn call_grant(w: &World, e: Value) -> (u16, Value) {
+    let (status, body, _) = http_response(&w.grant.handle(lambda_event(e)).await.unwrap());
+    (status, body)
+}
+
+fn member(w: &World, user: &str) -> bool {
+    w.sim.handle().org(0).is_member(&w.db, user).unwrap()
+}
+
+#[tokio::test]
+async fn grant_schedule_delete_and_replay_through_the_real_handlers() {
+    let w = world().await;
+    let (status, grant) = call_grant(&w, create("Alice@Example.com", "2h", "k-1")).await;
+    assert_eq!(status, 201, "{grant}");
+    assert!(member(&w, &w.alice), "the membership is added in JumpCloud");
+    let id = grant["id"].as_str().unwrap().to_owned();
+
+    // The expiry schedule, as EventBridge Scheduler stores it.
+    let scheduler = aws_sdk_scheduler::Client::new(&w.stack.sdk);
+    let schedule = scheduler
+        .get_schedule()
+        .group_name(&w.schedule_group)
+        .name(grant["schedule_name"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(schedule.schedule_expression().unwrap().starts_with("at("));
+    let input: Value = serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
+    assert_eq!(input, serde_json::json!({"action": "expire", "grant_id": id}));
+
+    // Replay: the same grant, nothing added.
+    let (status, replay) = call_grant(&w, create("Alice@Example.com", "2h", "k-1")).await;
+    assert_eq!((status, &replay["id"]), (200, &grant["id"]));
+    assert_eq!(w.sim.handle().request_count("POST /api/v2/usergroups/{id}/members"), 1);
+
+    let (status, got) = call_grant(&w, at("grant-get.json", &format!("/grants/{id}"), "GET")).await;
+    assert_eq!((status, &got["status"]), (200, &Value::from("active")));
+
+    let delete = at("grant-revoke-http.json", &format!("/grants/{id}"), "DELETE");
+    let (status, revoked, _) = http_response(&w.revoke.handle(lambda_event(delete)).await.unwrap());
+    assert_eq!((status, &revoked["status"]), (200, &Value::from("revoked")), "{revoked}");
+    assert!(!member(&w, &w.alice), "the membership is removed");
+    let gone = scheduler
+        .get_schedule()
+        .group_name(&w.schedule_group)
+        .name(grant["schedule_name"].as_str().unwrap())
+        .send()
+        .await;
+    assert!(gone.is_err(), "early revocation deletes the schedule");
+    let audit = w.stack.count(&format!("AUDIT#{id}")).await;
+    assert!(audit >= 4, "created, activated, revoked, membership removed: {audit}");
+}
+
+#[tokio::test]
+async fn expiry_by_schedule_and_by_sweep_and_a_standing_membership_is_kept() {
+    let w = world().await;
+    w.sim.handle().org(0).add_member(&w.db, &w.bob).unwrap(); // bob's standing access
+    let (status, a) = call_grant(&w, create("alice@example.com", "1h", "k-a")).await;
+    assert_eq!(status, 201, "{a}");
+    let (status, b) = call_grant(&w, create("bob", "1h", "k-b")).await;
+    assert_eq!(status, 201, "{b}");
+    assert_eq!(b["preexisting_membership"], true);
+
+    w.clock.advance(chrono::Duration::minutes(61));
+    let mut expiry = event("revoke-expiry.json");
+    expiry["grant_id"] = a["id"].clone();
+    let ended = w.revoke.handle(lambda_event(expiry)).await.unwrap();
+    assert_eq!(ended["grant"]["status"], "expired", "{ended}");
+    assert!(!member(&w, &w.alice));
+
+    // Bob's schedule never fires: the sweep ends his grant and keeps his standing membership.
+    let report = w.revoke.handle(lambda_event(event("revoke-sweep.json"))).await.unwrap();
+    assert_eq!(report["ended"], 1, "{report}");
+    assert!(member(&w, &w.bob), "a membership that existed before the grant is never removed");
+    let (_, b_now) =
+        call_grant(&w, at("grant-get.json", &format!("/grants/{}", b["id"].as_str().unwrap()), "GET")).await;
+    assert_eq!(b_now["status"], "expired");
+}
+
+#[tokio::test]
+async fn jumpcloud_down_gives_502_and_leaves_nothing_active_then_the_sweep_retries_revocation() {
+    let w = world().await;
+    w.sim.handle().set_faults(Faults { rate_5xx: 1.0, seed: Some(3), ..Faults::default() });
+    let (status, problem) = call_grant(&w, create("alice@example.com", "1h", "k-down")).await;
+    assert_eq!(status, 502, "{problem}");
+    assert!(!member(&w, &w.alice));
+    let (status, active) = call_grant(&w, at("grant-list.json", "/grants", "GET")).await;
+    assert_eq!(status, 200);
+    assert_eq!(active["grants"].as_array().unwrap().len(), 0, "nothing active: {active}");
+
+    w.sim.handle().clear_faults();
+    let (status, grant) = call_grant(&w, create("alice@example.com", "1h", "k-up")).await;
+    assert_eq!(status, 201, "{grant}");
+    w.sim.handle().set_faults(Faults { rate_5xx: 1.0, seed: Some(3), ..Faults::default() });
+    w.clock.advance(chrono::Duration::minutes(61));
+    let report = w.revoke.handle(lambda_event(event("revoke-sweep.json"))).await.unwrap();
+    assert_eq!(report["ended"], 0, "{report}");
+    assert!(member(&w, &w.alice), "JumpCloud is down: the membership is still there, the grant stays due");
+
+    w.sim.handle().clear_faults();
+    let report = w.revoke.handle(lambda_event(event("revoke-sweep.json"))).await.unwrap();
+    assert!(report["ended"].as_u64().unwrap() >= 1, "{report}");
+    assert!(!member(&w, &w.alice), "the next sweep removed it");
+}
