@@ -113,7 +113,8 @@ async fn sync(
     );
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     let bars = progress::Bars::new();
-    let ctx = SyncContext { store: &store, policy: &config.directory, clock: clock.as_ref(), progress: &bars };
+    let ctx =
+        SyncContext { store: &store, policy: &config.directory, clock: clock.as_ref(), progress: &bars, grants: None };
     let summary = match sync_all(&ctx, catalog.as_ref(), &directories, only).await {
         Ok(summary) => summary,
         Err(SyncError::UnknownIntegration(name)) => bail!(

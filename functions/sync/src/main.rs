@@ -8,6 +8,6 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init_json();
     let config = Config::from_env()?;
-    let handler = SyncHandler::from_config(&aws::sdk_config().await, &config);
+    let handler = SyncHandler::from_config(&aws::sdk_config().await, &config)?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handler.handle(event))).await
 }

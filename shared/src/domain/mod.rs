@@ -4,5 +4,6 @@ pub mod directory;
 pub mod grant;
 #[cfg(test)]
 mod lifecycle_tests;
+pub mod reconcile;
 pub mod revoke;
 pub mod sync;

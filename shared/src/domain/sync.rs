@@ -1,7 +1,12 @@
 //! Sync: pull one integration's users, groups and direct memberships from JumpCloud and write
 //! only what changed. One failing integration never stops the others.
 
-use super::directory::build_snapshot;
+use super::{
+    directory::build_snapshot,
+    grant::GrantContext,
+    reconcile::{reconcile, ReconcileReport},
+};
+use crate::grants::{EventType, GrantEvent};
 use crate::{
     clock::Clock,
     config::DirectoryPolicy,
@@ -62,6 +67,8 @@ pub struct SyncReport {
     pub fetch_duration: Duration,
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<ReconcileReport>,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -78,6 +85,9 @@ pub struct SyncContext<'a> {
     pub policy: &'a DirectoryPolicy,
     pub clock: &'a dyn Clock,
     pub progress: &'a dyn ProgressSink,
+    /// The grant lifecycle's ports: with them, each sync also reconciles grants against what it
+    /// fetched (invariant 6) and publishes `Sync Completed`.
+    pub grants: Option<&'a GrantContext<'a>>,
 }
 
 /// Syncs one integration and records its status (running, then succeeded or failed).
@@ -102,6 +112,15 @@ pub async fn sync_integration(
     ctx.store.put_sync_status(&status).await?;
     let outcome = run(ctx, integration, directory).await;
     status.finished_at = Some(ctx.clock.now());
+    if let (Some(grants), Ok(report)) = (ctx.grants, &outcome) {
+        let event = GrantEvent {
+            detail_type: EventType::SyncCompleted,
+            detail: serde_json::to_value(report).unwrap_or_default(),
+        };
+        if let Err(e) = grants.events.publish(&[event]).await {
+            tracing::error!(integration, error = %e, "could not publish Sync Completed");
+        }
+    }
     match &outcome {
         Ok(report) => {
             status.state = SyncState::Succeeded;
@@ -125,6 +144,7 @@ pub async fn sync_integration(
 
 async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
+    let fetch_started = ctx.clock.now();
     let progress = ctx.progress;
     let name = || integration.to_owned();
     progress.report(SyncProgress::Started { integration: name() });
@@ -169,8 +189,12 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
     let ((users, groups, members), fetch_duration) = (fetched.0?, fetched.1);
     let stored = stored?;
 
-    let snapshot = build_snapshot(users, &groups, members, ctx.policy);
+    let mut snapshot = build_snapshot(users, &groups, members, ctx.policy);
     drop(groups);
+    let reconciliation = match ctx.grants {
+        Some(grants) => Some(reconcile(grants, integration, directory, &mut snapshot, fetch_started).await),
+        None => None,
+    };
     let (users, groups, memberships) = (snapshot.users.len(), snapshot.groups.len(), snapshot.memberships.len());
     let changes = diff(&stored, snapshot);
     drop(stored);
@@ -192,6 +216,7 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
         deleted,
         fetch_duration,
         duration: started.elapsed(),
+        reconciliation,
     })
 }
 
@@ -317,7 +342,7 @@ mod tests {
     async fn sync(store: &MemoryStore, dir: &FakeDirectory) -> Result<SyncReport, SyncError> {
         let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap());
         let policy = DirectoryPolicy::default();
-        let ctx = SyncContext { store, policy: &policy, clock: &clock, progress: &NoProgress };
+        let ctx = SyncContext { store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
         sync_integration(&ctx, "corp", dir).await
     }
 
@@ -387,7 +412,7 @@ mod tests {
         let policy = DirectoryPolicy::default();
         let clock = ManualClock::new(Utc::now());
         let recorder = Recorder(Mutex::new(vec![]));
-        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &recorder };
+        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &recorder, grants: None };
         sync_integration(&ctx, "corp", org().as_ref()).await.unwrap();
         let seen = recorder.0.into_inner().unwrap();
         assert!(matches!(seen.first(), Some(SyncProgress::Started { .. })));
@@ -420,7 +445,7 @@ mod tests {
     #[tokio::test]
     async fn one_failing_integration_does_not_stop_the_others() {
         let (store, policy, clock) = ctx_parts();
-        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress };
+        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
         let integrations = FakeIntegrations::default();
         integrations.add("good", org());
         let broken = org();
@@ -446,7 +471,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_named_integration_is_synced_and_an_unknown_one_is_an_error() {
         let (store, policy, clock) = ctx_parts();
-        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress };
+        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
         let integrations = FakeIntegrations::default();
         integrations.add("a", org());
         integrations.add("b", org());

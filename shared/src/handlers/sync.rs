@@ -1,9 +1,12 @@
 //! The `sync` function: on its schedule syncs every integration; on `POST /sync` one or all.
 
-use super::routing;
+use super::{
+    lifecycle::{Function, Lifecycle},
+    routing,
+};
 use crate::{
-    clock::{Clock, SystemClock},
-    config::{Config, DirectoryPolicy},
+    clock::Clock,
+    config::{Config, ConfigError, DirectoryPolicy},
     domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
     http::{handle_invocation, json, parse_body, Problem},
     ports::{DirectoryProvider, DirectoryStore, IntegrationCatalog},
@@ -18,6 +21,8 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub struct SyncHandler {
+    /// The grant lifecycle's ports, for reconciliation; `None` syncs the directory only.
+    pub lifecycle: Option<Arc<Lifecycle>>,
     pub catalog: Arc<dyn IntegrationCatalog>,
     pub directories: Arc<dyn DirectoryProvider>,
     pub store: Arc<dyn DirectoryStore>,
@@ -33,11 +38,18 @@ struct SyncRequest {
 
 impl SyncHandler {
     /// Builds every client once (per container).
-    pub fn from_config(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let (catalog, directories) = super::integrations(sdk, config, clock.clone());
+    pub fn from_config(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Self, ConfigError> {
+        // The lifecycle's catalog and JumpCloud clients serve the sync too: one set per container.
+        let lifecycle = Arc::new(Lifecycle::from_config(sdk, config, Function::Revoke)?);
         let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name));
-        Self { catalog, directories, store, policy: config.directory.clone(), clock }
+        Ok(Self {
+            catalog: lifecycle.catalog.clone(),
+            directories: lifecycle.directories.clone(),
+            clock: lifecycle.clock.clone(),
+            lifecycle: Some(lifecycle),
+            store,
+            policy: config.directory.clone(),
+        })
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
@@ -45,11 +57,13 @@ impl SyncHandler {
     }
 
     async fn run(&self, only: Option<&str>) -> Result<SyncSummary, SyncError> {
+        let grants = self.lifecycle.as_ref().map(|l| l.ctx());
         let ctx = SyncContext {
             store: self.store.as_ref(),
             policy: &self.policy,
             clock: self.clock.as_ref(),
             progress: &NoProgress,
+            grants: grants.as_ref(),
         };
         let summary = sync_all(&ctx, self.catalog.as_ref(), self.directories.as_ref(), only).await?;
         for outcome in &summary.integrations {

@@ -190,3 +190,37 @@ async fn jumpcloud_down_gives_502_and_leaves_nothing_active_then_the_sweep_retri
     assert!(report["ended"].as_u64().unwrap() >= 1, "{report}");
     assert!(!member(&w, &w.alice), "the next sweep removed it");
 }
+
+#[tokio::test]
+async fn sync_reconciles_grants_against_jumpcloud() {
+    let w = world().await;
+    let config = w.stack.config(&w.sim.url(), &[("REQUESTABLE_GROUPS", "prod-*")]);
+    let built = jit_shared::handlers::sync::SyncHandler::from_config(&w.stack.sdk, &config).unwrap();
+    let sync = jit_shared::handlers::sync::SyncHandler {
+        lifecycle: Some(w.grant.lifecycle.clone()),
+        clock: w.clock.clone(),
+        ..built
+    };
+    let (_, alice_grant) = call_grant(&w, create("alice@example.com", "2h", "k-r1")).await;
+    let (_, bob_grant) = call_grant(&w, create("bob@example.com", "2h", "k-r2")).await;
+    let delete = at("grant-revoke-http.json", &format!("/grants/{}", bob_grant["id"].as_str().unwrap()), "DELETE");
+    assert_eq!(http_response(&w.revoke.handle(lambda_event(delete)).await.unwrap()).0, 200);
+
+    // Outside the product: alice's membership is removed, bob's comes back after his grant ended.
+    let jc = w.sim.handle().org(0);
+    jc.remove_member(&w.db, &w.alice).unwrap();
+    jc.add_member(&w.db, &w.bob).unwrap();
+    w.clock.advance(chrono::Duration::minutes(5));
+
+    let response = sync.handle(lambda_event(event("sync-http-post.json"))).await.unwrap();
+    let (status, summary, _) = http_response(&response);
+    assert_eq!(status, 200, "{summary}");
+    let reconciliation = &summary["integrations"][0]["reconciliation"];
+    assert_eq!(reconciliation["missing"], serde_json::json!([alice_grant["id"]]), "{reconciliation}");
+    assert_eq!(reconciliation["removed"][0][0], bob_grant["id"], "{reconciliation}");
+    assert!(!member(&w, &w.bob), "the membership that outlived its grant is removed");
+    let (_, alice_now) =
+        call_grant(&w, at("grant-get.json", &format!("/grants/{}", alice_grant["id"].as_str().unwrap()), "GET")).await;
+    assert_eq!(alice_now["membership_missing"], true);
+    assert_eq!(alice_now["status"], "active", "marked and reported, not ended: its expiry still runs");
+}

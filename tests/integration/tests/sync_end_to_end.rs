@@ -58,7 +58,7 @@ fn seeded_org(key: &str) -> (Org, Seeded) {
 }
 
 async fn handler(stack: &Stack, sim: &RunningSimulator) -> SyncHandler {
-    SyncHandler::from_config(&stack.sdk, &stack.config(&sim.url(), &[("REQUESTABLE_GROUPS", "prod-*")]))
+    SyncHandler::from_config(&stack.sdk, &stack.config(&sim.url(), &[("REQUESTABLE_GROUPS", "prod-*")])).unwrap()
 }
 
 async fn post_sync(h: &SyncHandler, body: &str) -> (u16, Value, String) {

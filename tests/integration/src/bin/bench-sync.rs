@@ -194,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
         limits,
     );
     let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };
-    let ctx = SyncContext { store: &store, policy: &policy, clock: &SystemClock, progress: &NoProgress };
+    let ctx = SyncContext { store: &store, policy: &policy, clock: &SystemClock, progress: &NoProgress, grants: None };
 
     reset_peak_rss();
     reset_heap_peak();

@@ -1,0 +1,345 @@
+//! Reconciliation, run by sync after each fetch (SPEC invariant 6): a membership the product
+//! granted that outlived its grant is removed and reported; an active grant whose membership
+//! vanished outside the product is marked and reported.
+//!
+//! Only what the fetch can speak for is judged: grants created or ended well before the fetch
+//! started (a change racing the fetch is judged by the next sync), and users the synced snapshot
+//! holds (suspended users are not synced unless configured).
+
+use super::grant::{publish, GrantContext};
+use crate::{
+    grants::{AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantFilter, GrantStatus, LeaseHold},
+    model::{DirectorySnapshot, Membership, ObjectId},
+    ports::{Directory, RemoveOutcome},
+};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// Who the audit trail and events name for reconciliation.
+pub const ACTOR_SYNC: &str = "system:sync";
+/// Changes this close to the fetch's start are left to the next sync.
+const SETTLE_MARGIN_SECS: i64 = 120;
+/// How long after its end a grant's membership is still watched for.
+const WATCH_ENDED_HOURS: i64 = 24;
+const PAGE: usize = 100;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Memberships that outlived their grants, removed: `(grant id, group id, user id)`.
+    pub removed: Vec<(String, String, String)>,
+    /// Active grants whose membership vanished outside the product.
+    pub missing: Vec<String>,
+    /// What could not be done (retried by the next sync).
+    pub failures: Vec<String>,
+}
+
+fn present(snapshot: &DirectorySnapshot, grant: &Grant) -> Option<bool> {
+    snapshot.users.contains_key(&grant.user.id).then(|| {
+        snapshot
+            .memberships
+            .contains(&Membership { group_id: ObjectId::new(&grant.group.id), user_id: ObjectId::new(&grant.user.id) })
+    })
+}
+
+async fn grants(
+    ctx: &GrantContext<'_>,
+    integration: &str,
+    status: GrantStatus,
+    stop_before: DateTime<Utc>,
+) -> Result<Vec<Grant>, String> {
+    let filter =
+        GrantFilter { status: Some(status), integration: Some(integration.to_owned()), ..GrantFilter::default() };
+    let mut out = Vec::new();
+    let mut next = None;
+    loop {
+        let page = ctx.store.list(&filter, PAGE, next.as_deref()).await.map_err(|e| e.to_string())?;
+        let older = page.grants.iter().any(|g| g.granted_at < stop_before);
+        out.extend(page.grants.into_iter().filter(|g| g.granted_at >= stop_before));
+        match page.next {
+            Some(token) if !older => next = Some(token),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Reconciles one integration against what the sync just fetched. Removals are also taken out of
+/// `snapshot`, so the stored directory matches JumpCloud afterwards.
+pub async fn reconcile(
+    ctx: &GrantContext<'_>,
+    integration: &str,
+    directory: &dyn Directory,
+    snapshot: &mut DirectorySnapshot,
+    fetch_started: DateTime<Utc>,
+) -> ReconcileReport {
+    let mut report = ReconcileReport::default();
+    let settled_before = fetch_started - Duration::seconds(SETTLE_MARGIN_SECS);
+
+    // Active grants whose membership is gone.
+    match grants(ctx, integration, GrantStatus::Active, DateTime::<Utc>::MIN_UTC).await {
+        Err(e) => report.failures.push(format!("listing active grants: {e}")),
+        Ok(active) => {
+            for grant in active.iter().filter(|g| g.granted_at < settled_before && !g.membership_missing) {
+                if present(snapshot, grant) != Some(false) {
+                    continue;
+                }
+                let audit = AuditRecord::new(
+                    grant,
+                    ctx.clock.now(),
+                    ACTOR_SYNC,
+                    AuditAction::MembershipMissing,
+                    AuditOutcome::Failed,
+                )
+                .detail("the membership vanished in JumpCloud outside the product while the grant is active");
+                match ctx.store.mark_membership_missing(&grant.id, &[audit]).await {
+                    Ok(marked) => {
+                        tracing::warn!(grant_id = %grant.id, "drift: an active grant's membership vanished outside the product");
+                        publish(
+                            ctx.events,
+                            EventType::DriftDetected,
+                            &marked,
+                            ACTOR_SYNC,
+                            None,
+                            Some("membership missing".into()),
+                        )
+                        .await;
+                        report.missing.push(grant.id.clone());
+                    }
+                    Err(e) => report.failures.push(format!("marking grant {}: {e}", grant.id)),
+                }
+            }
+        }
+    }
+
+    // Ended grants whose membership is still (or again) there.
+    let oldest = fetch_started - Duration::hours(WATCH_ENDED_HOURS) - ctx.policy.max_duration.to_chrono();
+    let watch_from = fetch_started - Duration::hours(WATCH_ENDED_HOURS);
+    let mut seen = BTreeSet::new();
+    for status in [GrantStatus::Expired, GrantStatus::Revoked] {
+        let ended = match grants(ctx, integration, status, oldest).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                report.failures.push(format!("listing {status:?} grants: {e}"));
+                continue;
+            }
+        };
+        for grant in ended {
+            let ended_at = grant.ended_at.unwrap_or(grant.expires_at);
+            if grant.preexisting_membership
+                || ended_at >= settled_before
+                || ended_at < watch_from
+                || present(snapshot, &grant) != Some(true)
+                || !seen.insert((grant.group.id.clone(), grant.user.id.clone()))
+            {
+                continue;
+            }
+            match remove_outlived(ctx, directory, &grant).await {
+                Ok(true) => {
+                    snapshot.memberships.remove(&Membership {
+                        group_id: ObjectId::new(&grant.group.id),
+                        user_id: ObjectId::new(&grant.user.id),
+                    });
+                    report.removed.push((grant.id.clone(), grant.group.id.clone(), grant.user.id.clone()));
+                }
+                Ok(false) => {}
+                Err(e) => report.failures.push(format!("removing the membership of grant {}: {e}", grant.id)),
+            }
+        }
+    }
+    report
+}
+
+/// Under the membership's lease lock: removes it only if no grant holds it and it is not standing
+/// access. `Ok(false)`: left alone.
+async fn remove_outlived(ctx: &GrantContext<'_>, directory: &dyn Directory, grant: &Grant) -> Result<bool, String> {
+    let hold = LeaseHold { key: grant.lease_key(), owner: format!("sync:{}", uuid::Uuid::new_v4()) };
+    let lease = ctx
+        .store
+        .lock_lease(&hold.key, &hold.owner, ctx.clock.now(), ctx.policy.lease_ttl)
+        .await
+        .map_err(|e| e.to_string())?;
+    let outcome = if !lease.holders.is_empty() || lease.preexisting {
+        Ok(false)
+    } else {
+        directory
+            .remove_member(&grant.group.id, &grant.user.id)
+            .await
+            .map_err(|e| e.to_string())
+            .map(|r| r == RemoveOutcome::Removed)
+    };
+    if let Err(e) = ctx.store.unlock_lease(&hold).await {
+        tracing::error!(grant_id = %grant.id, error = %e, "could not release a lease lock (it expires by itself)");
+    }
+    if let Ok(true) = outcome {
+        let audit =
+            AuditRecord::new(grant, ctx.clock.now(), ACTOR_SYNC, AuditAction::DriftDetected, AuditOutcome::Succeeded)
+                .detail("the membership outlived the grant in JumpCloud: removed");
+        if let Err(e) = ctx.store.append_audit(&[audit]).await {
+            tracing::error!(grant_id = %grant.id, error = %e, "could not audit a drift removal");
+        }
+        tracing::warn!(grant_id = %grant.id, "drift: a membership outlived its grant; removed");
+        publish(
+            ctx.events,
+            EventType::DriftDetected,
+            grant,
+            ACTOR_SYNC,
+            None,
+            Some("membership outlived its grant; removed".into()),
+        )
+        .await;
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        clock::{Clock, ManualClock},
+        domain::grant::{request_grant, GrantPolicy, GrantRequest},
+        domain::revoke::revoke_grant,
+        grants::EndReason,
+        model::{DirectoryUser, UserState},
+        testing::FakeDirectory,
+        testing_grants::{FakeScheduler, MemoryGrantStore, RecordingBus, StaticIntegrations, SyncedMemberships},
+    };
+    use chrono::TimeZone;
+    use std::sync::Arc;
+
+    struct Parts {
+        store: MemoryGrantStore,
+        scheduler: FakeScheduler,
+        bus: RecordingBus,
+        integrations: StaticIntegrations,
+        oracle: SyncedMemberships,
+        clock: ManualClock,
+        policy: GrantPolicy,
+        directory: Arc<FakeDirectory>,
+    }
+
+    impl Parts {
+        fn new() -> Self {
+            let directory = Arc::new(FakeDirectory::with(
+                vec![FakeDirectory::user("u1", "alice@corp.com"), FakeDirectory::user("u2", "bob@corp.com")],
+                vec![FakeDirectory::group("g1", "prod-db-admins")],
+                &[],
+            ));
+            let integrations = StaticIntegrations::default();
+            integrations.add("corp", directory.clone());
+            Self {
+                store: MemoryGrantStore::default(),
+                scheduler: FakeScheduler::default(),
+                bus: RecordingBus::default(),
+                integrations,
+                oracle: SyncedMemberships::default(),
+                clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()),
+                policy: GrantPolicy::default(),
+                directory,
+            }
+        }
+        fn ctx(&self) -> GrantContext<'_> {
+            GrantContext {
+                store: &self.store,
+                scheduler: &self.scheduler,
+                events: &self.bus,
+                catalog: &self.integrations,
+                directories: &self.integrations,
+                oracle: &self.oracle,
+                clock: &self.clock,
+                policy: &self.policy,
+            }
+        }
+        async fn grant(&self, user: &str) -> Grant {
+            let request = GrantRequest {
+                user: user.into(),
+                group: "prod-db-admins".into(),
+                duration: "1h".parse().unwrap(),
+                reason: "INC-1".into(),
+                integration: None,
+                requested_by: "arn:aws:iam::123456789012:user/admin".into(),
+                idempotency_key: None,
+            };
+            request_grant(&self.ctx(), request).await.unwrap().grant
+        }
+        fn is_member(&self, user: &str) -> bool {
+            self.directory.members.lock().unwrap().get("g1").is_some_and(|m| m.contains(user))
+        }
+        /// What a sync would fetch now.
+        fn snapshot(&self) -> DirectorySnapshot {
+            let mut s = DirectorySnapshot::default();
+            for id in ["u1", "u2"] {
+                let mut u = crate::model::fixtures::user(id, "x@corp.com");
+                u.state = UserState::Activated;
+                s.users.insert(id.into(), DirectoryUser { ..u });
+            }
+            for user in self.directory.members.lock().unwrap().get("g1").cloned().unwrap_or_default() {
+                s.memberships.insert(Membership { group_id: "g1".into(), user_id: user.as_str().into() });
+            }
+            s
+        }
+    }
+
+    #[tokio::test]
+    async fn an_active_grant_whose_membership_vanished_is_marked_and_reported() {
+        let p = Parts::new();
+        let grant = p.grant("alice@corp.com").await;
+        p.directory.members.lock().unwrap().get_mut("g1").unwrap().remove("u1"); // outside the product
+        p.clock.advance(Duration::minutes(5));
+        let mut snapshot = p.snapshot();
+        let report = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, p.clock.now()).await;
+        assert_eq!(report.missing, vec![grant.id.clone()]);
+        assert!(p.store.grant(&grant.id).unwrap().membership_missing);
+        assert!(p.bus.types_for(&grant.id).contains(&"Drift Detected"));
+        // Reported once, not at every sync.
+        let again = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, p.clock.now()).await;
+        assert!(again.missing.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_grant_created_while_the_fetch_ran_is_left_to_the_next_sync() {
+        let p = Parts::new();
+        let fetch_started = p.clock.now();
+        let mut snapshot = p.snapshot(); // fetched before the grant
+        p.clock.advance(Duration::seconds(1));
+        let grant = p.grant("alice@corp.com").await;
+        let report = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, fetch_started).await;
+        assert!(report.missing.is_empty(), "{report:?}");
+        assert!(!p.store.grant(&grant.id).unwrap().membership_missing);
+    }
+
+    #[tokio::test]
+    async fn a_membership_that_outlived_its_grant_is_removed_and_reported() {
+        let p = Parts::new();
+        let grant = p.grant("alice@corp.com").await;
+        revoke_grant(&p.ctx(), &grant.id, "admin", EndReason::Revoked).await.unwrap();
+        assert!(!p.is_member("u1"));
+        // It comes back (a stale replica, a retried add, a script): the product granted it, it must go.
+        p.directory.members.lock().unwrap().get_mut("g1").unwrap().insert("u1".into());
+        p.clock.advance(Duration::minutes(10));
+        let mut snapshot = p.snapshot();
+        let report = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, p.clock.now()).await;
+        assert_eq!(report.removed, vec![(grant.id.clone(), "g1".into(), "u1".into())]);
+        assert!(!p.is_member("u1"));
+        assert!(snapshot.memberships.is_empty(), "the stored directory will match JumpCloud");
+        assert!(p.bus.types_for(&grant.id).contains(&"Drift Detected"));
+    }
+
+    #[tokio::test]
+    async fn memberships_held_by_another_grant_or_standing_access_are_kept() {
+        let p = Parts::new();
+        let old = p.grant("alice@corp.com").await;
+        let current = p.grant("alice@corp.com").await; // overlapping: holds the membership
+        revoke_grant(&p.ctx(), &old.id, "admin", EndReason::Revoked).await.unwrap();
+        p.directory.members.lock().unwrap().get_mut("g1").unwrap().insert("u2".into()); // bob's standing access
+        let bobs = p.grant("bob@corp.com").await;
+        assert!(bobs.preexisting_membership);
+        revoke_grant(&p.ctx(), &bobs.id, "admin", EndReason::Revoked).await.unwrap();
+        p.clock.advance(Duration::minutes(10));
+        let mut snapshot = p.snapshot();
+        let report = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, p.clock.now()).await;
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert!(report.missing.is_empty(), "an active grant whose membership is there is not drift: {report:?}");
+        assert!(p.is_member("u1"), "still held by {}", current.id);
+        assert!(p.is_member("u2"), "standing access is never touched");
+    }
+}
