@@ -29,8 +29,15 @@ const SYNC_TABLE_ACTIONS: &[&str] = &[
 ];
 /// Transactions (TransactWriteItems) are authorized per item by these actions: IAM has no
 /// `dynamodb:TransactWriteItems` action.
-const GRANT_TABLE_ACTIONS: &[&str] =
-    &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"];
+/// BatchGetItem: the synced-membership oracle; DeleteItem: a lease ends with its last grant.
+const GRANT_TABLE_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+];
 const REVOKE_TABLE_ACTIONS: &[&str] = GRANT_TABLE_ACTIONS;
 
 const SECRETS_ACTIONS: &[&str] = &["secretsmanager:ListSecrets", "secretsmanager:GetSecretValue"];
