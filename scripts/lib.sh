@@ -15,36 +15,28 @@ PY_REQUIREMENTS="moto[server]==5.2.5 cargo-lambda==1.9.2"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-ensure_venv() {
-  local stamp="$VENV/.installed" want
-  want="$(python3 --version 2>&1) $PY_REQUIREMENTS"
+# ensure_python_env DIR "REQUIREMENTS" PURPOSE: a venv at DIR with exactly these pinned packages,
+# installed once (a stamp records what is there).
+ensure_python_env() {
+  local dir=$1 requirements=$2 purpose=$3 stamp="$1/.installed" want
+  want="$(python3 --version 2>&1) $requirements"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
-  say "installing the local stack's Python tools into .venv ($PY_REQUIREMENTS)"
+  say "installing $purpose into ${dir#"$ROOT"/} ($requirements)"
   command -v python3 >/dev/null || { echo "python3 is required (3.9 or newer)" >&2; exit 1; }
-  python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  python3 -m venv "$dir"
+  "$dir/bin/python" -m pip install --quiet --upgrade pip
   # shellcheck disable=SC2086
-  "$VENV/bin/python" -m pip install --quiet $PY_REQUIREMENTS
+  "$dir/bin/python" -m pip install --quiet $requirements
   echo "$want" > "$stamp"
 }
+
+ensure_venv() { ensure_python_env "$VENV" "$PY_REQUIREMENTS" "the local stack's Python tools"; }
 
 # SAM CLI and cfn-lint, for the deployment template's checks. Their own venv: SAM CLI pins boto3
 # and its friends to versions that moto's would otherwise fight over (see ../shared/TOOLCHAIN.md).
 SAM_VENV="$ROOT/.venv-sam"
 SAM_REQUIREMENTS="aws-sam-cli==1.170.0 cfn-lint==1.58.0"
-
-ensure_sam_venv() {
-  local stamp="$SAM_VENV/.installed" want
-  want="$(python3 --version 2>&1) $SAM_REQUIREMENTS"
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
-  say "installing the deployment checks' Python tools into .venv-sam ($SAM_REQUIREMENTS)"
-  command -v python3 >/dev/null || { echo "python3 is required (3.9 or newer)" >&2; exit 1; }
-  python3 -m venv "$SAM_VENV"
-  "$SAM_VENV/bin/python" -m pip install --quiet --upgrade pip
-  # shellcheck disable=SC2086
-  "$SAM_VENV/bin/python" -m pip install --quiet $SAM_REQUIREMENTS
-  echo "$want" > "$stamp"
-}
+ensure_sam_venv() { ensure_python_env "$SAM_VENV" "$SAM_REQUIREMENTS" "the deployment checks' Python tools"; }
 
 ensure_rust() {
   command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
