@@ -13,8 +13,6 @@ use jit_shared::{
     config::Config,
     domain::sync::{sync_all, IntegrationOutcome, SyncContext, SyncError},
     handlers,
-    jumpcloud::JumpCloudDirectories,
-    secrets::SecretsManagerCatalog,
     setup::{self, LocalSecret},
     store::DynamoStore,
     telemetry,
@@ -97,25 +95,13 @@ async fn sync(
     only: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let clock = Arc::new(SystemClock);
-    let catalog = Arc::new(SecretsManagerCatalog::new(
-        aws_sdk_secretsmanager::Client::new(sdk),
-        &config.secret_tag_key,
-        &config.secret_tag_value,
-        config.secrets_cache_ttl,
-        clock.clone(),
-    ));
-    let directories = JumpCloudDirectories::new(
-        handlers::http_client(),
-        config.jumpcloud_api_url.clone(),
-        config.jumpcloud.clone(),
-        catalog.clone(),
-    );
+    let clock: Arc<dyn jit_shared::clock::Clock> = Arc::new(SystemClock);
+    let (catalog, directories) = handlers::integrations(sdk, config, clock.clone());
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     let bars = progress::Bars::new();
     let ctx =
         SyncContext { store: &store, policy: &config.directory, clock: clock.as_ref(), progress: &bars, grants: None };
-    let summary = match sync_all(&ctx, catalog.as_ref(), &directories, only).await {
+    let summary = match sync_all(&ctx, catalog.as_ref(), directories.as_ref(), only).await {
         Ok(summary) => summary,
         Err(SyncError::UnknownIntegration(name)) => bail!(
             "unknown integration {name:?} (no secret tagged {}={} names it)",
