@@ -117,6 +117,26 @@ say "5. the local schedule runner starts (it delivers due expiry schedules, and 
 start_background runner "$ROOT/target/debug/jitctl" run-schedules --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --sweep-every 20
 "$VENV/bin/python" "$ROOT/scripts/walkthrough.py" "http://127.0.0.1:$LAMBDA_PORT" "$SIM_URL"
 
+say "10. the operator CLI: jitctl grant, grants list, revoke (early), audit"
+JITCTL="$ROOT/target/debug/jitctl"
+export RUST_LOG=warn   # the commands' own output, without the info logs
+# A third user who is not a member yet (the walk-through used the first two).
+CAROL=$("$VENV/bin/python" - "$SIM_URL" <<'PY'
+import json, sys, urllib.request
+sim = sys.argv[1]
+get = lambda path: json.load(urllib.request.urlopen(sim + path))
+group = get("/_sim/orgs/0/groups?name=prod-db-admins")
+group = group[0] if isinstance(group, list) else group
+members = set(get(f"/_sim/orgs/0/groups/{group['id']}/members"))
+print([u for u in get("/_sim/orgs/0/seed")["users"] if u["_id"] not in members and u.get("state") == "ACTIVATED"][2]["email"])
+PY
+)
+OPERATOR_GRANT=$("$JITCTL" grant --user "$CAROL" --group prod-db-admins --duration 4h --reason "walk-through: CLI grant" --json \
+  | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+"$JITCTL" grants list --status active
+"$JITCTL" revoke "$OPERATOR_GRANT"
+"$JITCTL" audit --since 15m
+
 if $KEEP; then
   say "the stack keeps running (Ctrl-C stops it): moto $AWS_ENDPOINT_URL, simulator $SIM_URL, functions http://127.0.0.1:$LAMBDA_PORT"
   wait

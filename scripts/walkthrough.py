@@ -1,7 +1,7 @@
 """The grant part of the local walk-through (scripts/demo.sh): grant -> membership -> expiry -> revoke.
 
 Talks only to the local stack: the functions served by `cargo lambda watch`, the JumpCloud simulator's
-admin endpoints, and moto's DynamoDB for the audit trail.
+admin endpoints, and `jitctl audit` for the audit trail.
 """
 import copy
 import json
@@ -100,9 +100,8 @@ print(f"  {bob['email']}'s grant (no schedule): {ended2['status']} at {ended2['e
 if is_member(alice) or is_member(bob):
     sys.exit("a membership outlived its grant")
 
-print("==> 9. the audit trail (DynamoDB), kept after the grants ended")
-table = boto3.resource("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).Table(os.environ["TABLE_NAME"])
-from boto3.dynamodb.conditions import Key  # noqa: E402
+print("==> 9. the audit trail (DynamoDB), kept after the grants ended: jitctl audit --grant <id>")
+import subprocess  # noqa: E402
 for g in (grant, second):
-    for item in table.query(KeyConditionExpression=Key("pk").eq(f"AUDIT#{g['id']}"))["Items"]:
-        print(f"  {item.get('at')}  {g['user']['email']:<34} {item.get('action'):<20} {item.get('outcome'):<10} by {item.get('actor')}")
+    print(f"  {g['user']['email']}:", flush=True)
+    subprocess.run([os.path.join(ROOT, "target/debug/jitctl"), "audit", "--grant", g["id"]], check=True)

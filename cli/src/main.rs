@@ -1,7 +1,9 @@
 //! `jitctl`: the operator's command line. `setup` creates the resources (locally or in AWS),
-//! `sync` runs a sync from the terminal with progress. Configuration comes from the same
-//! environment variables as the functions.
+//! `sync` runs a sync from the terminal with progress, `grant`, `revoke`, `grants` and `audit`
+//! work the grant lifecycle. Configuration comes from the same environment variables as the
+//! functions.
 
+mod grants;
 mod progress;
 mod schedule_runner;
 
@@ -47,6 +49,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Grant a user temporary membership of a group (checked live in JumpCloud).
+    Grant(grants::GrantArgs),
+    /// End a grant now (its membership is removed unless it pre-existed or another grant holds it).
+    Revoke(grants::RevokeArgs),
+    /// List grants or show one.
+    #[command(subcommand)]
+    Grants(grants::GrantsCommand),
+    /// The audit trail: of one grant, or of a time range.
+    Audit(grants::AuditArgs),
     /// Local stack only: deliver due expiry schedules (moto never fires them) and the sweep to the
     /// functions served by `cargo lambda watch`.
     RunSchedules(schedule_runner::RunSchedulesArgs),
@@ -85,6 +96,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sync { integration, json } => sync(&sdk, &config, integration.as_deref(), json).await,
+        Command::Grant(args) => grants::grant(&sdk, &config, args).await,
+        Command::Revoke(args) => grants::revoke(&sdk, &config, args).await,
+        Command::Grants(command) => grants::grants(&sdk, &config, command).await,
+        Command::Audit(args) => grants::audit(&sdk, &config, args).await,
         Command::RunSchedules(args) => schedule_runner::run(&sdk, &config, args).await,
     }
 }

@@ -166,6 +166,9 @@ pub enum GrantStoreError {
     Conflict(String),
     #[error("grant {0} not found")]
     NotFound(String),
+    /// A page token (`next`) that this store did not hand out, or for another listing.
+    #[error("invalid page token: {0}")]
+    InvalidToken(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

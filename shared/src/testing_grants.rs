@@ -315,7 +315,10 @@ impl GrantStore for MemoryGrantStore {
         let state = self.enter("list")?;
         let mut grants: Vec<&Grant> = state.grants.values().filter(|g| filter.matches(g)).collect();
         grants.sort_by(|a, b| (b.granted_at, &b.id).cmp(&(a.granted_at, &a.id)));
-        let skip: usize = next.and_then(|n| n.parse().ok()).unwrap_or(0);
+        let skip: usize = match next {
+            None => 0,
+            Some(n) => n.parse().map_err(|_| GrantStoreError::InvalidToken(format!("{n:?} is not an offset")))?,
+        };
         let page: Vec<Grant> = grants.iter().skip(skip).take(limit).map(|g| (*g).clone()).collect();
         let next = (skip + page.len() < grants.len()).then(|| (skip + page.len()).to_string());
         Ok(GrantPage { grants: page, next })
@@ -355,7 +358,10 @@ impl GrantStore for MemoryGrantStore {
         let state = self.enter("audit_between")?;
         let mut records: Vec<&AuditRecord> = state.audit.iter().filter(|r| r.at >= from && r.at < to).collect();
         records.sort_by_key(|r| r.at);
-        let skip: usize = next.and_then(|n| n.parse().ok()).unwrap_or(0);
+        let skip: usize = match next {
+            None => 0,
+            Some(n) => n.parse().map_err(|_| GrantStoreError::InvalidToken(format!("{n:?} is not an offset")))?,
+        };
         let page: Vec<AuditRecord> = records.iter().skip(skip).take(limit).map(|r| (*r).clone()).collect();
         let next = (skip + page.len() < records.len()).then(|| (skip + page.len()).to_string());
         Ok(AuditPage { records: page, next })

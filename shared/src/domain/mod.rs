@@ -2,6 +2,7 @@
 
 pub mod directory;
 pub mod grant;
+pub mod query;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod reconcile;

@@ -2,12 +2,14 @@
 
 use super::{lifecycle::Lifecycle, routing};
 use crate::{
-    domain::grant::{request_grant, GrantRequest},
+    domain::{
+        grant::{request_grant, GrantError, GrantRequest},
+        query::{resolve_filter, GrantQuery},
+    },
     duration::GrantDuration,
-    grants::{GrantFilter, GrantStatus},
+    grants::GrantStatus,
     http::{caller, handle_invocation, json, parse_body, Problem},
-    jumpcloud::is_object_id,
-    ports::Integration,
+    ports::GrantStoreError,
 };
 use lambda_http::{
     http::{Method, StatusCode},
@@ -159,64 +161,25 @@ impl GrantHandler {
             Ok(i) => i,
             Err(p) => return p.into_response(),
         };
-        let mut filter = GrantFilter { status, user_id: None, group_id: None, integration: integration.clone() };
-        // `user` and `group` take the same forms as in POST: resolved to ids in JumpCloud.
-        for (name, is_user) in [("user", true), ("group", false)] {
-            let Some(value) = params.first(name) else { continue };
-            let value = match field(name, value) {
-                Ok(v) => v,
+        let mut query = GrantQuery { status, user: None, group: None, integration };
+        for (name, slot) in [("user", &mut query.user), ("group", &mut query.group)] {
+            match params.first(name).map(|v| field(name, v)).transpose() {
+                Ok(v) => *slot = v,
                 Err(p) => return p.into_response(),
-            };
-            let id = if is_object_id(&value) {
-                value
-            } else {
-                match self.resolve(integration.as_deref(), &value, is_user).await {
-                    Ok(id) => id,
-                    Err(p) => return p.into_response(),
-                }
-            };
-            if is_user {
-                filter.user_id = Some(id);
-            } else {
-                filter.group_id = Some(id);
             }
         }
-        match self.lifecycle.store.list(&filter, limit, next.as_deref()).await {
+        let lifecycle = &self.lifecycle;
+        let filter = match resolve_filter(lifecycle.catalog.as_ref(), lifecycle.directories.as_ref(), &query).await {
+            Ok(filter) => filter,
+            // A missing query parameter (which integration) is a bad request, not a semantic error.
+            Err(e @ GrantError::InvalidRequest(_)) => return problem(400, e.to_string()),
+            Err(e) => return problem(e.http_status(), e.to_string()),
+        };
+        match lifecycle.store.list(&filter, limit, next.as_deref()).await {
             Ok(page) => json(StatusCode::OK, &json_value!({ "grants": page.grants, "next": page.next })),
-            Err(crate::ports::GrantStoreError::Store(e)) if e.to_string().contains("token") => {
-                problem(400, "`next` is not a page token from this API")
-            }
+            Err(GrantStoreError::InvalidToken(_)) => problem(400, "`next` is not a page token from this API"),
             Err(e) => problem(500, e.to_string()),
         }
-    }
-
-    async fn integration(&self, name: Option<&str>) -> Result<Integration, Problem> {
-        let discovered = self.lifecycle.catalog.list().await.map_err(|e| fail(503, e.to_string()))?;
-        match name {
-            Some(name) => discovered
-                .integrations
-                .into_iter()
-                .find(|i| i.name == name)
-                .ok_or_else(|| fail(404, format!("unknown integration {name:?}"))),
-            None if discovered.integrations.len() == 1 => Ok(discovered.integrations.into_iter().next().expect("one")),
-            None => Err(fail(400, "several integrations exist: name one with `integration`")),
-        }
-    }
-
-    async fn resolve(&self, integration: Option<&str>, key: &str, user: bool) -> Result<String, Problem> {
-        let integration = self.integration(integration).await?;
-        let directory = self.lifecycle.directories.directory(&integration);
-        let found = if user {
-            directory.find_user(key).await.map(|u| u.id)
-        } else {
-            directory.find_group(key).await.map(|g| g.id)
-        };
-        found.map_err(|e| match e {
-            crate::jumpcloud::JumpCloudError::NotFound { .. } => {
-                fail(404, format!("{} {key:?} not found", if user { "user" } else { "group" }))
-            }
-            other => fail(502, other.to_string()),
-        })
     }
 
     async fn groups(&self) -> Response<Body> {

@@ -256,3 +256,44 @@ async fn other_events_are_refused() {
     let err = w.grant.handle(LambdaEvent::new(event("revoke-sweep.json"), Context::default())).await.unwrap_err();
     assert!(err.to_string().contains("only answers HTTP"));
 }
+
+fn with_query(mut e: Value, query: &[(&str, &str)]) -> Value {
+    e["rawQueryString"] = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&").into();
+    e["queryStringParameters"] = query.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+    e
+}
+
+#[tokio::test]
+async fn get_grants_filters_by_user_and_group_as_post_names_them_and_refuses_bad_parameters() {
+    let w = world().await;
+    let (status, grant, _) = call(&w.grant, event("grant-create.json")).await;
+    assert_eq!(status, 201, "{grant}");
+    let list = |query: &[(&str, &str)]| with_query(event("grant-list.json"), query);
+    let ids = |body: &Value| body["grants"].as_array().unwrap().iter().map(|g| g["id"].clone()).collect::<Vec<_>>();
+
+    for query in [
+        vec![("user", "alice@example.com"), ("group", "prod-db-admins")],
+        vec![("user", "alice"), ("status", "active")],
+        vec![("group", "prod-db-admins"), ("integration", "corp")],
+    ] {
+        let (status, body, _) = call(&w.grant, list(&query)).await;
+        assert_eq!((status, ids(&body)), (200, vec![grant["id"].clone()]), "{query:?}: {body}");
+    }
+    for query in [vec![("user", "bob@example.com")], vec![("group", "engineering")], vec![("status", "revoked")]] {
+        let (status, body, _) = call(&w.grant, list(&query)).await;
+        assert_eq!((status, ids(&body)), (200, vec![]), "{query:?} matches nothing: {body}");
+    }
+    for (query, expected) in [
+        (vec![("user", "nobody@example.com")], 404),
+        (vec![("group", "no-such-group")], 404),
+        (vec![("user", "alice"), ("integration", "other")], 404),
+        (vec![("status", "sleeping")], 400),
+        (vec![("limit", "0")], 400),
+        (vec![("limit", "101")], 400),
+        (vec![("next", "not-a-token")], 400),
+    ] {
+        let (status, body, _) = call(&w.grant, list(&query)).await;
+        assert_eq!(status, expected, "{query:?}: {body}");
+        assert_eq!(body["status"], expected, "problem+json body: {body}");
+    }
+}
