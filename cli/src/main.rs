@@ -11,15 +11,17 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use jit_shared::{
     aws,
-    clock::SystemClock,
     config::Config,
-    domain::sync::{sync_all, IntegrationOutcome, SyncContext, SyncError},
-    handlers,
+    domain::{
+        reconcile::ReconcileReport,
+        sync::{sync_all, IntegrationOutcome, SyncContext, SyncError},
+    },
+    handlers::lifecycle::{Function, Lifecycle},
     setup::{self, LocalSecret},
     store::DynamoStore,
     telemetry,
 };
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "jitctl", version, about = "Just-in-time JumpCloud group access: operator commands")]
@@ -110,13 +112,19 @@ async fn sync(
     only: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let clock: Arc<dyn jit_shared::clock::Clock> = Arc::new(SystemClock);
-    let (catalog, directories) = handlers::integrations(sdk, config, clock.clone());
+    // The same ports as the sync function: the directory sync, then reconciliation of grants.
+    let lifecycle = Lifecycle::from_config(sdk, config, Function::Revoke)?;
+    let grants = lifecycle.ctx();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     let bars = progress::Bars::new();
-    let ctx =
-        SyncContext { store: &store, policy: &config.directory, clock: clock.as_ref(), progress: &bars, grants: None };
-    let summary = match sync_all(&ctx, catalog.as_ref(), directories.as_ref(), only).await {
+    let ctx = SyncContext {
+        store: &store,
+        policy: &config.directory,
+        clock: lifecycle.clock.as_ref(),
+        progress: &bars,
+        grants: Some(&grants),
+    };
+    let summary = match sync_all(&ctx, lifecycle.catalog.as_ref(), lifecycle.directories.as_ref(), only).await {
         Ok(summary) => summary,
         Err(SyncError::UnknownIntegration(name)) => bail!(
             "unknown integration {name:?} (no secret tagged {}={} names it)",
@@ -153,7 +161,27 @@ async fn sync(
                 }
             }
         }
+        for outcome in &summary.integrations {
+            if let IntegrationOutcome::Succeeded(r) = outcome {
+                if let Some(reconciliation) = &r.reconciliation {
+                    print_reconciliation(&r.integration, reconciliation);
+                }
+            }
+        }
     }
     let all_ok = summary.integrations.iter().all(IntegrationOutcome::is_success);
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What reconciliation changed or found; nothing when all grants matched JumpCloud.
+fn print_reconciliation(integration: &str, report: &ReconcileReport) {
+    for (grant, group, user) in &report.removed {
+        println!("{integration}: removed user {user} from group {group}: the membership outlived grant {grant}");
+    }
+    for grant in &report.missing {
+        println!("{integration}: grant {grant} is active but its membership was removed outside this product");
+    }
+    for failure in &report.failures {
+        println!("{integration}: reconciliation failed (the next sync retries): {failure}");
+    }
 }

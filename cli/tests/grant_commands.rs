@@ -2,16 +2,26 @@
 //! pointing at moto's server and the JumpCloud simulator, exactly as an operator runs it.
 
 use integration_tests::{aws_endpoint, unique, Stack};
-use jit_shared::setup;
+use jit_shared::{
+    clock::ManualClock,
+    domain::grant::{request_grant, GrantRequest},
+    handlers::lifecycle::{Function, Lifecycle},
+    setup,
+};
 use jumpcloud_sim::{Group, MembershipMethod, Org, RunningSimulator, Simulator, User};
 use serde_json::Value;
-use std::process::{Command, Output};
+use std::{
+    process::{Command, Output},
+    sync::Arc,
+};
 
 const KEY: &str = "cli-admin-key-7f3e";
 const OPERATOR: &str = "ops-carol";
 
 struct World {
     env: Vec<(String, String)>,
+    /// The same configuration, for the in-process domain calls that set a test up.
+    config: jit_shared::config::Config,
     sim: RunningSimulator,
     stack: Stack,
     alice: String,
@@ -53,8 +63,16 @@ async fn world() -> World {
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    World { env, sim, stack, alice, db }
+    .collect::<Vec<_>>();
+    let lifecycle_vars =
+        ["SCHEDULE_GROUP", "EVENT_BUS_NAME", "REVOKE_FUNCTION_ARN", "SCHEDULER_ROLE_ARN", "REQUESTABLE_GROUPS"];
+    let extra: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| lifecycle_vars.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let config = stack.config(&sim.url(), &extra);
+    World { env, config, sim, stack, alice, db }
 }
 
 impl World {
@@ -208,4 +226,40 @@ async fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
     assert_eq!(w.stack.count(&format!("AUDIT#{unknown}")).await, 0);
     assert_eq!(w.sim.handle().request_count("POST /api/v2/usergroups/{id}/members"), 0, "JumpCloud untouched");
     assert!(!w.member());
+}
+
+#[tokio::test]
+async fn jitctl_sync_reconciles_grants_like_the_sync_function() {
+    let w = world().await;
+    // A grant made ten minutes ago (reconciliation leaves grants younger than its settle margin
+    // alone), through the domain with a clock set back: no waiting.
+    let built = Lifecycle::from_config(&w.stack.sdk, &w.config, Function::Grant).unwrap();
+    let past = Arc::new(ManualClock::new(chrono::Utc::now() - chrono::Duration::minutes(10)));
+    let lifecycle = Lifecycle { clock: past, ..built };
+    let request = GrantRequest {
+        user: "alice".into(),
+        group: "prod-db-admins".into(),
+        duration: "2h".parse().unwrap(),
+        reason: "x".into(),
+        integration: None,
+        requested_by: "test".into(),
+        idempotency_key: None,
+    };
+    let id = request_grant(&lifecycle.ctx(), request).await.unwrap().grant.id;
+    // Someone removes the membership in JumpCloud's console, outside the product.
+    assert!(w.sim.handle().org(0).remove_member(&w.db, &w.alice).unwrap());
+
+    let human = w.jitctl(&["sync"]).await;
+    assert!(human.status.success(), "{}", String::from_utf8_lossy(&human.stderr));
+    let stdout = String::from_utf8_lossy(&human.stdout);
+    assert!(stdout.contains(&format!("grant {id} is active but its membership was removed outside")), "{stdout}");
+    let shown = w.ok_json(&["grants", "show", &id, "--json"]).await;
+    assert_eq!(shown["grant"]["membership_missing"], true);
+    assert!(actions(&shown["audit"]).contains(&"membership_missing"), "{shown}");
+
+    // Drift is reported once: the grant is marked, a second sync has nothing new to say.
+    let summary = w.ok_json(&["sync", "--json"]).await;
+    let reconciliation = &summary["integrations"][0]["reconciliation"];
+    assert_eq!(reconciliation["missing"], serde_json::json!([]), "{summary}");
+    assert_eq!(reconciliation["failures"], serde_json::json!([]), "{summary}");
 }
