@@ -30,3 +30,5 @@ pub mod telemetry;
 pub mod testing;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing_grants;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing_lifecycle;

@@ -3,139 +3,47 @@
 //! the test's comment.
 
 use super::{
-    grant::{request_grant, GrantContext, GrantError, GrantOutcome, GrantPolicy, GrantRequest},
-    revoke::{revoke_grant, sweep, RevokeError, RevokeOutcome},
+    grant::{request_grant, GrantError, GrantPolicy, GrantRequest},
+    revoke::RevokeError,
 };
 use crate::{
-    clock::{Clock, ManualClock},
-    config::GroupScope,
-    duration::GrantDuration,
+    clock::Clock,
     grants::{
-        AuditAction, EndReason, Grant, GrantFilter, GrantStatus, IdempotencyClaim, IdempotencyState, LeaseKey,
-        MembershipEnd, ACTOR_SCHEDULE, ACTOR_SWEEP,
+        AuditAction, GrantFilter, GrantStatus, IdempotencyClaim, IdempotencyState, LeaseKey, MembershipEnd, ACTOR_SWEEP,
     },
     jumpcloud::JumpCloudError,
     ports::GrantStore,
     testing::FakeDirectory,
-    testing_grants::{
-        ControlledDirectory, FakeScheduler, Fault, MemoryGrantStore, RecordingBus, StaticIntegrations,
-        SyncedMemberships,
-    },
+    testing_grants::{Fault, MemoryGrantStore, SyncedMemberships},
+    testing_lifecycle::{self as scenarios, t0, LifecycleHarness, ADMIN, REVOKER},
 };
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 use std::sync::{atomic::Ordering, Arc};
-
-const ADMIN: &str = "arn:aws:iam::123456789012:user/admin";
-const REVOKER: &str = "arn:aws:iam::123456789012:user/security";
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
-}
 
 fn hours(h: i64) -> Duration {
     Duration::hours(h)
 }
 
-/// One JumpCloud organization ("corp") and every double the lifecycle needs.
-struct World {
-    store: MemoryGrantStore,
-    scheduler: FakeScheduler,
-    bus: RecordingBus,
-    integrations: StaticIntegrations,
-    oracle: SyncedMemberships,
-    clock: ManualClock,
-    policy: GrantPolicy,
-    jc: Arc<ControlledDirectory>,
+/// The lifecycle over the in-memory store (see [`LifecycleHarness`] for the organization), plus
+/// checks that read the store's internals.
+struct World(Arc<LifecycleHarness<MemoryGrantStore, SyncedMemberships>>);
+
+impl std::ops::Deref for World {
+    type Target = LifecycleHarness<MemoryGrantStore, SyncedMemberships>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl World {
-    /// alice (u1), bob (u2), sam (u3, suspended), u10..u29; groups `prod-db-admins` (g1, static),
-    /// `prod-auto` (g2, dynamic), `finance` (g3, static but outside `prod-*`).
     fn new(members: &[(&str, &str)]) -> Self {
-        let mut users = vec![
-            FakeDirectory::user("u1", "Alice@corp.com"),
-            FakeDirectory::user("u2", "bob@corp.com"),
-            FakeDirectory::user("u3", "sam@corp.com"),
-        ];
-        users[2].suspended = true;
-        users[2].state = Some("SUSPENDED".into());
-        users.extend((10..30).map(|i| FakeDirectory::user(&format!("u{i}"), &format!("user{i}@corp.com"))));
-        let mut dynamic = FakeDirectory::group("g2", "prod-auto");
-        dynamic.membership_method = Some("DYNAMIC_AUTOMATED".into());
-        let groups = vec![FakeDirectory::group("g1", "prod-db-admins"), dynamic, FakeDirectory::group("g3", "finance")];
-        let jc = Arc::new(ControlledDirectory::new(Arc::new(FakeDirectory::with(users, groups, members))));
-        let integrations = StaticIntegrations::default();
-        integrations.add("corp", jc.clone());
-        Self {
-            store: MemoryGrantStore::default(),
-            scheduler: FakeScheduler::default(),
-            bus: RecordingBus::default(),
-            integrations,
-            oracle: SyncedMemberships::default(),
-            clock: ManualClock::new(t0()),
-            policy: GrantPolicy {
-                min_duration: GrantDuration::from_secs(60),
-                max_duration: GrantDuration::from_secs(12 * 3600),
-                requestable_groups: GroupScope::parse("prod-*").unwrap(),
-                lock_attempts: 60,
-                lock_backoff: std::time::Duration::from_millis(1),
-                ..GrantPolicy::default()
-            },
-            jc,
-        }
+        Self::with_policy(members, |_| {})
     }
 
-    fn ctx(&self) -> GrantContext<'_> {
-        GrantContext {
-            store: &self.store,
-            scheduler: &self.scheduler,
-            events: &self.bus,
-            catalog: &self.integrations,
-            directories: &self.integrations,
-            oracle: &self.oracle,
-            clock: &self.clock,
-            policy: &self.policy,
-        }
-    }
-
-    fn request(&self, user: &str, duration: &str) -> GrantRequest {
-        GrantRequest {
-            user: user.into(),
-            group: "prod-db-admins".into(),
-            duration: duration.parse().unwrap(),
-            reason: "incident 4711".into(),
-            integration: None,
-            requested_by: ADMIN.into(),
-            idempotency_key: None,
-        }
-    }
-
-    async fn grant(&self, user: &str, duration: &str) -> Grant {
-        let outcome = request_grant(&self.ctx(), self.request(user, duration)).await.expect("grant");
-        assert!(!outcome.replayed);
-        outcome.grant
-    }
-
-    async fn revoke(&self, id: &str) -> Result<RevokeOutcome, RevokeError> {
-        revoke_grant(&self.ctx(), id, REVOKER, EndReason::Revoked).await
-    }
-
-    /// What the schedule delivers.
-    async fn expire(&self, id: &str) -> Result<RevokeOutcome, RevokeError> {
-        revoke_grant(&self.ctx(), id, ACTOR_SCHEDULE, EndReason::Expired).await
-    }
-
-    async fn sweep(&self) -> super::revoke::SweepReport {
-        sweep(&self.ctx(), self.clock.now()).await.expect("sweep")
-    }
-
-    fn advance(&self, by: Duration) {
-        self.clock.advance(by);
-    }
-
-    /// alice in prod-db-admins, in JumpCloud.
-    fn alice_member(&self) -> bool {
-        self.jc.is_member("g1", "u1")
+    fn with_policy(members: &[(&str, &str)], edit: impl FnOnce(&mut GrantPolicy)) -> Self {
+        let mut harness = LifecycleHarness::new(MemoryGrantStore::default(), SyncedMemberships::default(), members);
+        edit(&mut harness.policy);
+        Self(Arc::new(harness))
     }
 
     fn status(&self, id: &str) -> GrantStatus {
@@ -358,8 +266,7 @@ async fn an_early_expiry_is_refused_and_the_grant_still_ends_on_time() {
 
 #[tokio::test]
 async fn the_sweep_pages_through_many_due_grants() {
-    let mut w = World::new(&[]);
-    w.policy.sweep_page = 3;
+    let w = World::with_policy(&[], |p| p.sweep_page = 3);
     let mut ids = vec![];
     for i in 10..20 {
         ids.push(w.grant(&format!("user{i}@corp.com"), "1h").await.id);
@@ -555,39 +462,7 @@ async fn schedule_sweep_and_delete_delivered_together_settle_the_grant_once() {
     // Mutations caught: no lease lock around the removal, no re-check of the grant under the lock.
     for round in 0..150 {
         let w = Arc::new(World::new(&[]));
-        let grant = w.grant("alice@corp.com", "1h").await;
-        w.advance(hours(1));
-        let mut tasks = vec![];
-        for i in 0..6 {
-            let (w, id) = (w.clone(), grant.id.clone());
-            tasks.push(tokio::spawn(async move {
-                match i % 3 {
-                    0 => w.revoke(&id).await.map(|o| o.changed),
-                    1 => w.expire(&id).await.map(|o| o.changed),
-                    _ => sweep(&w.ctx(), w.clock.now()).await.map(|r| r.ended == 1),
-                }
-            }));
-        }
-        let mut settled = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(changed) => settled += usize::from(changed),
-                Err(RevokeError::Busy) => {}
-                Err(e) => panic!("round {round}: {e}"),
-            }
-        }
-        assert_eq!(settled, 1, "round {round}: settled by exactly one delivery");
-        let status = w.status(&grant.id);
-        assert!(matches!(status, GrantStatus::Revoked | GrantStatus::Expired), "round {round}");
-        assert!(!w.alice_member());
-        let terminal: Vec<_> = w
-            .actions(&grant.id)
-            .into_iter()
-            .filter(|a| matches!(a, AuditAction::Revoked | AuditAction::Expired | AuditAction::MembershipRemoved))
-            .collect();
-        assert_eq!(terminal.len(), 2, "round {round}: {terminal:?}");
-        assert_eq!(w.bus.types_for(&grant.id).len(), 2, "round {round}");
-        assert_eq!(w.jc.removes.load(Ordering::SeqCst), 1, "round {round}: one removal");
+        scenarios::deliveries_together_settle_once(w.0.clone(), round).await;
         w.assert_consistent();
     }
 }
@@ -599,45 +474,14 @@ async fn concurrent_grant_revoke_and_sweep_on_one_membership_end_consistent() {
     for round in 0..200 {
         let standing = round % 4 == 3;
         let members: &[(&str, &str)] = if standing { &[("g1", "u1")] } else { &[] };
-        let w = Arc::new(World::new(members));
-        let old = w.grant("alice@corp.com", "1h").await;
-        w.advance(hours(1));
-
-        let new_grant = {
-            let w = w.clone();
-            tokio::spawn(async move { request_grant(&w.ctx(), w.request("alice@corp.com", "2h")).await })
-        };
-        let mut others = vec![];
-        for i in 0..4 {
-            let (w, id) = (w.clone(), old.id.clone());
-            others.push(tokio::spawn(async move {
-                match i {
-                    0 => w.revoke(&id).await.map(|_| ()),
-                    1 => w.expire(&id).await.map(|_| ()),
-                    _ => sweep(&w.ctx(), w.clock.now()).await.map(|_| ()),
-                }
-            }));
-        }
-        let new_grant: GrantOutcome = new_grant.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
-        for t in others {
-            match t.await.unwrap() {
-                Ok(()) | Err(RevokeError::Busy) => {}
-                Err(e) => panic!("round {round}: {e}"),
-            }
-        }
-        // Whatever the interleaving: the old grant ended once, the new one holds the membership.
-        w.sweep().await;
-        let old_status = w.status(&old.id);
-        assert!(matches!(old_status, GrantStatus::Revoked | GrantStatus::Expired), "round {round}");
-        assert_eq!(w.status(&new_grant.grant.id), GrantStatus::Active, "round {round}");
-        assert!(w.alice_member(), "round {round}: the new grant's membership was removed");
+        let w = World::new(members);
+        let new_grant = scenarios::grant_during_revocations_keeps_the_membership(w.0.clone(), standing, round).await;
         let lease = &w.store.leases()[&alice_g1()];
-        assert_eq!(lease.holders.iter().collect::<Vec<_>>(), vec![&new_grant.grant.id], "round {round}");
+        assert_eq!(lease.holders.iter().collect::<Vec<_>>(), vec![&new_grant.id], "round {round}");
         assert_eq!(lease.preexisting, standing, "round {round}");
-        assert_eq!(w.bus.types_for(&old.id).len(), 2, "round {round}: one Created, one end event");
 
         // And the new grant's end leaves the membership as it was before both.
-        w.revoke(&new_grant.grant.id).await.unwrap();
+        w.revoke(&new_grant.id).await.unwrap();
         assert_eq!(w.alice_member(), standing, "round {round}");
         w.assert_consistent();
     }
@@ -646,40 +490,8 @@ async fn concurrent_grant_revoke_and_sweep_on_one_membership_end_consistent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_concurrent_overlapping_grants_and_revocations_end_with_the_last() {
     for round in 0..50 {
-        let w = Arc::new(World::new(&[]));
-        let grants: Vec<Grant> = {
-            let tasks: Vec<_> = (0..6)
-                .map(|i| {
-                    let w = w.clone();
-                    tokio::spawn(async move {
-                        request_grant(&w.ctx(), w.request("alice@corp.com", &format!("{}h", i + 1))).await
-                    })
-                })
-                .collect();
-            let mut out = vec![];
-            for t in tasks {
-                out.push(t.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}")).grant);
-            }
-            out
-        };
-        assert!(w.alice_member());
-        assert!(grants.iter().all(|g| !g.preexisting_membership), "round {round}");
-        assert_eq!(w.store.leases()[&alice_g1()].holders.len(), 6);
-        let (keep, end) = grants.split_at(1);
-        let tasks: Vec<_> = end
-            .iter()
-            .map(|g| {
-                let (w, id) = (w.clone(), g.id.clone());
-                tokio::spawn(async move { w.revoke(&id).await })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
-        }
-        assert!(w.alice_member(), "round {round}: removed while a grant still holds it");
-        assert_eq!(w.jc.removes.load(Ordering::SeqCst), 0);
-        w.revoke(&keep[0].id).await.unwrap();
-        assert!(!w.alice_member());
+        let w = World::new(&[]);
+        scenarios::overlapping_grants_end_with_the_last(w.0.clone(), round).await;
         w.assert_consistent();
     }
 }
@@ -749,9 +561,7 @@ async fn the_error_kinds_name_what_was_wrong() {
 
 #[tokio::test]
 async fn a_busy_membership_answers_conflict_and_records_nothing() {
-    let w = World::new(&[]);
-    let mut w = w;
-    w.policy.lock_attempts = 2;
+    let w = World::with_policy(&[], |p| p.lock_attempts = 2);
     w.store.lock_lease(&alice_g1(), "someone-else", t0(), Duration::minutes(3)).await.unwrap();
     let err = request_grant(&w.ctx(), w.request("alice@corp.com", "2h")).await.unwrap_err();
     assert!(matches!(err, GrantError::Busy), "{err}");

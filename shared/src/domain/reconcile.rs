@@ -195,74 +195,33 @@ async fn remove_outlived(ctx: &GrantContext<'_>, directory: &dyn Directory, gran
 mod tests {
     use super::*;
     use crate::{
-        clock::{Clock, ManualClock},
-        domain::grant::{request_grant, GrantPolicy, GrantRequest},
+        clock::Clock,
         domain::revoke::revoke_grant,
         grants::EndReason,
         model::{DirectoryUser, UserState},
-        testing::FakeDirectory,
-        testing_grants::{FakeScheduler, MemoryGrantStore, RecordingBus, StaticIntegrations, SyncedMemberships},
+        testing_grants::{MemoryGrantStore, SyncedMemberships},
+        testing_lifecycle::LifecycleHarness,
     };
-    use chrono::TimeZone;
-    use std::sync::Arc;
 
-    struct Parts {
-        store: MemoryGrantStore,
-        scheduler: FakeScheduler,
-        bus: RecordingBus,
-        integrations: StaticIntegrations,
-        oracle: SyncedMemberships,
-        clock: ManualClock,
-        policy: GrantPolicy,
-        directory: Arc<FakeDirectory>,
+    /// The lifecycle over the in-memory store; `jc` is JumpCloud.
+    struct Parts(LifecycleHarness<MemoryGrantStore, SyncedMemberships>);
+
+    impl std::ops::Deref for Parts {
+        type Target = LifecycleHarness<MemoryGrantStore, SyncedMemberships>;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
     }
 
     impl Parts {
         fn new() -> Self {
-            let directory = Arc::new(FakeDirectory::with(
-                vec![FakeDirectory::user("u1", "alice@corp.com"), FakeDirectory::user("u2", "bob@corp.com")],
-                vec![FakeDirectory::group("g1", "prod-db-admins")],
-                &[],
-            ));
-            let integrations = StaticIntegrations::default();
-            integrations.add("corp", directory.clone());
-            Self {
-                store: MemoryGrantStore::default(),
-                scheduler: FakeScheduler::default(),
-                bus: RecordingBus::default(),
-                integrations,
-                oracle: SyncedMemberships::default(),
-                clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()),
-                policy: GrantPolicy::default(),
-                directory,
-            }
-        }
-        fn ctx(&self) -> GrantContext<'_> {
-            GrantContext {
-                store: &self.store,
-                scheduler: &self.scheduler,
-                events: &self.bus,
-                catalog: &self.integrations,
-                directories: &self.integrations,
-                oracle: &self.oracle,
-                clock: &self.clock,
-                policy: &self.policy,
-            }
+            Self(LifecycleHarness::new(MemoryGrantStore::default(), SyncedMemberships::default(), &[]))
         }
         async fn grant(&self, user: &str) -> Grant {
-            let request = GrantRequest {
-                user: user.into(),
-                group: "prod-db-admins".into(),
-                duration: "1h".parse().unwrap(),
-                reason: "INC-1".into(),
-                integration: None,
-                requested_by: "arn:aws:iam::123456789012:user/admin".into(),
-                idempotency_key: None,
-            };
-            request_grant(&self.ctx(), request).await.unwrap().grant
+            self.0.grant(user, "1h").await
         }
         fn is_member(&self, user: &str) -> bool {
-            self.directory.members.lock().unwrap().get("g1").is_some_and(|m| m.contains(user))
+            self.jc.is_member("g1", user)
         }
         /// What a sync would fetch now.
         fn snapshot(&self) -> DirectorySnapshot {
@@ -272,7 +231,7 @@ mod tests {
                 u.state = UserState::Activated;
                 s.users.insert(id.into(), DirectoryUser { ..u });
             }
-            for user in self.directory.members.lock().unwrap().get("g1").cloned().unwrap_or_default() {
+            for user in self.jc.inner.members.lock().unwrap().get("g1").cloned().unwrap_or_default() {
                 s.memberships.insert(Membership { group_id: "g1".into(), user_id: user.as_str().into() });
             }
             s
@@ -283,15 +242,15 @@ mod tests {
     async fn an_active_grant_whose_membership_vanished_is_marked_and_reported() {
         let p = Parts::new();
         let grant = p.grant("alice@corp.com").await;
-        p.directory.members.lock().unwrap().get_mut("g1").unwrap().remove("u1"); // outside the product
+        p.jc.inner.members.lock().unwrap().get_mut("g1").unwrap().remove("u1"); // outside the product
         p.clock.advance(Duration::minutes(5));
         let mut snapshot = p.snapshot();
-        let report = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, p.clock.now()).await;
+        let report = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, p.clock.now()).await;
         assert_eq!(report.missing, vec![grant.id.clone()]);
         assert!(p.store.grant(&grant.id).unwrap().membership_missing);
         assert!(p.bus.types_for(&grant.id).contains(&"Drift Detected"));
         // Reported once, not at every sync.
-        let again = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, p.clock.now()).await;
+        let again = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, p.clock.now()).await;
         assert!(again.missing.is_empty());
     }
 
@@ -302,7 +261,7 @@ mod tests {
         let mut snapshot = p.snapshot(); // fetched before the grant
         p.clock.advance(Duration::seconds(1));
         let grant = p.grant("alice@corp.com").await;
-        let report = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, fetch_started).await;
+        let report = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, fetch_started).await;
         assert!(report.missing.is_empty(), "{report:?}");
         assert!(!p.store.grant(&grant.id).unwrap().membership_missing);
     }
@@ -314,10 +273,10 @@ mod tests {
         revoke_grant(&p.ctx(), &grant.id, "admin", EndReason::Revoked).await.unwrap();
         assert!(!p.is_member("u1"));
         // It comes back (a stale replica, a retried add, a script): the product granted it, it must go.
-        p.directory.members.lock().unwrap().get_mut("g1").unwrap().insert("u1".into());
+        p.jc.inner.members.lock().unwrap().get_mut("g1").unwrap().insert("u1".into());
         p.clock.advance(Duration::minutes(10));
         let mut snapshot = p.snapshot();
-        let report = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, p.clock.now()).await;
+        let report = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, p.clock.now()).await;
         assert_eq!(report.removed, vec![(grant.id.clone(), "g1".into(), "u1".into())]);
         assert!(!p.is_member("u1"));
         assert!(snapshot.memberships.is_empty(), "the stored directory will match JumpCloud");
@@ -330,13 +289,13 @@ mod tests {
         let old = p.grant("alice@corp.com").await;
         let current = p.grant("alice@corp.com").await; // overlapping: holds the membership
         revoke_grant(&p.ctx(), &old.id, "admin", EndReason::Revoked).await.unwrap();
-        p.directory.members.lock().unwrap().get_mut("g1").unwrap().insert("u2".into()); // bob's standing access
+        p.jc.inner.members.lock().unwrap().get_mut("g1").unwrap().insert("u2".into()); // bob's standing access
         let bobs = p.grant("bob@corp.com").await;
         assert!(bobs.preexisting_membership);
         revoke_grant(&p.ctx(), &bobs.id, "admin", EndReason::Revoked).await.unwrap();
         p.clock.advance(Duration::minutes(10));
         let mut snapshot = p.snapshot();
-        let report = reconcile(&p.ctx(), "corp", p.directory.as_ref(), &mut snapshot, p.clock.now()).await;
+        let report = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, p.clock.now()).await;
         assert!(report.removed.is_empty(), "{report:?}");
         assert!(report.missing.is_empty(), "an active grant whose membership is there is not drift: {report:?}");
         assert!(p.is_member("u1"), "still held by {}", current.id);

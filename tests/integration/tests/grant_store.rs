@@ -12,17 +12,14 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use integration_tests::{aws_endpoint, Stack};
 use jit_shared::{
-    clock::{Clock, ManualClock},
-    config::GroupScope,
+    clock::Clock,
     domain::{
-        grant::{request_grant, GrantContext, GrantError, GrantOutcome, GrantPolicy, GrantRequest},
-        revoke::{revoke_grant, sweep, RevokeError, RevokeOutcome, SweepReport},
+        grant::{request_grant, GrantContext, GrantError, GrantPolicy},
+        revoke::{sweep, RevokeError},
     },
-    duration::GrantDuration,
     grants::{
-        AuditAction, AuditOutcome, AuditRecord, EndReason, Grant, GrantFilter, GrantGroup, GrantStatus, GrantUser,
+        AuditAction, AuditOutcome, AuditRecord, Grant, GrantFilter, GrantGroup, GrantStatus, GrantUser,
         IdempotencyClaim, IdempotencyState, LeaseHold, LeaseKey, LeaseLock, MembershipEnd, RevocationRequest,
-        ACTOR_SCHEDULE,
     },
     jumpcloud::JumpCloudError,
     model::{DirectoryChanges, Membership, ObjectId},
@@ -31,8 +28,8 @@ use jit_shared::{
         SyncStatus,
     },
     store::{DynamoGrantStore, DynamoStore, StoreError},
-    testing::FakeDirectory,
-    testing_grants::{ControlledDirectory, FakeScheduler, Fault, RecordingBus, StaticIntegrations},
+    testing_grants::Fault,
+    testing_lifecycle::{self as scenarios, t0, LifecycleHarness, ADMIN, REVOKER},
 };
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -41,14 +38,7 @@ use std::{
     sync::{atomic::Ordering, Arc, Mutex},
 };
 
-const ADMIN: &str = "arn:aws:iam::123456789012:user/admin";
-const REVOKER: &str = "arn:aws:iam::123456789012:user/security";
-
 type Item = HashMap<String, AttributeValue>;
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
-}
 
 fn minutes(m: i64) -> Duration {
     Duration::minutes(m)
@@ -338,7 +328,7 @@ fn is_conflict<T: std::fmt::Debug>(result: Result<T, GrantStoreError>) -> String
 
 fn is_bad_token<T: std::fmt::Debug>(result: Result<T, GrantStoreError>) {
     match result {
-        Err(GrantStoreError::Store(StoreError::Mapping(m))) if m.contains("invalid page token") => {}
+        Err(GrantStoreError::InvalidToken(_)) => {}
         other => panic!("expected an invalid token error, got {other:?}"),
     }
 }
@@ -1143,96 +1133,31 @@ async fn the_oracle_answers_only_from_a_successful_sync_finished_before_the_mome
 // ---------------------------------------------------------------------------------------------
 // The domain's lifecycle over DynamoDB
 
-/// One JumpCloud organization ("corp") with the in-memory doubles, and the DynamoDB store (also
-/// the oracle, over the same table).
+/// The lifecycle (see [`LifecycleHarness`] for the organization) over the DynamoDB store, which
+/// is also the oracle, over the same table; `db` reads what it wrote.
 struct World {
+    harness: Arc<LifecycleHarness<DynamoGrantStore, DynamoGrantStore>>,
     db: Db,
-    scheduler: FakeScheduler,
-    bus: RecordingBus,
-    integrations: StaticIntegrations,
-    clock: ManualClock,
-    policy: GrantPolicy,
-    jc: Arc<ControlledDirectory>,
+}
+
+impl std::ops::Deref for World {
+    type Target = LifecycleHarness<DynamoGrantStore, DynamoGrantStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.harness
+    }
 }
 
 impl World {
-    /// alice (u1), bob (u2), u10..u29; `prod-db-admins` (g1).
     async fn new(members: &[(&str, &str)]) -> Self {
-        let mut users = vec![FakeDirectory::user("u1", "alice@corp.com"), FakeDirectory::user("u2", "bob@corp.com")];
-        users.extend((10..30).map(|i| FakeDirectory::user(&format!("u{i}"), &format!("user{i}@corp.com"))));
-        let groups = vec![FakeDirectory::group("g1", "prod-db-admins")];
-        let jc = Arc::new(ControlledDirectory::new(Arc::new(FakeDirectory::with(users, groups, members))));
-        let integrations = StaticIntegrations::default();
-        integrations.add("corp", jc.clone());
-        Self {
-            db: Db::with_endpoint(Some(&serial_proxy())).await,
-            scheduler: FakeScheduler::default(),
-            bus: RecordingBus::default(),
-            integrations,
-            clock: ManualClock::new(t0()),
-            policy: GrantPolicy {
-                min_duration: GrantDuration::from_secs(60),
-                max_duration: GrantDuration::from_secs(12 * 3600),
-                requestable_groups: GroupScope::parse("prod-*").unwrap(),
-                lock_attempts: 100,
-                lock_backoff: std::time::Duration::from_millis(5),
-                ..GrantPolicy::default()
-            },
-            jc,
-        }
-    }
-
-    fn ctx(&self) -> GrantContext<'_> {
-        GrantContext {
-            store: &self.db.store,
-            scheduler: &self.scheduler,
-            events: &self.bus,
-            catalog: &self.integrations,
-            directories: &self.integrations,
-            oracle: &self.db.store,
-            clock: &self.clock,
-            policy: &self.policy,
-        }
-    }
-
-    fn request(&self, user: &str, duration: &str) -> GrantRequest {
-        GrantRequest {
-            user: user.into(),
-            group: "prod-db-admins".into(),
-            duration: duration.parse().unwrap(),
-            reason: "incident 4711".into(),
-            integration: None,
-            requested_by: ADMIN.into(),
-            idempotency_key: None,
-        }
-    }
-
-    async fn grant(&self, user: &str, duration: &str) -> Grant {
-        request_grant(&self.ctx(), self.request(user, duration)).await.expect("grant").grant
-    }
-
-    async fn revoke(&self, id: &str) -> Result<RevokeOutcome, RevokeError> {
-        revoke_grant(&self.ctx(), id, REVOKER, EndReason::Revoked).await
-    }
-
-    async fn expire(&self, id: &str) -> Result<RevokeOutcome, RevokeError> {
-        revoke_grant(&self.ctx(), id, ACTOR_SCHEDULE, EndReason::Expired).await
-    }
-
-    async fn sweep(&self) -> SweepReport {
-        sweep(&self.ctx(), self.clock.now()).await.expect("sweep")
-    }
-
-    fn advance(&self, by: Duration) {
-        self.clock.advance(by);
-    }
-
-    fn alice_member(&self) -> bool {
-        self.jc.is_member("g1", "u1")
+        let db = Db::with_endpoint(Some(&serial_proxy())).await;
+        let mut harness = LifecycleHarness::new(db.store.clone(), db.store.clone(), members);
+        // moto answers in milliseconds, not microseconds: wait longer between lock attempts.
+        harness.policy.lock_backoff = std::time::Duration::from_millis(5);
+        Self { harness: Arc::new(harness), db }
     }
 
     async fn status(&self, id: &str) -> GrantStatus {
-        self.db.store.get(id).await.unwrap().expect("grant").status
+        self.stored_status(id).await
     }
 
     /// The store's own consistency, read from DynamoDB: every pending or active grant holds its
@@ -1431,39 +1356,8 @@ async fn the_sweep_pages_through_due_grants_and_finishes_failed_revocations_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn schedule_sweep_and_delete_delivered_together_settle_the_grant_once() {
     for round in 0..12 {
-        let w = Arc::new(World::new(&[]).await);
-        let grant = w.grant("alice@corp.com", "1h").await;
-        w.advance(Duration::hours(1));
-        let mut tasks = vec![];
-        for i in 0..6 {
-            let (w, id) = (w.clone(), grant.id.clone());
-            tasks.push(tokio::spawn(async move {
-                match i % 3 {
-                    0 => w.revoke(&id).await.map(|o| o.changed),
-                    1 => w.expire(&id).await.map(|o| o.changed),
-                    _ => sweep(&w.ctx(), w.clock.now()).await.map(|r| r.ended == 1),
-                }
-            }));
-        }
-        let mut settled = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(changed) => settled += usize::from(changed),
-                Err(RevokeError::Busy) => {}
-                Err(e) => panic!("round {round}: {e}"),
-            }
-        }
-        assert_eq!(settled, 1, "round {round}: settled by exactly one delivery");
-        assert!(matches!(w.status(&grant.id).await, GrantStatus::Revoked | GrantStatus::Expired), "round {round}");
-        assert!(!w.alice_member());
-        assert_eq!(w.jc.removes.load(Ordering::SeqCst), 1, "round {round}: one removal");
-        let terminal =
-            w.db.actions(&grant.id)
-                .await
-                .into_iter()
-                .filter(|a| matches!(a, AuditAction::Revoked | AuditAction::Expired | AuditAction::MembershipRemoved))
-                .count();
-        assert_eq!(terminal, 2, "round {round}");
+        let w = World::new(&[]).await;
+        scenarios::deliveries_together_settle_once(w.harness.clone(), round).await;
         w.assert_consistent().await;
     }
 }
@@ -1473,47 +1367,14 @@ async fn concurrent_grant_revoke_and_sweep_on_one_membership_end_consistent() {
     for round in 0..24 {
         let standing = round % 4 == 3;
         let members: &[(&str, &str)] = if standing { &[("g1", "u1")] } else { &[] };
-        let w = Arc::new(World::new(members).await);
-        let old = w.grant("alice@corp.com", "1h").await;
-        w.advance(Duration::hours(1));
-
-        let new_grant = {
-            let w = w.clone();
-            tokio::spawn(async move { request_grant(&w.ctx(), w.request("alice@corp.com", "2h")).await })
-        };
-        let mut others = vec![];
-        for i in 0..4 {
-            let (w, id) = (w.clone(), old.id.clone());
-            others.push(tokio::spawn(async move {
-                match i {
-                    0 => w.revoke(&id).await.map(|_| ()),
-                    1 => w.expire(&id).await.map(|_| ()),
-                    _ => sweep(&w.ctx(), w.clock.now()).await.map(|_| ()),
-                }
-            }));
-        }
-        let new_grant: GrantOutcome = new_grant.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
-        for t in others {
-            match t.await.unwrap() {
-                Ok(()) | Err(RevokeError::Busy) => {}
-                Err(e) => panic!("round {round}: {e}"),
-            }
-        }
-        // Whatever the interleaving: the old grant ended once, the new one holds the membership.
-        w.sweep().await;
-        assert!(matches!(w.status(&old.id).await, GrantStatus::Revoked | GrantStatus::Expired), "round {round}");
-        assert_eq!(w.status(&new_grant.grant.id).await, GrantStatus::Active, "round {round}");
-        assert!(w.alice_member(), "round {round}: the new grant's membership was removed");
+        let w = World::new(members).await;
+        let new_grant =
+            scenarios::grant_during_revocations_keeps_the_membership(w.harness.clone(), standing, round).await;
         let leases = w.db.leases("corp").await;
-        assert_eq!(
-            leases[&alice_g1()],
-            (BTreeSet::from([new_grant.grant.id.clone()]), standing, None),
-            "round {round}"
-        );
-        assert_eq!(w.bus.types_for(&old.id).len(), 2, "round {round}: one Created, one end event");
+        assert_eq!(leases[&alice_g1()], (BTreeSet::from([new_grant.id.clone()]), standing, None), "round {round}");
 
         // And the new grant's end leaves the membership as it was before both.
-        w.revoke(&new_grant.grant.id).await.unwrap();
+        w.revoke(&new_grant.id).await.unwrap();
         assert_eq!(w.alice_member(), standing, "round {round}");
         w.assert_consistent().await;
     }
@@ -1522,37 +1383,8 @@ async fn concurrent_grant_revoke_and_sweep_on_one_membership_end_consistent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_concurrent_overlapping_grants_and_revocations_end_with_the_last() {
     for round in 0..6 {
-        let w = Arc::new(World::new(&[]).await);
-        let tasks: Vec<_> = (0..6)
-            .map(|i| {
-                let w = w.clone();
-                tokio::spawn(async move {
-                    request_grant(&w.ctx(), w.request("alice@corp.com", &format!("{}h", i + 1))).await
-                })
-            })
-            .collect();
-        let mut grants = vec![];
-        for t in tasks {
-            grants.push(t.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}")).grant);
-        }
-        assert!(w.alice_member());
-        assert!(grants.iter().all(|g| !g.preexisting_membership), "round {round}");
-        assert_eq!(w.db.holders(&alice_g1()).await.unwrap().len(), 6);
-        let (keep, end) = grants.split_at(1);
-        let tasks: Vec<_> = end
-            .iter()
-            .map(|g| {
-                let (w, id) = (w.clone(), g.id.clone());
-                tokio::spawn(async move { w.revoke(&id).await })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
-        }
-        assert!(w.alice_member(), "round {round}: removed while a grant still holds it");
-        assert_eq!(w.jc.removes.load(Ordering::SeqCst), 0);
-        w.revoke(&keep[0].id).await.unwrap();
-        assert!(!w.alice_member());
+        let w = World::new(&[]).await;
+        scenarios::overlapping_grants_end_with_the_last(w.harness.clone(), round).await;
         w.assert_consistent().await;
     }
 }
