@@ -114,6 +114,48 @@ impl Grant {
             user_id: self.user.id.clone(),
         }
     }
+
+    /// The status this grant takes when it is settled as `end` (the store's `end`): a failed
+    /// grant stays failed. `Err` says why it cannot be: it is settled already (expired or
+    /// revoked, or failed and out of the sweep's index: cleaned up), or `end` is no end state.
+    /// One decision for every store, so that the DynamoDB adapter and the in-memory double agree.
+    pub fn settled_status(&self, end: GrantStatus, in_sweep_index: bool) -> Result<GrantStatus, String> {
+        let open = match self.status {
+            GrantStatus::Pending | GrantStatus::Active => true,
+            GrantStatus::Failed => in_sweep_index,
+            GrantStatus::Expired | GrantStatus::Revoked => false,
+        };
+        if !open {
+            return Err(format!("grant {} is settled already", self.id));
+        }
+        if !matches!(end, GrantStatus::Expired | GrantStatus::Revoked | GrantStatus::Failed) {
+            return Err(format!("{} is not an end state", end.as_str()));
+        }
+        Ok(if self.status == GrantStatus::Failed { GrantStatus::Failed } else { end })
+    }
+}
+
+/// A grant for unit tests: active, granted 2026-11-23 12:00 UTC for two hours.
+#[cfg(test)]
+pub(crate) fn sample_grant() -> Grant {
+    use chrono::TimeZone;
+    let at = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+    Grant {
+        id: "0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11".into(),
+        integration: "corp".into(),
+        user: GrantUser { id: "u1".into(), email: "alice@corp.com".into() },
+        group: GrantGroup { id: "g1".into(), name: "prod-db-admins".into() },
+        status: GrantStatus::Active,
+        granted_at: at,
+        expires_at: at + chrono::Duration::hours(2),
+        ended_at: None,
+        requested_by: "arn:aws:iam::123456789012:user/admin".into(),
+        reason: "incident 42".into(),
+        preexisting_membership: false,
+        membership_missing: false,
+        schedule_name: None,
+        revocation_requested: None,
+    }
 }
 
 /// One membership (a user in a group of an integration): the unit overlapping grants share.
@@ -438,29 +480,9 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn grant() -> Grant {
-        let at = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
-        Grant {
-            id: "0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11".into(),
-            integration: "corp".into(),
-            user: GrantUser { id: "u1".into(), email: "alice@corp.com".into() },
-            group: GrantGroup { id: "g1".into(), name: "prod-db-admins".into() },
-            status: GrantStatus::Active,
-            granted_at: at,
-            expires_at: at + chrono::Duration::hours(2),
-            ended_at: None,
-            requested_by: "arn:aws:iam::123456789012:user/admin".into(),
-            reason: "incident 42".into(),
-            preexisting_membership: false,
-            membership_missing: false,
-            schedule_name: None,
-            revocation_requested: None,
-        }
-    }
-
     #[test]
     fn grant_json_has_the_documented_fields_in_rfc3339_utc() {
-        let json = serde_json::to_value(grant()).unwrap();
+        let json = serde_json::to_value(sample_grant()).unwrap();
         for field in [
             "id",
             "integration",
@@ -483,7 +505,7 @@ mod tests {
         assert_eq!(json["user"]["email"], "alice@corp.com");
         assert_eq!(json["group"]["name"], "prod-db-admins");
         let back: Grant = serde_json::from_value(json).unwrap();
-        assert_eq!(back, grant());
+        assert_eq!(back, sample_grant());
     }
 
     #[test]
@@ -527,20 +549,37 @@ mod tests {
         }
         let event = GrantEvent::for_grant(
             EventType::GrantCreated,
-            &GrantEventDetail { grant: grant(), actor: "me".into(), membership: None, error: None },
+            &GrantEventDetail { grant: sample_grant(), actor: "me".into(), membership: None, error: None },
         );
-        assert_eq!(event.grant_id(), Some(grant().id.as_str()));
+        assert_eq!(event.grant_id(), Some(sample_grant().id.as_str()));
     }
 
     #[test]
     fn audit_records_serialize_their_action_in_snake_case() {
-        let r =
-            AuditRecord::new(&grant(), grant().granted_at, "me", AuditAction::RevocationFailed, AuditOutcome::Failed)
-                .detail("JumpCloud unavailable");
+        let r = AuditRecord::new(
+            &sample_grant(),
+            sample_grant().granted_at,
+            "me",
+            AuditAction::RevocationFailed,
+            AuditOutcome::Failed,
+        )
+        .detail("JumpCloud unavailable");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["action"], "revocation_failed");
         assert_eq!(json["outcome"], "failed");
         assert_eq!(json["user_id"], "u1");
         assert!(json.get("reason").is_none());
+    }
+
+    #[test]
+    fn a_grant_settles_once_and_a_failed_one_stays_failed() {
+        let mut g = sample_grant();
+        assert_eq!(g.settled_status(GrantStatus::Revoked, true), Ok(GrantStatus::Revoked));
+        assert!(g.settled_status(GrantStatus::Active, true).unwrap_err().contains("not an end state"));
+        g.status = GrantStatus::Failed;
+        assert_eq!(g.settled_status(GrantStatus::Expired, true), Ok(GrantStatus::Failed));
+        assert!(g.settled_status(GrantStatus::Expired, false).unwrap_err().contains("settled already"));
+        g.status = GrantStatus::Expired;
+        assert!(g.settled_status(GrantStatus::Revoked, true).is_err());
     }
 }

@@ -64,6 +64,28 @@ impl State {
         }
         Ok(grant)
     }
+    /// What `activate` and `fail_for_cleanup` share: the grant is pending and holds `hold`'s
+    /// lease; the lease's `preexisting` is set when decided and its lock released. Returns the
+    /// grant, for the caller to change.
+    fn release_pending(
+        &mut self,
+        id: &str,
+        hold: &LeaseHold,
+        lease_preexisting: Option<bool>,
+    ) -> Result<&mut Grant, GrantStoreError> {
+        if self.grant_of(id, hold)?.status != GrantStatus::Pending {
+            return Err(GrantStoreError::Conflict(format!("grant {id} is not pending")));
+        }
+        let lease = self.held_lease(hold)?;
+        if !lease.holders.contains(id) {
+            return Err(GrantStoreError::Conflict(format!("grant {id} does not hold its lease")));
+        }
+        if let Some(preexisting) = lease_preexisting {
+            lease.preexisting = preexisting;
+        }
+        lease.lock = None;
+        Ok(self.grants.get_mut(id).expect("checked"))
+    }
 }
 
 /// The grant store in memory. `fail(op)` makes the named operation fail (DynamoDB down), e.g.
@@ -178,19 +200,7 @@ impl GrantStore for MemoryGrantStore {
         audit: &[AuditRecord],
     ) -> Result<Grant, GrantStoreError> {
         let mut state = self.enter("activate")?;
-        let id = &activation.grant_id;
-        if state.grant_of(id, hold)?.status != GrantStatus::Pending {
-            return Err(GrantStoreError::Conflict(format!("grant {id} is not pending")));
-        }
-        let lease = state.held_lease(hold)?;
-        if !lease.holders.contains(id) {
-            return Err(GrantStoreError::Conflict(format!("grant {id} does not hold its lease")));
-        }
-        if let Some(preexisting) = activation.lease_preexisting {
-            lease.preexisting = preexisting;
-        }
-        lease.lock = None;
-        let grant = state.grants.get_mut(id).expect("checked");
+        let grant = state.release_pending(&activation.grant_id, hold, activation.lease_preexisting)?;
         grant.status = GrantStatus::Active;
         grant.preexisting_membership = activation.preexisting;
         grant.schedule_name = activation.schedule_name.clone();
@@ -206,23 +216,12 @@ impl GrantStore for MemoryGrantStore {
         audit: &[AuditRecord],
     ) -> Result<Grant, GrantStoreError> {
         let mut state = self.enter("fail_for_cleanup")?;
-        let id = &failure.grant_id;
-        if state.grant_of(id, hold)?.status != GrantStatus::Pending {
-            return Err(GrantStoreError::Conflict(format!("grant {id} is not pending")));
-        }
-        let lease = state.held_lease(hold)?;
-        if !lease.holders.contains(id) {
-            return Err(GrantStoreError::Conflict(format!("grant {id} does not hold its lease")));
-        }
-        if let Some(preexisting) = failure.lease_preexisting {
-            lease.preexisting = preexisting;
-        }
-        lease.lock = None;
-        let grant = state.grants.get_mut(id).expect("checked");
+        let grant = state.release_pending(&failure.grant_id, hold, failure.lease_preexisting)?;
         grant.status = GrantStatus::Failed;
         grant.ended_at = Some(failure.ended_at);
         let grant = grant.clone();
-        state.index.insert(id.clone(), failure.ended_at);
+        // Stays in the sweep's index, due at `ended_at`: the sweep cleans up.
+        state.index.insert(grant.id.clone(), failure.ended_at);
         state.audit.extend_from_slice(audit);
         Ok(grant)
     }
@@ -231,15 +230,8 @@ impl GrantStore for MemoryGrantStore {
         let mut state = self.enter("end")?;
         let id = &ending.grant_id;
         let indexed = state.index.contains_key(id);
-        let status = state.grant_of(id, hold)?.status;
-        let open =
-            matches!(status, GrantStatus::Pending | GrantStatus::Active) || (status == GrantStatus::Failed && indexed);
-        if !open {
-            return Err(GrantStoreError::Conflict(format!("grant {id} is settled already")));
-        }
-        if !matches!(ending.status, GrantStatus::Expired | GrantStatus::Revoked | GrantStatus::Failed) {
-            return Err(GrantStoreError::Conflict(format!("{} is not an end state", ending.status.as_str())));
-        }
+        let status =
+            state.grant_of(id, hold)?.settled_status(ending.status, indexed).map_err(GrantStoreError::Conflict)?;
         let lease = state.held_lease(hold)?;
         if ending.last_holder {
             // DynamoDB: a Delete conditioned on the lock and on no other holder.
@@ -253,9 +245,7 @@ impl GrantStore for MemoryGrantStore {
         }
         state.index.remove(id);
         let grant = state.grants.get_mut(id).expect("checked");
-        if grant.status != GrantStatus::Failed {
-            grant.status = ending.status;
-        }
+        grant.status = status;
         grant.ended_at = Some(ending.ended_at);
         let grant = grant.clone();
         state.audit.extend_from_slice(audit);

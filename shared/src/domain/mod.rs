@@ -2,9 +2,9 @@
 
 pub mod directory;
 pub mod grant;
-pub mod query;
 #[cfg(test)]
 mod lifecycle_tests;
+pub mod query;
 pub mod reconcile;
 pub mod revoke;
 pub mod sync;

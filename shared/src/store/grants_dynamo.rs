@@ -18,7 +18,11 @@
 //! AWS's limits hold by construction: at most 100 writes and 4 MB per transaction, 400 KB per
 //! item (free text of audit records is cut to fit), unprocessed batch reads retried.
 
-use super::{keys, table, StoreError};
+use super::{
+    keys,
+    table::{self, Index},
+    StoreError,
+};
 use crate::{
     grants::{
         AuditPage, AuditRecord, Grant, GrantFilter, GrantPage, GrantStatus, IdempotencyClaim, IdempotencyState, Lease,
@@ -30,7 +34,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
     operation::{
-        delete_item::DeleteItemError, put_item::PutItemError, transact_write_items::TransactWriteItemsError,
+        delete_item::DeleteItemError, put_item::PutItemError, query::builders::QueryFluentBuilder,
+        transact_write_items::TransactWriteItemsError, update_item::builders::UpdateItemFluentBuilder,
         update_item::UpdateItemError,
     },
     types::{
@@ -44,6 +49,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::{
     collections::{BTreeMap, HashMap},
+    future::Future,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -339,6 +345,12 @@ impl Write {
     }
 }
 
+/// How a transaction changes a lease (see [`DynamoGrantStore::lease_write`]).
+enum LeaseChange<'a> {
+    Update(&'a str),
+    Delete,
+}
+
 /// Retries of writes that DynamoDB refused only because another write was in flight on one of
 /// their items (`TransactionConflict`) or because of throttling that outlasted the SDK's retries.
 fn write_backoff() -> ExponentialBuilder {
@@ -351,6 +363,17 @@ fn write_backoff() -> ExponentialBuilder {
 
 fn transaction_conflict<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("TransactionConflictException")
+}
+
+/// Sends a single-item write, again while DynamoDB refuses it only because a transaction is in
+/// flight on the item (a refused condition is an answer: it is not retried).
+async fn retry_conflicts<T, E, R, F, Fut>(send: F) -> Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+{
+    send.retry(write_backoff()).when(transaction_conflict).await
 }
 
 /// A transaction cancelled for a transient reason only (no condition failed).
@@ -407,6 +430,13 @@ impl DynamoGrantStore {
         }
     }
 
+    /// `writes` and the puts of the audit records, in one transaction: a change and its audit
+    /// trail are stored together or not at all ([`Self::transact`] refuses more than 100 writes).
+    async fn transact_with_audit(&self, mut writes: Vec<Write>, audit: &[AuditRecord]) -> Result<(), GrantStoreError> {
+        writes.extend(self.audit_writes(audit)?);
+        self.transact(writes).await
+    }
+
     fn audit_writes(&self, audit: &[AuditRecord]) -> Result<Vec<Write>, StoreError> {
         audit
             .iter()
@@ -414,42 +444,47 @@ impl DynamoGrantStore {
             .collect()
     }
 
-    /// The grant as stored (consistent read) and whether it is in the sweep's index.
-    async fn load(&self, id: &str) -> Result<Option<(Grant, bool)>, GrantStoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(grant_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws)?;
-        let Some(item) = output.item else { return Ok(None) };
-        let indexed = item.contains_key(GSI2PK);
-        Ok(Some((from_item(item)?, indexed)))
+    /// An update of a grant that the caller read as pending: refused unless it still is.
+    fn update_pending_grant(&self, id: &str, update: &str, expr: Expr) -> Result<Write, StoreError> {
+        Write::update(
+            &self.table,
+            grant_key(id),
+            update,
+            "#status = :pending",
+            expr.names(&[STATUS]).value(":pending", s(GrantStatus::Pending.as_str())),
+            format!("grant {id} is not pending"),
+        )
     }
 
-    /// As [`Self::load`], for an operation under `hold`: the grant must exist and be of its lease.
-    async fn load_held(&self, id: &str, hold: &LeaseHold) -> Result<(Grant, bool), GrantStoreError> {
-        let (grant, indexed) = self.load(id).await?.ok_or_else(|| GrantStoreError::NotFound(id.to_owned()))?;
-        if grant.lease_key() != hold.key {
-            return Err(GrantStoreError::Conflict(format!("grant {id} belongs to another lease")));
+    /// A write of `hold`'s lease. Every one is conditioned on the lock still being `hold`'s (and
+    /// on `also`, with what its failure means): a caller whose lock lapsed and passed to another
+    /// owner can never change the lease.
+    fn lease_write(
+        &self,
+        hold: &LeaseHold,
+        change: LeaseChange,
+        expr: Expr,
+        also: Option<(&str, String)>,
+    ) -> Result<Write, StoreError> {
+        let mut condition = "#lock_owner = :owner".to_owned();
+        let mut refused = format!("the lease lock is not held by {}", hold.owner);
+        if let Some((also, why)) = also {
+            condition = format!("{condition} AND {also}");
+            refused = format!("{refused}, or {why}");
         }
-        Ok((grant, indexed))
-    }
-
-    fn lock_not_held(hold: &LeaseHold) -> String {
-        format!("the lease lock is not held by {}", hold.owner)
+        let expr = expr.names(&[LOCK_OWNER]).value(":owner", s(&hold.owner));
+        match change {
+            LeaseChange::Update(update) => {
+                Write::update(&self.table, lease_key(&hold.key), update, &condition, expr, refused)
+            }
+            LeaseChange::Delete => Write::delete(&self.table, lease_key(&hold.key), &condition, expr, refused),
+        }
     }
 
     /// The lease write of `activate` and `fail_for_cleanup`: the grant must hold the lease and
     /// the lock be `hold`'s; sets `preexisting` when decided; releases the lock.
     fn release_for(&self, hold: &LeaseHold, grant_id: &str, preexisting: Option<bool>) -> Result<Write, StoreError> {
-        let mut expr = Expr::default()
-            .names(&[LOCK_OWNER, LOCK_UNTIL, HOLDERS])
-            .value(":owner", s(&hold.owner))
-            .value(":id", s(grant_id));
+        let mut expr = Expr::default().names(&[LOCK_UNTIL, HOLDERS]).value(":id", s(grant_id));
         let update = match preexisting {
             Some(preexisting) => {
                 expr = expr.names(&[PREEXISTING]).value(":preexisting", AttributeValue::Bool(preexisting));
@@ -457,26 +492,14 @@ impl DynamoGrantStore {
             }
             None => "REMOVE #lock_owner, #lock_until",
         };
-        Write::update(
-            &self.table,
-            lease_key(&hold.key),
-            update,
-            "#lock_owner = :owner AND contains(#holders, :id)",
-            expr,
-            format!("{}, or grant {grant_id} does not hold its lease", Self::lock_not_held(hold)),
-        )
+        let also = ("contains(#holders, :id)", format!("grant {grant_id} does not hold its lease"));
+        self.lease_write(hold, LeaseChange::Update(update), expr, Some(also))
     }
 
     /// Releases `hold`'s lock (condition: it is still `hold`'s).
     fn release(&self, hold: &LeaseHold) -> Result<Write, StoreError> {
-        Write::update(
-            &self.table,
-            lease_key(&hold.key),
-            "REMOVE #lock_owner, #lock_until",
-            "#lock_owner = :owner",
-            Expr::default().names(&[LOCK_OWNER, LOCK_UNTIL]).value(":owner", s(&hold.owner)),
-            Self::lock_not_held(hold),
-        )
+        let update = LeaseChange::Update("REMOVE #lock_owner, #lock_until");
+        self.lease_write(hold, update, Expr::default().names(&[LOCK_UNTIL]), None)
     }
 
     /// Reads a raw item consistently.
@@ -492,11 +515,52 @@ impl DynamoGrantStore {
             .map_err(aws)?;
         Ok(output.item)
     }
+
+    /// A single-item `UpdateItem`, outside a transaction (as [`Write::update`] within one).
+    fn update_item(&self, key: Item, update: &str, condition: &str, expr: Expr) -> UpdateItemFluentBuilder {
+        let (names, values) = expr.parts();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+    }
+
+    /// The grant as stored (consistent read) and whether it is in the sweep's index.
+    async fn load(&self, id: &str) -> Result<Option<(Grant, bool)>, GrantStoreError> {
+        let Some(item) = self.raw(grant_key(id)).await? else { return Ok(None) };
+        let indexed = item.contains_key(GSI2PK);
+        Ok(Some((from_item(item)?, indexed)))
+    }
+
+    /// As [`Self::load`], for an operation under `hold`: the grant must exist and be of its lease.
+    async fn load_held(&self, id: &str, hold: &LeaseHold) -> Result<(Grant, bool), GrantStoreError> {
+        let (grant, indexed) = self.load(id).await?.ok_or_else(|| GrantStoreError::NotFound(id.to_owned()))?;
+        if grant.lease_key() != hold.key {
+            return Err(GrantStoreError::Conflict(format!("grant {id} belongs to another lease")));
+        }
+        Ok((grant, indexed))
+    }
+
+    /// As [`Self::load_held`], and the grant must be pending (`activate`, `fail_for_cleanup`).
+    async fn load_pending(&self, id: &str, hold: &LeaseHold) -> Result<Grant, GrantStoreError> {
+        let (grant, _) = self.load_held(id, hold).await?;
+        if grant.status != GrantStatus::Pending {
+            return Err(GrantStoreError::Conflict(format!("grant {id} is not pending")));
+        }
+        Ok(grant)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Page tokens: base64url (no padding) of a small JSON document naming what they continue and
 // the key to continue after. Tokens are validated: a bad one is an error, never a panic.
+
+/// An item's key attributes, as a token keeps them.
+type PageKey = BTreeMap<String, String>;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Cursor {
@@ -506,7 +570,27 @@ struct Cursor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     day: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    key: BTreeMap<String, String>,
+    key: PageKey,
+}
+
+impl Cursor {
+    fn new(kind: &str, key: PageKey) -> Self {
+        Self { k: kind.to_owned(), day: None, key }
+    }
+
+    /// `audit_between` continues in `day`'s partition: after `key`, or at its start (no key).
+    fn audit(day: NaiveDate, key: PageKey) -> Self {
+        Self { day: Some(day.to_string()), ..Self::new("audit", key) }
+    }
+
+    fn token(&self) -> String {
+        base64url(&serde_json::to_vec(self).expect("a cursor serializes"))
+    }
+
+    /// Where the query continues (`ExclusiveStartKey`).
+    fn start_key(&self) -> Item {
+        self.key.iter().map(|(k, v)| (k.clone(), s(v))).collect()
+    }
 }
 
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -546,15 +630,21 @@ fn invalid_token(why: impl std::fmt::Display) -> GrantStoreError {
     GrantStoreError::InvalidToken(why.to_string())
 }
 
-fn encode_cursor(cursor: &Cursor) -> String {
-    base64url(&serde_json::to_vec(cursor).expect("a cursor serializes"))
-}
-
 /// Decodes a token of `kind` whose key has exactly the attributes `names`.
 fn decode_cursor(token: &str, kind: &str, names: &[&str]) -> Result<Cursor, GrantStoreError> {
     let cursor = decode_any_cursor(token, kind)?;
     if !has_key(&cursor, names) {
         return Err(invalid_token("unexpected key attributes"));
+    }
+    Ok(cursor)
+}
+
+/// Decodes a `due` or `list` token: a key of `index` (see [`page_key`]) of a grant in the
+/// index's partition `partition` (the one queried).
+fn decode_grant_cursor(token: &str, kind: &str, index: Index, partition: &str) -> Result<Cursor, GrantStoreError> {
+    let cursor = decode_cursor(token, kind, &page_key(index))?;
+    if cursor.key[index.partition_key] != partition || !cursor.key[PK].starts_with("GRANT#") {
+        return Err(invalid_token(format!("not a grant of the {kind:?} listing")));
     }
     Ok(cursor)
 }
@@ -575,7 +665,7 @@ fn has_key(cursor: &Cursor, names: &[&str]) -> bool {
     cursor.key.len() == names.len() && names.iter().all(|n| cursor.key.contains_key(*n))
 }
 
-fn key_of(item: &Item, names: &[&str]) -> Result<BTreeMap<String, String>, StoreError> {
+fn key_of(item: &Item, names: &[&str]) -> Result<PageKey, StoreError> {
     names
         .iter()
         .map(|n| {
@@ -586,13 +676,13 @@ fn key_of(item: &Item, names: &[&str]) -> Result<BTreeMap<String, String>, Store
         .collect()
 }
 
-fn start_key(cursor: &Cursor) -> Item {
-    cursor.key.iter().map(|(k, v)| (k.clone(), s(v))).collect()
+/// The key of an item in `index`, as DynamoDB returns it (`LastEvaluatedKey`): the table's key
+/// and the index's.
+const fn page_key(index: Index) -> [&'static str; 4] {
+    [PK, SK, index.partition_key, index.sort_key]
 }
-
-const DUE_KEY: [&str; 4] = [PK, SK, GSI2PK, GSI2SK];
-const LIST_KEY: [&str; 4] = [PK, SK, GSI1PK, GSI1SK];
-const AUDIT_KEY: [&str; 4] = [PK, SK, GSI1PK, GSI1SK];
+/// The key of `list` and `audit` pages.
+const GSI1_KEY: [&str; 4] = page_key(table::GSI1);
 /// `open` listings continue after a grant's `{granted_at}#{id}`.
 const OPEN_KEY: [&str; 1] = ["after"];
 
@@ -603,7 +693,131 @@ fn query_limit(n: usize) -> i32 {
 // ---------------------------------------------------------------------------------------------
 // Queries
 
+/// One `Query` of the table or of an index.
+#[derive(Default)]
+struct Query {
+    index: Option<Index>,
+    key_condition: &'static str,
+    /// Applied by DynamoDB after reading: a filtered query may read many items to return a few.
+    filter: Option<String>,
+    names: Names,
+    values: Values,
+    newest_first: bool,
+    consistent: bool,
+    /// Items one call may read before it returns a short page (`None`: no bound).
+    read_max: Option<usize>,
+}
+
+impl Query {
+    fn new(index: Option<Index>, key_condition: &'static str, expr: Expr) -> Self {
+        let (names, values) = expr.parts();
+        Self { index, key_condition, names, values, ..Self::default() }
+    }
+
+    /// The attributes of an item's key in this query: what `LastEvaluatedKey` and a token hold.
+    fn key_names(&self) -> Vec<&'static str> {
+        match self.index {
+            Some(index) => page_key(index).to_vec(),
+            None => vec![PK, SK],
+        }
+    }
+}
+
+/// Where a page read by [`DynamoGrantStore::read_page`] ends.
+enum PageEnd {
+    /// The query has no more items.
+    Exhausted,
+    /// More follow: continue after this key, or (`None`: the page was full before the first item
+    /// of this query) at the query's start.
+    More(Option<PageKey>),
+}
+
 impl DynamoGrantStore {
+    fn request(&self, query: &Query) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(query.index.map(|i| i.name.to_owned()))
+            .key_condition_expression(query.key_condition)
+            .set_filter_expression(query.filter.clone())
+            .set_expression_attribute_names(query.names.clone())
+            .set_expression_attribute_values(query.values.clone())
+            .scan_index_forward(!query.newest_first)
+            .consistent_read(query.consistent)
+    }
+
+    /// Every item of `query`.
+    async fn query_all<T: DeserializeOwned>(&self, query: &Query) -> Result<Vec<T>, GrantStoreError> {
+        let mut pages = self.request(query).into_paginator().send();
+        let mut all = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(aws)?.items.unwrap_or_default() {
+                all.push(from_item(item)?);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Reads `query` from `start` into `found` until `found` holds `limit` items
+    /// (`limit >= 1`) and one more is known to follow, or the query is exhausted, or it has read
+    /// `query.read_max` items. `found` may hold items of earlier queries of the same page.
+    async fn read_page<T: DeserializeOwned>(
+        &self,
+        query: &Query,
+        mut start: Option<Item>,
+        limit: usize,
+        found: &mut Vec<T>,
+    ) -> Result<PageEnd, GrantStoreError> {
+        let names = query.key_names();
+        let mut last_kept = None;
+        let mut read = 0usize;
+        loop {
+            // One item more than the page holds tells whether there is a next page; a filtered
+            // query returns fewer items than it reads, so it asks for at least 100.
+            let wanted = limit + 1 - found.len();
+            let asked = if query.filter.is_some() { wanted.max(100) } else { wanted };
+            let output = self
+                .request(query)
+                .limit(query_limit(asked))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(aws)?;
+            read += usize::try_from(output.scanned_count).unwrap_or(0);
+            for item in output.items.unwrap_or_default() {
+                if found.len() == limit {
+                    return Ok(PageEnd::More(last_kept));
+                }
+                last_kept = Some(key_of(&item, &names)?);
+                found.push(from_item(item)?);
+            }
+            match output.last_evaluated_key {
+                None => return Ok(PageEnd::Exhausted),
+                // Read enough for one call: a short page, continued where the reading stopped.
+                Some(last) if query.read_max.is_some_and(|max| read >= max) => {
+                    return Ok(PageEnd::More(Some(key_of(&last, &names)?)));
+                }
+                Some(last) => start = Some(last),
+            }
+        }
+    }
+
+    /// A page of the grants of `query` from `start`, with a `kind` token for the next one.
+    async fn grant_page(
+        &self,
+        query: &Query,
+        kind: &str,
+        start: Option<Item>,
+        limit: usize,
+    ) -> Result<GrantPage, GrantStoreError> {
+        let mut grants = Vec::new();
+        let next = match self.read_page(query, start, limit, &mut grants).await? {
+            PageEnd::Exhausted => None,
+            PageEnd::More(after) => Some(Cursor::new(kind, after.unwrap_or_default()).token()),
+        };
+        Ok(GrantPage { grants, next })
+    }
+
     /// `list` of pending or active grants: every grant in the sweep's index is open (or a failed
     /// one awaiting clean-up), far fewer than all grants; read them all and page in memory.
     async fn list_open(
@@ -613,24 +827,16 @@ impl DynamoGrantStore {
         next: Option<&str>,
     ) -> Result<GrantPage, GrantStoreError> {
         let after = next.map(|t| decode_cursor(t, "open", &OPEN_KEY)).transpose()?.map(|c| c.key["after"].clone());
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(table::GSI2.name)
-            .key_condition_expression("#gsi2pk = :due")
-            .expression_attribute_names("#gsi2pk", GSI2PK)
-            .expression_attribute_values(":due", s(keys::DUE))
-            .into_paginator()
-            .send();
-        let mut open = Vec::new();
-        while let Some(page) = pages.next().await {
-            for item in page.map_err(aws)?.items.unwrap_or_default() {
-                let grant: Grant = from_item(item)?;
-                let position = keys::grant_by_time(grant.granted_at, &grant.id);
-                if filter.matches(&grant) && after.as_ref().is_none_or(|a| position < *a) {
-                    open.push((position, grant));
-                }
+        let indexed = Query::new(
+            Some(table::GSI2),
+            "#gsi2pk = :due",
+            Expr::default().names(&[GSI2PK]).value(":due", s(keys::DUE)),
+        );
+        let mut open: Vec<(String, Grant)> = Vec::new();
+        for grant in self.query_all::<Grant>(&indexed).await? {
+            let position = keys::grant_by_time(grant.granted_at, &grant.id);
+            if filter.matches(&grant) && after.as_ref().is_none_or(|a| position < *a) {
+                open.push((position, grant));
             }
         }
         open.sort_by(|a, b| b.0.cmp(&a.0));
@@ -638,7 +844,7 @@ impl DynamoGrantStore {
         open.truncate(limit);
         let next = if more {
             let after = open.last().map(|(p, _)| p.clone()).unwrap_or_default();
-            Some(encode_cursor(&Cursor { k: "open".into(), day: None, key: BTreeMap::from([("after".into(), after)]) }))
+            Some(Cursor::new("open", BTreeMap::from([("after".into(), after)])).token())
         } else {
             None
         };
@@ -652,14 +858,8 @@ impl DynamoGrantStore {
         limit: usize,
         next: Option<&str>,
     ) -> Result<GrantPage, GrantStoreError> {
-        let mut start = match next {
-            Some(token) => {
-                let cursor = decode_cursor(token, "list", &LIST_KEY)?;
-                if cursor.key[GSI1PK] != keys::GRANTS || !cursor.key[PK].starts_with("GRANT#") {
-                    return Err(invalid_token("not a grant"));
-                }
-                Some(start_key(&cursor))
-            }
+        let start = match next {
+            Some(token) => Some(decode_grant_cursor(token, "list", table::GSI1, keys::GRANTS)?.start_key()),
             None => None,
         };
         let mut conditions = Vec::new();
@@ -680,54 +880,13 @@ impl DynamoGrantStore {
             conditions.push("#integration = :integration");
             expr = expr.names(&["integration"]).value(":integration", s(integration));
         }
-        let filtered = !conditions.is_empty();
-        let filter_expression = filtered.then(|| conditions.join(" AND "));
-        let (names, values) = expr.parts();
-
-        // One grant more than asked tells whether there is a next page.
-        let mut found: Vec<(Grant, BTreeMap<String, String>)> = Vec::new();
-        let mut evaluated = 0usize;
-        loop {
-            let wanted = limit + 1 - found.len();
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(table::GSI1.name)
-                .key_condition_expression("#gsi1pk = :grants")
-                .set_filter_expression(filter_expression.clone())
-                .set_expression_attribute_names(names.clone())
-                .set_expression_attribute_values(values.clone())
-                .scan_index_forward(false)
-                .limit(query_limit(if filtered { wanted.max(100) } else { wanted }))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(aws)?;
-            evaluated += usize::try_from(output.scanned_count).unwrap_or(0);
-            for item in output.items.unwrap_or_default() {
-                let key = key_of(&item, &LIST_KEY)?;
-                found.push((from_item(item)?, key));
-                if found.len() > limit {
-                    found.truncate(limit);
-                    let key = found.last().map(|(_, k)| k.clone()).unwrap_or_default();
-                    let next = encode_cursor(&Cursor { k: "list".into(), day: None, key });
-                    return Ok(GrantPage { grants: found.into_iter().map(|(g, _)| g).collect(), next: Some(next) });
-                }
-            }
-            match output.last_evaluated_key {
-                None => {
-                    return Ok(GrantPage { grants: found.into_iter().map(|(g, _)| g).collect(), next: None });
-                }
-                // Read enough for one call: a short page, continued where the reading stopped.
-                Some(last) if evaluated >= LIST_EVALUATED_MAX => {
-                    let key = key_of(&last, &LIST_KEY)?;
-                    let next = encode_cursor(&Cursor { k: "list".into(), day: None, key });
-                    return Ok(GrantPage { grants: found.into_iter().map(|(g, _)| g).collect(), next: Some(next) });
-                }
-                Some(last) => start = Some(last),
-            }
-        }
+        let query = Query {
+            filter: (!conditions.is_empty()).then(|| conditions.join(" AND ")),
+            newest_first: true,
+            read_max: Some(LIST_EVALUATED_MAX),
+            ..Query::new(Some(table::GSI1), "#gsi1pk = :grants", expr)
+        };
+        self.grant_page(&query, "list", start, limit).await
     }
 }
 
@@ -755,39 +914,26 @@ impl GrantStore for DynamoGrantStore {
         ttl: chrono::Duration,
     ) -> Result<Lease, GrantStoreError> {
         let until = now + ttl;
-        let (names, values) = Expr::default()
-            .names(&[KIND, "integration", "group_id", "user_id", LOCK_OWNER, LOCK_UNTIL, PREEXISTING])
-            .value(":kind", s("lease"))
-            .value(":integration", s(&key.integration))
-            .value(":group", s(&key.group_id))
-            .value(":user", s(&key.user_id))
-            .value(":owner", s(owner))
-            .value(":until", s(keys::sortable_time(until)))
-            .value(":now", s(keys::sortable_time(now)))
-            .value(":false", AttributeValue::Bool(false))
-            .parts();
-        let sent = (|| async {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(lease_key(key)))
-                .update_expression(
-                    "SET #kind = :kind, #integration = :integration, #group_id = :group, #user_id = :user, \
-                     #lock_owner = :owner, #lock_until = :until, #preexisting = if_not_exists(#preexisting, :false)",
-                )
-                .condition_expression(
-                    "attribute_not_exists(#lock_owner) OR #lock_owner = :owner OR #lock_until <= :now",
-                )
-                .set_expression_attribute_names(names.clone())
-                .set_expression_attribute_values(values.clone())
-                .return_values(ReturnValue::AllNew)
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await
-        })
-        .retry(write_backoff())
-        .when(transaction_conflict)
-        .await;
+        let request = self
+            .update_item(
+                lease_key(key),
+                "SET #kind = :kind, #integration = :integration, #group_id = :group, #user_id = :user, \
+                 #lock_owner = :owner, #lock_until = :until, #preexisting = if_not_exists(#preexisting, :false)",
+                "attribute_not_exists(#lock_owner) OR #lock_owner = :owner OR #lock_until <= :now",
+                Expr::default()
+                    .names(&[KIND, "integration", "group_id", "user_id", LOCK_OWNER, LOCK_UNTIL, PREEXISTING])
+                    .value(":kind", s("lease"))
+                    .value(":integration", s(&key.integration))
+                    .value(":group", s(&key.group_id))
+                    .value(":user", s(&key.user_id))
+                    .value(":owner", s(owner))
+                    .value(":until", s(keys::sortable_time(until)))
+                    .value(":now", s(keys::sortable_time(now)))
+                    .value(":false", AttributeValue::Bool(false)),
+            )
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let sent = retry_conflicts(|| request.clone().send()).await;
         match sent {
             Ok(output) => Ok(lease_from(&output.attributes.unwrap_or_default())?),
             Err(e) => match e.as_service_error() {
@@ -802,23 +948,15 @@ impl GrantStore for DynamoGrantStore {
     }
 
     async fn unlock_lease(&self, hold: &LeaseHold) -> Result<(), GrantStoreError> {
-        let (names, values) = Expr::default().names(&[LOCK_OWNER, LOCK_UNTIL]).value(":owner", s(&hold.owner)).parts();
-        let sent = (|| async {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(lease_key(&hold.key)))
-                .update_expression("REMOVE #lock_owner, #lock_until")
-                .condition_expression("#lock_owner = :owner")
-                .set_expression_attribute_names(names.clone())
-                .set_expression_attribute_values(values.clone())
-                .return_values(ReturnValue::AllNew)
-                .send()
-                .await
-        })
-        .retry(write_backoff())
-        .when(transaction_conflict)
-        .await;
+        let request = self
+            .update_item(
+                lease_key(&hold.key),
+                "REMOVE #lock_owner, #lock_until",
+                "#lock_owner = :owner",
+                Expr::default().names(&[LOCK_OWNER, LOCK_UNTIL]).value(":owner", s(&hold.owner)),
+            )
+            .return_values(ReturnValue::AllNew);
+        let sent = retry_conflicts(|| request.clone().send()).await;
         let lease = match sent {
             Ok(output) => output.attributes.unwrap_or_default(),
             Err(e) => {
@@ -862,27 +1000,20 @@ impl GrantStore for DynamoGrantStore {
         if grant.lease_key() != hold.key || grant.status != GrantStatus::Pending {
             return Err(GrantStoreError::Conflict("not a pending grant of this lease".into()));
         }
-        let mut writes = vec![
-            Write::put(
-                &self.table,
-                grant_item(grant, Some(grant.expires_at))?,
-                Some(("attribute_not_exists(#pk)", Expr::default().names(&[PK]))),
-                format!("grant {} exists", grant.id),
-            )?,
-            Write::update(
-                &self.table,
-                lease_key(&hold.key),
-                "ADD #holders :ids",
-                "#lock_owner = :owner",
-                Expr::default()
-                    .names(&[HOLDERS, LOCK_OWNER])
-                    .value(":ids", AttributeValue::Ss(vec![grant.id.clone()]))
-                    .value(":owner", s(&hold.owner)),
-                Self::lock_not_held(hold),
-            )?,
-        ];
-        writes.extend(self.audit_writes(audit)?);
-        self.transact(writes).await
+        let put = Write::put(
+            &self.table,
+            grant_item(grant, Some(grant.expires_at))?,
+            Some(("attribute_not_exists(#pk)", Expr::default().names(&[PK]))),
+            format!("grant {} exists", grant.id),
+        )?;
+        // The lock is kept: `activate` or `fail_for_cleanup` follows under it.
+        let join = self.lease_write(
+            hold,
+            LeaseChange::Update("ADD #holders :ids"),
+            Expr::default().names(&[HOLDERS]).value(":ids", AttributeValue::Ss(vec![grant.id.clone()])),
+            None,
+        )?;
+        self.transact_with_audit(vec![put, join], audit).await
     }
 
     async fn activate(
@@ -892,14 +1023,10 @@ impl GrantStore for DynamoGrantStore {
         audit: &[AuditRecord],
     ) -> Result<Grant, GrantStoreError> {
         let id = &activation.grant_id;
-        let (mut grant, _) = self.load_held(id, hold).await?;
-        if grant.status != GrantStatus::Pending {
-            return Err(GrantStoreError::Conflict(format!("grant {id} is not pending")));
-        }
+        let mut grant = self.load_pending(id, hold).await?;
         let mut expr = Expr::default()
-            .names(&[STATUS, "preexisting_membership", "schedule_name"])
+            .names(&["preexisting_membership", "schedule_name"])
             .value(":active", s(GrantStatus::Active.as_str()))
-            .value(":pending", s(GrantStatus::Pending.as_str()))
             .value(":preexisting", AttributeValue::Bool(activation.preexisting));
         let update = match &activation.schedule_name {
             Some(name) => {
@@ -908,19 +1035,11 @@ impl GrantStore for DynamoGrantStore {
             }
             None => "SET #status = :active, #preexisting_membership = :preexisting REMOVE #schedule_name",
         };
-        let mut writes = vec![
-            Write::update(
-                &self.table,
-                grant_key(id),
-                update,
-                "#status = :pending",
-                expr,
-                format!("grant {id} is not pending"),
-            )?,
+        let writes = vec![
+            self.update_pending_grant(id, update, expr)?,
             self.release_for(hold, id, activation.lease_preexisting)?,
         ];
-        writes.extend(self.audit_writes(audit)?);
-        self.transact(writes).await?;
+        self.transact_with_audit(writes, audit).await?;
         grant.status = GrantStatus::Active;
         grant.preexisting_membership = activation.preexisting;
         grant.schedule_name = activation.schedule_name.clone();
@@ -934,30 +1053,18 @@ impl GrantStore for DynamoGrantStore {
         audit: &[AuditRecord],
     ) -> Result<Grant, GrantStoreError> {
         let id = &failure.grant_id;
-        let (mut grant, _) = self.load_held(id, hold).await?;
-        if grant.status != GrantStatus::Pending {
-            return Err(GrantStoreError::Conflict(format!("grant {id} is not pending")));
-        }
+        let mut grant = self.load_pending(id, hold).await?;
+        // Stays a holder and in the sweep's index, due at `ended_at`: the sweep cleans up.
         let expr = Expr::default()
-            .names(&[STATUS, "ended_at", GSI2PK, GSI2SK])
+            .names(&["ended_at", GSI2PK, GSI2SK])
             .value(":failed", s(GrantStatus::Failed.as_str()))
-            .value(":pending", s(GrantStatus::Pending.as_str()))
             .value(":ended", to_value(&failure.ended_at)?)
             .value(":due", s(keys::DUE))
             .value(":due_at", s(keys::due_sort(failure.ended_at, id)));
-        let mut writes = vec![
-            Write::update(
-                &self.table,
-                grant_key(id),
-                "SET #status = :failed, #ended_at = :ended, #gsi2pk = :due, #gsi2sk = :due_at",
-                "#status = :pending",
-                expr,
-                format!("grant {id} is not pending"),
-            )?,
-            self.release_for(hold, id, failure.lease_preexisting)?,
-        ];
-        writes.extend(self.audit_writes(audit)?);
-        self.transact(writes).await?;
+        let update = "SET #status = :failed, #ended_at = :ended, #gsi2pk = :due, #gsi2sk = :due_at";
+        let writes =
+            vec![self.update_pending_grant(id, update, expr)?, self.release_for(hold, id, failure.lease_preexisting)?];
+        self.transact_with_audit(writes, audit).await?;
         grant.status = GrantStatus::Failed;
         grant.ended_at = Some(failure.ended_at);
         Ok(grant)
@@ -966,21 +1073,13 @@ impl GrantStore for DynamoGrantStore {
     async fn end(&self, ending: &Ending, hold: &LeaseHold, audit: &[AuditRecord]) -> Result<Grant, GrantStoreError> {
         let id = &ending.grant_id;
         let (mut grant, indexed) = self.load_held(id, hold).await?;
-        let failed = grant.status == GrantStatus::Failed;
-        let open = matches!(grant.status, GrantStatus::Pending | GrantStatus::Active) || (failed && indexed);
-        if !open {
-            return Err(GrantStoreError::Conflict(format!("grant {id} is settled already")));
-        }
-        if !matches!(ending.status, GrantStatus::Expired | GrantStatus::Revoked | GrantStatus::Failed) {
-            return Err(GrantStoreError::Conflict(format!("{} is not an end state", ending.status.as_str())));
-        }
-        // A failed grant stays failed.
-        let status = if failed { GrantStatus::Failed } else { ending.status };
+        let status = grant.settled_status(ending.status, indexed).map_err(GrantStoreError::Conflict)?;
         let mut expr = Expr::default()
             .names(&[STATUS, "ended_at", GSI2PK, GSI2SK])
             .value(":status", s(status.as_str()))
             .value(":ended", to_value(&ending.ended_at)?);
-        let condition = if failed {
+        // Exactly what was read: a failed grant still in the index, or a pending or active one.
+        let condition = if grant.status == GrantStatus::Failed {
             expr = expr.value(":failed", s(GrantStatus::Failed.as_str()));
             "#status = :failed AND attribute_exists(#gsi2pk)"
         } else {
@@ -998,33 +1097,24 @@ impl GrantStore for DynamoGrantStore {
             format!("grant {id} is settled already"),
         )?;
         let lease_write = if ending.last_holder {
-            Write::delete(
-                &self.table,
-                lease_key(&hold.key),
-                "#lock_owner = :owner AND (attribute_not_exists(#holders) OR (size(#holders) = :one AND contains(#holders, :id)))",
-                Expr::default()
-                    .names(&[LOCK_OWNER, HOLDERS])
-                    .value(":owner", s(&hold.owner))
-                    .value(":one", AttributeValue::N("1".into()))
-                    .value(":id", s(id)),
-                format!("{}, or other grants hold the lease", Self::lock_not_held(hold)),
+            self.lease_write(
+                hold,
+                LeaseChange::Delete,
+                Expr::default().names(&[HOLDERS]).value(":one", AttributeValue::N("1".into())).value(":id", s(id)),
+                Some((
+                    "(attribute_not_exists(#holders) OR (size(#holders) = :one AND contains(#holders, :id)))",
+                    "other grants hold the lease".to_owned(),
+                )),
             )?
         } else {
-            Write::update(
-                &self.table,
-                lease_key(&hold.key),
-                "DELETE #holders :ids REMOVE #lock_owner, #lock_until",
-                "#lock_owner = :owner",
-                Expr::default()
-                    .names(&[HOLDERS, LOCK_OWNER, LOCK_UNTIL])
-                    .value(":ids", AttributeValue::Ss(vec![id.clone()]))
-                    .value(":owner", s(&hold.owner)),
-                Self::lock_not_held(hold),
+            self.lease_write(
+                hold,
+                LeaseChange::Update("DELETE #holders :ids REMOVE #lock_owner, #lock_until"),
+                Expr::default().names(&[HOLDERS, LOCK_UNTIL]).value(":ids", AttributeValue::Ss(vec![id.clone()])),
+                None,
             )?
         };
-        let mut writes = vec![grant_write, lease_write];
-        writes.extend(self.audit_writes(audit)?);
-        self.transact(writes).await?;
+        self.transact_with_audit(vec![grant_write, lease_write], audit).await?;
         grant.status = status;
         grant.ended_at = Some(ending.ended_at);
         Ok(grant)
@@ -1042,29 +1132,23 @@ impl GrantStore for DynamoGrantStore {
         // Recorded once: the first request stands (and keeps its place in the index).
         if let Some(request) = request.filter(|_| grant.revocation_requested.is_none()) {
             let expr = Expr::default().names(&["revocation_requested", GSI2PK]).value(":request", to_value(request)?);
-            let refused = format!("grant {grant_id} changed meanwhile");
-            writes.push(if indexed {
-                Write::update(
-                    &self.table,
-                    grant_key(grant_id),
+            let (update, condition, expr) = if indexed {
+                (
                     "SET #revocation_requested = :request, #gsi2sk = :due_at",
                     "attribute_not_exists(#revocation_requested) AND attribute_exists(#gsi2pk)",
                     expr.names(&[GSI2SK]).value(":due_at", s(keys::due_sort(request.at, grant_id))),
-                    refused,
-                )?
+                )
             } else {
-                Write::update(
-                    &self.table,
-                    grant_key(grant_id),
+                (
                     "SET #revocation_requested = :request",
                     "attribute_not_exists(#revocation_requested) AND attribute_not_exists(#gsi2pk)",
                     expr,
-                    refused,
-                )?
-            });
+                )
+            };
+            let refused = format!("grant {grant_id} changed meanwhile");
+            writes.push(Write::update(&self.table, grant_key(grant_id), update, condition, expr, refused)?);
         }
-        writes.extend(self.audit_writes(audit)?);
-        self.transact(writes).await
+        self.transact_with_audit(writes, audit).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Grant>, GrantStoreError> {
@@ -1073,56 +1157,26 @@ impl GrantStore for DynamoGrantStore {
 
     async fn due(&self, now: DateTime<Utc>, limit: usize, next: Option<&str>) -> Result<GrantPage, GrantStoreError> {
         let until = keys::due_until(now);
-        let mut start = match next {
+        let start = match next {
             Some(token) => {
-                let cursor = decode_cursor(token, "due", &DUE_KEY)?;
-                if cursor.key[GSI2PK] != keys::DUE || !cursor.key[PK].starts_with("GRANT#") {
-                    return Err(invalid_token("not a due grant"));
-                }
+                let cursor = decode_grant_cursor(token, "due", table::GSI2, keys::DUE)?;
                 if cursor.key[GSI2SK] > until {
                     // Continues after everything due now.
                     return Ok(GrantPage::default());
                 }
-                Some(start_key(&cursor))
+                Some(cursor.start_key())
             }
             None => None,
         };
         if limit == 0 {
             return Ok(GrantPage::default());
         }
-        // One grant more than asked tells whether there is a next page.
-        let mut found: Vec<(Grant, BTreeMap<String, String>)> = Vec::new();
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(table::GSI2.name)
-                .key_condition_expression("#gsi2pk = :due AND #gsi2sk <= :until")
-                .expression_attribute_names("#gsi2pk", GSI2PK)
-                .expression_attribute_names("#gsi2sk", GSI2SK)
-                .expression_attribute_values(":due", s(keys::DUE))
-                .expression_attribute_values(":until", s(&until))
-                .limit(query_limit(limit + 1 - found.len()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(aws)?;
-            for item in output.items.unwrap_or_default() {
-                let key = key_of(&item, &DUE_KEY)?;
-                found.push((from_item(item)?, key));
-                if found.len() > limit {
-                    found.truncate(limit);
-                    let key = found.last().map(|(_, k)| k.clone()).unwrap_or_default();
-                    let next = encode_cursor(&Cursor { k: "due".into(), day: None, key });
-                    return Ok(GrantPage { grants: found.into_iter().map(|(g, _)| g).collect(), next: Some(next) });
-                }
-            }
-            match output.last_evaluated_key {
-                Some(last) => start = Some(last),
-                None => return Ok(GrantPage { grants: found.into_iter().map(|(g, _)| g).collect(), next: None }),
-            }
-        }
+        let query = Query::new(
+            Some(table::GSI2),
+            "#gsi2pk = :due AND #gsi2sk <= :until",
+            Expr::default().names(&[GSI2PK, GSI2SK]).value(":due", s(keys::DUE)).value(":until", s(&until)),
+        );
+        self.grant_page(&query, "due", start, limit).await
     }
 
     async fn list(&self, filter: &GrantFilter, limit: usize, next: Option<&str>) -> Result<GrantPage, GrantStoreError> {
@@ -1130,7 +1184,7 @@ impl GrantStore for DynamoGrantStore {
         if limit == 0 {
             // Still refuse a bad token.
             if let Some(token) = next {
-                let (kind, names): (&str, &[&str]) = if open { ("open", &OPEN_KEY) } else { ("list", &LIST_KEY) };
+                let (kind, names): (&str, &[&str]) = if open { ("open", &OPEN_KEY) } else { ("list", &GSI1_KEY) };
                 decode_cursor(token, kind, names)?;
             }
             return Ok(GrantPage::default());
@@ -1148,7 +1202,7 @@ impl GrantStore for DynamoGrantStore {
         if grant.status != GrantStatus::Active {
             return Err(GrantStoreError::Conflict(format!("grant {grant_id} is not active")));
         }
-        let mut writes = vec![Write::update(
+        let mark = Write::update(
             &self.table,
             grant_key(grant_id),
             "SET #membership_missing = :true",
@@ -1158,9 +1212,8 @@ impl GrantStore for DynamoGrantStore {
                 .value(":true", AttributeValue::Bool(true))
                 .value(":active", s(GrantStatus::Active.as_str())),
             format!("grant {grant_id} is not active"),
-        )?];
-        writes.extend(self.audit_writes(audit)?);
-        self.transact(writes).await?;
+        )?;
+        self.transact_with_audit(vec![mark], audit).await?;
         grant.membership_missing = true;
         Ok(grant)
     }
@@ -1193,23 +1246,11 @@ impl GrantStore for DynamoGrantStore {
     }
 
     async fn audit_for(&self, grant_id: &str) -> Result<Vec<AuditRecord>, GrantStoreError> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", s(keys::audit(grant_id)))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        let mut records = Vec::new();
-        while let Some(page) = pages.next().await {
-            for item in page.map_err(aws)?.items.unwrap_or_default() {
-                records.push(from_item(item)?);
-            }
-        }
-        Ok(records)
+        let query = Query {
+            consistent: true,
+            ..Query::new(None, "#pk = :pk", Expr::default().names(&[PK]).value(":pk", s(keys::audit(grant_id))))
+        };
+        self.query_all(&query).await
     }
 
     async fn audit_between(
@@ -1225,7 +1266,7 @@ impl GrantStore for DynamoGrantStore {
             Some(token) => {
                 // At the start of a day (no key), or after a record of that day.
                 let cursor = decode_any_cursor(token, "audit")?;
-                if !cursor.key.is_empty() && !has_key(&cursor, &AUDIT_KEY) {
+                if !cursor.key.is_empty() && !has_key(&cursor, &GSI1_KEY) {
                     return Err(invalid_token("unexpected key attributes"));
                 }
                 let day = cursor
@@ -1236,7 +1277,7 @@ impl GrantStore for DynamoGrantStore {
                 if day < first_day || day > last_day {
                     return Err(invalid_token("its day is outside the range"));
                 }
-                let start = (!cursor.key.is_empty()).then(|| start_key(&cursor));
+                let start = (!cursor.key.is_empty()).then(|| cursor.start_key());
                 if start.as_ref().is_some_and(|k| text(k, GSI1PK) != Some(keys::audit_day(day).as_str())) {
                     return Err(invalid_token("its key is not of its day"));
                 }
@@ -1248,49 +1289,30 @@ impl GrantStore for DynamoGrantStore {
             return Ok(AuditPage::default());
         }
         let (low, high) = (keys::sortable_time(from), keys::sortable_time(to));
-        let mut found: Vec<(AuditRecord, BTreeMap<String, String>)> = Vec::new();
+        let mut records = Vec::new();
         let mut days = 0;
         loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(table::GSI1.name)
-                .key_condition_expression("#gsi1pk = :day AND #gsi1sk BETWEEN :low AND :high")
-                .expression_attribute_names("#gsi1pk", GSI1PK)
-                .expression_attribute_names("#gsi1sk", GSI1SK)
-                .expression_attribute_values(":day", s(keys::audit_day(day)))
-                .expression_attribute_values(":low", s(&low))
-                .expression_attribute_values(":high", s(&high))
-                .limit(query_limit(limit + 1 - found.len()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(aws)?;
-            for item in output.items.unwrap_or_default() {
-                let key = key_of(&item, &AUDIT_KEY)?;
-                found.push((from_item(item)?, key));
-                if found.len() > limit {
-                    found.truncate(limit);
-                    let key = found.last().map(|(_, k)| k.clone()).unwrap_or_default();
-                    let next = Cursor { k: "audit".into(), day: Some(day.to_string()), key };
-                    let records = found.into_iter().map(|(r, _)| r).collect();
-                    return Ok(AuditPage { records, next: Some(encode_cursor(&next)) });
-                }
-            }
-            if let Some(last) = output.last_evaluated_key {
-                start = Some(last);
-                continue;
+            let of_day = Query::new(
+                Some(table::GSI1),
+                "#gsi1pk = :day AND #gsi1sk BETWEEN :low AND :high",
+                Expr::default()
+                    .names(&[GSI1PK, GSI1SK])
+                    .value(":day", s(keys::audit_day(day)))
+                    .value(":low", s(&low))
+                    .value(":high", s(&high)),
+            );
+            if let PageEnd::More(after) = self.read_page(&of_day, start.take(), limit, &mut records).await? {
+                // No key: the page was full with earlier days' records; the next starts this day.
+                let next = Cursor::audit(day, after.unwrap_or_default());
+                return Ok(AuditPage { records, next: Some(next.token()) });
             }
             days += 1;
-            let following = day.succ_opt().filter(|d| *d <= last_day);
-            match following {
-                None => return Ok(AuditPage { records: found.into_iter().map(|(r, _)| r).collect(), next: None }),
+            match day.succ_opt().filter(|d| *d <= last_day) {
+                None => return Ok(AuditPage { records, next: None }),
                 // Enough day partitions for one call: a short page, continued at the next day.
                 Some(following) if days >= AUDIT_DAYS_MAX => {
-                    let next = Cursor { k: "audit".into(), day: Some(following.to_string()), key: BTreeMap::new() };
-                    let records = found.into_iter().map(|(r, _)| r).collect();
-                    return Ok(AuditPage { records, next: Some(encode_cursor(&next)) });
+                    let next = Cursor::audit(following, PageKey::new());
+                    return Ok(AuditPage { records, next: Some(next.token()) });
                 }
                 Some(following) => day = following,
             }
@@ -1318,26 +1340,21 @@ impl GrantStore for DynamoGrantStore {
             .value(":now", s(keys::sortable_time(claim.now)))
             .value(":in_progress", s(IN_PROGRESS))
             .parts();
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(#pk) OR #expires_at <= :now \
+                 OR (#status = :in_progress AND #in_progress_until <= :now)",
+            )
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         // The old record decides; should it vanish before it is read, claim again.
         for _ in 0..3 {
-            let sent = (|| async {
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(item.clone()))
-                    .condition_expression(
-                        "attribute_not_exists(#pk) OR #expires_at <= :now \
-                         OR (#status = :in_progress AND #in_progress_until <= :now)",
-                    )
-                    .set_expression_attribute_names(names.clone())
-                    .set_expression_attribute_values(values.clone())
-                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                    .send()
-                    .await
-            })
-            .retry(write_backoff())
-            .when(transaction_conflict)
-            .await;
+            let sent = retry_conflicts(|| request.clone().send()).await;
             let failed = match sent {
                 Ok(_) => return Ok(IdempotencyState::New),
                 Err(e) => match e.as_service_error() {
@@ -1364,27 +1381,17 @@ impl GrantStore for DynamoGrantStore {
     }
 
     async fn complete_idempotent(&self, key: &str, grant_id: &str) -> Result<(), GrantStoreError> {
-        let (names, values) = Expr::default()
-            .names(&[STATUS, "grant_id"])
-            .value(":completed", s(COMPLETED))
-            .value(":in_progress", s(IN_PROGRESS))
-            .value(":grant", s(grant_id))
-            .parts();
-        let sent = (|| async {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(idempotency_key(key)))
-                .update_expression("SET #status = :completed, #grant_id = :grant")
-                .condition_expression("#status = :in_progress")
-                .set_expression_attribute_names(names.clone())
-                .set_expression_attribute_values(values.clone())
-                .send()
-                .await
-        })
-        .retry(write_backoff())
-        .when(transaction_conflict)
-        .await;
+        let request = self.update_item(
+            idempotency_key(key),
+            "SET #status = :completed, #grant_id = :grant",
+            "#status = :in_progress",
+            Expr::default()
+                .names(&[STATUS, "grant_id"])
+                .value(":completed", s(COMPLETED))
+                .value(":in_progress", s(IN_PROGRESS))
+                .value(":grant", s(grant_id)),
+        );
+        let sent = retry_conflicts(|| request.clone().send()).await;
         match sent {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
@@ -1397,20 +1404,15 @@ impl GrantStore for DynamoGrantStore {
     }
 
     async fn abandon_idempotent(&self, key: &str) -> Result<(), GrantStoreError> {
-        let sent = (|| async {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(idempotency_key(key)))
-                .condition_expression("#status = :in_progress")
-                .expression_attribute_names("#status", STATUS)
-                .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-                .send()
-                .await
-        })
-        .retry(write_backoff())
-        .when(transaction_conflict)
-        .await;
+        let request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(idempotency_key(key)))
+            .condition_expression("#status = :in_progress")
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS));
+        let sent = retry_conflicts(|| request.clone().send()).await;
         match sent {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
@@ -1480,28 +1482,8 @@ impl MembershipOracle for DynamoGrantStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::{AuditAction, AuditOutcome, GrantGroup, GrantUser};
+    use crate::grants::{sample_grant, AuditAction, AuditOutcome};
     use chrono::TimeZone;
-
-    fn grant() -> Grant {
-        let at = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
-        Grant {
-            id: "0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11".into(),
-            integration: "corp".into(),
-            user: GrantUser { id: "u1".into(), email: "alice@corp.com".into() },
-            group: GrantGroup { id: "g1".into(), name: "prod-db-admins".into() },
-            status: GrantStatus::Pending,
-            granted_at: at,
-            expires_at: at + chrono::Duration::hours(2),
-            ended_at: None,
-            requested_by: "arn:aws:iam::123456789012:user/admin".into(),
-            reason: "incident 42".into(),
-            preexisting_membership: false,
-            membership_missing: false,
-            schedule_name: None,
-            revocation_requested: None,
-        }
-    }
 
     #[test]
     fn base64url_round_trips_every_length_and_refuses_garbage() {
@@ -1521,24 +1503,44 @@ mod tests {
     #[test]
     fn tokens_are_checked_for_kind_and_key() {
         let key = BTreeMap::from([(PK.to_owned(), "GRANT#x".to_owned()), (SK.to_owned(), "GRANT".to_owned())]);
-        let token = encode_cursor(&Cursor { k: "due".into(), day: None, key });
+        let token = Cursor::new("due", key).token();
         assert!(decode_cursor(&token, "due", &[PK, SK]).is_ok());
         for bad in [
             decode_cursor(&token, "list", &[PK, SK]),
-            decode_cursor(&token, "due", &DUE_KEY),
+            decode_cursor(&token, "due", &page_key(table::GSI2)),
             decode_cursor("!!!", "due", &[PK, SK]),
             decode_cursor(&base64url(b"{\"k\":1}"), "due", &[PK, SK]),
             decode_cursor(&"A".repeat(TOKEN_MAX_CHARS + 1), "due", &[PK, SK]),
         ] {
-            assert!(
-                matches!(bad, Err(GrantStoreError::InvalidToken(_)))
-            );
+            assert!(matches!(bad, Err(GrantStoreError::InvalidToken(_))));
+        }
+    }
+
+    #[test]
+    fn grant_tokens_must_continue_after_a_grant_of_the_partition_queried() {
+        let key = |pk: &str, index_pk: &str| {
+            BTreeMap::from([
+                (PK.to_owned(), pk.to_owned()),
+                (SK.to_owned(), "GRANT".to_owned()),
+                (GSI2PK.to_owned(), index_pk.to_owned()),
+                (GSI2SK.to_owned(), "2026-11-23T14:00:00.000000000Z#x".to_owned()),
+            ])
+        };
+        let due = Cursor::new("due", key("GRANT#x", keys::DUE)).token();
+        let cursor = decode_grant_cursor(&due, "due", table::GSI2, keys::DUE).unwrap();
+        assert_eq!(text(&cursor.start_key(), GSI2SK), Some("2026-11-23T14:00:00.000000000Z#x"));
+        for bad in [
+            decode_grant_cursor(&due, "list", table::GSI1, keys::GRANTS),
+            decode_grant_cursor(&Cursor::new("due", key("AUDIT#x", keys::DUE)).token(), "due", table::GSI2, keys::DUE),
+            decode_grant_cursor(&Cursor::new("due", key("GRANT#x", "OTHER")).token(), "due", table::GSI2, keys::DUE),
+        ] {
+            assert!(matches!(bad, Err(GrantStoreError::InvalidToken(_))), "{bad:?}");
         }
     }
 
     #[test]
     fn a_grant_item_carries_its_keys_and_maps_back() {
-        let g = grant();
+        let g = sample_grant();
         let item = grant_item(&g, Some(g.expires_at)).unwrap();
         assert_eq!(text(&item, PK), Some("GRANT#0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11"));
         assert_eq!(text(&item, GSI1SK), Some("2026-11-23T12:00:00.000000000Z#0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11"));
@@ -1554,7 +1556,7 @@ mod tests {
 
     #[test]
     fn audit_items_cut_free_text_and_sort_in_writing_order() {
-        let g = grant();
+        let g = sample_grant();
         let mut record = AuditRecord::new(&g, g.granted_at, "me", AuditAction::Created, AuditOutcome::Succeeded);
         record.detail = Some("é".repeat(AUDIT_TEXT_BYTES));
         let first = audit_item(&record).unwrap();

@@ -1130,6 +1130,37 @@ async fn the_oracle_answers_only_from_a_successful_sync_finished_before_the_mome
     assert_eq!(db.store.synced_membership(&elsewhere, t0()).await.unwrap(), None);
 }
 
+#[tokio::test]
+async fn audit_pages_that_fill_at_the_end_of_a_day_continue_with_the_next_day() {
+    let db = Db::new().await;
+    let grant = pending("u1", "g1", t0(), 2);
+    let day1 = Utc.with_ymd_and_hms(2026, 11, 23, 22, 0, 0).unwrap();
+    let day2 = day1 + Duration::hours(4);
+    let records = vec![
+        record(&grant, day1, AuditAction::Created),
+        record(&grant, day1 + Duration::minutes(1), AuditAction::Activated),
+        record(&grant, day2, AuditAction::Revoked),
+        record(&grant, day2 + Duration::minutes(1), AuditAction::MembershipRemoved),
+    ];
+    db.store.append_audit(&records).await.unwrap();
+    let (from, to) = (day1 - Duration::hours(1), day2 + Duration::hours(1));
+    for limit in 1..=5 {
+        let (mut seen, mut next, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let page = db.store.audit_between(from, to, limit, next.as_deref()).await.unwrap();
+            pages += 1;
+            assert!(page.records.len() <= limit);
+            seen.extend(page.records.iter().map(|r| r.action));
+            next = page.next;
+            if next.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, records.iter().map(|r| r.action).collect::<Vec<_>>(), "pages of {limit}");
+        assert!(pages <= 4 / limit + 1, "pages of {limit}: {pages}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The domain's lifecycle over DynamoDB
 
