@@ -176,7 +176,9 @@ pub enum GrantStoreError {
 /// `activate`: the membership is in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activation {
-    pub grant_id: String,
+    /// The pending grant as recorded by `insert_pending` (the store writes the change without
+    /// reading it back).
+    pub grant: Grant,
     /// Recorded on the grant.
     pub preexisting: bool,
     /// `Some(v)`: set the lease's `preexisting` to `v` (what JumpCloud's answer proved about the
@@ -188,7 +190,9 @@ pub struct Activation {
 /// `end`: the grant is settled and leaves the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ending {
-    pub grant_id: String,
+    /// The grant as the caller read it under the lease lock. The write is conditioned on the
+    /// stored status still being this one, so the store needs no read of its own.
+    pub grant: Grant,
     /// `Expired`, `Revoked` or `Failed` (a failed grant stays failed).
     pub status: crate::grants::GrantStatus,
     pub ended_at: DateTime<Utc>,
@@ -199,7 +203,8 @@ pub struct Ending {
 /// `fail_for_cleanup`: JumpCloud failed in a way that may have applied the add.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub grant_id: String,
+    /// The pending grant, as in [`Activation::grant`].
+    pub grant: Grant,
     pub ended_at: DateTime<Utc>,
     /// As in [`Activation::lease_preexisting`].
     pub lease_preexisting: Option<bool>,
@@ -235,7 +240,7 @@ pub trait GrantStore: Send + Sync {
 
     /// Pending -> active, atomically with the lease (`preexisting` per the activation; lock
     /// released) and the audit records. Conditions: the grant is pending and a holder, the lock
-    /// is `hold`'s. Returns the grant as stored.
+    /// is `hold`'s. Returns the grant as now stored. One write, no read.
     async fn activate(
         &self,
         activation: &Activation,
@@ -255,8 +260,9 @@ pub trait GrantStore: Send + Sync {
 
     /// Settles a grant, atomically: sets its status and `ended_at` (a failed grant keeps its
     /// status), removes it from the sweep's index and from the lease's holders, releases the lock
-    /// (or deletes the lease when `last_holder`) and appends `audit`. Conditions: the grant is
-    /// pending or active, or failed and still in the index; the lock is `hold`'s.
+    /// (or deletes the lease when `last_holder`) and appends `audit`. Conditions: the stored
+    /// status is still the one the caller read (pending or active, or failed and still in the
+    /// index); the lock is `hold`'s. One write, no read.
     async fn end(&self, ending: &Ending, hold: &LeaseHold, audit: &[AuditRecord]) -> Result<Grant, GrantStoreError>;
 
     /// A revocation could not be carried out: releases the lock and appends `audit`; with a

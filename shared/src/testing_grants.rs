@@ -200,7 +200,7 @@ impl GrantStore for MemoryGrantStore {
         audit: &[AuditRecord],
     ) -> Result<Grant, GrantStoreError> {
         let mut state = self.enter("activate")?;
-        let grant = state.release_pending(&activation.grant_id, hold, activation.lease_preexisting)?;
+        let grant = state.release_pending(&activation.grant.id, hold, activation.lease_preexisting)?;
         grant.status = GrantStatus::Active;
         grant.preexisting_membership = activation.preexisting;
         grant.schedule_name = activation.schedule_name.clone();
@@ -216,7 +216,7 @@ impl GrantStore for MemoryGrantStore {
         audit: &[AuditRecord],
     ) -> Result<Grant, GrantStoreError> {
         let mut state = self.enter("fail_for_cleanup")?;
-        let grant = state.release_pending(&failure.grant_id, hold, failure.lease_preexisting)?;
+        let grant = state.release_pending(&failure.grant.id, hold, failure.lease_preexisting)?;
         grant.status = GrantStatus::Failed;
         grant.ended_at = Some(failure.ended_at);
         let grant = grant.clone();
@@ -228,10 +228,14 @@ impl GrantStore for MemoryGrantStore {
 
     async fn end(&self, ending: &Ending, hold: &LeaseHold, audit: &[AuditRecord]) -> Result<Grant, GrantStoreError> {
         let mut state = self.enter("end")?;
-        let id = &ending.grant_id;
+        let id = &ending.grant.id;
         let indexed = state.index.contains_key(id);
-        let status =
-            state.grant_of(id, hold)?.settled_status(ending.status, indexed).map_err(GrantStoreError::Conflict)?;
+        let stored = state.grant_of(id, hold)?;
+        // DynamoDB: the write is conditioned on the status the caller read.
+        if stored.status != ending.grant.status {
+            return Err(GrantStoreError::Conflict(format!("grant {id} is settled already")));
+        }
+        let status = stored.settled_status(ending.status, indexed).map_err(GrantStoreError::Conflict)?;
         let lease = state.held_lease(hold)?;
         if ending.last_holder {
             // DynamoDB: a Delete conditioned on the lock and on no other holder.

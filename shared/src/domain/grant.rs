@@ -450,7 +450,7 @@ async fn activate(
                 .detail(format!("{error}; the sweep ends the grant at its expiry")),
         );
     }
-    let activation = Activation { grant_id: grant.id.clone(), preexisting, lease_preexisting, schedule_name };
+    let activation = Activation { grant, preexisting, lease_preexisting, schedule_name };
     let active = match ctx.store.activate(&activation, hold, &audit).await {
         Ok(active) => active,
         // The grant stays pending and a holder: the schedule or the sweep settles it at expiry.
@@ -479,11 +479,11 @@ async fn fail(
         let lease_preexisting =
             if other_holders { None } else { Some(synced_membership(ctx, &hold.key, attempt_started).await) };
         let audit = audit.detail(format!("{error}; the add may have been applied: the sweep removes what it left"));
-        let failure = Failure { grant_id: grant.id.clone(), ended_at: now, lease_preexisting };
+        let failure = Failure { grant: grant.clone(), ended_at: now, lease_preexisting };
         ctx.store.fail_for_cleanup(&failure, hold, &[audit]).await
     } else {
         let ending = Ending {
-            grant_id: grant.id.clone(),
+            grant: grant.clone(),
             status: GrantStatus::Failed,
             ended_at: now,
             last_holder: !other_holders,

@@ -270,7 +270,7 @@ async fn settle_locked(
         _ => GrantStatus::Failed,
     };
     let audit = end_audit(&grant, status, membership, actor, now, others);
-    let ending = Ending { grant_id: grant.id.clone(), status, ended_at: now, last_holder: others == 0 };
+    let ending = Ending { grant: grant.clone(), status, ended_at: now, last_holder: others == 0 };
     let ended = match ctx.store.end(&ending, hold, &audit).await {
         Ok(ended) => ended,
         Err(e) => {

@@ -536,22 +536,29 @@ impl DynamoGrantStore {
         Ok(Some((from_item(item)?, indexed)))
     }
 
-    /// As [`Self::load`], for an operation under `hold`: the grant must exist and be of its lease.
+    /// A grant that an operation under `hold` writes must be of its lease (a programming error
+    /// otherwise: the caller passes the grant it locked the lease for).
+    fn check_held(grant: &Grant, hold: &LeaseHold) -> Result<(), GrantStoreError> {
+        if grant.lease_key() != hold.key {
+            return Err(GrantStoreError::Conflict(format!("grant {} belongs to another lease", grant.id)));
+        }
+        Ok(())
+    }
+
+    /// The grant as stored, for an operation under `hold` (a failed revocation).
     async fn load_held(&self, id: &str, hold: &LeaseHold) -> Result<(Grant, bool), GrantStoreError> {
         let (grant, indexed) = self.load(id).await?.ok_or_else(|| GrantStoreError::NotFound(id.to_owned()))?;
-        if grant.lease_key() != hold.key {
-            return Err(GrantStoreError::Conflict(format!("grant {id} belongs to another lease")));
-        }
+        Self::check_held(&grant, hold)?;
         Ok((grant, indexed))
     }
 
-    /// As [`Self::load_held`], and the grant must be pending (`activate`, `fail_for_cleanup`).
-    async fn load_pending(&self, id: &str, hold: &LeaseHold) -> Result<Grant, GrantStoreError> {
-        let (grant, _) = self.load_held(id, hold).await?;
+    /// As [`Self::check_held`], and the grant must be pending (`activate`, `fail_for_cleanup`).
+    fn check_pending(grant: &Grant, hold: &LeaseHold) -> Result<(), GrantStoreError> {
+        Self::check_held(grant, hold)?;
         if grant.status != GrantStatus::Pending {
-            return Err(GrantStoreError::Conflict(format!("grant {id} is not pending")));
+            return Err(GrantStoreError::Conflict(format!("grant {} is not pending", grant.id)));
         }
-        Ok(grant)
+        Ok(())
     }
 }
 
@@ -1022,8 +1029,9 @@ impl GrantStore for DynamoGrantStore {
         hold: &LeaseHold,
         audit: &[AuditRecord],
     ) -> Result<Grant, GrantStoreError> {
-        let id = &activation.grant_id;
-        let mut grant = self.load_pending(id, hold).await?;
+        let id = &activation.grant.id;
+        Self::check_pending(&activation.grant, hold)?;
+        let mut grant = activation.grant.clone();
         let mut expr = Expr::default()
             .names(&["preexisting_membership", "schedule_name"])
             .value(":active", s(GrantStatus::Active.as_str()))
@@ -1052,8 +1060,9 @@ impl GrantStore for DynamoGrantStore {
         hold: &LeaseHold,
         audit: &[AuditRecord],
     ) -> Result<Grant, GrantStoreError> {
-        let id = &failure.grant_id;
-        let mut grant = self.load_pending(id, hold).await?;
+        let id = &failure.grant.id;
+        Self::check_pending(&failure.grant, hold)?;
+        let mut grant = failure.grant.clone();
         // Stays a holder and in the sweep's index, due at `ended_at`: the sweep cleans up.
         let expr = Expr::default()
             .names(&["ended_at", GSI2PK, GSI2SK])
@@ -1071,22 +1080,22 @@ impl GrantStore for DynamoGrantStore {
     }
 
     async fn end(&self, ending: &Ending, hold: &LeaseHold, audit: &[AuditRecord]) -> Result<Grant, GrantStoreError> {
-        let id = &ending.grant_id;
-        let (mut grant, indexed) = self.load_held(id, hold).await?;
-        let status = grant.settled_status(ending.status, indexed).map_err(GrantStoreError::Conflict)?;
-        let mut expr = Expr::default()
+        let id = &ending.grant.id;
+        Self::check_held(&ending.grant, hold)?;
+        let mut grant = ending.grant.clone();
+        // A failed grant is open only while in the sweep's index: the condition checks that.
+        let status = grant.settled_status(ending.status, true).map_err(GrantStoreError::Conflict)?;
+        let expr = Expr::default()
             .names(&[STATUS, "ended_at", GSI2PK, GSI2SK])
             .value(":status", s(status.as_str()))
-            .value(":ended", to_value(&ending.ended_at)?);
-        // Exactly what was read: a failed grant still in the index, or a pending or active one.
+            .value(":ended", to_value(&ending.ended_at)?)
+            .value(":seen", s(grant.status.as_str()));
+        // Exactly what the caller read: a failed grant still in the index, or a pending or
+        // active one; anything else was settled (or changed) by someone else meanwhile.
         let condition = if grant.status == GrantStatus::Failed {
-            expr = expr.value(":failed", s(GrantStatus::Failed.as_str()));
-            "#status = :failed AND attribute_exists(#gsi2pk)"
+            "#status = :seen AND attribute_exists(#gsi2pk)"
         } else {
-            expr = expr
-                .value(":pending", s(GrantStatus::Pending.as_str()))
-                .value(":active", s(GrantStatus::Active.as_str()));
-            "#status IN (:pending, :active)"
+            "#status = :seen"
         };
         let grant_write = Write::update(
             &self.table,

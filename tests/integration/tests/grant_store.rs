@@ -311,7 +311,7 @@ async fn active(db: &Db, grant: &Grant) -> Grant {
     let owner = format!("grant:{}", grant.id);
     let hold = recorded(db, grant, &owner).await;
     let activation = Activation {
-        grant_id: grant.id.clone(),
+        grant: grant.clone(),
         preexisting: false,
         lease_preexisting: Some(false),
         schedule_name: Some(format!("jit-expire-{}", grant.id)),
@@ -524,7 +524,7 @@ async fn activate_makes_the_grant_active_releases_the_lock_and_returns_the_store
     let grant = pending("u1", "g1", t0(), 2);
     let hold = recorded(&db, &grant, "a").await;
     let activation = Activation {
-        grant_id: grant.id.clone(),
+        grant: grant.clone(),
         preexisting: true,
         lease_preexisting: Some(true),
         schedule_name: Some("jit-expire-x".into()),
@@ -532,7 +532,7 @@ async fn activate_makes_the_grant_active_releases_the_lock_and_returns_the_store
     db.calls.take();
     let active = db.store.activate(&activation, &hold, &[record(&grant, t0(), AuditAction::Activated)]).await.unwrap();
     let calls = db.calls.take();
-    assert_eq!(calls, BTreeMap::from([("GetItem".to_owned(), 1), ("TransactWriteItems".to_owned(), 1)]));
+    assert_eq!(calls, BTreeMap::from([("TransactWriteItems".to_owned(), 1)]), "one write, no read");
     assert_eq!(active.status, GrantStatus::Active);
     assert!(active.preexisting_membership);
     assert_eq!(active.schedule_name.as_deref(), Some("jit-expire-x"));
@@ -549,8 +549,7 @@ async fn activate_makes_the_grant_active_releases_the_lock_and_returns_the_store
     // A second grant on the lease, activated without deciding `preexisting`: the lease keeps it.
     let second = pending("u1", "g1", t0() + minutes(1), 1);
     let hold2 = recorded(&db, &second, "b").await;
-    let keep =
-        Activation { grant_id: second.id.clone(), preexisting: true, lease_preexisting: None, schedule_name: None };
+    let keep = Activation { grant: second.clone(), preexisting: true, lease_preexisting: None, schedule_name: None };
     let second_active = db.store.activate(&keep, &hold2, &[]).await.unwrap();
     assert_eq!(second_active.schedule_name, None);
     assert_eq!(db.store.get(&second.id).await.unwrap(), Some(second_active));
@@ -562,17 +561,13 @@ async fn activate_is_refused_for_an_unknown_grant_another_lease_or_a_lock_passed
     let db = Db::new().await;
     let grant = pending("u1", "g1", t0(), 2);
     let hold = recorded(&db, &grant, "a").await;
-    let activation = Activation {
-        grant_id: grant.id.clone(),
-        preexisting: false,
-        lease_preexisting: Some(false),
-        schedule_name: None,
-    };
+    let activation =
+        Activation { grant: grant.clone(), preexisting: false, lease_preexisting: Some(false), schedule_name: None };
 
-    let unknown = Activation { grant_id: "nope".into(), ..activation.clone() };
-    assert!(
-        matches!(db.store.activate(&unknown, &hold, &[]).await, Err(GrantStoreError::NotFound(id)) if id == "nope")
-    );
+    // A grant never recorded: the conditional write finds no pending grant.
+    let unknown = Activation { grant: Grant { id: "nope".into(), ..grant.clone() }, ..activation.clone() };
+    assert!(is_conflict(db.store.activate(&unknown, &hold, &[]).await).contains("not pending"));
+    assert!(db.store.get("nope").await.unwrap().is_none(), "nothing written");
 
     let elsewhere = LeaseHold { key: lease("u2", "g1"), owner: "a".into() };
     assert!(is_conflict(db.store.activate(&activation, &elsewhere, &[]).await).contains("another lease"));
@@ -594,7 +589,7 @@ async fn a_failed_grant_stays_a_holder_and_due_until_its_clean_up_ends_it_still_
     let db = Db::new().await;
     let grant = pending("u1", "g1", t0(), 2);
     let hold = recorded(&db, &grant, "a").await;
-    let failure = Failure { grant_id: grant.id.clone(), ended_at: t0() + minutes(1), lease_preexisting: Some(false) };
+    let failure = Failure { grant: grant.clone(), ended_at: t0() + minutes(1), lease_preexisting: Some(false) };
     let failed =
         db.store.fail_for_cleanup(&failure, &hold, &[record(&grant, t0(), AuditAction::Failed)]).await.unwrap();
     assert_eq!((failed.status, failed.ended_at), (GrantStatus::Failed, Some(t0() + minutes(1))));
@@ -608,12 +603,8 @@ async fn a_failed_grant_stays_a_holder_and_due_until_its_clean_up_ends_it_still_
     is_conflict(db.store.fail_for_cleanup(&failure, &hold, &[]).await);
 
     // The sweep's clean-up: ends it, as `expired` asked, but it stays failed.
-    let ending = Ending {
-        grant_id: grant.id.clone(),
-        status: GrantStatus::Expired,
-        ended_at: t0() + minutes(2),
-        last_holder: true,
-    };
+    let ending =
+        Ending { grant: failed.clone(), status: GrantStatus::Expired, ended_at: t0() + minutes(2), last_holder: true };
     let ended = db.store.end(&ending, &hold, &[record(&grant, t0(), AuditAction::MembershipRemoved)]).await.unwrap();
     assert_eq!((ended.status, ended.ended_at), (GrantStatus::Failed, Some(t0() + minutes(2))));
     assert_eq!(db.store.get(&grant.id).await.unwrap(), Some(ended));
@@ -630,7 +621,7 @@ async fn a_failed_grant_stays_a_holder_and_due_until_its_clean_up_ends_it_still_
     // An active grant cannot fail for clean-up.
     let other = active(&db, &pending("u2", "g1", t0(), 1)).await;
     let hold2 = hold_locked(&db, &other, "c").await;
-    let failure2 = Failure { grant_id: other.id.clone(), ended_at: t0(), lease_preexisting: None };
+    let failure2 = Failure { grant: other.clone(), ended_at: t0(), lease_preexisting: None };
     assert!(is_conflict(db.store.fail_for_cleanup(&failure2, &hold2, &[]).await).contains("not pending"));
 }
 
@@ -649,15 +640,11 @@ async fn end_as_last_holder_deletes_the_lease_and_as_one_of_several_keeps_the_ot
 
     // One of two holders.
     let hold1 = hold_locked(&db, &first, "r1").await;
-    let ending = Ending {
-        grant_id: first.id.clone(),
-        status: GrantStatus::Expired,
-        ended_at: t0() + minutes(60),
-        last_holder: false,
-    };
+    let ending =
+        Ending { grant: first.clone(), status: GrantStatus::Expired, ended_at: t0() + minutes(60), last_holder: false };
     db.calls.take();
     let ended = db.store.end(&ending, &hold1, &[record(&first, t0(), AuditAction::Expired)]).await.unwrap();
-    assert_eq!(count(&db.calls.take()), 2, "a consistent read and one transaction");
+    assert_eq!(db.calls.take(), BTreeMap::from([("TransactWriteItems".to_owned(), 1)]), "one write, no read");
     assert_eq!((ended.status, ended.ended_at), (GrantStatus::Expired, Some(t0() + minutes(60))));
     assert_eq!(db.store.get(&first.id).await.unwrap(), Some(ended));
     assert_eq!(db.leases("corp").await[&alice_g1()], (BTreeSet::from([second.id.clone()]), false, None));
@@ -670,7 +657,7 @@ async fn end_as_last_holder_deletes_the_lease_and_as_one_of_several_keeps_the_ot
     // Claiming to be the last holder while another holds the lease: refused, nothing changes.
     let third = active(&db, &pending("u1", "g1", t0() + minutes(2), 3)).await;
     let hold2 = hold_locked(&db, &second, "r2").await;
-    let wrong = Ending { grant_id: second.id.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
+    let wrong = Ending { grant: second.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
     let why = is_conflict(db.store.end(&wrong, &hold2, &[record(&second, t0(), AuditAction::Revoked)]).await);
     assert!(why.contains("other grants hold"), "{why}");
     assert_eq!(db.store.get(&second.id).await.unwrap().unwrap().status, GrantStatus::Active);
@@ -685,8 +672,7 @@ async fn end_as_last_holder_deletes_the_lease_and_as_one_of_several_keeps_the_ot
     // Then the two ends in turn: the last one deletes the lease.
     for (grant, last) in [(&second, false), (&third, true)] {
         let hold = hold_locked(&db, grant, "r3").await;
-        let ending =
-            Ending { grant_id: grant.id.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: last };
+        let ending = Ending { grant: grant.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: last };
         assert_eq!(db.store.end(&ending, &hold, &[]).await.unwrap().status, GrantStatus::Revoked);
     }
     assert!(db.lease_item(&alice_g1()).await.is_none());
@@ -699,14 +685,16 @@ async fn end_with_a_lock_passed_on_or_of_an_unknown_grant_is_refused() {
     let grant = active(&db, &pending("u1", "g1", t0(), 1)).await;
     let stale = hold_locked(&db, &grant, "stale").await;
     db.store.lock_lease(&grant.lease_key(), "fresh", t0() + minutes(3), minutes(3)).await.unwrap();
-    let ending = Ending { grant_id: grant.id.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
+    let ending = Ending { grant: grant.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
     assert!(is_conflict(db.store.end(&ending, &stale, &[record(&grant, t0(), AuditAction::Revoked)]).await)
         .contains("not held by stale"));
     assert_eq!(db.store.get(&grant.id).await.unwrap().unwrap().status, GrantStatus::Active);
     assert!(db.lease_item(&grant.lease_key()).await.is_some());
     assert_eq!(db.indexed().await.len(), 1);
-    let unknown = Ending { grant_id: "nope".into(), ..ending };
-    assert!(matches!(db.store.end(&unknown, &stale, &[]).await, Err(GrantStoreError::NotFound(_))));
+    let fresh = LeaseHold { owner: "fresh".into(), ..stale.clone() };
+    let unknown = Ending { grant: Grant { id: "nope".into(), ..grant.clone() }, ..ending };
+    assert!(is_conflict(db.store.end(&unknown, &fresh, &[]).await).contains("settled"));
+    assert!(db.store.get("nope").await.unwrap().is_none(), "nothing written");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -793,12 +781,12 @@ async fn due_returns_exactly_the_due_grants_earliest_first_in_resumable_pages() 
     }
     let failed = pending("u9", "g1", t0(), 5);
     let hold = recorded(&db, &failed, "f").await;
-    let failure = Failure { grant_id: failed.id.clone(), ended_at: t0() + minutes(30), lease_preexisting: None };
+    let failure = Failure { grant: failed.clone(), ended_at: t0() + minutes(30), lease_preexisting: None };
     db.store.fail_for_cleanup(&failure, &hold, &[]).await.unwrap();
     // An ended grant is not due.
     let ended = active(&db, &pending("u8", "g1", t0(), 1)).await;
     let hold = hold_locked(&db, &ended, "e").await;
-    let ending = Ending { grant_id: ended.id.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
+    let ending = Ending { grant: ended.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
     db.store.end(&ending, &hold, &[]).await.unwrap();
 
     // Due at exactly 3h: the failed one, then 1h, 2h, 3h (inclusive).
@@ -823,8 +811,7 @@ async fn due_returns_exactly_the_due_grants_earliest_first_in_resumable_pages() 
         if pages == 1 {
             let g = &page.grants[1];
             let hold = hold_locked(&db, g, "s").await;
-            let ending =
-                Ending { grant_id: g.id.clone(), status: GrantStatus::Expired, ended_at: t0(), last_holder: true };
+            let ending = Ending { grant: g.clone(), status: GrantStatus::Expired, ended_at: t0(), last_holder: true };
             db.store.end(&ending, &hold, &[]).await.unwrap();
         }
         next = page.next;
@@ -861,7 +848,7 @@ async fn list_is_newest_first_filtered_and_paged_with_a_resumable_token() {
     for (grant, status) in [(&all[0], GrantStatus::Expired), (&all[1], GrantStatus::Revoked)] {
         let hold = hold_locked(&db, grant, "r").await;
         let last_holder = db.holders(&grant.lease_key()).await.unwrap() == BTreeSet::from([grant.id.clone()]);
-        let ending = Ending { grant_id: grant.id.clone(), status, ended_at: t0(), last_holder };
+        let ending = Ending { grant: grant.clone(), status, ended_at: t0(), last_holder };
         db.store.end(&ending, &hold, &[]).await.unwrap();
     }
     let still_pending = pending("u1", "g3", t0() + minutes(30), 1);
@@ -1247,12 +1234,11 @@ async fn a_grant_and_its_revocation_run_over_dynamodb_with_a_measured_number_of_
     assert!(!again.changed);
     assert_eq!(count(&w.db.calls.take()), 1, "one read");
 
-    // A grant: lock (UpdateItem), record pending (TransactWriteItems), activate (GetItem and
-    // TransactWriteItems). A revocation: read, lock, end (GetItem and TransactWriteItems).
-    let expected_grant =
-        BTreeMap::from([("GetItem".to_owned(), 1), ("TransactWriteItems".to_owned(), 2), ("UpdateItem".to_owned(), 1)]);
+    // A grant: lock (UpdateItem), record pending, activate (a TransactWriteItems each). A
+    // revocation: read (GetItem), lock (UpdateItem), end (TransactWriteItems).
+    let expected_grant = BTreeMap::from([("TransactWriteItems".to_owned(), 2), ("UpdateItem".to_owned(), 1)]);
     let expected_revoke =
-        BTreeMap::from([("GetItem".to_owned(), 2), ("TransactWriteItems".to_owned(), 1), ("UpdateItem".to_owned(), 1)]);
+        BTreeMap::from([("GetItem".to_owned(), 1), ("TransactWriteItems".to_owned(), 1), ("UpdateItem".to_owned(), 1)]);
     println!("DynamoDB calls: grant {grant_calls:?}, revoke {revoke_calls:?}");
     assert_eq!((grant_calls, revoke_calls), (expected_grant, expected_revoke));
 
@@ -1263,20 +1249,20 @@ async fn a_grant_and_its_revocation_run_over_dynamodb_with_a_measured_number_of_
     w.db.calls.take();
     let first = request_grant(&w.ctx(), request.clone()).await.unwrap();
     let keyed = w.db.calls.take();
-    assert_eq!(count(&keyed), 6, "{keyed:?}");
+    assert_eq!(count(&keyed), 5, "{keyed:?}");
     let replay = request_grant(&w.ctx(), request).await.unwrap();
     assert!(replay.replayed && replay.grant == first.grant);
     assert_eq!(w.db.calls.take(), BTreeMap::from([("GetItem".to_owned(), 1), ("PutItem".to_owned(), 1)]));
     assert_eq!(w.jc.adds.load(Ordering::SeqCst), 2, "the replay added nothing");
 
-    // The sweep at expiry: one query, then lock and end.
+    // The sweep at expiry: one query, then lock and end: three calls.
     w.advance(Duration::hours(1));
     w.db.calls.take();
     let report = w.sweep().await;
     assert_eq!((report.examined, report.ended), (1, 1));
     let sweep_calls = w.db.calls.take();
     println!("DynamoDB calls: sweep of one grant {sweep_calls:?}");
-    assert_eq!(count(&sweep_calls), 4, "{sweep_calls:?}");
+    assert_eq!(count(&sweep_calls), 3, "{sweep_calls:?}");
     w.assert_consistent().await;
 }
 
