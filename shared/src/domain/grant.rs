@@ -482,12 +482,8 @@ async fn fail(
         let failure = Failure { grant: grant.clone(), ended_at: now, lease_preexisting };
         ctx.store.fail_for_cleanup(&failure, hold, &[audit]).await
     } else {
-        let ending = Ending {
-            grant: grant.clone(),
-            status: GrantStatus::Failed,
-            ended_at: now,
-            last_holder: !other_holders,
-        };
+        let ending =
+            Ending { grant: grant.clone(), status: GrantStatus::Failed, ended_at: now, last_holder: !other_holders };
         ctx.store.end(&ending, hold, &[audit.detail(error.to_string())]).await
     };
     match stored {
