@@ -320,19 +320,21 @@ pub(crate) async fn resolve_integration(
     }
 }
 
+/// A lookup's "not found" is the request's error (404); any other failure is JumpCloud's (502).
+pub(crate) fn not_found_as(error: JumpCloudError, missing: impl FnOnce() -> GrantError) -> GrantError {
+    match error {
+        JumpCloudError::NotFound { .. } => missing(),
+        other => GrantError::JumpCloud(other),
+    }
+}
+
 /// Steps 2 to 5.
 async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<Utc>) -> Result<Grant, GrantError> {
     let integration = resolve_integration(ctx.catalog, request.integration.as_deref()).await?;
     let directory = ctx.directories.directory(&integration);
     let (user, group) = futures::join!(directory.find_user(&request.user), directory.find_group(&request.group));
-    let user = user.map_err(|e| match e {
-        JumpCloudError::NotFound { .. } => GrantError::UserNotFound(request.user.clone()),
-        other => GrantError::JumpCloud(other),
-    })?;
-    let group = group.map_err(|e| match e {
-        JumpCloudError::NotFound { .. } => GrantError::GroupNotFound(request.group.clone()),
-        other => GrantError::JumpCloud(other),
-    })?;
+    let user = user.map_err(|e| not_found_as(e, || GrantError::UserNotFound(request.user.clone())))?;
+    let group = group.map_err(|e| not_found_as(e, || GrantError::GroupNotFound(request.group.clone())))?;
     if user.is_suspended() {
         return Err(GrantError::UserSuspended(request.user.clone()));
     }

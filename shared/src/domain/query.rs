@@ -2,9 +2,9 @@
 //! may use (email, username or id; group name or id), resolved to ids live in JumpCloud.
 
 use crate::{
-    domain::grant::{resolve_integration, GrantError},
+    domain::grant::{not_found_as, resolve_integration, GrantError},
     grants::{GrantFilter, GrantStatus},
-    jumpcloud::{is_object_id, JumpCloudError},
+    jumpcloud::is_object_id,
     ports::{DirectoryProvider, IntegrationCatalog},
 };
 
@@ -26,33 +26,31 @@ pub async fn resolve_filter(
     directories: &dyn DirectoryProvider,
     query: &GrantQuery,
 ) -> Result<GrantFilter, GrantError> {
-    let mut filter =
-        GrantFilter { status: query.status, user_id: None, group_id: None, integration: query.integration.clone() };
-    let by_name = |key: &Option<String>| key.as_ref().filter(|k| !is_object_id(k)).cloned();
-    let (user_name, group_name) = (by_name(&query.user), by_name(&query.group));
-    let directory = if user_name.is_some() || group_name.is_some() {
-        let integration = resolve_integration(catalog, query.integration.as_deref()).await?;
-        Some(directories.directory(&integration))
-    } else {
-        None
+    let mut filter = GrantFilter {
+        status: query.status,
+        user_id: query.user.clone(),
+        group_id: query.group.clone(),
+        integration: query.integration.clone(),
     };
-    filter.user_id = match (&query.user, &user_name, &directory) {
-        (_, Some(name), Some(directory)) => {
-            Some(directory.find_user(name).await.map(|u| u.id).map_err(|e| match e {
-                JumpCloudError::NotFound { .. } => GrantError::UserNotFound(name.clone()),
-                other => GrantError::JumpCloud(other),
-            })?)
-        }
-        (id, _, _) => id.clone(),
-    };
-    filter.group_id = match (&query.group, &group_name, &directory) {
-        (_, Some(name), Some(directory)) => {
-            Some(directory.find_group(name).await.map(|g| g.id).map_err(|e| match e {
-                JumpCloudError::NotFound { .. } => GrantError::GroupNotFound(name.clone()),
-                other => GrantError::JumpCloud(other),
-            })?)
-        }
-        (id, _, _) => id.clone(),
-    };
+    // Ids are taken as given; only names need JumpCloud (and so an integration).
+    let user_name = query.user.as_ref().filter(|k| !is_object_id(k));
+    let group_name = query.group.as_ref().filter(|k| !is_object_id(k));
+    if user_name.is_none() && group_name.is_none() {
+        return Ok(filter);
+    }
+    let integration = resolve_integration(catalog, query.integration.as_deref()).await?;
+    let directory = directories.directory(&integration);
+    if let Some(name) = user_name {
+        let user =
+            directory.find_user(name).await.map_err(|e| not_found_as(e, || GrantError::UserNotFound(name.clone())))?;
+        filter.user_id = Some(user.id);
+    }
+    if let Some(name) = group_name {
+        let group = directory
+            .find_group(name)
+            .await
+            .map_err(|e| not_found_as(e, || GrantError::GroupNotFound(name.clone())))?;
+        filter.group_id = Some(group.id);
+    }
     Ok(filter)
 }

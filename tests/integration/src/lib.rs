@@ -67,8 +67,13 @@ pub fn wait_until_listening(port: u16, limit: Duration) {
 
 /// SDK configuration for the local stack: fixed test credentials, one region, moto's endpoint.
 pub async fn sdk_config() -> SdkConfig {
+    sdk_config_for(&aws_endpoint()).await
+}
+
+/// As [`sdk_config`], with another endpoint (a relay or proxy in front of moto).
+pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint())
+        .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "integration-tests"))
         .load()

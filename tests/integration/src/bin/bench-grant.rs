@@ -21,9 +21,11 @@
 //! started by `cargo run`), then spawns each binary `--cold-runs` times, killing each at the end.
 
 use anyhow::{bail, ensure, Context};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::{config::Credentials, types::AttributeValue};
-use integration_tests::{aws_endpoint, event, http_event, http_response, lambda_event, unique, workspace_root, Stack};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::{
+    aws_endpoint, event, http_event, http_response, lambda_event, sdk_config_for, unique, workspace_root, Stack,
+};
 use jit_shared::{
     clock::ManualClock,
     config::Config,
@@ -450,15 +452,6 @@ fn settings(schedule_group: &str, bus: &str, grant: bool) -> Vec<(String, String
     vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-async fn sdk_config_via(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "bench-grant"))
-        .load()
-        .await
-}
-
 async fn fixture(proxy: &CountingProxy, users: usize) -> anyhow::Result<Fixture> {
     let stack = Stack::new().await;
     let mut org = Org::new(KEY);
@@ -475,7 +468,7 @@ async fn fixture(proxy: &CountingProxy, users: usize) -> anyhow::Result<Fixture>
     let extra = settings(&schedule_group, &bus, true);
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let config = stack.config(&sim.url(), &extra);
-    let sdk = sdk_config_via(&proxy.url).await;
+    let sdk = sdk_config_for(&proxy.url).await;
     Ok(Fixture { stack, sim, config, sdk, emails, schedule_group, bus })
 }
 
