@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use jit_shared::{
     config::Config,
+    domain::model::{AuditRecord, EndReason, Grant, GrantStatus, MembershipEnd},
     domain::{
         grant::{request_grant, GrantRequest},
         query::{resolve_filter, GrantQuery},
         revoke::revoke_grant,
     },
     duration::GrantDuration,
-    grants::{AuditRecord, EndReason, Grant, GrantStatus, MembershipEnd},
-    handlers::lifecycle::{Function, Lifecycle},
+    wiring::{Function, Lifecycle},
 };
 use std::process::ExitCode;
 

@@ -10,16 +10,16 @@ mod schedule_runner;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use jit_shared::{
-    aws,
+    adapters::aws,
+    adapters::dynamodb::DynamoStore,
     config::Config,
     domain::{
         reconcile::ReconcileReport,
         sync::{sync_all, IntegrationOutcome, SyncContext, SyncError},
     },
-    handlers::lifecycle::{Function, Lifecycle},
     setup::{self, LocalSecret},
-    store::DynamoStore,
     telemetry,
+    wiring::{Function, Lifecycle},
 };
 use std::process::ExitCode;
 

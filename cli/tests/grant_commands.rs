@@ -5,8 +5,8 @@ use integration_tests::{aws_endpoint, unique, Stack};
 use jit_shared::{
     clock::ManualClock,
     domain::grant::{request_grant, GrantRequest},
-    handlers::lifecycle::{Function, Lifecycle},
     setup,
+    wiring::{Function, Lifecycle},
 };
 use jumpcloud_sim::{Group, MembershipMethod, Org, RunningSimulator, Simulator, User};
 use serde_json::Value;

@@ -1,34 +1,30 @@
 //! Just-in-time JumpCloud group access: the library every function and the CLI share.
 //!
-//! Layers (see `../shared/STYLE.md`):
-//! - [`domain`]: what happens on sync (and later grant, revoke, reconcile), pure logic over [`ports`].
-//! - [`ports`]: the small traits the domain needs (JumpCloud directory, store, integrations).
-//! - adapters: [`jumpcloud`] (reqwest), [`store`] (DynamoDB and an in-memory double), [`secrets`]
-//!   (Secrets Manager).
-//! - edges: [`config`] (environment, validated once), [`http`] (routes and problem+json),
-//!   [`telemetry`] (JSON logs), [`setup`] (creates the resources the template also declares).
+//! Layers (see `ARCHITECTURE.md` at the repository's root):
+//! - [`domain`]: what happens on sync, grant, revoke, sweep and reconciliation: pure logic over
+//!   [`ports`], and the domain's types in [`domain::model`].
+//! - [`ports`]: the small traits the domain needs (directory, stores, scheduler, event bus,
+//!   integrations), with the types they speak in.
+//! - [`adapters`]: the ports over the outside world: JumpCloud (reqwest), DynamoDB, EventBridge
+//!   Scheduler, EventBridge, Secrets Manager.
+//! - edges: [`handlers`] (the functions' events in, responses out), [`http`] (routes,
+//!   problem+json, caller identity), [`config`] (environment, validated once), [`wiring`] (the
+//!   adapters behind each port, built once per container), [`telemetry`] (JSON logs), [`setup`]
+//!   (creates the resources the template also declares).
+//! - [`credentials`]: secret values and the types that hold them (redacted `Debug`).
+//! - [`testing`]: in-memory doubles of the ports (tests, and the `testing` feature).
 
-pub mod aws;
+pub mod adapters;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod duration;
-pub mod events;
-pub mod grants;
 pub mod handlers;
 pub mod http;
-pub mod jumpcloud;
-pub mod model;
 pub mod ports;
-pub mod scheduler;
-pub mod secret;
-pub mod secrets;
 pub mod setup;
-pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing_grants;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing_lifecycle;
+pub mod wiring;

@@ -2,10 +2,10 @@
 //! tests implement them in memory.
 
 use crate::{
-    jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
-    model::{DirectoryChanges, DirectoryDigest, DirectoryGroup},
-    secret::Credentials,
-    store::StoreError,
+    adapters::dynamodb::StoreError,
+    adapters::jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
+    credentials::Credentials,
+    domain::model::{DirectoryChanges, DirectoryDigest, DirectoryGroup},
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -149,7 +149,7 @@ pub trait DirectoryStore: Send + Sync {
 // the `LeaseHold` of the lock the caller holds and fail with `Conflict` if that lock has passed
 // to someone else, so a caller whose lock lapsed can never overwrite a newer decision.
 
-use crate::grants::{
+use crate::domain::model::{
     AuditPage, AuditRecord, Grant, GrantEvent, GrantFilter, GrantPage, IdempotencyClaim, IdempotencyState, Lease,
     LeaseHold, LeaseKey, RevocationRequest,
 };
@@ -194,7 +194,7 @@ pub struct Ending {
     /// stored status still being this one, so the store needs no read of its own.
     pub grant: Grant,
     /// `Expired`, `Revoked` or `Failed` (a failed grant stays failed).
-    pub status: crate::grants::GrantStatus,
+    pub status: crate::domain::model::GrantStatus,
     pub ended_at: DateTime<Utc>,
     /// No other grant holds the lease: delete it (it held only this grant, or nothing).
     pub last_holder: bool,
@@ -326,9 +326,9 @@ pub struct SchedulerError(pub String);
 /// One-time expiry schedules (EventBridge Scheduler).
 #[async_trait]
 pub trait ExpiryScheduler: Send + Sync {
-    /// Creates the grant's schedule: name [`crate::grants::expiry_schedule_name`], expression
-    /// [`crate::grants::expiry_schedule_expression`] in timezone UTC, flexible window off,
-    /// deleted after completion, input [`crate::grants::ExpiryInput`] as JSON, target the `revoke`
+    /// Creates the grant's schedule: name [`crate::domain::model::expiry_schedule_name`], expression
+    /// [`crate::domain::model::expiry_schedule_expression`] in timezone UTC, flexible window off,
+    /// deleted after completion, input [`crate::domain::model::ExpiryInput`] as JSON, target the `revoke`
     /// function. An existing schedule of that name counts as created. Returns its name.
     async fn create(&self, grant: &Grant) -> Result<String, SchedulerError>;
     /// Deletes a schedule; one that does not exist (fired, or never created) is success.
@@ -340,7 +340,7 @@ pub trait ExpiryScheduler: Send + Sync {
 pub struct EventBusError(pub String);
 
 /// Publishes events (EventBridge `PutEvents`, at most 10 entries per call, source
-/// [`crate::grants::EVENT_SOURCE`]).
+/// [`crate::domain::model::EVENT_SOURCE`]).
 #[async_trait]
 pub trait EventBus: Send + Sync {
     async fn publish(&self, events: &[GrantEvent]) -> Result<(), EventBusError>;

@@ -1,9 +1,9 @@
 //! Creates the product's resources idempotently: the table with its indexes and TTL, the schedule
 //! group, the event bus and, for the local stack, a tagged secret for the simulator. Used by
-//! `jitctl setup`; the table comes from [`crate::store::table`], the same definition the template
+//! `jitctl setup`; the table comes from [`crate::adapters::dynamodb::table`], the same definition the template
 //! is checked against.
 
-use crate::{config::Config, store::table};
+use crate::{adapters::dynamodb::table, config::Config};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_secretsmanager::types::Tag;

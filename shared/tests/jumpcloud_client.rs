@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use jit_shared::{
+    adapters::jumpcloud::{CredentialSource, JumpCloudClient, JumpCloudError},
     config::JumpCloudLimits,
-    jumpcloud::{CredentialSource, JumpCloudClient, JumpCloudError},
+    credentials::{ApiKey, Credentials},
     ports::{AddOutcome, Directory, RemoveOutcome},
-    secret::{ApiKey, Credentials},
 };
 use jumpcloud_sim::{FaultKind, Faults, Group, Org, RunningSimulator, Simulator, User};
 use std::{
@@ -214,8 +214,9 @@ async fn sends_the_org_id() {
         let credentials = Credentials { token: ApiKey::new(KEY), org_id: org.map(str::to_owned) };
         JumpCloudClient::with_credentials(reqwest::Client::new(), &sim.url(), credentials, limits())
     };
-    let names =
-        |groups: Vec<jit_shared::jumpcloud::JumpCloudGroup>| groups.into_iter().map(|g| g.name).collect::<Vec<_>>();
+    let names = |groups: Vec<jit_shared::adapters::jumpcloud::JumpCloudGroup>| {
+        groups.into_iter().map(|g| g.name).collect::<Vec<_>>()
+    };
     assert_eq!(names(with_org(Some("org-b")).list_groups().await.unwrap()), vec!["only-in-b"]);
     assert_eq!(names(with_org(Some("org-a")).list_groups().await.unwrap()), vec!["only-in-a"]);
     // Without x-org-id a multi-organization key is ambiguous: JumpCloud refuses it.

@@ -2,13 +2,11 @@
 //! `jit_shared::handlers::grant`.
 
 use jit_shared::{
-    aws,
+    adapters::aws,
     config::Config,
-    handlers::{
-        grant::GrantHandler,
-        lifecycle::{Function, Lifecycle},
-    },
+    handlers::grant::GrantHandler,
     telemetry,
+    wiring::{Function, Lifecycle},
 };
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;

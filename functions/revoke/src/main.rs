@@ -2,13 +2,11 @@
 //! see `jit_shared::handlers::revoke`.
 
 use jit_shared::{
-    aws,
+    adapters::aws,
     config::Config,
-    handlers::{
-        lifecycle::{Function, Lifecycle},
-        revoke::RevokeHandler,
-    },
+    handlers::revoke::RevokeHandler,
     telemetry,
+    wiring::{Function, Lifecycle},
 };
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! `sync`: EventBridge schedule and `POST /sync`. Wiring only; see `jit_shared::handlers::sync`.
 
-use jit_shared::{aws, config::Config, handlers::sync::SyncHandler, telemetry};
+use jit_shared::{adapters::aws, config::Config, handlers::sync::SyncHandler, telemetry};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 

@@ -18,16 +18,16 @@
 //! published (best effort) to the event bus.
 
 use crate::{
+    adapters::jumpcloud::JumpCloudError,
     clock::Clock,
     config::{Config, GroupScope},
-    domain::directory::canonical_email,
-    duration::GrantDuration,
-    grants::{
+    domain::model::{content_hash, MembershipMethod},
+    domain::model::{
         AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent, GrantEventDetail, GrantGroup,
         GrantStatus, GrantUser, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey,
     },
-    jumpcloud::JumpCloudError,
-    model::{content_hash, MembershipMethod},
+    domain::snapshot::canonical_email,
+    duration::GrantDuration,
     ports::{
         Activation, AddOutcome, Directory, DirectoryProvider, Ending, EventBus, ExpiryScheduler, Failure, GrantStore,
         GrantStoreError, Integration, IntegrationCatalog, MembershipOracle, SecretsError,
@@ -546,7 +546,7 @@ pub(crate) async fn publish(
     detail_type: EventType,
     grant: &Grant,
     actor: &str,
-    membership: Option<crate::grants::MembershipEnd>,
+    membership: Option<crate::domain::model::MembershipEnd>,
     error: Option<String>,
 ) {
     let detail = GrantEventDetail { grant: grant.clone(), actor: actor.to_owned(), membership, error };

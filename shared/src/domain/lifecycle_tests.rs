@@ -7,15 +7,15 @@ use super::{
     revoke::RevokeError,
 };
 use crate::{
+    adapters::jumpcloud::JumpCloudError,
     clock::Clock,
-    grants::{
+    domain::model::{
         AuditAction, GrantFilter, GrantStatus, IdempotencyClaim, IdempotencyState, LeaseKey, MembershipEnd, ACTOR_SWEEP,
     },
-    jumpcloud::JumpCloudError,
     ports::GrantStore,
+    testing::lifecycle::{self as scenarios, t0, LifecycleHarness, ADMIN, REVOKER},
     testing::FakeDirectory,
-    testing_grants::{Fault, MemoryGrantStore, SyncedMemberships},
-    testing_lifecycle::{self as scenarios, t0, LifecycleHarness, ADMIN, REVOKER},
+    testing::{Fault, MemoryGrantStore, SyncedMemberships},
 };
 use chrono::Duration;
 use std::sync::{atomic::Ordering, Arc};
@@ -863,7 +863,7 @@ async fn the_memory_store_refuses_writes_from_a_lapsed_lock() {
     let w = World::new(&[]);
     let grant = w.grant("alice@corp.com", "1h").await;
     let key = alice_g1();
-    let stale = crate::grants::LeaseHold { key: key.clone(), owner: "stale".into() };
+    let stale = crate::domain::model::LeaseHold { key: key.clone(), owner: "stale".into() };
     w.store.lock_lease(&key, "stale", t0(), Duration::seconds(1)).await.unwrap();
     // Someone else takes the lapsed lock.
     w.store.lock_lease(&key, "fresh", t0() + Duration::seconds(2), Duration::minutes(1)).await.unwrap();

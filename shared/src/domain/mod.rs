@@ -1,10 +1,11 @@
 //! What the product does, over the ports only: no network here, every path testable in memory.
 
-pub mod directory;
 pub mod grant;
 #[cfg(test)]
 mod lifecycle_tests;
+pub mod model;
 pub mod query;
 pub mod reconcile;
 pub mod revoke;
+pub mod snapshot;
 pub mod sync;

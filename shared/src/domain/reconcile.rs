@@ -8,8 +8,8 @@
 
 use super::grant::{publish, GrantContext};
 use crate::{
-    grants::{AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantFilter, GrantStatus, LeaseHold},
-    model::{DirectorySnapshot, Membership, ObjectId},
+    domain::model::{AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantFilter, GrantStatus, LeaseHold},
+    domain::model::{DirectorySnapshot, Membership, ObjectId},
     ports::{Directory, RemoveOutcome},
 };
 use chrono::{DateTime, Duration, Utc};
@@ -196,11 +196,11 @@ mod tests {
     use super::*;
     use crate::{
         clock::Clock,
+        domain::model::EndReason,
+        domain::model::{DirectoryUser, UserState},
         domain::revoke::revoke_grant,
-        grants::EndReason,
-        model::{DirectoryUser, UserState},
-        testing_grants::{MemoryGrantStore, SyncedMemberships},
-        testing_lifecycle::LifecycleHarness,
+        testing::lifecycle::LifecycleHarness,
+        testing::{MemoryGrantStore, SyncedMemberships},
     };
 
     /// The lifecycle over the in-memory store; `jc` is JumpCloud.
@@ -227,7 +227,7 @@ mod tests {
         fn snapshot(&self) -> DirectorySnapshot {
             let mut s = DirectorySnapshot::default();
             for id in ["u1", "u2"] {
-                let mut u = crate::model::fixtures::user(id, "x@corp.com");
+                let mut u = crate::domain::model::fixtures::user(id, "x@corp.com");
                 u.state = UserState::Activated;
                 s.users.insert(id.into(), DirectoryUser { ..u });
             }

@@ -20,11 +20,11 @@
 
 use super::grant::{lock, publish, resolve_integration, synced_membership, unlock, GrantContext, GrantError};
 use crate::{
-    grants::{
+    adapters::jumpcloud::JumpCloudError,
+    domain::model::{
         AuditAction, AuditOutcome, AuditRecord, EndReason, EventType, Grant, GrantStatus, Lease, LeaseHold,
         MembershipEnd, RevocationRequest, ACTOR_SWEEP,
     },
-    jumpcloud::JumpCloudError,
     ports::{Ending, GrantStoreError, RemoveOutcome, SecretsError},
 };
 use chrono::{DateTime, Utc};

@@ -2,18 +2,18 @@
 //! only what changed. One failing integration never stops the others.
 
 use super::{
-    directory::build_snapshot,
     grant::GrantContext,
     reconcile::{reconcile, ReconcileReport},
+    snapshot::build_snapshot,
 };
-use crate::grants::{EventType, GrantEvent};
+use crate::domain::model::{EventType, GrantEvent};
 use crate::{
+    adapters::dynamodb::StoreError,
+    adapters::jumpcloud::JumpCloudError,
     clock::Clock,
     config::DirectoryPolicy,
-    jumpcloud::JumpCloudError,
-    model::diff,
+    domain::model::diff,
     ports::{Directory, DirectoryProvider, DirectoryStore, IntegrationCatalog, SecretsError, SyncState, SyncStatus},
-    store::StoreError,
 };
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -221,8 +221,8 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
 }
 
 /// Splits changes into slices of at most `size` items, puts before deletes.
-fn slices(changes: crate::model::DirectoryChanges, size: usize) -> Vec<crate::model::DirectoryChanges> {
-    use crate::model::DirectoryChanges;
+fn slices(changes: crate::domain::model::DirectoryChanges, size: usize) -> Vec<crate::domain::model::DirectoryChanges> {
+    use crate::domain::model::DirectoryChanges;
     let mut out = Vec::new();
     let mut current = DirectoryChanges::default();
     macro_rules! drain {
@@ -318,7 +318,7 @@ mod tests {
     use crate::{
         clock::ManualClock,
         ports::InvalidIntegration,
-        store::MemoryStore,
+        testing::MemoryStore,
         testing::{FakeDirectory, FakeIntegrations},
     };
     use chrono::TimeZone;
@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn slices_keep_every_change_and_respect_the_size() {
-        use crate::model::{fixtures::*, DirectoryChanges};
+        use crate::domain::model::{fixtures::*, DirectoryChanges};
         let changes = DirectoryChanges {
             put_users: (0..5).map(|i| user(&format!("u{i}"), "x@y.z")).collect(),
             delete_memberships: (0..4).map(|i| member("g", &format!("u{i}"))).collect(),

@@ -1,13 +1,14 @@
 //! The `grant` function: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`.
 
-use super::{lifecycle::Lifecycle, routing};
+use super::routing;
+use crate::wiring::Lifecycle;
 use crate::{
+    domain::model::GrantStatus,
     domain::{
         grant::{request_grant, GrantError, GrantRequest},
         query::{resolve_filter, GrantQuery},
     },
     duration::GrantDuration,
-    grants::GrantStatus,
     http::{caller, handle_invocation, json, parse_body, Problem},
     ports::GrantStoreError,
 };

@@ -1,9 +1,10 @@
 //! The `revoke` function: a grant's expiry schedule, `DELETE /grants/{id}`, and the sweep.
 
-use super::{lifecycle::Lifecycle, routing};
+use super::routing;
+use crate::wiring::Lifecycle;
 use crate::{
+    domain::model::{EndReason, ExpiryInput, ACTOR_SCHEDULE},
     domain::revoke::{revoke_grant, sweep, RevokeError},
-    grants::{EndReason, ExpiryInput, ACTOR_SCHEDULE},
     http::{caller, handle_invocation, json, Problem},
 };
 use lambda_http::{

@@ -1,16 +1,14 @@
 //! The `sync` function: on its schedule syncs every integration; on `POST /sync` one or all.
 
-use super::{
-    lifecycle::{Function, Lifecycle},
-    routing,
-};
+use super::routing;
 use crate::{
+    adapters::dynamodb::DynamoStore,
     clock::Clock,
     config::{Config, ConfigError, DirectoryPolicy},
     domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
     http::{handle_invocation, json, parse_body, Problem},
     ports::{DirectoryProvider, DirectoryStore, IntegrationCatalog},
-    store::DynamoStore,
+    wiring::{Function, Lifecycle},
 };
 use lambda_http::{
     http::{Method, StatusCode},

@@ -1,14 +1,15 @@
 //! The grant and revoke handlers with in-memory doubles, driven by the sample events in `events/`.
 
-use super::{grant::GrantHandler, lifecycle::Lifecycle, revoke::RevokeHandler};
+use super::{grant::GrantHandler, revoke::RevokeHandler};
+use crate::wiring::Lifecycle;
 use crate::{
     clock::ManualClock,
     domain::grant::GrantPolicy,
-    model::{DirectoryChanges, DirectoryGroup, MembershipMethod},
+    domain::model::{DirectoryChanges, DirectoryGroup, MembershipMethod},
     ports::DirectoryStore,
-    store::MemoryStore,
     testing::FakeDirectory,
-    testing_grants::{FakeScheduler, MemoryGrantStore, RecordingBus, StaticIntegrations, SyncedMemberships},
+    testing::MemoryStore,
+    testing::{FakeScheduler, MemoryGrantStore, RecordingBus, StaticIntegrations, SyncedMemberships},
 };
 use chrono::{TimeZone, Utc};
 use lambda_http::{Context, LambdaEvent};

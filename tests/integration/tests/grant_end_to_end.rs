@@ -4,12 +4,9 @@
 use integration_tests::{event, http_response, lambda_event, unique, Stack};
 use jit_shared::{
     clock::ManualClock,
-    handlers::{
-        grant::GrantHandler,
-        lifecycle::{Function, Lifecycle},
-        revoke::RevokeHandler,
-    },
+    handlers::{grant::GrantHandler, revoke::RevokeHandler},
     setup,
+    wiring::{Function, Lifecycle},
 };
 use jumpcloud_sim::{Faults, Group, MembershipMethod, Org, RunningSimulator, Simulator, User};
 use serde_json::Value;

@@ -12,24 +12,24 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use integration_tests::{aws_endpoint, Stack};
 use jit_shared::{
+    adapters::dynamodb::{DynamoGrantStore, DynamoStore, StoreError},
+    adapters::jumpcloud::JumpCloudError,
     clock::Clock,
+    domain::model::{
+        AuditAction, AuditOutcome, AuditRecord, Grant, GrantFilter, GrantGroup, GrantStatus, GrantUser,
+        IdempotencyClaim, IdempotencyState, LeaseHold, LeaseKey, LeaseLock, MembershipEnd, RevocationRequest,
+    },
+    domain::model::{DirectoryChanges, Membership, ObjectId},
     domain::{
         grant::{request_grant, GrantContext, GrantError, GrantPolicy},
         revoke::{sweep, RevokeError},
     },
-    grants::{
-        AuditAction, AuditOutcome, AuditRecord, Grant, GrantFilter, GrantGroup, GrantStatus, GrantUser,
-        IdempotencyClaim, IdempotencyState, LeaseHold, LeaseKey, LeaseLock, MembershipEnd, RevocationRequest,
-    },
-    jumpcloud::JumpCloudError,
-    model::{DirectoryChanges, Membership, ObjectId},
     ports::{
         Activation, DirectoryStore, Ending, Failure, GrantStore, GrantStoreError, MembershipOracle, SyncState,
         SyncStatus,
     },
-    store::{DynamoGrantStore, DynamoStore, StoreError},
-    testing_grants::Fault,
-    testing_lifecycle::{self as scenarios, t0, LifecycleHarness, ADMIN, REVOKER},
+    testing::lifecycle::{self as scenarios, t0, LifecycleHarness, ADMIN, REVOKER},
+    testing::Fault,
 };
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},

@@ -20,17 +20,17 @@ use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindowMode, Sc
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use integration_tests::{aws_endpoint, sdk_config, unique, workspace_root};
 use jit_shared::{
-    clock::{Clock, ManualClock},
-    config::Config,
-    events::EventBridgeBus,
-    grants::{
-        expiry_schedule_name, EventType, Grant, GrantEvent, GrantEventDetail, GrantGroup, GrantStatus, GrantUser,
-    },
-    ports::{EventBus, ExpiryScheduler},
-    scheduler::{
+    adapters::eventbridge::EventBridgeBus,
+    adapters::scheduler::{
         DeliveryOutcome, EventBridgeScheduler, FunctionNames, LocalLambda, RunOptions, ScheduleRunner,
         EXPIRY_MAX_EVENT_AGE_SECS, EXPIRY_MAX_RETRY_ATTEMPTS, SWEEP_INPUT,
     },
+    clock::{Clock, ManualClock},
+    config::Config,
+    domain::model::{
+        expiry_schedule_name, EventType, Grant, GrantEvent, GrantEventDetail, GrantGroup, GrantStatus, GrantUser,
+    },
+    ports::{EventBus, ExpiryScheduler},
     setup,
 };
 use serde_json::{json, Value};

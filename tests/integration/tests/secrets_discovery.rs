@@ -2,7 +2,7 @@
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use integration_tests::Stack;
-use jit_shared::{clock::ManualClock, ports::IntegrationCatalog, secrets::SecretsManagerCatalog};
+use jit_shared::{adapters::secrets_manager::SecretsManagerCatalog, clock::ManualClock, ports::IntegrationCatalog};
 use std::{sync::Arc, time::Duration};
 
 fn catalog(stack: &Stack, clock: Arc<ManualClock>) -> SecretsManagerCatalog {

@@ -2,9 +2,9 @@
 
 use integration_tests::{sdk_config, unique};
 use jit_shared::{
+    adapters::dynamodb::table,
     config::Config,
     setup::{ensure_all, LocalSecret, Outcome},
-    store::table,
 };
 
 #[tokio::test]

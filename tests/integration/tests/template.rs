@@ -1,6 +1,6 @@
 //! The deployment template (`infra/template.yaml`) held to the code and to least privilege, so that
 //! neither can drift or widen silently:
-//! - the table equals `jit_shared::store::table` (the definition `jitctl setup` uses);
+//! - the table equals `jit_shared::adapters::dynamodb::table` (the definition `jitctl setup` uses);
 //! - every IAM statement keeps to the allow-lists below (no `*` action, no `*` resource but
 //!   `secretsmanager:ListSecrets`, secrets only by tag, schedules only in the group, ...);
 //! - every HTTP API route requires IAM authorization unless JWT is chosen;
@@ -10,7 +10,7 @@
 //! scripts/test.sh. Short-form tags (`!Ref`, `!Sub`, `!GetAtt`, `!If`) are turned into their long
 //! form (`Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::If`) first, so the template may use either.
 
-use jit_shared::{config::Config, store::table};
+use jit_shared::{adapters::dynamodb::table, config::Config};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -29,12 +29,9 @@ use integration_tests::{
 use jit_shared::{
     clock::ManualClock,
     config::Config,
-    handlers::{
-        grant::GrantHandler,
-        lifecycle::{Function, Lifecycle},
-        revoke::RevokeHandler,
-    },
+    handlers::{grant::GrantHandler, revoke::RevokeHandler},
     setup,
+    wiring::{Function, Lifecycle},
 };
 use jumpcloud_sim::{Group, Org, RunningSimulator, SimHandle, Simulator, User};
 use serde_json::{json, Value};

@@ -12,13 +12,13 @@
 use anyhow::{bail, Context};
 use integration_tests::{sdk_config, unique};
 use jit_shared::{
+    adapters::dynamodb::DynamoStore,
+    adapters::jumpcloud::JumpCloudClient,
     clock::SystemClock,
     config::{DirectoryPolicy, JumpCloudLimits},
+    credentials::{ApiKey, Credentials},
     domain::sync::{sync_integration, NoProgress, SyncContext, SyncReport},
-    jumpcloud::JumpCloudClient,
-    secret::{ApiKey, Credentials},
     setup::ensure_table,
-    store::DynamoStore,
 };
 use jumpcloud_sim::{Faults, GenerateSpec, Org, Simulator};
 use std::{

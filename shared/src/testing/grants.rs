@@ -6,18 +6,18 @@
 //! atomically under one mutex: a test that passes here exercises the same protocol.
 
 use crate::{
-    grants::{
+    adapters::dynamodb::StoreError,
+    adapters::jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
+    credentials::{ApiKey, Credentials},
+    domain::model::{
         AuditPage, AuditRecord, Grant, GrantEvent, GrantFilter, GrantPage, GrantStatus, IdempotencyClaim,
         IdempotencyState, Lease, LeaseHold, LeaseKey, LeaseLock, RevocationRequest,
     },
-    jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
     ports::{
         Activation, AddOutcome, Directory, DirectoryProvider, Discovered, Ending, EventBus, EventBusError,
         ExpiryScheduler, Failure, GrantStore, GrantStoreError, Integration, IntegrationCatalog, MembershipOracle,
         RemoveOutcome, SchedulerError, SecretsError,
     },
-    secret::{ApiKey, Credentials},
-    store::StoreError,
     testing::FakeDirectory,
 };
 use async_trait::async_trait;
@@ -465,7 +465,7 @@ impl ExpiryScheduler for FakeScheduler {
         if self.fail_create.load(Ordering::SeqCst) {
             return Err(SchedulerError("injected: service unavailable".into()));
         }
-        let name = crate::grants::expiry_schedule_name(&grant.id);
+        let name = crate::domain::model::expiry_schedule_name(&grant.id);
         self.schedules.lock().unwrap().insert(name.clone(), grant.clone());
         Ok(name)
     }

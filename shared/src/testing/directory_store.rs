@@ -1,8 +1,8 @@
 //! An in-memory store for domain tests: same contract as DynamoDB, counts the writes it takes.
 
-use super::StoreError;
+use crate::adapters::dynamodb::StoreError;
 use crate::{
-    model::{DirectoryChanges, DirectoryDigest, DirectorySnapshot},
+    domain::model::{DirectoryChanges, DirectoryDigest, DirectorySnapshot},
     ports::{DirectoryStore, SyncStatus},
 };
 use async_trait::async_trait;
@@ -60,7 +60,7 @@ impl DirectoryStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_groups(&self, integration: &str) -> Result<Vec<crate::model::DirectoryGroup>, StoreError> {
+    async fn list_groups(&self, integration: &str) -> Result<Vec<crate::domain::model::DirectoryGroup>, StoreError> {
         let mut groups: Vec<_> = self.directory(integration).groups.into_values().collect();
         groups.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(groups)

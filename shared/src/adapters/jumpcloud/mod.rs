@@ -17,8 +17,8 @@ pub use wire::{CustomAttribute, JumpCloudGroup, JumpCloudUser, USER_FIELDS};
 
 use crate::{
     config::JumpCloudLimits,
+    credentials::Credentials,
     ports::{AddOutcome, Directory, RemoveOutcome},
-    secret::Credentials,
 };
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};

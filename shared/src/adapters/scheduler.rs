@@ -9,7 +9,7 @@
 use crate::{
     clock::Clock,
     config::{Config, ConfigError},
-    grants::{expiry_schedule_expression, expiry_schedule_name, ExpiryInput, Grant},
+    domain::model::{expiry_schedule_expression, expiry_schedule_name, ExpiryInput, Grant},
     ports::{ExpiryScheduler, SchedulerError},
 };
 use async_trait::async_trait;

@@ -2,9 +2,11 @@
 //! suspended users left out unless configured, requestability decided.
 
 use crate::{
+    adapters::jumpcloud::{JumpCloudGroup, JumpCloudUser},
     config::DirectoryPolicy,
-    jumpcloud::{JumpCloudGroup, JumpCloudUser},
-    model::{DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership, MembershipMethod, ObjectId, UserState},
+    domain::model::{
+        DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership, MembershipMethod, ObjectId, UserState,
+    },
 };
 use std::collections::HashMap;
 
@@ -124,7 +126,7 @@ pub fn build_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::GroupScope, jumpcloud::CustomAttribute};
+    use crate::{adapters::jumpcloud::CustomAttribute, config::GroupScope};
 
     fn jc_user(id: &str, email: &str) -> JumpCloudUser {
         JumpCloudUser {

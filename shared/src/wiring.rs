@@ -1,16 +1,16 @@
-//! What the `grant` and `revoke` functions share: the grant lifecycle's ports, built once per
-//! container, and the domain context over them.
+//! The application's wiring: the adapters behind each port, built once per container, for the
+//! functions and `jitctl` alike; and the domain context over them.
 
 use crate::{
+    adapters::dynamodb::{DynamoGrantStore, DynamoStore},
+    adapters::eventbridge::EventBridgeBus,
+    adapters::scheduler::{self, EventBridgeScheduler},
     clock::{Clock, SystemClock},
     config::{Config, ConfigError},
     domain::grant::{GrantContext, GrantPolicy},
-    events::EventBridgeBus,
     ports::{
         DirectoryProvider, DirectoryStore, EventBus, ExpiryScheduler, GrantStore, IntegrationCatalog, MembershipOracle,
     },
-    scheduler::{self, EventBridgeScheduler},
-    store::{DynamoGrantStore, DynamoStore},
 };
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ impl Lifecycle {
     /// Builds every client once (per container). Missing schedule ARNs fail `grant` at start-up.
     pub fn from_config(sdk: &aws_config::SdkConfig, config: &Config, function: Function) -> Result<Self, ConfigError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let (catalog, directories) = super::integrations(sdk, config, clock.clone());
+        let (catalog, directories) = integrations(sdk, config, clock.clone());
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         let store = Arc::new(DynamoGrantStore::new(dynamodb.clone(), &config.table_name));
         let scheduler_client = scheduler::client(sdk);
@@ -74,4 +74,39 @@ impl Lifecycle {
             policy: &self.policy,
         }
     }
+}
+
+/// Integrations (Secrets Manager, by tag) and their JumpCloud clients: built once per container.
+pub fn integrations(
+    sdk: &aws_config::SdkConfig,
+    config: &crate::config::Config,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> (
+    std::sync::Arc<dyn crate::ports::IntegrationCatalog>,
+    std::sync::Arc<crate::adapters::jumpcloud::JumpCloudDirectories>,
+) {
+    let catalog: std::sync::Arc<dyn crate::ports::IntegrationCatalog> =
+        std::sync::Arc::new(crate::adapters::secrets_manager::SecretsManagerCatalog::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            &config.secret_tag_key,
+            &config.secret_tag_value,
+            config.secrets_cache_ttl,
+            clock,
+        ));
+    let directories = std::sync::Arc::new(crate::adapters::jumpcloud::JumpCloudDirectories::new(
+        http_client(),
+        config.jumpcloud_api_url.clone(),
+        config.jumpcloud.clone(),
+        catalog.clone(),
+    ));
+    (catalog, directories)
+}
+
+/// One HTTP client per container, shared by every integration's JumpCloud client.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("jit-access/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("HTTP client builds")
 }

@@ -26,7 +26,7 @@ pub fn integration(integration: &str) -> String {
 pub const SYNC_STATUS: &str = "SYNC";
 
 // ---------------------------------------------------------------------------------------------
-// Grant lifecycle: grants, leases, audit, idempotency (see `grants_dynamo`).
+// Grant lifecycle: grants, leases, audit, idempotency (see `grant_store`).
 
 /// A time as sort keys hold it: RFC 3339 UTC with nanoseconds, always the same width, so that the
 /// text order is the time order (chrono's own serialization drops zero fractions: it would not).

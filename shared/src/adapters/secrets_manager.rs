@@ -3,8 +3,8 @@
 
 use crate::{
     clock::Clock,
+    credentials::IntegrationSecret,
     ports::{Discovered, Integration, IntegrationCatalog, InvalidIntegration, SecretsError},
-    secret::IntegrationSecret,
 };
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};

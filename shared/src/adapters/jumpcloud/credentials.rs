@@ -1,7 +1,7 @@
 //! Where the client takes its API key from, and how it gets a fresh one after a 401.
 
 use super::JumpCloudError;
-use crate::{ports::IntegrationCatalog, secret::Credentials};
+use crate::{credentials::Credentials, ports::IntegrationCatalog};
 use async_trait::async_trait;
 use std::sync::{Arc, RwLock};
 

@@ -2,12 +2,12 @@
 //! `testing` feature). Integration tests use the real adapters instead.
 
 use crate::{
-    jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
+    adapters::jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
+    credentials::{ApiKey, Credentials},
     ports::{
         AddOutcome, Directory, DirectoryProvider, Discovered, Integration, IntegrationCatalog, RemoveOutcome,
         SecretsError,
     },
-    secret::{ApiKey, Credentials},
 };
 use async_trait::async_trait;
 use std::{

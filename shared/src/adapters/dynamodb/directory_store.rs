@@ -3,7 +3,7 @@
 
 use super::{keys, table, StoreError};
 use crate::{
-    model::{content_hash, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Membership},
+    domain::model::{content_hash, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Membership},
     ports::{DirectoryStore, SyncStatus},
 };
 use async_trait::async_trait;

@@ -1,14 +1,12 @@
-//! State in DynamoDB (one table, see [`table`]) and an in-memory double for domain tests.
+//! State in DynamoDB (one table, see [`table`]): the synced directory and the grants.
 
-mod dynamo;
-mod grants_dynamo;
+mod directory_store;
+mod grant_store;
 mod keys;
-mod memory;
 pub mod table;
 
-pub use dynamo::DynamoStore;
-pub use grants_dynamo::DynamoGrantStore;
-pub use memory::MemoryStore;
+pub use directory_store::DynamoStore;
+pub use grant_store::DynamoGrantStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -6,15 +6,15 @@
 use crate::{
     clock::{Clock, ManualClock},
     config::GroupScope,
+    domain::model::{AuditAction, EndReason, Grant, GrantStatus, ACTOR_SCHEDULE},
     domain::{
         grant::{request_grant, GrantContext, GrantOutcome, GrantPolicy, GrantRequest},
         revoke::{revoke_grant, sweep, RevokeError, RevokeOutcome, SweepReport},
     },
     duration::GrantDuration,
-    grants::{AuditAction, EndReason, Grant, GrantStatus, ACTOR_SCHEDULE},
     ports::{GrantStore, MembershipOracle},
     testing::FakeDirectory,
-    testing_grants::{ControlledDirectory, FakeScheduler, RecordingBus, StaticIntegrations},
+    testing::{ControlledDirectory, FakeScheduler, RecordingBus, StaticIntegrations},
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::sync::{atomic::Ordering, Arc};

@@ -6,7 +6,7 @@
 //! construction here; refused entries are sent once more, then reported.
 
 use crate::{
-    grants::{GrantEvent, EVENT_SOURCE},
+    domain::model::{GrantEvent, EVENT_SOURCE},
     ports::{EventBus, EventBusError},
 };
 use async_trait::async_trait;
@@ -172,7 +172,7 @@ impl EventBus for EventBridgeBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::EventType;
+    use crate::domain::model::EventType;
 
     fn event(bytes: usize) -> GrantEvent {
         GrantEvent { detail_type: EventType::SyncCompleted, detail: serde_json::json!({ "pad": "x".repeat(bytes) }) }

@@ -24,7 +24,7 @@ use super::{
     StoreError,
 };
 use crate::{
-    grants::{
+    domain::model::{
         AuditPage, AuditRecord, Grant, GrantFilter, GrantPage, GrantStatus, IdempotencyClaim, IdempotencyState, Lease,
         LeaseHold, LeaseKey, LeaseLock, RevocationRequest,
     },
@@ -1491,7 +1491,7 @@ impl MembershipOracle for DynamoGrantStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::{sample_grant, AuditAction, AuditOutcome};
+    use crate::domain::model::{sample_grant, AuditAction, AuditOutcome};
     use chrono::TimeZone;
 
     #[test]

@@ -1,0 +1,9 @@
+//! Adapters: the ports implemented over the outside world. JumpCloud over reqwest; DynamoDB,
+//! EventBridge Scheduler, EventBridge and Secrets Manager over the AWS SDK.
+
+pub mod aws;
+pub mod dynamodb;
+pub mod eventbridge;
+pub mod jumpcloud;
+pub mod scheduler;
+pub mod secrets_manager;

@@ -1,0 +1,11 @@
+//! In-memory doubles of the ports, for domain tests here and, behind the `testing` feature, in
+//! other crates' tests. Integration tests use the real adapters instead.
+
+mod directory;
+mod directory_store;
+mod grants;
+pub mod lifecycle;
+
+pub use directory::*;
+pub use directory_store::*;
+pub use grants::*;
