@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use jit_shared::{
-    adapters::jumpcloud::{CredentialSource, JumpCloudClient, JumpCloudError},
+    adapters::jumpcloud::{CredentialSource, JumpCloudClient},
     config::JumpCloudLimits,
     credentials::{ApiKey, Credentials},
-    ports::{AddOutcome, Directory, RemoveOutcome},
+    ports::{AddError, AddOutcome, Directory, DirectoryError, RemoveOutcome, SourceGroup},
 };
 use jumpcloud_sim::{FaultKind, Faults, Group, Org, RunningSimulator, Simulator, User};
 use std::{
@@ -111,13 +111,13 @@ async fn gives_up_when_the_retry_budget_is_spent() {
     let c = client(&sim, JumpCloudLimits { retry_budget: Duration::from_millis(500), ..limits() });
     let started = Instant::now();
     let err = c.list_groups().await.unwrap_err();
-    assert!(matches!(err, JumpCloudError::Transient { .. }), "{err:?}");
+    assert!(matches!(err, DirectoryError::Transient { .. }), "{err:?}");
     assert!(sim.handle().request_count("GET /api/v2/usergroups") > 2, "it did retry");
     assert!(started.elapsed() < Duration::from_secs(5), "bounded by the budget: {:?}", started.elapsed());
 
     sim.handle().set_faults(Faults { rate_429: 1.0, seed: Some(7), ..Faults::default() });
     let err = c.list_groups().await.unwrap_err();
-    assert!(matches!(err, JumpCloudError::RateLimited { .. }), "{err:?}");
+    assert!(matches!(err, DirectoryError::RateLimited { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -128,7 +128,7 @@ async fn a_retry_after_beyond_the_budget_is_not_waited_for() {
     let c = client(&sim, JumpCloudLimits { retry_budget: Duration::from_secs(2), ..limits() });
     let started = Instant::now();
     let err = c.list_groups().await.unwrap_err();
-    assert_eq!(err, JumpCloudError::RateLimited { retry_after: Some(Duration::from_secs(60)) });
+    assert_eq!(err, DirectoryError::RateLimited { retry_after: Some(Duration::from_secs(60)) });
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
@@ -176,7 +176,7 @@ impl CredentialSource for RotatingKey {
             self.fresh.clone()
         }
     }
-    async fn refresh(&self) -> Result<Credentials, JumpCloudError> {
+    async fn refresh(&self) -> Result<Credentials, DirectoryError> {
         self.refreshes.fetch_add(1, Ordering::SeqCst);
         Ok(self.fresh.clone())
     }
@@ -197,7 +197,7 @@ async fn reads_the_key_again_once_after_a_401() {
     let c = JumpCloudClient::new(reqwest::Client::new(), &sim.url(), wrong.clone(), limits());
     sim.handle().reset_counts();
     let err = c.list_groups().await.unwrap_err();
-    assert_eq!(err, JumpCloudError::Unauthorized { status: 401 });
+    assert_eq!(err, DirectoryError::Unauthorized { status: 401 });
     assert_eq!(wrong.refreshes.load(Ordering::SeqCst), 1);
     assert_eq!(sim.handle().request_count("GET /api/v2/usergroups"), 2);
     assert!(!format!("{err} {err:?}").contains("bad-"), "the key never appears in errors");
@@ -214,13 +214,11 @@ async fn sends_the_org_id() {
         let credentials = Credentials { token: ApiKey::new(KEY), org_id: org.map(str::to_owned) };
         JumpCloudClient::with_credentials(reqwest::Client::new(), &sim.url(), credentials, limits())
     };
-    let names = |groups: Vec<jit_shared::adapters::jumpcloud::JumpCloudGroup>| {
-        groups.into_iter().map(|g| g.name).collect::<Vec<_>>()
-    };
+    let names = |groups: Vec<SourceGroup>| groups.into_iter().map(|g| g.name).collect::<Vec<_>>();
     assert_eq!(names(with_org(Some("org-b")).list_groups().await.unwrap()), vec!["only-in-b"]);
     assert_eq!(names(with_org(Some("org-a")).list_groups().await.unwrap()), vec!["only-in-a"]);
     // Without x-org-id a multi-organization key is ambiguous: JumpCloud refuses it.
-    assert!(matches!(with_org(None).list_groups().await, Err(JumpCloudError::Invalid { status: 400, .. })));
+    assert!(matches!(with_org(None).list_groups().await, Err(DirectoryError::Invalid { status: 400, .. })));
 }
 
 #[tokio::test]
@@ -235,7 +233,26 @@ async fn member_changes_report_409_and_404_as_outcomes() {
     assert_eq!(c.remove_member(g, u).await.unwrap(), RemoveOutcome::Removed);
     assert!(!sim.handle().org(0).is_member(g, u).unwrap());
     assert_eq!(c.remove_member(g, u).await.unwrap(), RemoveOutcome::NotMember);
-    assert!(matches!(c.add_member(g, "not/an id").await, Err(JumpCloudError::Invalid { .. })));
+    let refused = c.add_member(g, "not/an id").await;
+    assert!(
+        matches!(refused, Err(AddError { error: DirectoryError::Invalid { .. }, maybe_applied: false })),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_add_reports_whether_it_may_have_been_applied() {
+    let (org, users, groups) = org();
+    let sim = start(org).await;
+    let c = client(&sim, JumpCloudLimits { retry_budget: Duration::ZERO, ..limits() });
+    // A 5xx after the request was sent: JumpCloud may have applied it.
+    sim.handle().fail_next(1, FaultKind::ServerError(502));
+    let failed = c.add_member(&groups[0], &users[0]).await.unwrap_err();
+    assert!(failed.maybe_applied && failed.error.is_retryable(), "{failed:?}");
+    // Refused before anything was sent: it cannot have been applied.
+    let refused = c.add_member(&groups[0], "not/an id").await.unwrap_err();
+    assert!(!refused.maybe_applied, "{refused:?}");
+    assert!(!sim.handle().org(0).is_member(&groups[0], &users[0]).unwrap());
 }
 
 #[tokio::test]
@@ -262,7 +279,7 @@ async fn finds_users_and_groups_by_every_key() {
     assert_eq!(c.find_group("big").await.unwrap().id, groups[2]);
     assert_eq!(c.find_group(&groups[1]).await.unwrap().name, "hundred");
     for missing in ["nobody@example.com", "nobody", "0123456789abcdef01234567"] {
-        assert!(matches!(c.find_user(missing).await, Err(JumpCloudError::NotFound { .. })), "{missing}");
+        assert!(matches!(c.find_user(missing).await, Err(DirectoryError::NotFound { .. })), "{missing}");
     }
-    assert!(matches!(c.find_group("no-such-group").await, Err(JumpCloudError::NotFound { .. })));
+    assert!(matches!(c.find_group("no-such-group").await, Err(DirectoryError::NotFound { .. })));
 }

@@ -18,10 +18,9 @@
 //! published (best effort) to the event bus.
 
 use crate::{
-    adapters::jumpcloud::JumpCloudError,
     clock::Clock,
     config::{Config, GroupScope},
-    domain::model::{content_hash, MembershipMethod},
+    domain::model::content_hash,
     domain::model::{
         AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent, GrantEventDetail, GrantGroup,
         GrantStatus, GrantUser, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey,
@@ -32,6 +31,7 @@ use crate::{
         Activation, AddOutcome, Directory, DirectoryProvider, Ending, EventBus, ExpiryScheduler, Failure, GrantStore,
         GrantStoreError, Integration, IntegrationCatalog, MembershipOracle, SecretsError,
     },
+    ports::{AddError, DirectoryError},
 };
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
@@ -154,7 +154,7 @@ pub enum GrantError {
     #[error("the membership is being changed by another request; retry shortly")]
     Busy,
     #[error(transparent)]
-    JumpCloud(JumpCloudError),
+    Directory(DirectoryError),
     #[error("integrations unavailable: {0}")]
     Integrations(SecretsError),
     #[error(transparent)]
@@ -172,7 +172,7 @@ impl GrantError {
             | Self::IdempotencyMismatch => 422,
             Self::UnknownIntegration(_) | Self::UserNotFound(_) | Self::GroupNotFound(_) => 404,
             Self::IdempotencyInProgress | Self::Busy => 409,
-            Self::JumpCloud(_) => 502,
+            Self::Directory(_) => 502,
             Self::NoIntegration | Self::Integrations(_) => 503,
             Self::Store(_) => 500,
         }
@@ -321,10 +321,10 @@ pub(crate) async fn resolve_integration(
 }
 
 /// A lookup's "not found" is the request's error (404); any other failure is JumpCloud's (502).
-pub(crate) fn not_found_as(error: JumpCloudError, missing: impl FnOnce() -> GrantError) -> GrantError {
+pub(crate) fn not_found_as(error: DirectoryError, missing: impl FnOnce() -> GrantError) -> GrantError {
     match error {
-        JumpCloudError::NotFound { .. } => missing(),
-        other => GrantError::JumpCloud(other),
+        DirectoryError::NotFound { .. } => missing(),
+        other => GrantError::Directory(other),
     }
 }
 
@@ -338,7 +338,7 @@ async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<
     if user.is_suspended() {
         return Err(GrantError::UserSuspended(request.user.clone()));
     }
-    if MembershipMethod::from_jumpcloud(group.membership_method.as_deref()).is_dynamic() {
+    if group.membership_method.is_dynamic() {
         return Err(GrantError::GroupNotRequestable {
             group: group.name,
             why: "its members are managed by JumpCloud rules (dynamic group)",
@@ -467,15 +467,15 @@ async fn activate(
 async fn fail(
     ctx: &GrantContext<'_>,
     grant: &Grant,
-    error: JumpCloudError,
+    failure: AddError,
     other_holders: bool,
     hold: &LeaseHold,
     attempt_started: DateTime<Utc>,
 ) -> GrantError {
     let now = ctx.clock.now();
-    // The port cannot say whether a failed add reached JumpCloud: a transient failure (timeout,
-    // 5xx, 429 after a timeout) may have applied it; a definite refusal (4xx) did not.
-    let maybe_applied = error.is_retryable();
+    // The adapter knows whether an attempt may have reached JumpCloud (a timeout or a 5xx after
+    // sending); a definite refusal did not.
+    let AddError { error, maybe_applied } = failure;
     let audit = AuditRecord::new(grant, now, &grant.requested_by, AuditAction::Failed, AuditOutcome::Failed);
     let stored = if maybe_applied {
         let lease_preexisting =
@@ -500,7 +500,7 @@ async fn fail(
             unlock(ctx, hold).await;
         }
     }
-    GrantError::JumpCloud(error)
+    GrantError::Directory(error)
 }
 
 /// Takes a lease's lock, retrying a busy one with jittered exponential backoff.

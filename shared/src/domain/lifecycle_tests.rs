@@ -7,11 +7,11 @@ use super::{
     revoke::RevokeError,
 };
 use crate::{
-    adapters::jumpcloud::JumpCloudError,
     clock::Clock,
     domain::model::{
         AuditAction, GrantFilter, GrantStatus, IdempotencyClaim, IdempotencyState, LeaseKey, MembershipEnd, ACTOR_SWEEP,
     },
+    ports::DirectoryError,
     ports::GrantStore,
     testing::lifecycle::{self as scenarios, t0, LifecycleHarness, ADMIN, REVOKER},
     testing::FakeDirectory,
@@ -94,8 +94,8 @@ fn alice_g1() -> LeaseKey {
     LeaseKey { integration: "corp".into(), group_id: "g1".into(), user_id: "u1".into() }
 }
 
-fn transient() -> JumpCloudError {
-    JumpCloudError::Transient { reason: "HTTP 503: unavailable".into() }
+fn transient() -> DirectoryError {
+    DirectoryError::Transient { reason: "HTTP 503: unavailable".into() }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ async fn every_state_change_is_audited_and_published() {
     assert_eq!(w.store.audit_for(&expired.id).await.unwrap()[2].actor, ACTOR_SWEEP);
 
     *w.jc.add_fault.lock().unwrap() =
-        Some(Fault { error: JumpCloudError::Invalid { status: 400, message: "no".into() }, applied: false });
+        Some(Fault { error: DirectoryError::Invalid { status: 400, message: "no".into() }, applied: false });
     request_grant(&w.ctx(), w.request("bob@corp.com", "1h")).await.unwrap_err();
     let failed = w.store.grants().into_iter().find(|g| g.user.id == "u2").unwrap();
     assert_eq!(w.actions(&failed.id), vec![AuditAction::Created, AuditAction::Failed]);
@@ -275,7 +275,7 @@ async fn the_sweep_pages_through_many_due_grants() {
     let report = w.sweep().await;
     assert_eq!((report.examined, report.ended), (10, 10));
     assert!(ids.iter().all(|id| w.status(id) == GrantStatus::Expired));
-    assert!(w.jc.inner.members.lock().unwrap().get("g1").is_none_or(|m| m.is_empty()));
+    assert!(w.jc.members.lock().unwrap().get("g1").is_none_or(|m| m.is_empty()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,7 +580,7 @@ async fn a_busy_membership_answers_conflict_and_records_nothing() {
 async fn jumpcloud_down_during_grant_is_a_502_with_nothing_active_and_no_membership() {
     // Lookups failing: nothing is written at all.
     let w = World::new(&[]);
-    *w.jc.inner.fail_with.lock().unwrap() = Some(transient());
+    *w.jc.fail_with.lock().unwrap() = Some(transient());
     let err = request_grant(&w.ctx(), w.request("alice@corp.com", "2h")).await.unwrap_err();
     assert_eq!(err.http_status(), 502, "{err}");
     w.assert_untouched(false, "lookups failing");
@@ -589,7 +589,7 @@ async fn jumpcloud_down_during_grant_is_a_502_with_nothing_active_and_no_members
     let w = World::new(&[]);
     *w.jc.add_fault.lock().unwrap() = Some(Fault { error: transient(), applied: false });
     let err = request_grant(&w.ctx(), w.request("alice@corp.com", "2h")).await.unwrap_err();
-    assert!(matches!(err, GrantError::JumpCloud(_)) && err.http_status() == 502, "{err}");
+    assert!(matches!(err, GrantError::Directory(_)) && err.http_status() == 502, "{err}");
     let grants = w.store.grants();
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0].status, GrantStatus::Failed);
@@ -648,7 +648,7 @@ async fn a_failed_add_on_a_standing_membership_leaves_it() {
 async fn a_refused_add_ends_the_grant_failed_at_once() {
     let w = World::new(&[]);
     *w.jc.add_fault.lock().unwrap() =
-        Some(Fault { error: JumpCloudError::Invalid { status: 400, message: "bad".into() }, applied: false });
+        Some(Fault { error: DirectoryError::Invalid { status: 400, message: "bad".into() }, applied: false });
     let err = request_grant(&w.ctx(), w.request("alice@corp.com", "2h")).await.unwrap_err();
     assert_eq!(err.http_status(), 502);
     assert_eq!(w.store.grants()[0].status, GrantStatus::Failed);
@@ -661,7 +661,7 @@ async fn a_refused_add_beside_an_active_grant_leaves_that_grant_its_membership()
     let w = World::new(&[]);
     let active = w.grant("alice@corp.com", "2h").await;
     *w.jc.add_fault.lock().unwrap() =
-        Some(Fault { error: JumpCloudError::Invalid { status: 400, message: "bad".into() }, applied: false });
+        Some(Fault { error: DirectoryError::Invalid { status: 400, message: "bad".into() }, applied: false });
     request_grant(&w.ctx(), w.request("alice@corp.com", "1h")).await.unwrap_err();
     let failed = w.store.grants().into_iter().find(|g| g.id != active.id).unwrap();
     assert_eq!(failed.status, GrantStatus::Failed);
@@ -679,7 +679,7 @@ async fn jumpcloud_down_during_revoke_keeps_the_grant_and_the_sweep_finishes_it(
     *w.jc.remove_fault.lock().unwrap() = Some(Fault { error: transient(), applied: false });
     w.advance(Duration::minutes(5));
     let err = w.revoke(&grant.id).await.unwrap_err();
-    assert!(matches!(err, RevokeError::JumpCloud(_)) && err.http_status() == 502, "{err}");
+    assert!(matches!(err, RevokeError::Directory(_)) && err.http_status() == 502, "{err}");
     let stored = w.store.grant(&grant.id).unwrap();
     assert_eq!(stored.status, GrantStatus::Active);
     assert_eq!(stored.revocation_requested.as_ref().map(|r| r.by.as_str()), Some(REVOKER));

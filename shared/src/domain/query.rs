@@ -2,8 +2,8 @@
 //! may use (email, username or id; group name or id), resolved to ids live in JumpCloud.
 
 use crate::{
-    adapters::jumpcloud::is_object_id,
     domain::grant::{not_found_as, resolve_integration, GrantError},
+    domain::model::is_object_id,
     domain::model::{GrantFilter, GrantStatus},
     ports::{DirectoryProvider, IntegrationCatalog},
 };

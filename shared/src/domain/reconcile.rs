@@ -231,7 +231,7 @@ mod tests {
                 u.state = UserState::Activated;
                 s.users.insert(id.into(), DirectoryUser { ..u });
             }
-            for user in self.jc.inner.members.lock().unwrap().get("g1").cloned().unwrap_or_default() {
+            for user in self.jc.members.lock().unwrap().get("g1").cloned().unwrap_or_default() {
                 s.memberships.insert(Membership { group_id: "g1".into(), user_id: user.as_str().into() });
             }
             s
@@ -242,7 +242,7 @@ mod tests {
     async fn an_active_grant_whose_membership_vanished_is_marked_and_reported() {
         let p = Parts::new();
         let grant = p.grant("alice@corp.com").await;
-        p.jc.inner.members.lock().unwrap().get_mut("g1").unwrap().remove("u1"); // outside the product
+        p.jc.members.lock().unwrap().get_mut("g1").unwrap().remove("u1"); // outside the product
         p.clock.advance(Duration::minutes(5));
         let mut snapshot = p.snapshot();
         let report = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, p.clock.now()).await;
@@ -273,7 +273,7 @@ mod tests {
         revoke_grant(&p.ctx(), &grant.id, "admin", EndReason::Revoked).await.unwrap();
         assert!(!p.is_member("u1"));
         // It comes back (a stale replica, a retried add, a script): the product granted it, it must go.
-        p.jc.inner.members.lock().unwrap().get_mut("g1").unwrap().insert("u1".into());
+        p.jc.members.lock().unwrap().get_mut("g1").unwrap().insert("u1".into());
         p.clock.advance(Duration::minutes(10));
         let mut snapshot = p.snapshot();
         let report = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, p.clock.now()).await;
@@ -289,7 +289,7 @@ mod tests {
         let old = p.grant("alice@corp.com").await;
         let current = p.grant("alice@corp.com").await; // overlapping: holds the membership
         revoke_grant(&p.ctx(), &old.id, "admin", EndReason::Revoked).await.unwrap();
-        p.jc.inner.members.lock().unwrap().get_mut("g1").unwrap().insert("u2".into()); // bob's standing access
+        p.jc.members.lock().unwrap().get_mut("g1").unwrap().insert("u2".into()); // bob's standing access
         let bobs = p.grant("bob@corp.com").await;
         assert!(bobs.preexisting_membership);
         revoke_grant(&p.ctx(), &bobs.id, "admin", EndReason::Revoked).await.unwrap();

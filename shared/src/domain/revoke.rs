@@ -20,11 +20,11 @@
 
 use super::grant::{lock, publish, resolve_integration, synced_membership, unlock, GrantContext, GrantError};
 use crate::{
-    adapters::jumpcloud::JumpCloudError,
     domain::model::{
         AuditAction, AuditOutcome, AuditRecord, EndReason, EventType, Grant, GrantStatus, Lease, LeaseHold,
         MembershipEnd, RevocationRequest, ACTOR_SWEEP,
     },
+    ports::DirectoryError,
     ports::{Ending, GrantStoreError, RemoveOutcome, SecretsError},
 };
 use chrono::{DateTime, Utc};
@@ -43,7 +43,7 @@ pub enum RevokeError {
     #[error("the membership is being changed by another request; retry shortly")]
     Busy,
     #[error(transparent)]
-    JumpCloud(JumpCloudError),
+    Directory(DirectoryError),
     #[error("the grant's integration {0:?} is no longer configured")]
     UnknownIntegration(String),
     #[error("integrations unavailable: {0}")]
@@ -58,7 +58,7 @@ impl RevokeError {
         match self {
             Self::NotFound(_) => 404,
             Self::NotDue { .. } | Self::Busy => 409,
-            Self::JumpCloud(_) | Self::UnknownIntegration(_) => 502,
+            Self::Directory(_) | Self::UnknownIntegration(_) => 502,
             Self::Integrations(_) => 503,
             Self::Store(_) => 500,
         }
@@ -348,7 +348,7 @@ fn end_audit(
 
 #[derive(Debug)]
 enum RemovalError {
-    JumpCloud(JumpCloudError),
+    Directory(DirectoryError),
     UnknownIntegration(String),
     Integrations(SecretsError),
 }
@@ -359,7 +359,7 @@ async fn remove_membership(ctx: &GrantContext<'_>, grant: &Grant) -> Result<Remo
         _ => RemovalError::UnknownIntegration(grant.integration.clone()),
     })?;
     let directory = ctx.directories.directory(&integration);
-    directory.remove_member(&grant.group.id, &grant.user.id).await.map_err(RemovalError::JumpCloud)
+    directory.remove_member(&grant.group.id, &grant.user.id).await.map_err(RemovalError::Directory)
 }
 
 /// Step 4: the grant stays as it is, and due, so that the sweep retries.
@@ -372,7 +372,7 @@ async fn removal_failed(
     error: RemovalError,
 ) -> RevokeError {
     let error = match error {
-        RemovalError::JumpCloud(e) => RevokeError::JumpCloud(e),
+        RemovalError::Directory(e) => RevokeError::Directory(e),
         RemovalError::UnknownIntegration(name) => RevokeError::UnknownIntegration(name),
         RemovalError::Integrations(e) => RevokeError::Integrations(e),
     };

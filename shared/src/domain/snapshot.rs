@@ -2,11 +2,9 @@
 //! suspended users left out unless configured, requestability decided.
 
 use crate::{
-    adapters::jumpcloud::{JumpCloudGroup, JumpCloudUser},
     config::DirectoryPolicy,
-    domain::model::{
-        DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership, MembershipMethod, ObjectId, UserState,
-    },
+    domain::model::{DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership, ObjectId},
+    ports::{SourceGroup, SourceUser},
 };
 use std::collections::HashMap;
 
@@ -18,18 +16,8 @@ fn non_empty(value: &Option<String>) -> Option<String> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
-fn user_state(user: &JumpCloudUser) -> UserState {
-    if user.is_suspended() {
-        UserState::Suspended
-    } else if user.state.as_deref() == Some("STAGED") {
-        UserState::Staged
-    } else {
-        UserState::Activated
-    }
-}
-
-pub fn directory_group(group: &JumpCloudGroup, policy: &DirectoryPolicy) -> DirectoryGroup {
-    let membership_method = MembershipMethod::from_jumpcloud(group.membership_method.as_deref());
+pub fn directory_group(group: &SourceGroup, policy: &DirectoryPolicy) -> DirectoryGroup {
+    let membership_method = group.membership_method;
     DirectoryGroup {
         id: group.id.clone(),
         name: group.name.clone(),
@@ -42,8 +30,8 @@ pub fn directory_group(group: &JumpCloudGroup, policy: &DirectoryPolicy) -> Dire
 /// Builds the snapshot to store from what JumpCloud returned. Takes users and members by value:
 /// their strings move into the snapshot rather than being copied (large directories, small Lambdas).
 pub fn build_snapshot(
-    users: Vec<JumpCloudUser>,
-    groups: &[JumpCloudGroup],
+    users: Vec<SourceUser>,
+    groups: &[SourceGroup],
     members: Vec<(String, Vec<String>)>,
     policy: &DirectoryPolicy,
 ) -> DirectorySnapshot {
@@ -76,8 +64,8 @@ pub fn build_snapshot(
         if !policy.include_suspended_users && user.is_suspended() {
             continue;
         }
-        let state = user_state(&user);
-        let JumpCloudUser {
+        let state = user.state;
+        let SourceUser {
             id,
             email,
             username,
@@ -126,10 +114,14 @@ pub fn build_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{adapters::jumpcloud::CustomAttribute, config::GroupScope};
+    use crate::{
+        config::GroupScope,
+        domain::model::{MembershipMethod, UserState},
+        ports::UserAttribute,
+    };
 
-    fn jc_user(id: &str, email: &str) -> JumpCloudUser {
-        JumpCloudUser {
+    fn jc_user(id: &str, email: &str) -> SourceUser {
+        SourceUser {
             id: id.into(),
             username: id.into(),
             email: email.into(),
@@ -140,14 +132,13 @@ mod tests {
             location: None,
             employee_type: None,
             manager: None,
-            state: Some("ACTIVATED".into()),
-            suspended: false,
+            state: UserState::Activated,
             attributes: vec![],
         }
     }
 
-    fn jc_group(id: &str, name: &str, method: &str) -> JumpCloudGroup {
-        JumpCloudGroup { id: id.into(), name: name.into(), description: None, membership_method: Some(method.into()) }
+    fn jc_group(id: &str, name: &str, membership_method: MembershipMethod) -> SourceGroup {
+        SourceGroup { id: id.into(), name: name.into(), description: None, membership_method }
     }
 
     #[test]
@@ -162,7 +153,7 @@ mod tests {
     fn managers_resolve_by_email_attribute_or_builtin_id() {
         let boss = jc_user("b1", "boss@corp.com");
         let mut by_attr = jc_user("u1", "a@corp.com");
-        by_attr.attributes = vec![CustomAttribute { name: "manager".into(), value: Some("BOSS@corp.com".into()) }];
+        by_attr.attributes = vec![UserAttribute { name: "manager".into(), value: Some("BOSS@corp.com".into()) }];
         let mut by_field = jc_user("u2", "b@corp.com");
         by_field.manager = Some("b1".into());
         let mut dangling = jc_user("u3", "c@corp.com");
@@ -179,7 +170,7 @@ mod tests {
         let boss = jc_user("b1", "boss@corp.com");
         let mut u = jc_user("u1", "a@corp.com");
         u.manager = Some("b1".into()); // ignored: the policy names another attribute
-        u.attributes = vec![CustomAttribute { name: "supervisor".into(), value: Some("b1".into()) }];
+        u.attributes = vec![UserAttribute { name: "supervisor".into(), value: Some("b1".into()) }];
         let mut other = jc_user("u2", "b@corp.com");
         other.manager = Some("b1".into());
         let policy = DirectoryPolicy { manager_attribute: "supervisor".into(), ..DirectoryPolicy::default() };
@@ -191,10 +182,9 @@ mod tests {
     #[test]
     fn suspended_users_and_their_memberships_are_left_out_unless_configured() {
         let mut sus = jc_user("u2", "s@corp.com");
-        sus.state = Some("SUSPENDED".into());
-        sus.suspended = true;
+        sus.state = UserState::Suspended;
         let users = vec![jc_user("u1", "a@corp.com"), sus];
-        let groups = [jc_group("g1", "admins", "STATIC")];
+        let groups = [jc_group("g1", "admins", MembershipMethod::Static)];
         let members = vec![("g1".to_string(), vec!["u1".to_string(), "u2".to_string()])];
         let s = build_snapshot(users.clone(), &groups, members.clone(), &DirectoryPolicy::default());
         assert_eq!((s.users.len(), s.memberships.len()), (1, 1));
@@ -209,10 +199,10 @@ mod tests {
         let policy =
             DirectoryPolicy { requestable_groups: GroupScope::parse("prod-*").unwrap(), ..DirectoryPolicy::default() };
         let groups = [
-            jc_group("g1", "prod-db", "STATIC"),
-            jc_group("g2", "prod-auto", "DYNAMIC_AUTOMATED"),
-            jc_group("g3", "prod-review", "DYNAMIC_REVIEW_REQUIRED"),
-            jc_group("g4", "dev", "STATIC"),
+            jc_group("g1", "prod-db", MembershipMethod::Static),
+            jc_group("g2", "prod-auto", MembershipMethod::DynamicAutomated),
+            jc_group("g3", "prod-review", MembershipMethod::DynamicReviewRequired),
+            jc_group("g4", "dev", MembershipMethod::Static),
         ];
         let s = build_snapshot(vec![], &groups, vec![], &policy);
         let requestable: Vec<&str> =

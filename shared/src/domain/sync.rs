@@ -8,11 +8,11 @@ use super::{
 };
 use crate::domain::model::{EventType, GrantEvent};
 use crate::{
-    adapters::dynamodb::StoreError,
-    adapters::jumpcloud::JumpCloudError,
     clock::Clock,
     config::DirectoryPolicy,
     domain::model::diff,
+    ports::DirectoryError,
+    ports::StoreError,
     ports::{Directory, DirectoryProvider, DirectoryStore, IntegrationCatalog, SecretsError, SyncState, SyncStatus},
 };
 use futures::{stream, StreamExt, TryStreamExt};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
-    JumpCloud(#[from] JumpCloudError),
+    Directory(#[from] DirectoryError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -154,7 +154,7 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
             async {
                 let users = directory.list_users().await?;
                 progress.report(SyncProgress::UsersFetched { integration: name(), users: users.len() });
-                Ok::<_, JumpCloudError>(users)
+                Ok::<_, DirectoryError>(users)
             },
             async {
                 let groups = directory.list_groups().await?;
@@ -176,7 +176,7 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
             })
             .try_collect()
             .await?;
-        Ok::<_, JumpCloudError>((users, groups, members))
+        Ok::<_, DirectoryError>((users, groups, members))
     };
     // The stored copy is read while JumpCloud is being fetched.
     let (fetched, stored) = futures::join!(
@@ -397,9 +397,9 @@ mod tests {
     async fn a_jumpcloud_failure_is_recorded_and_nothing_is_written() {
         let store = MemoryStore::default();
         let dir = org();
-        *dir.fail_with.lock().unwrap() = Some(JumpCloudError::Transient { reason: "HTTP 503".into() });
+        *dir.fail_with.lock().unwrap() = Some(DirectoryError::Transient { reason: "HTTP 503".into() });
         let err = sync(&store, &dir).await.unwrap_err();
-        assert!(matches!(err, SyncError::JumpCloud(_)));
+        assert!(matches!(err, SyncError::Directory(_)));
         assert_eq!(store.item_writes(), 0);
         let status = store.sync_status("corp").await.unwrap().unwrap();
         assert_eq!(status.state, SyncState::Failed);
@@ -449,13 +449,12 @@ mod tests {
         let integrations = FakeIntegrations::default();
         integrations.add("good", org());
         let broken = org();
-        *broken.fail_with.lock().unwrap() = Some(JumpCloudError::Unauthorized { status: 401 });
+        *broken.fail_with.lock().unwrap() = Some(DirectoryError::Unauthorized { status: 401 });
         integrations.add("broken", broken);
         integrations
-            .discovered
+            .invalid
             .lock()
             .unwrap()
-            .invalid
             .push(InvalidIntegration { secret: "jit/bad".into(), reason: "no token".into() });
 
         let summary = sync_all(&ctx, &integrations, &integrations, None).await.unwrap();

@@ -9,7 +9,7 @@ use crate::{
     ports::DirectoryStore,
     testing::FakeDirectory,
     testing::MemoryStore,
-    testing::{FakeScheduler, MemoryGrantStore, RecordingBus, StaticIntegrations, SyncedMemberships},
+    testing::{FakeIntegrations, FakeScheduler, MemoryGrantStore, RecordingBus, SyncedMemberships},
 };
 use chrono::{TimeZone, Utc};
 use lambda_http::{Context, LambdaEvent};
@@ -48,7 +48,7 @@ async fn world() -> World {
         vec![FakeDirectory::group("g-db", "prod-db-admins"), FakeDirectory::group("g-eng", "engineering")],
         &[],
     ));
-    let integrations = Arc::new(StaticIntegrations::default());
+    let integrations = Arc::new(FakeIntegrations::default());
     integrations.add("corp", directory.clone());
     let directory_store = Arc::new(MemoryStore::default());
     let group = |id: &str, name: &str, requestable| DirectoryGroup {

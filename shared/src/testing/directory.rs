@@ -1,32 +1,54 @@
-//! In-memory doubles of the ports, for domain tests (here and in later crates, behind the
-//! `testing` feature). Integration tests use the real adapters instead.
+//! The one directory double ([`FakeDirectory`]: a JumpCloud organization in memory, whose calls
+//! can be made to fail) and the integrations that hand it out ([`FakeIntegrations`]).
 
 use crate::{
-    adapters::jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
     credentials::{ApiKey, Credentials},
+    domain::model::{MembershipMethod, UserState},
     ports::{
-        AddOutcome, Directory, DirectoryProvider, Discovered, Integration, IntegrationCatalog, RemoveOutcome,
-        SecretsError,
+        AddError, AddOutcome, Directory, DirectoryError, DirectoryProvider, Discovered, Integration,
+        IntegrationCatalog, InvalidIntegration, RemoveOutcome, SecretsError, SourceGroup, SourceUser,
     },
 };
 use async_trait::async_trait;
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
 };
 
-/// A JumpCloud organization in memory. `fail_with` makes every call fail (JumpCloud down).
+/// How a member operation fails.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub error: DirectoryError,
+    /// JumpCloud applied the change before the failure reached us (a timeout after sending).
+    pub applied: bool,
+}
+
+/// A JumpCloud organization in memory.
+/// - `fail_with` makes every call fail (JumpCloud down);
+/// - `add_fault` / `remove_fault` make only adds / removes fail (lookups keep working);
+/// - `ambiguous_409` reports a 409 as `AlreadyMember { ambiguous: true }`;
+/// - `adds` / `removes` count the member operations sent.
+///
+/// Lookups and member operations yield first, so that concurrent tests interleave.
 #[derive(Default)]
 pub struct FakeDirectory {
-    pub users: Mutex<Vec<JumpCloudUser>>,
-    pub groups: Mutex<Vec<JumpCloudGroup>>,
+    pub users: Mutex<Vec<SourceUser>>,
+    pub groups: Mutex<Vec<SourceGroup>>,
     pub members: Mutex<BTreeMap<String, BTreeSet<String>>>,
-    pub fail_with: Mutex<Option<JumpCloudError>>,
+    pub fail_with: Mutex<Option<DirectoryError>>,
+    pub add_fault: Mutex<Option<Fault>>,
+    pub remove_fault: Mutex<Option<Fault>>,
+    pub ambiguous_409: AtomicBool,
+    pub adds: AtomicUsize,
+    pub removes: AtomicUsize,
 }
 
 impl FakeDirectory {
-    pub fn user(id: &str, email: &str) -> JumpCloudUser {
-        JumpCloudUser {
+    pub fn user(id: &str, email: &str) -> SourceUser {
+        SourceUser {
             id: id.into(),
             username: email.split('@').next().unwrap_or(id).into(),
             email: email.into(),
@@ -37,27 +59,44 @@ impl FakeDirectory {
             location: None,
             employee_type: None,
             manager: None,
-            state: Some("ACTIVATED".into()),
-            suspended: false,
+            state: UserState::Activated,
             attributes: vec![],
         }
     }
 
-    pub fn group(id: &str, name: &str) -> JumpCloudGroup {
-        JumpCloudGroup { id: id.into(), name: name.into(), description: None, membership_method: Some("STATIC".into()) }
+    pub fn group(id: &str, name: &str) -> SourceGroup {
+        SourceGroup { id: id.into(), name: name.into(), description: None, membership_method: MembershipMethod::Static }
     }
 
-    pub fn with(users: Vec<JumpCloudUser>, groups: Vec<JumpCloudGroup>, members: &[(&str, &str)]) -> Self {
+    pub fn with(users: Vec<SourceUser>, groups: Vec<SourceGroup>, members: &[(&str, &str)]) -> Self {
         let dir = Self::default();
         *dir.users.lock().unwrap() = users;
         *dir.groups.lock().unwrap() = groups;
         for (g, u) in members {
-            dir.members.lock().unwrap().entry(g.to_string()).or_default().insert(u.to_string());
+            dir.set_member(g, u);
         }
         dir
     }
 
-    fn check(&self) -> Result<(), JumpCloudError> {
+    pub fn is_member(&self, group_id: &str, user_id: &str) -> bool {
+        self.members.lock().unwrap().get(group_id).is_some_and(|m| m.contains(user_id))
+    }
+
+    /// Changes a membership behind the product's back; true when it changed.
+    pub fn set_member(&self, group_id: &str, user_id: &str) -> bool {
+        self.members.lock().unwrap().entry(group_id.into()).or_default().insert(user_id.into())
+    }
+
+    pub fn unset_member(&self, group_id: &str, user_id: &str) -> bool {
+        self.members.lock().unwrap().get_mut(group_id).is_some_and(|m| m.remove(user_id))
+    }
+
+    /// Member operations (adds plus removes) sent so far.
+    pub fn member_calls(&self) -> usize {
+        self.adds.load(Ordering::SeqCst) + self.removes.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> Result<(), DirectoryError> {
         match self.fail_with.lock().unwrap().clone() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -67,19 +106,20 @@ impl FakeDirectory {
 
 #[async_trait]
 impl Directory for FakeDirectory {
-    async fn list_users(&self) -> Result<Vec<JumpCloudUser>, JumpCloudError> {
+    async fn list_users(&self) -> Result<Vec<SourceUser>, DirectoryError> {
         self.check()?;
         Ok(self.users.lock().unwrap().clone())
     }
-    async fn list_groups(&self) -> Result<Vec<JumpCloudGroup>, JumpCloudError> {
+    async fn list_groups(&self) -> Result<Vec<SourceGroup>, DirectoryError> {
         self.check()?;
         Ok(self.groups.lock().unwrap().clone())
     }
-    async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, JumpCloudError> {
+    async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, DirectoryError> {
         self.check()?;
         Ok(self.members.lock().unwrap().get(group_id).map(|m| m.iter().cloned().collect()).unwrap_or_default())
     }
-    async fn find_user(&self, key: &str) -> Result<JumpCloudUser, JumpCloudError> {
+    async fn find_user(&self, key: &str) -> Result<SourceUser, DirectoryError> {
+        tokio::task::yield_now().await;
         self.check()?;
         let key_lower = key.to_lowercase();
         self.users
@@ -88,9 +128,9 @@ impl Directory for FakeDirectory {
             .iter()
             .find(|u| u.id == key || u.username == key || u.email.to_lowercase() == key_lower)
             .cloned()
-            .ok_or(JumpCloudError::NotFound { what: format!("user {key:?}") })
+            .ok_or(DirectoryError::NotFound { what: format!("user {key:?}") })
     }
-    async fn find_group(&self, key: &str) -> Result<JumpCloudGroup, JumpCloudError> {
+    async fn find_group(&self, key: &str) -> Result<SourceGroup, DirectoryError> {
         self.check()?;
         self.groups
             .lock()
@@ -98,57 +138,93 @@ impl Directory for FakeDirectory {
             .iter()
             .find(|g| g.id == key || g.name == key)
             .cloned()
-            .ok_or(JumpCloudError::NotFound { what: format!("group {key:?}") })
+            .ok_or(DirectoryError::NotFound { what: format!("group {key:?}") })
     }
-    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, JumpCloudError> {
-        self.check()?;
-        let added = self.members.lock().unwrap().entry(group_id.into()).or_default().insert(user_id.into());
-        Ok(if added { AddOutcome::Added } else { AddOutcome::AlreadyMember { ambiguous: false } })
+    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, AddError> {
+        tokio::task::yield_now().await;
+        self.adds.fetch_add(1, Ordering::SeqCst);
+        let fault = self.add_fault.lock().unwrap().clone();
+        if let Some(Fault { error, applied }) = fault {
+            if applied {
+                self.set_member(group_id, user_id);
+            }
+            // As the adapter reports it: a transient failure may have reached JumpCloud.
+            let maybe_applied = applied || error.is_retryable();
+            return Err(AddError { error, maybe_applied });
+        }
+        self.check().map_err(|error| AddError { maybe_applied: error.is_retryable(), error })?;
+        let added = self.set_member(group_id, user_id);
+        tokio::task::yield_now().await;
+        Ok(if added {
+            AddOutcome::Added
+        } else {
+            AddOutcome::AlreadyMember { ambiguous: self.ambiguous_409.load(Ordering::SeqCst) }
+        })
     }
-    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, JumpCloudError> {
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, DirectoryError> {
+        tokio::task::yield_now().await;
+        self.removes.fetch_add(1, Ordering::SeqCst);
+        let fault = self.remove_fault.lock().unwrap().clone();
+        if let Some(fault) = fault {
+            if fault.applied {
+                self.unset_member(group_id, user_id);
+            }
+            return Err(fault.error);
+        }
         self.check()?;
-        let removed = self.members.lock().unwrap().get_mut(group_id).is_some_and(|m| m.remove(user_id));
+        let removed = self.unset_member(group_id, user_id);
+        tokio::task::yield_now().await;
         Ok(if removed { RemoveOutcome::Removed } else { RemoveOutcome::NotMember })
     }
 }
 
-/// Integrations in memory, each with its fake directory.
+/// Integrations in memory, each with its fake directory; `invalid` lists secrets that could not
+/// be used.
 #[derive(Default)]
 pub struct FakeIntegrations {
-    pub discovered: Mutex<Discovered>,
-    pub directories: Mutex<HashMap<String, Arc<FakeDirectory>>>,
+    pub integrations: Mutex<Vec<(Integration, Arc<FakeDirectory>)>>,
+    pub invalid: Mutex<Vec<InvalidIntegration>>,
 }
 
 impl FakeIntegrations {
     pub fn add(&self, name: &str, directory: Arc<FakeDirectory>) {
-        self.discovered.lock().unwrap().integrations.push(Integration {
+        let integration = Integration {
             name: name.into(),
             secret_id: format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}"),
             credentials: Credentials { token: ApiKey::new(format!("key-of-{name}")), org_id: None },
-        });
-        self.directories.lock().unwrap().insert(name.into(), directory);
+        };
+        self.integrations.lock().unwrap().push((integration, directory));
+    }
+    pub fn remove(&self, name: &str) {
+        self.integrations.lock().unwrap().retain(|(i, _)| i.name != name);
     }
 }
 
 #[async_trait]
 impl IntegrationCatalog for FakeIntegrations {
     async fn list(&self) -> Result<Discovered, SecretsError> {
-        Ok(self.discovered.lock().unwrap().clone())
+        let integrations = self.integrations.lock().unwrap().iter().map(|(i, _)| i.clone()).collect();
+        Ok(Discovered { integrations, invalid: self.invalid.lock().unwrap().clone() })
     }
     async fn refresh(&self, name: &str) -> Result<Integration, SecretsError> {
-        self.discovered
+        self.integrations
             .lock()
             .unwrap()
-            .integrations
             .iter()
-            .find(|i| i.name == name)
-            .cloned()
+            .find(|(i, _)| i.name == name)
+            .map(|(i, _)| i.clone())
             .ok_or_else(|| SecretsError::UnknownIntegration(name.into()))
     }
 }
 
 impl DirectoryProvider for FakeIntegrations {
     fn directory(&self, integration: &Integration) -> Arc<dyn Directory> {
-        self.directories.lock().unwrap()[&integration.name].clone()
+        self.integrations
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(i, _)| i.name == integration.name)
+            .map(|(_, d)| d.clone() as Arc<dyn Directory>)
+            .expect("a directory for every listed integration")
     }
 }

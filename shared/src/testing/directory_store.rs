@@ -1,6 +1,6 @@
 //! An in-memory store for domain tests: same contract as DynamoDB, counts the writes it takes.
 
-use crate::adapters::dynamodb::StoreError;
+use crate::ports::StoreError;
 use crate::{
     domain::model::{DirectoryChanges, DirectoryDigest, DirectorySnapshot},
     ports::{DirectoryStore, SyncStatus},

@@ -1,32 +1,27 @@
-//! In-memory doubles of the grant lifecycle's ports (store, scheduler, bus, synced-directory
-//! oracle), a JumpCloud directory whose add and remove can be made to fail, and integrations that
-//! hand it out. For domain tests here and, behind the `testing` feature, in other crates.
+//! In-memory doubles of the grant lifecycle's ports: the grant store, the synced-directory
+//! oracle, the expiry scheduler and the event bus.
 //!
 //! [`MemoryGrantStore`] enforces the conditions the DynamoDB adapter enforces, each operation
 //! atomically under one mutex: a test that passes here exercises the same protocol.
 
 use crate::{
-    adapters::dynamodb::StoreError,
-    adapters::jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
-    credentials::{ApiKey, Credentials},
     domain::model::{
         AuditPage, AuditRecord, Grant, GrantEvent, GrantFilter, GrantPage, GrantStatus, IdempotencyClaim,
         IdempotencyState, Lease, LeaseHold, LeaseKey, LeaseLock, RevocationRequest,
     },
+    ports::StoreError,
     ports::{
-        Activation, AddOutcome, Directory, DirectoryProvider, Discovered, Ending, EventBus, EventBusError,
-        ExpiryScheduler, Failure, GrantStore, GrantStoreError, Integration, IntegrationCatalog, MembershipOracle,
-        RemoveOutcome, SchedulerError, SecretsError,
+        Activation, Ending, EventBus, EventBusError, ExpiryScheduler, Failure, GrantStore, GrantStoreError,
+        MembershipOracle, SchedulerError,
     },
-    testing::FakeDirectory,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        Mutex,
     },
 };
 
@@ -510,159 +505,5 @@ impl EventBus for RecordingBus {
         }
         self.events.lock().unwrap().extend_from_slice(events);
         Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// JumpCloud
-
-/// How a member operation fails.
-#[derive(Debug, Clone)]
-pub struct Fault {
-    pub error: JumpCloudError,
-    /// JumpCloud applied the change before the failure reached us (a timeout after sending).
-    pub applied: bool,
-}
-
-/// A [`FakeDirectory`] whose adds and removes can fail on their own (lookups keep working), whose
-/// 409s can be marked ambiguous, and which counts the member operations. Every call yields
-/// first, so that concurrent tests interleave.
-pub struct ControlledDirectory {
-    pub inner: Arc<FakeDirectory>,
-    pub add_fault: Mutex<Option<Fault>>,
-    pub remove_fault: Mutex<Option<Fault>>,
-    /// Report 409s as `AlreadyMember { ambiguous: true }`.
-    pub ambiguous_409: AtomicBool,
-    pub adds: AtomicUsize,
-    pub removes: AtomicUsize,
-}
-
-impl ControlledDirectory {
-    pub fn new(inner: Arc<FakeDirectory>) -> Self {
-        Self {
-            inner,
-            add_fault: Mutex::new(None),
-            remove_fault: Mutex::new(None),
-            ambiguous_409: AtomicBool::new(false),
-            adds: AtomicUsize::new(0),
-            removes: AtomicUsize::new(0),
-        }
-    }
-    pub fn is_member(&self, group_id: &str, user_id: &str) -> bool {
-        self.inner.members.lock().unwrap().get(group_id).is_some_and(|m| m.contains(user_id))
-    }
-    pub fn set_member(&self, group_id: &str, user_id: &str) {
-        self.inner.members.lock().unwrap().entry(group_id.into()).or_default().insert(user_id.into());
-    }
-    pub fn unset_member(&self, group_id: &str, user_id: &str) {
-        if let Some(m) = self.inner.members.lock().unwrap().get_mut(group_id) {
-            m.remove(user_id);
-        }
-    }
-    /// Member operations (adds plus removes) sent so far.
-    pub fn member_calls(&self) -> usize {
-        self.adds.load(Ordering::SeqCst) + self.removes.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Directory for ControlledDirectory {
-    async fn list_users(&self) -> Result<Vec<JumpCloudUser>, JumpCloudError> {
-        self.inner.list_users().await
-    }
-    async fn list_groups(&self) -> Result<Vec<JumpCloudGroup>, JumpCloudError> {
-        self.inner.list_groups().await
-    }
-    async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, JumpCloudError> {
-        self.inner.list_group_members(group_id).await
-    }
-    async fn find_user(&self, key: &str) -> Result<JumpCloudUser, JumpCloudError> {
-        tokio::task::yield_now().await;
-        self.inner.find_user(key).await
-    }
-    async fn find_group(&self, key: &str) -> Result<JumpCloudGroup, JumpCloudError> {
-        self.inner.find_group(key).await
-    }
-    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, JumpCloudError> {
-        tokio::task::yield_now().await;
-        self.adds.fetch_add(1, Ordering::SeqCst);
-        let fault = self.add_fault.lock().unwrap().clone();
-        if let Some(fault) = fault {
-            if fault.applied {
-                self.set_member(group_id, user_id);
-            }
-            return Err(fault.error);
-        }
-        let outcome = self.inner.add_member(group_id, user_id).await?;
-        tokio::task::yield_now().await;
-        Ok(match outcome {
-            AddOutcome::AlreadyMember { .. } if self.ambiguous_409.load(Ordering::SeqCst) => {
-                AddOutcome::AlreadyMember { ambiguous: true }
-            }
-            other => other,
-        })
-    }
-    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, JumpCloudError> {
-        tokio::task::yield_now().await;
-        self.removes.fetch_add(1, Ordering::SeqCst);
-        let fault = self.remove_fault.lock().unwrap().clone();
-        if let Some(fault) = fault {
-            if fault.applied {
-                self.unset_member(group_id, user_id);
-            }
-            return Err(fault.error);
-        }
-        let outcome = self.inner.remove_member(group_id, user_id).await;
-        tokio::task::yield_now().await;
-        outcome
-    }
-}
-
-/// Integrations, each handing out a directory of any kind.
-#[derive(Default)]
-pub struct StaticIntegrations {
-    pub integrations: Mutex<Vec<(Integration, Arc<dyn Directory>)>>,
-}
-
-impl StaticIntegrations {
-    pub fn add(&self, name: &str, directory: Arc<dyn Directory>) {
-        let integration = Integration {
-            name: name.into(),
-            secret_id: format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}"),
-            credentials: Credentials { token: ApiKey::new(format!("key-of-{name}")), org_id: None },
-        };
-        self.integrations.lock().unwrap().push((integration, directory));
-    }
-    pub fn remove(&self, name: &str) {
-        self.integrations.lock().unwrap().retain(|(i, _)| i.name != name);
-    }
-}
-
-#[async_trait]
-impl IntegrationCatalog for StaticIntegrations {
-    async fn list(&self) -> Result<Discovered, SecretsError> {
-        let integrations = self.integrations.lock().unwrap().iter().map(|(i, _)| i.clone()).collect();
-        Ok(Discovered { integrations, invalid: vec![] })
-    }
-    async fn refresh(&self, name: &str) -> Result<Integration, SecretsError> {
-        self.integrations
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(i, _)| i.name == name)
-            .map(|(i, _)| i.clone())
-            .ok_or_else(|| SecretsError::UnknownIntegration(name.into()))
-    }
-}
-
-impl DirectoryProvider for StaticIntegrations {
-    fn directory(&self, integration: &Integration) -> Arc<dyn Directory> {
-        self.integrations
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(i, _)| i.name == integration.name)
-            .map(|(_, d)| d.clone())
-            .expect("a directory for every listed integration")
     }
 }

@@ -6,7 +6,7 @@
 use crate::{
     clock::{Clock, ManualClock},
     config::GroupScope,
-    domain::model::{AuditAction, EndReason, Grant, GrantStatus, ACTOR_SCHEDULE},
+    domain::model::{AuditAction, EndReason, Grant, GrantStatus, MembershipMethod, UserState, ACTOR_SCHEDULE},
     domain::{
         grant::{request_grant, GrantContext, GrantOutcome, GrantPolicy, GrantRequest},
         revoke::{revoke_grant, sweep, RevokeError, RevokeOutcome, SweepReport},
@@ -14,7 +14,7 @@ use crate::{
     duration::GrantDuration,
     ports::{GrantStore, MembershipOracle},
     testing::FakeDirectory,
-    testing::{ControlledDirectory, FakeScheduler, RecordingBus, StaticIntegrations},
+    testing::{FakeIntegrations, FakeScheduler, RecordingBus},
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::sync::{atomic::Ordering, Arc};
@@ -34,10 +34,10 @@ pub struct LifecycleHarness<S, O> {
     pub oracle: O,
     pub scheduler: FakeScheduler,
     pub bus: RecordingBus,
-    pub integrations: StaticIntegrations,
+    pub integrations: FakeIntegrations,
     pub clock: ManualClock,
     pub policy: GrantPolicy,
-    pub jc: Arc<ControlledDirectory>,
+    pub jc: Arc<FakeDirectory>,
 }
 
 impl<S: GrantStore, O: MembershipOracle> LifecycleHarness<S, O> {
@@ -50,14 +50,13 @@ impl<S: GrantStore, O: MembershipOracle> LifecycleHarness<S, O> {
             FakeDirectory::user("u2", "bob@corp.com"),
             FakeDirectory::user("u3", "sam@corp.com"),
         ];
-        users[2].suspended = true;
-        users[2].state = Some("SUSPENDED".into());
+        users[2].state = UserState::Suspended;
         users.extend((10..30).map(|i| FakeDirectory::user(&format!("u{i}"), &format!("user{i}@corp.com"))));
         let mut dynamic = FakeDirectory::group("g2", "prod-auto");
-        dynamic.membership_method = Some("DYNAMIC_AUTOMATED".into());
+        dynamic.membership_method = MembershipMethod::DynamicAutomated;
         let groups = vec![FakeDirectory::group("g1", "prod-db-admins"), dynamic, FakeDirectory::group("g3", "finance")];
-        let jc = Arc::new(ControlledDirectory::new(Arc::new(FakeDirectory::with(users, groups, members))));
-        let integrations = StaticIntegrations::default();
+        let jc = Arc::new(FakeDirectory::with(users, groups, members));
+        let integrations = FakeIntegrations::default();
         integrations.add("corp", jc.clone());
         Self {
             store,

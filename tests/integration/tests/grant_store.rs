@@ -13,7 +13,6 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use integration_tests::{aws_endpoint, Stack};
 use jit_shared::{
     adapters::dynamodb::{DynamoGrantStore, DynamoStore, StoreError},
-    adapters::jumpcloud::JumpCloudError,
     clock::Clock,
     domain::model::{
         AuditAction, AuditOutcome, AuditRecord, Grant, GrantFilter, GrantGroup, GrantStatus, GrantUser,
@@ -24,6 +23,7 @@ use jit_shared::{
         grant::{request_grant, GrantContext, GrantError, GrantPolicy},
         revoke::{sweep, RevokeError},
     },
+    ports::DirectoryError,
     ports::{
         Activation, DirectoryStore, Ending, Failure, GrantStore, GrantStoreError, MembershipOracle, SyncState,
         SyncStatus,
@@ -1343,8 +1343,8 @@ async fn the_sweep_pages_through_due_grants_and_finishes_failed_revocations_and_
     // JumpCloud down during a revocation: the grant stays active and due now; the sweep finishes it.
     let grant = w.grant("alice@corp.com", "2h").await;
     *w.jc.remove_fault.lock().unwrap() =
-        Some(Fault { error: JumpCloudError::Transient { reason: "HTTP 503".into() }, applied: false });
-    assert!(matches!(w.revoke(&grant.id).await, Err(RevokeError::JumpCloud(_))));
+        Some(Fault { error: DirectoryError::Transient { reason: "HTTP 503".into() }, applied: false });
+    assert!(matches!(w.revoke(&grant.id).await, Err(RevokeError::Directory(_))));
     let stored = w.db.store.get(&grant.id).await.unwrap().unwrap();
     assert_eq!(stored.status, GrantStatus::Active);
     assert!(stored.revocation_requested.is_some());
@@ -1358,9 +1358,9 @@ async fn the_sweep_pages_through_due_grants_and_finishes_failed_revocations_and_
 
     // A timed-out add that JumpCloud applied: the grant fails, the sweep removes the membership.
     *w.jc.add_fault.lock().unwrap() =
-        Some(Fault { error: JumpCloudError::Transient { reason: "timed out".into() }, applied: true });
+        Some(Fault { error: DirectoryError::Transient { reason: "timed out".into() }, applied: true });
     let failed = request_grant(&w.ctx(), w.request("bob@corp.com", "1h")).await;
-    assert!(matches!(failed, Err(GrantError::JumpCloud(_))));
+    assert!(matches!(failed, Err(GrantError::Directory(_))));
     *w.jc.add_fault.lock().unwrap() = None;
     assert!(w.jc.is_member("g1", "u2"));
     let report = w.sweep().await;

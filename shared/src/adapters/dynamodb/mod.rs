@@ -8,16 +8,9 @@ pub mod table;
 pub use directory_store::DynamoStore;
 pub use grant_store::DynamoGrantStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("DynamoDB: {0}")]
-    Aws(String),
-    #[error("DynamoDB item could not be mapped: {0}")]
-    Mapping(String),
-    #[error("DynamoDB kept {0} writes unprocessed after retrying")]
-    Unprocessed(usize),
-}
+pub use crate::ports::StoreError;
 
+// The port's error, made from an SDK error here, where the SDK is known.
 impl StoreError {
     pub(crate) fn aws<E: std::error::Error + 'static>(e: E) -> Self {
         Self::Aws(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())

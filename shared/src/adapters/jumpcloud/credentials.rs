@@ -1,6 +1,6 @@
 //! Where the client takes its API key from, and how it gets a fresh one after a 401.
 
-use super::JumpCloudError;
+use crate::ports::DirectoryError;
 use crate::{credentials::Credentials, ports::IntegrationCatalog};
 use async_trait::async_trait;
 use std::sync::{Arc, RwLock};
@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 pub trait CredentialSource: Send + Sync {
     fn current(&self) -> Credentials;
     /// Reads the credentials again (key rotation); called at most once per call after a 401.
-    async fn refresh(&self) -> Result<Credentials, JumpCloudError>;
+    async fn refresh(&self) -> Result<Credentials, DirectoryError>;
 }
 
 /// Fixed credentials (CLI, tests): a refresh gives the same key back.
@@ -20,7 +20,7 @@ impl CredentialSource for StaticCredentials {
     fn current(&self) -> Credentials {
         self.0.clone()
     }
-    async fn refresh(&self) -> Result<Credentials, JumpCloudError> {
+    async fn refresh(&self) -> Result<Credentials, DirectoryError> {
         Ok(self.0.clone())
     }
 }
@@ -43,12 +43,12 @@ impl CredentialSource for CatalogCredentials {
     fn current(&self) -> Credentials {
         self.current.read().expect("credentials lock").clone()
     }
-    async fn refresh(&self) -> Result<Credentials, JumpCloudError> {
+    async fn refresh(&self) -> Result<Credentials, DirectoryError> {
         let fresh = self
             .catalog
             .refresh(&self.integration)
             .await
-            .map_err(|e| JumpCloudError::Credentials { reason: e.to_string() })?;
+            .map_err(|e| DirectoryError::Credentials { reason: e.to_string() })?;
         *self.current.write().expect("credentials lock") = fresh.credentials.clone();
         Ok(fresh.credentials)
     }

@@ -6,19 +6,18 @@
 //! the client read its credentials again, once, then retry.
 
 mod credentials;
-mod error;
 mod provider;
 mod wire;
 
 pub use credentials::{CatalogCredentials, CredentialSource, StaticCredentials};
-pub use error::JumpCloudError;
 pub use provider::JumpCloudDirectories;
-pub use wire::{CustomAttribute, JumpCloudGroup, JumpCloudUser, USER_FIELDS};
+pub use wire::USER_FIELDS;
 
 use crate::{
     config::JumpCloudLimits,
     credentials::Credentials,
-    ports::{AddOutcome, Directory, RemoveOutcome},
+    domain::model::is_object_id,
+    ports::{AddError, AddOutcome, Directory, DirectoryError, RemoveOutcome, SourceGroup, SourceUser},
 };
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
@@ -34,7 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::sync::Semaphore;
-use wire::{ErrorBody, GraphConnection, MemberOperation, UserList};
+use wire::{ErrorBody, GraphConnection, JumpCloudGroup, JumpCloudUser, MemberOperation, UserList};
 
 /// JumpCloud's largest page.
 pub const PAGE_SIZE: u64 = 100;
@@ -64,7 +63,7 @@ struct Reply {
 
 /// One attempt's failure, with whether the request may have been applied server-side.
 struct AttemptError {
-    error: JumpCloudError,
+    error: DirectoryError,
     maybe_applied: bool,
 }
 
@@ -109,13 +108,13 @@ impl JumpCloudClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
-    ) -> (Result<Reply, JumpCloudError>, bool) {
+    ) -> (Result<Reply, DirectoryError>, bool) {
         let maybe_applied = AtomicBool::new(false);
         let mut credentials = self.credentials.current();
         let mut refreshed = false;
         let result = loop {
             match self.send_with_retries(&method, path, query, body, &credentials, &maybe_applied).await {
-                Err(JumpCloudError::Unauthorized { .. }) if !refreshed => {
+                Err(DirectoryError::Unauthorized { .. }) if !refreshed => {
                     refreshed = true;
                     tracing::warn!(path, "JumpCloud answered 401; reading the integration's secret again");
                     match self.credentials.refresh().await {
@@ -137,7 +136,7 @@ impl JumpCloudClient {
         body: Option<&serde_json::Value>,
         credentials: &Credentials,
         maybe_applied: &AtomicBool,
-    ) -> Result<Reply, JumpCloudError> {
+    ) -> Result<Reply, DirectoryError> {
         let deadline = Instant::now() + self.limits.retry_budget;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.limits.retry_base_delay)
@@ -153,7 +152,7 @@ impl JumpCloudClient {
             })
         })
         .retry(backoff)
-        .when(JumpCloudError::is_retryable)
+        .when(DirectoryError::is_retryable)
         .adjust(|error, delay| {
             // Retry-After wins over our own backoff; either way, never past the budget.
             let delay = error.retry_after().or(delay)?;
@@ -196,13 +195,13 @@ impl JumpCloudClient {
         let response = request.send().await.map_err(|e| AttemptError {
             // A timeout may hit after JumpCloud applied a change; a refused connection cannot.
             maybe_applied: sent_body && !e.is_connect(),
-            error: JumpCloudError::Transient { reason: describe_reqwest_error(&e) },
+            error: DirectoryError::Transient { reason: describe_reqwest_error(&e) },
         })?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(|e| AttemptError {
             maybe_applied: sent_body,
-            error: JumpCloudError::Transient { reason: describe_reqwest_error(&e) },
+            error: DirectoryError::Transient { reason: describe_reqwest_error(&e) },
         })?;
         if status.is_success() {
             return Ok(Reply { headers, body: body.to_vec() });
@@ -213,26 +212,25 @@ impl JumpCloudClient {
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
         let error = match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                JumpCloudError::Unauthorized { status: status.as_u16() }
+                DirectoryError::Unauthorized { status: status.as_u16() }
             }
-            StatusCode::NOT_FOUND => JumpCloudError::NotFound { what: path.to_owned() },
-            StatusCode::CONFLICT => JumpCloudError::AlreadyMember,
-            StatusCode::TOO_MANY_REQUESTS => JumpCloudError::RateLimited { retry_after: retry_after(&headers) },
-            s if s.is_server_error() => JumpCloudError::Transient { reason: format!("HTTP {}: {message}", s.as_u16()) },
-            s => JumpCloudError::Invalid { status: s.as_u16(), message },
+            StatusCode::NOT_FOUND => DirectoryError::NotFound { what: path.to_owned() },
+            StatusCode::TOO_MANY_REQUESTS => DirectoryError::RateLimited { retry_after: retry_after(&headers) },
+            s if s.is_server_error() => DirectoryError::Transient { reason: format!("HTTP {}: {message}", s.as_u16()) },
+            s => DirectoryError::Invalid { status: s.as_u16(), message },
         };
         Err(AttemptError { maybe_applied: sent_body && status.is_server_error(), error })
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply, JumpCloudError> {
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply, DirectoryError> {
         self.send(Method::GET, path, query, None).await.0
     }
 
     /// Every page of a listing. With a total count from the first page the rest is fetched
     /// concurrently (bounded by the client's limits); without one, page by page until a short page.
-    async fn all_pages<T, F>(&self, path: &str, query: &[(&str, String)], parse: F) -> Result<Vec<T>, JumpCloudError>
+    async fn all_pages<T, F>(&self, path: &str, query: &[(&str, String)], parse: F) -> Result<Vec<T>, DirectoryError>
     where
-        F: Fn(&Reply) -> Result<(Vec<T>, Option<u64>), JumpCloudError>,
+        F: Fn(&Reply) -> Result<(Vec<T>, Option<u64>), DirectoryError>,
     {
         let page = |skip: u64| {
             let mut q = query.to_vec();
@@ -261,7 +259,7 @@ impl JumpCloudClient {
     }
 
     /// The result and whether an earlier attempt may have been applied.
-    async fn member_operation(&self, op: &str, group_id: &str, user_id: &str) -> (Result<(), JumpCloudError>, bool) {
+    async fn member_operation(&self, op: &str, group_id: &str, user_id: &str) -> (Result<(), DirectoryError>, bool) {
         if let Err(e) = check_id(group_id, "group").and_then(|_| check_id(user_id, "user")) {
             return (Err(e), false);
         }
@@ -274,23 +272,24 @@ impl JumpCloudClient {
 
 #[async_trait]
 impl Directory for JumpCloudClient {
-    async fn list_users(&self) -> Result<Vec<JumpCloudUser>, JumpCloudError> {
+    async fn list_users(&self) -> Result<Vec<SourceUser>, DirectoryError> {
         let query = [("sort", "_id".to_owned()), ("fields", USER_FIELDS.to_owned())];
         self.all_pages("/api/systemusers", &query, |reply| {
             let list: UserList = decode(reply)?;
-            Ok((list.results, list.total_count))
+            Ok((list.results.into_iter().map(SourceUser::from).collect(), list.total_count))
         })
         .await
     }
 
-    async fn list_groups(&self) -> Result<Vec<JumpCloudGroup>, JumpCloudError> {
+    async fn list_groups(&self) -> Result<Vec<SourceGroup>, DirectoryError> {
         self.all_pages("/api/v2/usergroups", &[("sort", "id".to_owned())], |reply| {
-            Ok((decode(reply)?, total_count(&reply.headers)))
+            let page: Vec<JumpCloudGroup> = decode(reply)?;
+            Ok((page.into_iter().map(SourceGroup::from).collect(), total_count(&reply.headers)))
         })
         .await
     }
 
-    async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, JumpCloudError> {
+    async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, DirectoryError> {
         check_id(group_id, "group")?;
         let path = format!("/api/v2/usergroups/{group_id}/members");
         let connections = self
@@ -302,13 +301,13 @@ impl Directory for JumpCloudClient {
         Ok(connections.into_iter().filter(|c| c.to.kind == "user").map(|c| c.to.id).collect())
     }
 
-    async fn find_user(&self, key: &str) -> Result<JumpCloudUser, JumpCloudError> {
+    async fn find_user(&self, key: &str) -> Result<SourceUser, DirectoryError> {
         let key = key.trim();
-        let not_found = || JumpCloudError::NotFound { what: format!("user {key:?}") };
+        let not_found = || DirectoryError::NotFound { what: format!("user {key:?}") };
         if is_object_id(key) {
             match self.get(&format!("/api/systemusers/{key}"), &[("fields", USER_FIELDS.to_owned())]).await {
-                Ok(reply) => return decode(&reply),
-                Err(JumpCloudError::NotFound { .. }) => return Err(not_found()),
+                Ok(reply) => return decode::<JumpCloudUser>(&reply).map(SourceUser::from),
+                Err(DirectoryError::NotFound { .. }) => return Err(not_found()),
                 Err(e) => return Err(e),
             }
         }
@@ -322,18 +321,18 @@ impl Directory for JumpCloudClient {
             let query = [("filter", filter), ("limit", "2".to_owned()), ("fields", USER_FIELDS.to_owned())];
             let list: UserList = decode(&self.get("/api/systemusers", &query).await?)?;
             if let Some(user) = list.results.into_iter().next() {
-                return Ok(user);
+                return Ok(user.into());
             }
         }
         Err(not_found())
     }
 
-    async fn find_group(&self, key: &str) -> Result<JumpCloudGroup, JumpCloudError> {
+    async fn find_group(&self, key: &str) -> Result<SourceGroup, DirectoryError> {
         let key = key.trim();
         if is_object_id(key) {
             match self.get(&format!("/api/v2/usergroups/{key}"), &[]).await {
-                Ok(reply) => return decode(&reply),
-                Err(JumpCloudError::NotFound { .. }) => {} // may still be a group so named
+                Ok(reply) => return decode::<JumpCloudGroup>(&reply).map(SourceGroup::from),
+                Err(DirectoryError::NotFound { .. }) => {} // may still be a group so named
                 Err(e) => return Err(e),
             }
         }
@@ -342,28 +341,32 @@ impl Directory for JumpCloudClient {
         groups
             .into_iter()
             .find(|g| g.name == key)
-            .ok_or_else(|| JumpCloudError::NotFound { what: format!("group {key:?}") })
+            .map(SourceGroup::from)
+            .ok_or_else(|| DirectoryError::NotFound { what: format!("group {key:?}") })
     }
 
-    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, JumpCloudError> {
+    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, AddError> {
         match self.member_operation("add", group_id, user_id).await {
             (Ok(()), _) => Ok(AddOutcome::Added),
-            (Err(JumpCloudError::AlreadyMember), ambiguous) => Ok(AddOutcome::AlreadyMember { ambiguous }),
-            (Err(e), _) => Err(e),
+            // JumpCloud's 409 on an add: the user already is a direct member.
+            (Err(DirectoryError::Invalid { status: 409, .. }), ambiguous) => {
+                Ok(AddOutcome::AlreadyMember { ambiguous })
+            }
+            (Err(error), maybe_applied) => Err(AddError { error, maybe_applied }),
         }
     }
 
-    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, JumpCloudError> {
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, DirectoryError> {
         match self.member_operation("remove", group_id, user_id).await.0 {
             Ok(()) => Ok(RemoveOutcome::Removed),
-            Err(JumpCloudError::NotFound { .. }) => Ok(RemoveOutcome::NotMember),
+            Err(DirectoryError::NotFound { .. }) => Ok(RemoveOutcome::NotMember),
             Err(e) => Err(e),
         }
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, JumpCloudError> {
-    serde_json::from_slice(&reply.body).map_err(|e| JumpCloudError::Decode { reason: e.to_string() })
+fn decode<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, DirectoryError> {
+    serde_json::from_slice(&reply.body).map_err(|e| DirectoryError::Decode { reason: e.to_string() })
 }
 
 fn total_count(headers: &HeaderMap) -> Option<u64> {
@@ -376,17 +379,12 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(300)))
 }
 
-/// JumpCloud ids are 24 hex digits (MongoDB ObjectIds).
-pub fn is_object_id(s: &str) -> bool {
-    s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// Ids go into URL paths: refuse anything that could change the path.
-fn check_id(id: &str, what: &str) -> Result<(), JumpCloudError> {
+fn check_id(id: &str, what: &str) -> Result<(), DirectoryError> {
     if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         Ok(())
     } else {
-        Err(JumpCloudError::Invalid { status: 400, message: format!("malformed {what} id") })
+        Err(DirectoryError::Invalid { status: 400, message: format!("malformed {what} id") })
     }
 }
 

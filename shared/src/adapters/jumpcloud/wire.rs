@@ -1,5 +1,10 @@
-//! JumpCloud's wire shapes (v1 `systemuser`, v2 `UserGroup`, `GraphConnection`), only the fields we use.
+//! JumpCloud's wire shapes (v1 `systemuser`, v2 `UserGroup`, `GraphConnection`), only the fields we
+//! use, and their conversion into the directory port's types.
 
+use crate::{
+    domain::model::{MembershipMethod, UserState},
+    ports::{SourceGroup, SourceUser, UserAttribute},
+};
 use serde::{Deserialize, Serialize};
 
 /// The `fields` we ask `/api/systemusers` for: exactly what the directory stores.
@@ -8,7 +13,7 @@ pub const USER_FIELDS: &str =
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct JumpCloudUser {
+pub(crate) struct JumpCloudUser {
     /// JumpCloud sends `_id` and `id` alike; `id` is ignored.
     #[serde(rename = "_id")]
     pub id: String,
@@ -39,17 +44,35 @@ pub struct JumpCloudUser {
     pub attributes: Vec<CustomAttribute>,
 }
 
-impl JumpCloudUser {
-    pub fn is_suspended(&self) -> bool {
-        self.suspended || self.state.as_deref() == Some("SUSPENDED")
-    }
-    pub fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes.iter().find(|a| a.name == name).and_then(|a| a.value.as_deref()).filter(|v| !v.is_empty())
+impl From<JumpCloudUser> for SourceUser {
+    fn from(user: JumpCloudUser) -> Self {
+        // `suspended` and `state` can disagree for a moment: either one suspends.
+        let state = if user.suspended || user.state.as_deref() == Some("SUSPENDED") {
+            UserState::Suspended
+        } else if user.state.as_deref() == Some("STAGED") {
+            UserState::Staged
+        } else {
+            UserState::Activated
+        };
+        Self {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            first_name: user.first_name,
+            last_name: user.last_name,
+            job_title: user.job_title,
+            department: user.department,
+            location: user.location,
+            employee_type: user.employee_type,
+            manager: user.manager,
+            state,
+            attributes: user.attributes.into_iter().map(|a| UserAttribute { name: a.name, value: a.value }).collect(),
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomAttribute {
+pub(crate) struct CustomAttribute {
     pub name: String,
     #[serde(default)]
     pub value: Option<String>,
@@ -57,13 +80,26 @@ pub struct CustomAttribute {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct JumpCloudGroup {
+pub(crate) struct JumpCloudGroup {
     pub id: String,
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
     pub membership_method: Option<String>,
+}
+
+impl From<JumpCloudGroup> for SourceGroup {
+    fn from(group: JumpCloudGroup) -> Self {
+        let membership_method = match group.membership_method.as_deref() {
+            Some("STATIC") => MembershipMethod::Static,
+            Some("DYNAMIC_REVIEW_REQUIRED") => MembershipMethod::DynamicReviewRequired,
+            Some("DYNAMIC_AUTOMATED") => MembershipMethod::DynamicAutomated,
+            // Absent or unknown.
+            _ => MembershipMethod::Notset,
+        };
+        Self { id: group.id, name: group.name, description: group.description, membership_method }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,4 +142,57 @@ where
     T: Deserialize<'de>,
 {
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(json: serde_json::Value) -> SourceUser {
+        serde_json::from_value::<JumpCloudUser>(json).unwrap().into()
+    }
+
+    #[test]
+    fn user_state_comes_from_suspended_or_state() {
+        let base = || serde_json::json!({"_id": "u1", "email": "a@corp.com", "username": "a"});
+        assert_eq!(user(base()).state, UserState::Activated);
+        let mut staged = base();
+        staged["state"] = "STAGED".into();
+        assert_eq!(user(staged).state, UserState::Staged);
+        let mut by_state = base();
+        by_state["state"] = "SUSPENDED".into();
+        assert_eq!(user(by_state).state, UserState::Suspended);
+        let mut by_flag = base();
+        by_flag["state"] = "ACTIVATED".into();
+        by_flag["suspended"] = true.into();
+        assert!(user(by_flag).is_suspended());
+    }
+
+    #[test]
+    fn attributes_keep_their_order_and_null_is_none() {
+        let u = user(serde_json::json!({"_id": "u1", "attributes": null}));
+        assert!(u.attributes.is_empty());
+        let u = user(serde_json::json!({"_id": "u1", "attributes": [
+            {"name": "manager", "value": ""}, {"name": "manager", "value": "b@corp.com"}, {"name": "x"}]}));
+        assert_eq!(u.attributes.len(), 3);
+        // The first of that name counts, and an empty value is no value.
+        assert_eq!(u.attribute("manager"), None);
+        assert_eq!(u.attribute("x"), None);
+    }
+
+    #[test]
+    fn membership_methods_map_and_unknown_is_notset() {
+        let group = |method: Option<&str>| -> SourceGroup {
+            let mut json = serde_json::json!({"id": "g1", "name": "admins"});
+            if let Some(m) = method {
+                json["membershipMethod"] = m.into();
+            }
+            serde_json::from_value::<JumpCloudGroup>(json).unwrap().into()
+        };
+        assert_eq!(group(Some("STATIC")).membership_method, MembershipMethod::Static);
+        assert_eq!(group(Some("DYNAMIC_AUTOMATED")).membership_method, MembershipMethod::DynamicAutomated);
+        assert_eq!(group(Some("DYNAMIC_REVIEW_REQUIRED")).membership_method, MembershipMethod::DynamicReviewRequired);
+        assert_eq!(group(Some("SOMETHING_NEW")).membership_method, MembershipMethod::Notset);
+        assert_eq!(group(None).membership_method, MembershipMethod::Notset);
+    }
 }

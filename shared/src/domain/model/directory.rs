@@ -47,15 +47,6 @@ pub enum MembershipMethod {
 }
 
 impl MembershipMethod {
-    /// JumpCloud's wire value; an absent or unknown one is `NOTSET`.
-    pub fn from_jumpcloud(value: Option<&str>) -> Self {
-        match value {
-            Some("STATIC") => Self::Static,
-            Some("DYNAMIC_REVIEW_REQUIRED") => Self::DynamicReviewRequired,
-            Some("DYNAMIC_AUTOMATED") => Self::DynamicAutomated,
-            _ => Self::Notset,
-        }
-    }
     /// Dynamic groups follow JumpCloud's rules: never requestable.
     pub fn is_dynamic(self) -> bool {
         matches!(self, Self::DynamicReviewRequired | Self::DynamicAutomated)
@@ -71,6 +62,11 @@ pub struct DirectoryGroup {
     pub membership_method: MembershipMethod,
     /// Static and in scope of `REQUESTABLE_GROUPS`.
     pub requestable: bool,
+}
+
+/// JumpCloud ids are 24 hex digits (MongoDB ObjectIds).
+pub fn is_object_id(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A directory object id. JumpCloud's are 24 lower-case hex digits (MongoDB ObjectIds): those are

@@ -1,100 +1,28 @@
-//! The small traits the domain works through. Adapters implement them over JumpCloud and AWS;
-//! tests implement them in memory.
+//! The product's state: the synced directory, and grants with their leases, audit trail and
+//! idempotency records.
+//!
+//! Each `GrantStore` method is one conditional write, one transaction (a handful of items, far
+//! below DynamoDB's 100) or one query in the DynamoDB adapter. Methods that change a lease take
+//! the `LeaseHold` of the lock the caller holds and fail with `Conflict` if that lock has passed
+//! to someone else, so a caller whose lock lapsed can never overwrite a newer decision.
 
-use crate::{
-    adapters::dynamodb::StoreError,
-    adapters::jumpcloud::{JumpCloudError, JumpCloudGroup, JumpCloudUser},
-    credentials::Credentials,
-    domain::model::{DirectoryChanges, DirectoryDigest, DirectoryGroup},
+use crate::domain::model::{
+    AuditPage, AuditRecord, DirectoryChanges, DirectoryDigest, DirectoryGroup, Grant, GrantFilter, GrantPage,
+    GrantStatus, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey, RevocationRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
-/// What an add answered: JumpCloud's 409 means the user already was a direct member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddOutcome {
-    Added,
-    /// `ambiguous`: an earlier attempt of this same call may have been applied before it failed
-    /// (timeout or 5xx after sending), so the 409 may be our own add.
-    AlreadyMember {
-        ambiguous: bool,
-    },
-}
-
-/// What a remove answered: JumpCloud's 404 means the user was not a member (any more).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoveOutcome {
-    Removed,
-    NotMember,
-}
-
-/// One JumpCloud organization's directory.
-#[async_trait]
-pub trait Directory: Send + Sync {
-    async fn list_users(&self) -> Result<Vec<JumpCloudUser>, JumpCloudError>;
-    async fn list_groups(&self) -> Result<Vec<JumpCloudGroup>, JumpCloudError>;
-    /// Ids of the group's direct user members.
-    async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, JumpCloudError>;
-    /// By email, username or id.
-    async fn find_user(&self, key: &str) -> Result<JumpCloudUser, JumpCloudError>;
-    /// By name or id.
-    async fn find_group(&self, key: &str) -> Result<JumpCloudGroup, JumpCloudError>;
-    async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, JumpCloudError>;
-    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, JumpCloudError>;
-}
-
-/// An integration: one JumpCloud organization, configured by one tagged secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Integration {
-    pub name: String,
-    /// The secret's ARN (never its value).
-    pub secret_id: String,
-    pub credentials: Credentials,
-}
-
+/// Errors of the store's backend (DynamoDB), as the domain sees them.
 #[derive(Debug, thiserror::Error)]
-pub enum SecretsError {
-    #[error("listing secrets failed: {0}")]
-    List(String),
-    #[error("reading secret {secret}: {reason}")]
-    Read { secret: String, reason: String },
-    #[error("secret {secret} has an invalid value: {reason}")]
-    InvalidValue { secret: String, reason: String },
-    #[error("two secrets name the integration {0:?}; names must be unique")]
-    DuplicateName(String),
-    #[error("unknown integration {0:?}")]
-    UnknownIntegration(String),
-}
-
-/// A tagged secret that could not be used: reported, never silently dropped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidIntegration {
-    /// The secret's name (never its value).
-    pub secret: String,
-    pub reason: String,
-}
-
-/// What discovery found.
-#[derive(Debug, Clone, Default)]
-pub struct Discovered {
-    pub integrations: Vec<Integration>,
-    pub invalid: Vec<InvalidIntegration>,
-}
-
-/// Where integrations come from (Secrets Manager, by tag).
-#[async_trait]
-pub trait IntegrationCatalog: Send + Sync {
-    /// Every integration, served from a bounded-time cache.
-    async fn list(&self) -> Result<Discovered, SecretsError>;
-    /// One integration's secret, read again now (after JumpCloud answered 401: the key may have rotated).
-    async fn refresh(&self, name: &str) -> Result<Integration, SecretsError>;
-}
-
-/// Builds (once) and hands out the directory client of an integration.
-pub trait DirectoryProvider: Send + Sync {
-    fn directory(&self, integration: &Integration) -> Arc<dyn Directory>;
+pub enum StoreError {
+    #[error("DynamoDB: {0}")]
+    Aws(String),
+    #[error("DynamoDB item could not be mapped: {0}")]
+    Mapping(String),
+    #[error("DynamoDB kept {0} writes unprocessed after retrying")]
+    Unprocessed(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,19 +69,6 @@ pub trait DirectoryStore: Send + Sync {
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError>;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Grant lifecycle (issue 3): grants, leases, audit, idempotency; expiry schedules; events.
-//
-// Each `GrantStore` method is one conditional write, one transaction (a handful of items, far
-// below DynamoDB's 100) or one query in the DynamoDB adapter. Methods that change a lease take
-// the `LeaseHold` of the lock the caller holds and fail with `Conflict` if that lock has passed
-// to someone else, so a caller whose lock lapsed can never overwrite a newer decision.
-
-use crate::domain::model::{
-    AuditPage, AuditRecord, Grant, GrantEvent, GrantFilter, GrantPage, IdempotencyClaim, IdempotencyState, Lease,
-    LeaseHold, LeaseKey, RevocationRequest,
-};
-
 /// Errors of the grant store.
 #[derive(Debug, thiserror::Error)]
 pub enum GrantStoreError {
@@ -194,7 +109,7 @@ pub struct Ending {
     /// stored status still being this one, so the store needs no read of its own.
     pub grant: Grant,
     /// `Expired`, `Revoked` or `Failed` (a failed grant stays failed).
-    pub status: crate::domain::model::GrantStatus,
+    pub status: GrantStatus,
     pub ended_at: DateTime<Utc>,
     /// No other grant holds the lease: delete it (it held only this grant, or nothing).
     pub last_holder: bool,
@@ -317,31 +232,4 @@ pub trait MembershipOracle: Send + Sync {
     /// `Some(held)` when the integration's last sync succeeded and finished at or before `before`
     /// (so its copy shows the membership as it was then); `None` when no such sync exists.
     async fn synced_membership(&self, key: &LeaseKey, before: DateTime<Utc>) -> Result<Option<bool>, GrantStoreError>;
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("EventBridge Scheduler: {0}")]
-pub struct SchedulerError(pub String);
-
-/// One-time expiry schedules (EventBridge Scheduler).
-#[async_trait]
-pub trait ExpiryScheduler: Send + Sync {
-    /// Creates the grant's schedule: name [`crate::domain::model::expiry_schedule_name`], expression
-    /// [`crate::domain::model::expiry_schedule_expression`] in timezone UTC, flexible window off,
-    /// deleted after completion, input [`crate::domain::model::ExpiryInput`] as JSON, target the `revoke`
-    /// function. An existing schedule of that name counts as created. Returns its name.
-    async fn create(&self, grant: &Grant) -> Result<String, SchedulerError>;
-    /// Deletes a schedule; one that does not exist (fired, or never created) is success.
-    async fn delete(&self, name: &str) -> Result<(), SchedulerError>;
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("EventBridge: {0}")]
-pub struct EventBusError(pub String);
-
-/// Publishes events (EventBridge `PutEvents`, at most 10 entries per call, source
-/// [`crate::domain::model::EVENT_SOURCE`]).
-#[async_trait]
-pub trait EventBus: Send + Sync {
-    async fn publish(&self, events: &[GrantEvent]) -> Result<(), EventBusError>;
 }
