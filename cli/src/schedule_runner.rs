@@ -1,12 +1,14 @@
 //! `jitctl run-schedules`: delivers the expiry schedules of `SCHEDULE_GROUP` to the functions
 //! `cargo lambda watch` serves, because moto stores schedules but never fires them; and sends the
 //! sweep to `revoke`, as the deployed sweep schedule does. The logic is
-//! `jit_shared::adapters::scheduler::ScheduleRunner`; this only reads the options and prints.
+//! `jit_schedule_runner::ScheduleRunner` (`devtools/schedule-runner`); this only reads the options
+//! and prints.
 
 use anyhow::{bail, Context};
 use clap::Args;
+use jit_schedule_runner::{FunctionNames, LocalLambda, RunOptions, ScheduleRunner};
 use jit_shared::{
-    adapters::scheduler::{self, FunctionNames, LocalLambda, RunOptions, ScheduleRunner},
+    adapters::scheduler,
     clock::{Clock, SystemClock},
     config::Config,
 };

@@ -19,12 +19,10 @@ use aws_sdk_eventbridge::{
 use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindowMode, ScheduleState};
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use integration_tests::{aws_endpoint, sdk_config, unique, workspace_root};
+use jit_schedule_runner::{DeliveryOutcome, FunctionNames, LocalLambda, RunOptions, ScheduleRunner, SWEEP_INPUT};
 use jit_shared::{
     adapters::eventbridge::EventBridgeBus,
-    adapters::scheduler::{
-        DeliveryOutcome, EventBridgeScheduler, FunctionNames, LocalLambda, RunOptions, ScheduleRunner,
-        EXPIRY_MAX_EVENT_AGE_SECS, EXPIRY_MAX_RETRY_ATTEMPTS, SWEEP_INPUT,
-    },
+    adapters::scheduler::{EventBridgeScheduler, EXPIRY_MAX_EVENT_AGE_SECS, EXPIRY_MAX_RETRY_ATTEMPTS},
     clock::{Clock, ManualClock},
     config::Config,
     domain::model::{
