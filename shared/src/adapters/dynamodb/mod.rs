@@ -3,6 +3,7 @@
 mod directory_store;
 mod grant_store;
 mod keys;
+mod membership_oracle;
 pub mod table;
 
 pub use directory_store::DynamoStore;
