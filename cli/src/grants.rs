@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use jit_shared::{
     config::Config,
-    domain::model::{AuditRecord, EndReason, Grant, GrantStatus, MembershipEnd},
+    domain::model::{AuditRecord, EndReason, Grant, GrantStatus, IdempotencyKey, InvalidField, MembershipEnd, Name},
     domain::{
         grant::{request_grant, GrantRequest},
         query::{resolve_filter, GrantQuery},
@@ -18,14 +18,25 @@ use jit_shared::{
 };
 use std::process::ExitCode;
 
+// Each argument is parsed into the type the domain takes, by the same rule as the HTTP API's.
+fn user_name(value: &str) -> Result<Name, InvalidField> {
+    Name::parse("user", value)
+}
+fn group_name(value: &str) -> Result<Name, InvalidField> {
+    Name::parse("group", value)
+}
+fn integration_name(value: &str) -> Result<Name, InvalidField> {
+    Name::parse("integration", value)
+}
+
 #[derive(Args)]
 pub struct GrantArgs {
     /// Email, username or JumpCloud id.
-    #[arg(long)]
-    user: String,
+    #[arg(long, value_parser = user_name)]
+    user: Name,
     /// Group name or JumpCloud id.
-    #[arg(long)]
-    group: String,
+    #[arg(long, value_parser = group_name)]
+    group: Name,
     /// How long: `90m`, `2h`, `1h30m`, `PT2H`.
     #[arg(long)]
     duration: GrantDuration,
@@ -33,11 +44,11 @@ pub struct GrantArgs {
     #[arg(long)]
     reason: String,
     /// The integration (required when there are several).
-    #[arg(long)]
-    integration: Option<String>,
+    #[arg(long, value_parser = integration_name)]
+    integration: Option<Name>,
     /// Makes a retried command return the first one's grant instead of making another.
-    #[arg(long)]
-    idempotency_key: Option<String>,
+    #[arg(long, value_parser = IdempotencyKey::parse)]
+    idempotency_key: Option<IdempotencyKey>,
     /// Print the grant as JSON.
     #[arg(long)]
     json: bool,
@@ -70,13 +81,13 @@ pub struct ListArgs {
     #[arg(long)]
     status: Option<GrantStatus>,
     /// Email, username or JumpCloud id.
-    #[arg(long)]
-    user: Option<String>,
+    #[arg(long, value_parser = user_name)]
+    user: Option<Name>,
     /// Group name or JumpCloud id.
-    #[arg(long)]
-    group: Option<String>,
-    #[arg(long)]
-    integration: Option<String>,
+    #[arg(long, value_parser = group_name)]
+    group: Option<Name>,
+    #[arg(long, value_parser = integration_name)]
+    integration: Option<Name>,
     /// Grants per page (1 to 100).
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u16).range(1..=100))]
     limit: u16,

@@ -1,7 +1,8 @@
 //! Grant: validate a request, add the user to the group, record the grant, schedule its expiry.
 //!
 //! What happens, in order:
-//! 1. The request itself is checked (reason, duration bounds), then the `Idempotency-Key` is
+//! 1. The request itself is checked (reason, duration bounds; its names and key were parsed at
+//!    the edge, see `domain::model::input`), then the `Idempotency-Key` is
 //!    claimed: a replay of a completed request returns its grant and does nothing else.
 //! 2. The integration is resolved, the user and group are looked up live in JumpCloud and checked
 //!    (suspended user, dynamic or out-of-scope group). Nothing is written before this point.
@@ -10,7 +11,7 @@
 //! 4. Added, or already a member (409): whether the membership pre-existed is decided (invariant
 //!    2), the expiry schedule is created (its failure does not fail the grant: the sweep covers
 //!    it, invariant 1), the grant becomes `active` and the lock is released, in one write.
-//! 5. JumpCloud failed: the grant ends `failed` (502) with nothing active. If the add may have been
+//! 5. JumpCloud failed: the grant ends `failed` with nothing active. If the add may have been
 //!    applied (a timeout or 5xx), the failed grant stays a holder and due in the sweep's index, so
 //!    that the sweep removes whatever membership it may have left.
 //!
@@ -20,10 +21,10 @@
 use crate::{
     clock::Clock,
     config::{Config, GroupScope},
-    domain::model::content_hash,
     domain::model::{
-        AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent, GrantEventDetail, GrantGroup,
-        GrantStatus, GrantUser, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey,
+        content_hash, AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent, GrantEventDetail,
+        GrantGroup, GrantStatus, GrantUser, IdempotencyClaim, IdempotencyKey, IdempotencyState, Lease, LeaseHold,
+        LeaseKey, Name,
     },
     domain::snapshot::canonical_email,
     duration::GrantDuration,
@@ -40,8 +41,6 @@ use tracing::Instrument;
 
 /// The longest reason accepted, in characters.
 pub const MAX_REASON_CHARS: usize = 1000;
-/// The longest `Idempotency-Key` accepted.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 /// The rules and tunables of the grant lifecycle.
 #[derive(Debug, Clone)]
@@ -110,16 +109,18 @@ pub struct GrantContext<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantRequest {
     /// Email, username or JumpCloud id.
-    pub user: String,
+    pub user: Name,
     /// Name or JumpCloud id.
-    pub group: String,
+    pub group: Name,
     pub duration: GrantDuration,
+    /// Checked here (not empty, at most [`MAX_REASON_CHARS`]): a rule of the product, not of
+    /// the field's syntax.
     pub reason: String,
-    pub integration: Option<String>,
+    pub integration: Option<Name>,
     /// The caller, from the authorizer context.
     pub requested_by: String,
     /// The `Idempotency-Key` header.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +138,9 @@ pub enum GrantError {
     DurationOutOfRange { requested: GrantDuration, min: GrantDuration, max: GrantDuration },
     #[error("unknown integration {0:?}")]
     UnknownIntegration(String),
+    /// Several integrations are configured and the request named none.
+    #[error("integration is required: there are several ({})", .0.join(", "))]
+    IntegrationRequired(Vec<String>),
     #[error("no integration is configured")]
     NoIntegration,
     #[error("user {0:?} not found")]
@@ -159,24 +163,6 @@ pub enum GrantError {
     Integrations(SecretsError),
     #[error(transparent)]
     Store(GrantStoreError),
-}
-
-impl GrantError {
-    /// The HTTP status of the error.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Self::InvalidRequest(_)
-            | Self::DurationOutOfRange { .. }
-            | Self::UserSuspended(_)
-            | Self::GroupNotRequestable { .. }
-            | Self::IdempotencyMismatch => 422,
-            Self::UnknownIntegration(_) | Self::UserNotFound(_) | Self::GroupNotFound(_) => 404,
-            Self::IdempotencyInProgress | Self::Busy => 409,
-            Self::Directory(_) => 502,
-            Self::NoIntegration | Self::Integrations(_) => 503,
-            Self::Store(_) => 500,
-        }
-    }
 }
 
 impl From<GrantStoreError> for GrantError {
@@ -252,21 +238,10 @@ fn check_request(request: &GrantRequest, policy: &GrantPolicy) -> Result<Checked
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(GrantError::InvalidRequest(format!("reason is longer than {MAX_REASON_CHARS} characters")));
     }
-    let (user, group) = (request.user.trim(), request.group.trim());
-    if user.is_empty() {
-        return invalid("user must not be empty");
-    }
-    if group.is_empty() {
-        return invalid("group must not be empty");
-    }
     let requested_by = request.requested_by.trim();
     if requested_by.is_empty() {
         return invalid("the caller's identity is missing");
     }
-    let integration = match request.integration.as_deref().map(str::trim) {
-        Some("") => return invalid("integration must not be empty"),
-        other => other.map(str::to_owned),
-    };
     if request.duration < policy.min_duration || request.duration > policy.max_duration {
         return Err(GrantError::DurationOutOfRange {
             requested: request.duration,
@@ -274,26 +249,15 @@ fn check_request(request: &GrantRequest, policy: &GrantPolicy) -> Result<Checked
             max: policy.max_duration,
         });
     }
-    let idempotency_key = match request.idempotency_key.as_deref() {
-        None => None,
-        Some(key) => {
-            let printable = key.bytes().all(|b| (0x20..0x7f).contains(&b));
-            if key.trim().is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_CHARS || !printable {
-                return Err(GrantError::InvalidRequest(format!(
-                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
-                )));
-            }
-            Some(format!("{requested_by}#{key}"))
-        }
-    };
     Ok(CheckedRequest {
-        user: user.to_owned(),
-        group: group.to_owned(),
+        user: request.user.to_string(),
+        group: request.group.to_string(),
         duration: request.duration,
         reason: reason.to_owned(),
-        integration,
+        integration: request.integration.as_ref().map(Name::to_string),
         requested_by: requested_by.to_owned(),
-        idempotency_key,
+        // Scoped to the caller: two callers' keys never collide.
+        idempotency_key: request.idempotency_key.as_ref().map(|key| format!("{requested_by}#{}", key.as_str())),
     })
 }
 
@@ -312,15 +276,12 @@ pub(crate) async fn resolve_integration(
         None => match discovered.integrations.len() {
             0 => Err(GrantError::NoIntegration),
             1 => Ok(discovered.integrations.into_iter().next().expect("one")),
-            _ => Err(GrantError::InvalidRequest(format!(
-                "integration is required: there are several ({})",
-                discovered.integrations.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))),
+            _ => Err(GrantError::IntegrationRequired(discovered.integrations.into_iter().map(|i| i.name).collect())),
         },
     }
 }
 
-/// A lookup's "not found" is the request's error (404); any other failure is JumpCloud's (502).
+/// A lookup's "not found" is the request's error; any other failure is JumpCloud's.
 pub(crate) fn not_found_as(error: DirectoryError, missing: impl FnOnce() -> GrantError) -> GrantError {
     match error {
         DirectoryError::NotFound { .. } => missing(),

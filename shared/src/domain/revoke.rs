@@ -52,23 +52,6 @@ pub enum RevokeError {
     Store(GrantStoreError),
 }
 
-impl RevokeError {
-    /// The HTTP status of the error (`DELETE /grants/{id}`).
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Self::NotFound(_) => 404,
-            Self::NotDue { .. } | Self::Busy => 409,
-            Self::Directory(_) | Self::UnknownIntegration(_) => 502,
-            Self::Integrations(_) => 503,
-            Self::Store(_) => 500,
-        }
-    }
-    /// Worth delivering again (a Lambda error makes the schedule's retry policy try again).
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, Self::NotFound(_))
-    }
-}
-
 impl From<GrantStoreError> for RevokeError {
     fn from(e: GrantStoreError) -> Self {
         match e {

@@ -1,10 +1,11 @@
 //! The `sync` function: on its schedule syncs every integration; on `POST /sync` one or all.
 
-use super::routing;
+use super::{failure, routing};
 use crate::{
     adapters::dynamodb::DynamoStore,
     clock::Clock,
     config::{Config, ConfigError, DirectoryPolicy},
+    domain::model::Name,
     domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
     http::{handle_invocation, json, parse_body, Problem},
     ports::{DirectoryProvider, DirectoryStore, IntegrationCatalog},
@@ -12,7 +13,8 @@ use crate::{
 };
 use lambda_http::{
     http::{Method, StatusCode},
-    Body, Error, LambdaEvent, Request, Response,
+    lambda_runtime::Diagnostic,
+    Body, LambdaEvent, Request, Response,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -50,7 +52,7 @@ impl SyncHandler {
         })
     }
 
-    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         handle_invocation(event, |request| self.http(request), |event| self.scheduled(event)).await
     }
 
@@ -72,19 +74,19 @@ impl SyncHandler {
 
     /// The EventBridge schedule: every integration. Fails the invocation (for alarms) only when
     /// none could be synced.
-    async fn scheduled(&self, event: Value) -> Result<Value, Error> {
+    async fn scheduled(&self, event: Value) -> Result<Value, Diagnostic> {
         let source = event.get("source").and_then(Value::as_str).unwrap_or_default();
         if source != "aws.events" && source != "aws.scheduler" {
-            return Err(format!(
+            return Err(failure::non_retryable(format!(
                 "unsupported event (source {source:?}): expected an EventBridge schedule or an HTTP request"
-            )
-            .into());
+            )));
         }
-        let summary = self.run(None).await?;
+        let summary = self.run(None).await.map_err(|e| failure::retryable(e.to_string()))?;
+        let summary_json = serde_json::to_value(&summary).expect("summaries serialize");
         if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| !o.is_success()) {
-            return Err(format!("every integration failed to sync: {}", serde_json::to_string(&summary)?).into());
+            return Err(failure::retryable(format!("every integration failed to sync: {summary_json}")));
         }
-        Ok(serde_json::to_value(summary)?)
+        Ok(summary_json)
     }
 
     async fn http(&self, request: Request) -> Response<Body> {
@@ -100,13 +102,11 @@ impl SyncHandler {
             Ok(body) => body,
             Err(problem) => return problem.into(),
         };
-        if let Some(name) = &body.integration {
-            if name.is_empty() || name.len() > 256 {
-                return Problem::new(StatusCode::BAD_REQUEST, "`integration` must be a name of 1 to 256 characters")
-                    .into();
-            }
-        }
-        match self.run(body.integration.as_deref()).await {
+        let only = match body.integration.as_deref().map(|i| Name::parse("integration", i)).transpose() {
+            Ok(only) => only,
+            Err(invalid) => return Problem::from(invalid).into(),
+        };
+        match self.run(only.as_ref().map(Name::as_str)).await {
             Ok(summary) if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| !o.is_success()) => {
                 let failures: Vec<String> = summary
                     .integrations
@@ -121,12 +121,11 @@ impl SyncHandler {
                 Problem::new(StatusCode::BAD_GATEWAY, format!("sync failed: {}", failures.join("; "))).into()
             }
             Ok(summary) => json(StatusCode::OK, &summary),
-            Err(SyncError::UnknownIntegration(name)) => {
-                Problem::new(StatusCode::NOT_FOUND, format!("unknown integration {name:?}")).into()
-            }
             Err(e) => {
-                tracing::error!(error = %e, "sync failed");
-                Problem::new(StatusCode::BAD_GATEWAY, e.to_string()).into()
+                if !matches!(e, SyncError::UnknownIntegration(_)) {
+                    tracing::error!(error = %e, "sync failed");
+                }
+                Problem::from(&e).into()
             }
         }
     }

@@ -253,9 +253,10 @@ async fn the_schedule_input_and_the_sweep_expire_grants() {
 async fn other_events_are_refused() {
     let w = world().await;
     let err = w.revoke.handle(LambdaEvent::new(serde_json::json!({"x": 1}), Context::default())).await.unwrap_err();
-    assert!(err.to_string().contains("unsupported event"));
+    assert!(err.error_message.contains("unsupported event"));
+    assert_eq!(err.error_type, super::failure::NON_RETRYABLE, "no delivery of it can succeed");
     let err = w.grant.handle(LambdaEvent::new(event("revoke-sweep.json"), Context::default())).await.unwrap_err();
-    assert!(err.to_string().contains("only answers HTTP"));
+    assert!(err.error_message.contains("only answers HTTP"));
 }
 
 fn with_query(mut e: Value, query: &[(&str, &str)]) -> Value {

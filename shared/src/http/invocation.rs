@@ -2,8 +2,8 @@
 //! HTTP events go through `lambda_http`'s own adapter, so API Gateway 2.0, 1.0 and function URL
 //! events are all answered in the shape their origin expects.
 
+use lambda_http::{lambda_runtime::Diagnostic, Error, LambdaEvent};
 use lambda_http::{request::LambdaRequest, tower::Service, Adapter, Body, Request, Response};
-use lambda_http::{Error, LambdaEvent};
 use serde_json::Value;
 use std::future::Future;
 
@@ -27,13 +27,14 @@ impl Invocation {
     }
 }
 
-/// Runs `http` for HTTP events and `other` for the rest, returning the JSON the runtime sends back.
-pub async fn handle_invocation<H, HF, O, OF>(event: LambdaEvent<Value>, http: H, other: O) -> Result<Value, Error>
+/// Runs `http` for HTTP events and `other` for the rest, returning the JSON the runtime sends back,
+/// or the diagnostic it reports.
+pub async fn handle_invocation<H, HF, O, OF>(event: LambdaEvent<Value>, http: H, other: O) -> Result<Value, Diagnostic>
 where
     H: Fn(Request) -> HF + Send,
     HF: Future<Output = Response<Body>> + Send,
     O: FnOnce(Value) -> OF,
-    OF: Future<Output = Result<Value, Error>>,
+    OF: Future<Output = Result<Value, Diagnostic>>,
 {
     let (payload, context) = event.into_parts();
     match Invocation::classify(payload) {
@@ -43,8 +44,8 @@ where
                 async move { Ok::<_, Error>(fut.await) }
             });
             let mut adapter: Adapter<'_, _, _> = Adapter::from(service);
-            let response = adapter.call(LambdaEvent::new(*request, context)).await?;
-            Ok(serde_json::to_value(response)?)
+            let response = adapter.call(LambdaEvent::new(*request, context)).await.map_err(Diagnostic::from)?;
+            serde_json::to_value(response).map_err(|e| Diagnostic::from(Error::from(e)))
         }
         Invocation::Other(value) => other(value).await,
     }

@@ -1,6 +1,8 @@
-//! The HTTP edge: problem+json errors, JSON responses, body limits, and dispatch of a Lambda
+//! The HTTP edge: the domain's errors as problem+json (`errors`, the only place that knows
+//! their statuses), JSON responses, body limits, and dispatch of a Lambda
 //! event that may be HTTP (API Gateway 2.0 / 1.0, function URL) or something else (a schedule).
 
+mod errors;
 mod identity;
 mod invocation;
 mod problem;

@@ -311,7 +311,8 @@ async fn events_other_than_schedules_and_http_are_refused() {
     let sim = Simulator::start(vec![Org::new(KEY)]).await.unwrap();
     let h = handler(&stack, &sim).await;
     let err = h.handle(lambda_event(serde_json::json!({"hello": "world"}))).await.unwrap_err();
-    assert!(err.to_string().contains("unsupported event"), "{err}");
+    assert!(err.error_message.contains("unsupported event"), "{err:?}");
+    assert_eq!(err.error_type, "NonRetryable", "{err:?}");
 }
 
 #[tokio::test]

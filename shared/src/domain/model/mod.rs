@@ -1,8 +1,10 @@
 //! The domain's types: the directory as the product stores it, and grants with their leases,
-//! audit trail and events.
+//! audit trail and events, and request fields parsed into types.
 
 pub mod directory;
 pub mod grant;
+pub mod input;
 
 pub use directory::*;
 pub use grant::*;
+pub use input::*;

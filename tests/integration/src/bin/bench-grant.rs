@@ -520,8 +520,10 @@ async fn create(
     key: Option<&str>,
     want: u16,
 ) -> anyhow::Result<Value> {
-    let response =
-        handler.handle(lambda_event(create_event(email, duration, key))).await.map_err(|e| anyhow::anyhow!(e))?;
+    let response = handler
+        .handle(lambda_event(create_event(email, duration, key)))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.error_type, e.error_message))?;
     let (status, body, _) = http_response(&response);
     ensure!(status == want, "POST /grants for {email}: {status} {body}");
     Ok(body)
@@ -529,7 +531,10 @@ async fn create(
 
 /// `DELETE /grants/{id}`, which must answer 200; the grant.
 async fn delete(handler: &RevokeHandler, id: &str) -> anyhow::Result<Value> {
-    let response = handler.handle(lambda_event(delete_event(id))).await.map_err(|e| anyhow::anyhow!(e))?;
+    let response = handler
+        .handle(lambda_event(delete_event(id)))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.error_type, e.error_message))?;
     let (status, body, _) = http_response(&response);
     ensure!(status == 200, "DELETE /grants/{id}: {status} {body}");
     Ok(body)
@@ -537,7 +542,7 @@ async fn delete(handler: &RevokeHandler, id: &str) -> anyhow::Result<Value> {
 
 /// A schedule's input (expiry or sweep) delivered to `revoke`.
 async fn scheduled(handler: &RevokeHandler, input: Value) -> anyhow::Result<Value> {
-    handler.handle(lambda_event(input)).await.map_err(|e| anyhow::anyhow!(e))
+    handler.handle(lambda_event(input)).await.map_err(|e| anyhow::anyhow!("{}: {}", e.error_type, e.error_message))
 }
 
 fn id(grant: &Value) -> anyhow::Result<String> {
