@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use jit_shared::{
     config::Config,
+    domain::model::GrantDuration,
     domain::model::{AuditRecord, EndReason, Grant, GrantStatus, IdempotencyKey, InvalidField, MembershipEnd, Name},
     domain::{
         grant::{request_grant, GrantRequest},
         query::{resolve_filter, GrantQuery},
         revoke::revoke_grant,
     },
-    duration::GrantDuration,
     wiring::{Function, Lifecycle},
 };
 use std::process::ExitCode;

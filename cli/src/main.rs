@@ -12,12 +12,12 @@ use clap::{Parser, Subcommand};
 use jit_shared::{
     adapters::aws,
     adapters::dynamodb::DynamoStore,
+    adapters::setup::{self, LocalSecret},
     config::Config,
     domain::{
         reconcile::ReconcileReport,
         sync::{sync_all, IntegrationOutcome, SyncContext, SyncError},
     },
-    setup::{self, LocalSecret},
     telemetry,
     wiring::{Function, Lifecycle},
 };

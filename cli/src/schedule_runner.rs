@@ -46,7 +46,7 @@ pub struct RunSchedulesArgs {
 fn parse_seconds(value: &str) -> Result<Duration, String> {
     match value.trim().parse::<u64>() {
         Ok(secs) => Ok(Duration::from_secs(secs)),
-        Err(_) => jit_shared::duration::parse(value).map_err(|e| e.to_string()),
+        Err(_) => jit_shared::domain::model::parse(value).map_err(|e| e.to_string()),
     }
 }
 

@@ -3,9 +3,9 @@
 
 use integration_tests::{aws_endpoint, unique, Stack};
 use jit_shared::{
+    adapters::setup,
     clock::ManualClock,
     domain::grant::{request_grant, GrantRequest},
-    setup,
     wiring::{Function, Lifecycle},
 };
 use jumpcloud_sim::{Group, MembershipMethod, Org, RunningSimulator, Simulator, User};

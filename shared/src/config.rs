@@ -1,7 +1,7 @@
 //! Configuration from the environment, read and validated once at start-up. A bad value fails
 //! with a message that names the variable.
 
-use crate::duration::GrantDuration;
+use crate::domain::model::GrantDuration;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +117,7 @@ impl Config {
         let duration = |var: &'static str, default: &str| -> Result<GrantDuration, ConfigError> {
             string(var, default)
                 .parse()
-                .map_err(|e: crate::duration::DurationError| ConfigError { var, reason: e.to_string() })
+                .map_err(|e: crate::domain::model::DurationError| ConfigError { var, reason: e.to_string() })
         };
         let number = |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
             match get(var) {

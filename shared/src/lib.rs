@@ -19,11 +19,9 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod domain;
-pub mod duration;
 pub mod handlers;
 pub mod http;
 pub mod ports;
-pub mod setup;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

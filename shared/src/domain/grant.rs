@@ -21,13 +21,13 @@
 use crate::{
     clock::Clock,
     config::{Config, GroupScope},
+    domain::model::GrantDuration,
     domain::model::{
         content_hash, AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent, GrantEventDetail,
         GrantGroup, GrantStatus, GrantUser, IdempotencyClaim, IdempotencyKey, IdempotencyState, Lease, LeaseHold,
         LeaseKey, Name,
     },
     domain::snapshot::canonical_email,
-    duration::GrantDuration,
     ports::{
         Activation, AddOutcome, Directory, DirectoryProvider, Ending, EventBus, ExpiryScheduler, Failure, GrantStore,
         GrantStoreError, Integration, IntegrationCatalog, MembershipOracle, SecretsError,

@@ -4,12 +4,12 @@ use super::failure;
 use super::routing;
 use crate::wiring::Lifecycle;
 use crate::{
+    domain::model::GrantDuration,
     domain::model::{GrantStatus, IdempotencyKey, Name},
     domain::{
         grant::{request_grant, GrantRequest},
         query::{resolve_filter, GrantQuery},
     },
-    duration::GrantDuration,
     http::{caller, handle_invocation, json, parse_body, Problem},
 };
 use lambda_http::{

@@ -77,7 +77,7 @@ impl From<InvalidField> for Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{duration::GrantDuration, ports::DirectoryError};
+    use crate::{domain::model::GrantDuration, ports::DirectoryError};
 
     fn status<E>(error: &E) -> u16
     where

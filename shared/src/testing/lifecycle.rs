@@ -6,12 +6,12 @@
 use crate::{
     clock::{Clock, ManualClock},
     config::GroupScope,
+    domain::model::GrantDuration,
     domain::model::{AuditAction, EndReason, Grant, GrantStatus, MembershipMethod, UserState, ACTOR_SCHEDULE},
     domain::{
         grant::{request_grant, GrantContext, GrantOutcome, GrantPolicy, GrantRequest},
         revoke::{revoke_grant, sweep, RevokeError, RevokeOutcome, SweepReport},
     },
-    duration::GrantDuration,
     ports::{GrantStore, MembershipOracle},
     testing::FakeDirectory,
     testing::{FakeIntegrations, FakeScheduler, RecordingBus},

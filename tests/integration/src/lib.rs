@@ -99,7 +99,7 @@ impl Stack {
         let sdk = sdk_config().await;
         let table = unique("jit-test");
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-        jit_shared::setup::ensure_table(&dynamodb, &table).await.expect("table created");
+        jit_shared::adapters::setup::ensure_table(&dynamodb, &table).await.expect("table created");
         Self { secrets: aws_sdk_secretsmanager::Client::new(&sdk), dynamodb, sdk, table, tag_key: unique("tag") }
     }
 

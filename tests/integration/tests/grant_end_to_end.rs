@@ -3,9 +3,9 @@
 
 use integration_tests::{event, http_response, lambda_event, unique, Stack};
 use jit_shared::{
+    adapters::setup,
     clock::ManualClock,
     handlers::{grant::GrantHandler, revoke::RevokeHandler},
-    setup,
     wiring::{Function, Lifecycle},
 };
 use jumpcloud_sim::{Faults, Group, MembershipMethod, Org, RunningSimulator, Simulator, User};

@@ -23,13 +23,13 @@ use jit_schedule_runner::{DeliveryOutcome, FunctionNames, LocalLambda, RunOption
 use jit_shared::{
     adapters::eventbridge::EventBridgeBus,
     adapters::scheduler::{EventBridgeScheduler, EXPIRY_MAX_EVENT_AGE_SECS, EXPIRY_MAX_RETRY_ATTEMPTS},
+    adapters::setup,
     clock::{Clock, ManualClock},
     config::Config,
     domain::model::{
         expiry_schedule_name, EventType, Grant, GrantEvent, GrantEventDetail, GrantGroup, GrantStatus, GrantUser,
     },
     ports::{EventBus, ExpiryScheduler},
-    setup,
 };
 use serde_json::{json, Value};
 use std::{

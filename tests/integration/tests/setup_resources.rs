@@ -3,8 +3,8 @@
 use integration_tests::{sdk_config, unique};
 use jit_shared::{
     adapters::dynamodb::table,
+    adapters::setup::{ensure_all, LocalSecret, Outcome},
     config::Config,
-    setup::{ensure_all, LocalSecret, Outcome},
 };
 
 #[tokio::test]

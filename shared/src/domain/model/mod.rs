@@ -2,9 +2,11 @@
 //! audit trail and events, and request fields parsed into types.
 
 pub mod directory;
+pub mod duration;
 pub mod grant;
 pub mod input;
 
 pub use directory::*;
+pub use duration::*;
 pub use grant::*;
 pub use input::*;

@@ -27,10 +27,10 @@ use integration_tests::{
     aws_endpoint, event, http_event, http_response, lambda_event, sdk_config_for, unique, workspace_root, Stack,
 };
 use jit_shared::{
+    adapters::setup,
     clock::ManualClock,
     config::Config,
     handlers::{grant::GrantHandler, revoke::RevokeHandler},
-    setup,
     wiring::{Function, Lifecycle},
 };
 use jumpcloud_sim::{Group, Org, RunningSimulator, SimHandle, Simulator, User};

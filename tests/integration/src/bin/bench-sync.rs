@@ -14,11 +14,11 @@ use integration_tests::{sdk_config, unique};
 use jit_shared::{
     adapters::dynamodb::DynamoStore,
     adapters::jumpcloud::JumpCloudClient,
+    adapters::setup::ensure_table,
     clock::SystemClock,
     config::{DirectoryPolicy, JumpCloudLimits},
     credentials::{ApiKey, Credentials},
     domain::sync::{sync_integration, NoProgress, SyncContext, SyncReport},
-    setup::ensure_table,
 };
 use jumpcloud_sim::{Faults, GenerateSpec, Org, Simulator};
 use std::{
