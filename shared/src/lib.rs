@@ -6,13 +6,13 @@
 //! - [`ports`]: the small traits the domain needs (directory, stores, scheduler, event bus,
 //!   integrations), with the types they speak in.
 //! - [`adapters`]: the ports over the outside world: JumpCloud (reqwest), DynamoDB, EventBridge
-//!   Scheduler, EventBridge, Secrets Manager.
+//!   Scheduler, EventBridge, Secrets Manager; and [`adapters::setup`] (creates the resources the
+//!   template also declares).
 //! - edges: [`handlers`] (the functions' events in, responses out), [`http`] (routes,
 //!   problem+json, caller identity), [`config`] (environment, validated once), [`wiring`] (the
-//!   adapters behind each port, built once per container), [`telemetry`] (JSON logs), [`setup`]
-//!   (creates the resources the template also declares).
+//!   adapters behind each port, built once per container), [`telemetry`] (JSON logs), [`clock`].
 //! - [`credentials`]: secret values and the types that hold them (redacted `Debug`).
-//! - [`testing`]: in-memory doubles of the ports (tests, and the `testing` feature).
+//! - `testing`: in-memory doubles of the ports (tests, and the `testing` feature).
 
 pub mod adapters;
 pub mod clock;

@@ -114,10 +114,7 @@ impl GrantHandler {
         Ok(GrantRequest {
             user: Name::parse("user", &body.user)?,
             group: Name::parse("group", &body.group)?,
-            duration: body
-                .duration
-                .parse::<GrantDuration>()
-                .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+            duration: body.duration.parse::<GrantDuration>()?,
             reason: body.reason,
             integration: body.integration.as_deref().map(|i| Name::parse("integration", i)).transpose()?,
             requested_by,
@@ -156,7 +153,7 @@ impl GrantHandler {
     async fn groups(&self) -> Response<Body> {
         let discovered = match self.lifecycle.catalog.list().await {
             Ok(d) => d,
-            Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Err(e) => return Problem::from(&e).into_response(),
         };
         let mut groups = Vec::new();
         for integration in &discovered.integrations {
@@ -164,7 +161,7 @@ impl GrantHandler {
                 Ok(found) => groups.extend(found.into_iter().filter(|g| g.requestable).map(|g| {
                     json_value!({ "integration": integration.name, "id": g.id, "name": g.name, "description": g.description })
                 })),
-                Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                Err(e) => return Problem::from(&e).into_response(),
             }
         }
         json(StatusCode::OK, &json_value!({ "groups": groups }))

@@ -3,8 +3,13 @@
 
 use super::Problem;
 use crate::{
-    domain::{grant::GrantError, model::InvalidField, revoke::RevokeError, sync::SyncError},
-    ports::GrantStoreError,
+    domain::{
+        grant::GrantError,
+        model::{DurationError, InvalidField},
+        revoke::RevokeError,
+        sync::SyncError,
+    },
+    ports::{GrantStoreError, SecretsError, StoreError},
 };
 use lambda_http::http::StatusCode;
 
@@ -68,6 +73,25 @@ impl From<&GrantStoreError> for Problem {
     }
 }
 
+impl From<&StoreError> for Problem {
+    fn from(error: &StoreError) -> Self {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    }
+}
+
+/// The integrations (Secrets Manager) could not be listed: nothing can be served for now.
+impl From<&SecretsError> for Problem {
+    fn from(error: &SecretsError) -> Self {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+    }
+}
+
+impl From<DurationError> for Problem {
+    fn from(error: DurationError) -> Self {
+        Problem::new(StatusCode::BAD_REQUEST, error.to_string())
+    }
+}
+
 impl From<InvalidField> for Problem {
     fn from(error: InvalidField) -> Self {
         Problem::new(StatusCode::BAD_REQUEST, error.to_string())
@@ -124,5 +148,8 @@ mod tests {
         assert_eq!(Problem::from(&bad_token).detail, "`next` is not a page token from this API");
         let field = InvalidField { field: "user", rule: "1 to 256 printable characters" };
         assert_eq!(Problem::from(field).status, 400);
+        assert_eq!(Problem::from("soon".parse::<GrantDuration>().unwrap_err()).status, 400);
+        assert_eq!(status(&SecretsError::List("throttled".into())), 503);
+        assert_eq!(status(&crate::ports::StoreError::Aws("down".into())), 500);
     }
 }

@@ -1,7 +1,10 @@
 //! The directory in DynamoDB. Writes respect AWS's limits by construction: 25 items per
 //! `BatchWriteItem`, unprocessed items retried with backoff.
 
-use super::{keys, table, StoreError};
+use super::{
+    item::{from_item, key, to_item, Item},
+    keys, table, StoreError,
+};
 use crate::{
     domain::model::{content_hash, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Membership},
     ports::{DirectoryStore, SyncStatus},
@@ -13,15 +16,13 @@ use aws_sdk_dynamodb::{
 };
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::{stream, StreamExt, TryStreamExt};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::{collections::HashMap, time::Duration};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// AWS's limit for one `BatchWriteItem`.
 pub const BATCH_WRITE_LIMIT: usize = 25;
 /// Batches in flight at once per sync.
 const WRITE_CONCURRENCY: usize = 8;
-
-type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -73,21 +74,6 @@ struct SyncStatusItem {
     kind: String,
     #[serde(flatten)]
     status: SyncStatus,
-}
-
-fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
-    serde_dynamo::to_item(value).map_err(|e| StoreError::Mapping(e.to_string()))
-}
-
-fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::Mapping(e.to_string()))
-}
-
-fn key(pk: String, sk: String) -> Item {
-    HashMap::from([
-        (table::PARTITION_KEY.to_owned(), AttributeValue::S(pk)),
-        (table::SORT_KEY.to_owned(), AttributeValue::S(sk)),
-    ])
 }
 
 fn put(item: Item) -> WriteRequest {
@@ -234,12 +220,12 @@ impl DirectoryStore for DynamoStore {
                 membership: membership.clone(),
             })?));
         }
-        requests.extend(changes.delete_users.iter().map(|id| delete(key(keys::users(integration), id.clone()))));
-        requests.extend(changes.delete_groups.iter().map(|id| delete(key(keys::groups(integration), id.clone()))));
+        requests.extend(changes.delete_users.iter().map(|id| delete(key(keys::users(integration), id))));
+        requests.extend(changes.delete_groups.iter().map(|id| delete(key(keys::groups(integration), id))));
         requests.extend(changes.delete_memberships.iter().map(|m| {
             delete(key(
                 keys::memberships(integration),
-                keys::membership_sort(&m.group_id.to_string(), &m.user_id.to_string()),
+                &keys::membership_sort(&m.group_id.to_string(), &m.user_id.to_string()),
             ))
         }));
         self.write_all(requests).await
@@ -281,7 +267,7 @@ impl DirectoryStore for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(keys::integration(integration), keys::SYNC_STATUS.into())))
+            .set_key(Some(key(keys::integration(integration), keys::SYNC_STATUS)))
             .consistent_read(true)
             .send()
             .await

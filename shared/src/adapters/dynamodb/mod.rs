@@ -2,6 +2,7 @@
 
 mod directory_store;
 mod grant_store;
+mod item;
 mod keys;
 mod membership_oracle;
 pub mod table;

@@ -1,6 +1,6 @@
 //! The JumpCloud API client (v1 users, v2 user groups and members).
 //!
-//! Every call goes through [`JumpCloudClient::send`]: a semaphore bounds the requests in flight,
+//! Every call goes through `JumpCloudClient::send`: a semaphore bounds the requests in flight,
 //! a token bucket bounds requests per second, and 429 / 5xx / timeouts are retried with jittered
 //! exponential backoff (honouring `Retry-After`) until the call's time budget is spent. A 401 makes
 //! the client read its credentials again, once, then retry.

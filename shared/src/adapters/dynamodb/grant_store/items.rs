@@ -2,30 +2,26 @@
 //! the sizes that DynamoDB's limits count.
 
 use super::{
-    super::{keys, StoreError},
+    super::{
+        item::{key, to_item},
+        keys, StoreError,
+    },
     Item, AUDIT_TEXT_BYTES, GSI1PK, GSI1SK, GSI2PK, GSI2SK, HOLDERS, ITEM_BYTES, KIND, LOCK_OWNER, LOCK_UNTIL, PK,
     PREEXISTING, SK,
 };
 use crate::domain::model::{AuditRecord, Grant, Lease, LeaseKey, LeaseLock};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 use std::{
-    collections::HashMap,
     sync::atomic::{AtomicU64, Ordering},
     time::{SystemTime, UNIX_EPOCH},
 };
 
+pub(super) use super::super::item::{from_item, text};
+
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
-}
-
-pub(in crate::adapters::dynamodb) fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
-}
-
-pub(in crate::adapters::dynamodb) fn key(pk: String, sk: &str) -> Item {
-    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
 }
 
 pub(super) fn grant_key(id: &str) -> Item {
@@ -38,14 +34,6 @@ pub(super) fn lease_key(lease: &LeaseKey) -> Item {
 
 pub(super) fn idempotency_key(key_text: &str) -> Item {
     key(keys::idempotency(key_text), keys::IDEMPOTENCY_SORT)
-}
-
-fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
-    serde_dynamo::to_item(value).map_err(|e| StoreError::Mapping(e.to_string()))
-}
-
-pub(in crate::adapters::dynamodb) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::Mapping(e.to_string()))
 }
 
 pub(super) fn to_value<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
@@ -165,6 +153,7 @@ mod tests {
     use super::{super::super::table, super::TRANSACTION_BYTES, *};
     use crate::domain::model::{sample_grant, AuditAction, AuditOutcome};
     use chrono::TimeZone;
+    use std::collections::HashMap;
 
     #[test]
     fn a_grant_item_carries_its_keys_and_maps_back() {

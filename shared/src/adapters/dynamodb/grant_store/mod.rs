@@ -30,7 +30,6 @@ mod listing;
 mod paging;
 mod transactions;
 
-pub(super) use items::{from_item, key, text};
 pub(super) use transactions::{built, write_backoff};
 
 use super::{table, StoreError};
@@ -42,11 +41,10 @@ use crate::{
     ports::{Activation, Ending, Failure, GrantStore, GrantStoreError},
 };
 use async_trait::async_trait;
-use aws_sdk_dynamodb::{types::AttributeValue, Client};
+use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 
-pub(super) type Item = HashMap<String, AttributeValue>;
+pub(super) use super::item::{from_item, key, text, Item};
 
 /// AWS's limits: writes and bytes per transaction, bytes per item.
 pub const TRANSACTION_ITEMS: usize = 100;
