@@ -1,9 +1,10 @@
 //! `jitctl`: the operator's command line. `setup` creates the resources (locally or in AWS),
 //! `sync` runs a sync from the terminal with progress, `grant`, `revoke`, `grants` and `audit`
-//! work the grant lifecycle. Configuration comes from the same environment variables as the
+//! work the grant lifecycle, `policy validate` checks a policy document. Configuration comes from the same environment variables as the
 //! functions.
 
 mod grants;
+mod policy;
 mod progress;
 mod schedule_runner;
 
@@ -60,6 +61,9 @@ enum Command {
     Grants(grants::GrantsCommand),
     /// The audit trail: of one grant, or of a time range.
     Audit(grants::AuditArgs),
+    /// Access policy documents (policy as code).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Local stack only: deliver due expiry schedules (moto never fires them) and the sweep to the
     /// functions served by `cargo lambda watch`.
     RunSchedules(schedule_runner::RunSchedulesArgs),
@@ -78,9 +82,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Checking a document needs no configuration and no AWS.
+    let command = match cli.command {
+        Command::Policy(command) => return policy::run(command),
+        other => other,
+    };
     let config = Config::from_env()?;
     let sdk = aws::sdk_config().await;
-    match cli.command {
+    match command {
         Command::Setup { integration, org_id } => {
             let local_secret = match integration {
                 None => None,
@@ -103,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Grants(command) => grants::grants(&sdk, &config, command).await,
         Command::Audit(args) => grants::audit(&sdk, &config, args).await,
         Command::RunSchedules(args) => schedule_runner::run(&sdk, &config, args).await,
+        Command::Policy(_) => unreachable!("handled before the configuration is read"),
     }
 }
 

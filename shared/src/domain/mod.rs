@@ -4,6 +4,7 @@ pub mod grant;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod model;
+pub mod policy;
 pub mod query;
 pub mod reconcile;
 pub mod revoke;

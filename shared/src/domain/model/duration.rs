@@ -15,7 +15,7 @@ pub struct DurationError {
 pub struct GrantDuration(Duration);
 
 impl GrantDuration {
-    pub fn from_secs(secs: u64) -> Self {
+    pub const fn from_secs(secs: u64) -> Self {
         Self(Duration::from_secs(secs))
     }
     pub fn as_std(&self) -> Duration {
