@@ -79,6 +79,29 @@ impl Default for JumpCloudLimits {
     }
 }
 
+/// Who the callers are (SPEC "Who may do what").
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// The JWT claim naming the JumpCloud user (`IDENTITY_CLAIM`, default `email`).
+    pub claim: String,
+    /// IAM principals that are admins (`ADMIN_PRINCIPALS`, comma-separated ARN globs; default none).
+    pub admin_principals: Vec<glob::Pattern>,
+    /// JumpCloud users in this group are admins too (`ADMIN_GROUP`, a group name; default none).
+    pub admin_group: Option<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self { claim: "email".into(), admin_principals: vec![], admin_group: None }
+    }
+}
+
+impl IdentityConfig {
+    pub fn is_admin_principal(&self, arn: &str) -> bool {
+        self.admin_principals.iter().any(|p| p.matches(arn))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
@@ -96,6 +119,7 @@ pub struct Config {
     pub max_grant_duration: GrantDuration,
     pub directory: DirectoryPolicy,
     pub jumpcloud: JumpCloudLimits,
+    pub identity: IdentityConfig,
 }
 
 pub const DEFAULT_JUMPCLOUD_API_URL: &str = "https://console.jumpcloud.com";
@@ -157,6 +181,19 @@ impl Config {
             }
         };
 
+        let admin_principals = string("ADMIN_PRINCIPALS", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                if !p.starts_with("arn:") {
+                    return Err(ConfigError { var: "ADMIN_PRINCIPALS", reason: format!("{p:?} is not an ARN glob") });
+                }
+                glob::Pattern::new(p)
+                    .map_err(|e| ConfigError { var: "ADMIN_PRINCIPALS", reason: format!("bad pattern {p:?}: {e}") })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         Ok(Self {
             table_name: string("TABLE_NAME", DEFAULT_TABLE_NAME),
             jumpcloud_api_url: jumpcloud_api_url.trim_end_matches('/').to_owned(),
@@ -181,6 +218,11 @@ impl Config {
                 request_timeout: duration("JUMPCLOUD_REQUEST_TIMEOUT", "10s")?.as_std(),
                 retry_budget: duration("JUMPCLOUD_RETRY_BUDGET", "30s")?.as_std(),
                 ..JumpCloudLimits::default()
+            },
+            identity: IdentityConfig {
+                claim: string("IDENTITY_CLAIM", "email"),
+                admin_principals,
+                admin_group: get("ADMIN_GROUP"),
             },
         })
     }
@@ -275,5 +317,45 @@ mod tests {
         }
         let err = config(&[("MIN_GRANT_DURATION", "2h"), ("MAX_GRANT_DURATION", "1h")]).unwrap_err();
         assert_eq!(err.var, "MIN_GRANT_DURATION");
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn nobody_is_an_admin_by_default() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.identity.claim.as_str(), c.identity.admin_group.as_deref()), ("email", None));
+        assert!(!c.identity.is_admin_principal("arn:aws:iam::123456789012:user/alice"));
+    }
+
+    #[test]
+    fn admin_principals_are_arn_globs_and_the_claim_and_group_are_read() {
+        let c = config(&[
+            (
+                "ADMIN_PRINCIPALS",
+                "arn:aws:iam::123456789012:role/deployer, arn:aws:sts::123456789012:assumed-role/Ops/*",
+            ),
+            ("IDENTITY_CLAIM", "preferred_username"),
+            ("ADMIN_GROUP", "jit-admins"),
+        ])
+        .unwrap();
+        assert!(c.identity.is_admin_principal("arn:aws:iam::123456789012:role/deployer"));
+        assert!(c.identity.is_admin_principal("arn:aws:sts::123456789012:assumed-role/Ops/carol"));
+        assert!(!c.identity.is_admin_principal("arn:aws:iam::123456789012:role/deployer2"));
+        assert_eq!(
+            (c.identity.claim.as_str(), c.identity.admin_group.as_deref()),
+            ("preferred_username", Some("jit-admins"))
+        );
+        for bad in ["alice", "arn:aws:iam::1:user/[x"] {
+            let err = config(&[("ADMIN_PRINCIPALS", bad)]).unwrap_err();
+            assert_eq!(err.var, "ADMIN_PRINCIPALS", "{bad}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! What the product does, over the ports only: no network here, every path testable in memory.
 
 pub mod grant;
+pub mod identity;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod model;

@@ -7,8 +7,8 @@
 //! to someone else, so a caller whose lock lapsed can never overwrite a newer decision.
 
 use crate::domain::model::{
-    AuditPage, AuditRecord, DirectoryChanges, DirectoryDigest, DirectoryGroup, Grant, GrantFilter, GrantPage,
-    GrantStatus, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey, RevocationRequest,
+    AuditPage, AuditRecord, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Grant, GrantFilter,
+    GrantPage, GrantStatus, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey, RevocationRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -67,6 +67,12 @@ pub trait DirectoryStore: Send + Sync {
     /// Every group of the synced directory (for `GET /groups`).
     async fn list_groups(&self, integration: &str) -> Result<Vec<DirectoryGroup>, StoreError>;
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError>;
+    /// A user of the synced directory by canonical email (an index query, not a scan).
+    async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError>;
+    /// A group of the synced directory by exact name (an index query).
+    async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError>;
+    /// Whether the synced directory holds the direct membership (one read).
+    async fn is_member(&self, integration: &str, group_id: &str, user_id: &str) -> Result<bool, StoreError>;
 }
 
 /// Errors of the grant store.

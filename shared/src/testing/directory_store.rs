@@ -2,7 +2,7 @@
 
 use crate::ports::StoreError;
 use crate::{
-    domain::model::{DirectoryChanges, DirectoryDigest, DirectorySnapshot},
+    domain::model::{DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership},
     ports::{DirectoryStore, SyncStatus},
 };
 use async_trait::async_trait;
@@ -69,6 +69,19 @@ impl DirectoryStore for MemoryStore {
     async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError> {
         self.statuses.lock().expect("lock").insert(status.integration.clone(), status.clone());
         Ok(())
+    }
+
+    async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError> {
+        Ok(self.directory(integration).users.into_values().find(|u| u.email == email))
+    }
+
+    async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError> {
+        Ok(self.directory(integration).groups.into_values().find(|g| g.name == name))
+    }
+
+    async fn is_member(&self, integration: &str, group_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let membership = Membership { group_id: group_id.into(), user_id: user_id.into() };
+        Ok(self.directory(integration).memberships.contains(&membership))
     }
 
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError> {

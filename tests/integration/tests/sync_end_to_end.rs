@@ -332,3 +332,28 @@ async fn a_rotated_key_is_picked_up_after_a_401_without_waiting_for_the_cache() 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["integrations"][0]["users"], 59);
 }
+
+#[tokio::test]
+async fn the_synced_directory_answers_lookups_by_email_group_name_and_membership() {
+    use jit_shared::{adapters::dynamodb::DynamoStore, ports::DirectoryStore};
+    let stack = Stack::new().await;
+    let (org, seeded) = seeded_org(KEY);
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let (status, _, _) = post_sync(&handler(&stack, &sim).await, "{}").await;
+    assert_eq!(status, 200);
+    let store = DynamoStore::new(stack.dynamodb.clone(), &stack.table);
+    // Emails are stored canonical (lower case): lookups use that form.
+    let user = store.user_by_email("corp", "user05@corp.example").await.unwrap().expect("user05");
+    assert_eq!(user.id, seeded.users[5]);
+    assert!(store.user_by_email("corp", "User05@Corp.Example").await.unwrap().is_none(), "canonical form only");
+    assert!(store.user_by_email("corp", "nobody@corp.example").await.unwrap().is_none());
+    assert!(store.user_by_email("corp", "user59@corp.example").await.unwrap().is_none(), "suspended: not stored");
+    assert!(store.user_by_email("other", "user05@corp.example").await.unwrap().is_none(), "per integration");
+    let group = store.group_by_name("corp", "prod-db-admins").await.unwrap().expect("group");
+    assert_eq!(group.id, seeded.prod_db);
+    assert!(store.group_by_name("corp", "Prod-DB-Admins").await.unwrap().is_none(), "names are exact");
+    assert!(store.is_member("corp", &seeded.prod_db, &seeded.users[1]).await.unwrap());
+    assert!(!store.is_member("corp", &seeded.prod_db, &seeded.users[40]).await.unwrap());
+    assert!(store.is_member("corp", &seeded.engineering, &seeded.users[40]).await.unwrap());
+}

@@ -129,6 +129,26 @@ impl DynamoStore {
         Ok(out)
     }
 
+    /// The first item of a `gsi1` partition with this sort key (emails and names are unique in a
+    /// directory; a stale duplicate during a rename is harmless: the sync removes it).
+    async fn first_in_gsi1(&self, partition: String, sort: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(table::GSI1.name)
+            .key_condition_expression("#pk = :pk AND #sk = :sk")
+            .expression_attribute_names("#pk", table::GSI1.partition_key)
+            .expression_attribute_names("#sk", table::GSI1.sort_key)
+            .expression_attribute_values(":pk", AttributeValue::S(partition))
+            .expression_attribute_values(":sk", AttributeValue::S(sort.to_owned()))
+            .limit(1)
+            .send()
+            .await
+            .map_err(StoreError::aws)?;
+        Ok(output.items.unwrap_or_default().into_iter().next())
+    }
+
     async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         let chunks: Vec<Vec<WriteRequest>> = requests.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec).collect();
         stream::iter(chunks)
@@ -260,6 +280,30 @@ impl DirectoryStore for DynamoStore {
         })?;
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(StoreError::aws)?;
         Ok(())
+    }
+
+    async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError> {
+        let item = self.first_in_gsi1(keys::user_by_email(integration, email), "USER").await?;
+        item.map(|item| from_item::<UserItem>(item).map(|i| i.user)).transpose()
+    }
+
+    async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError> {
+        let item = self.first_in_gsi1(keys::group_by_name(integration, name), "GROUP").await?;
+        item.map(|item| from_item::<GroupItem>(item).map(|i| i.group)).transpose()
+    }
+
+    async fn is_member(&self, integration: &str, group_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::memberships(integration), &keys::membership_sort(group_id, user_id))))
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", table::PARTITION_KEY)
+            .send()
+            .await
+            .map_err(StoreError::aws)?;
+        Ok(output.item.is_some())
     }
 
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError> {
