@@ -43,10 +43,13 @@ export JUMPCLOUD_API_URL="$SIM_URL" REQUESTABLE_GROUPS='prod-*,engineering*' RUS
 export REVOKE_FUNCTION_ARN=arn:aws:lambda:us-east-1:123456789012:function:revoke
 export SCHEDULER_ROLE_ARN=arn:aws:iam::123456789012:role/jit-access-scheduler
 export MIN_GRANT_DURATION=1m
+# The sample events' IAM caller stands for the security team's role: an admin. People sign in with
+# JWTs (the walk-through signs requests as several of the simulator's users).
+export ADMIN_PRINCIPALS=arn:aws:iam::123456789012:user/alice
 ENV_FILE="$LOCAL/functions.env"
 {
   for var in TABLE_NAME SCHEDULE_GROUP EVENT_BUS_NAME JUMPCLOUD_API_URL REQUESTABLE_GROUPS RUST_LOG \
-             REVOKE_FUNCTION_ARN SCHEDULER_ROLE_ARN MIN_GRANT_DURATION \
+             REVOKE_FUNCTION_ARN SCHEDULER_ROLE_ARN MIN_GRANT_DURATION ADMIN_PRINCIPALS \
              AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
     echo "$var=${!var}"
   done

@@ -71,6 +71,15 @@ def request_grant(user, key):
     return grant
 
 
+def as_person(event, user):
+    """The event as API Gateway's JWT authorizer passes it: the signed-in person's claims."""
+    e = copy.deepcopy(event)
+    e["requestContext"]["authorizer"] = {"jwt": {"claims": {
+        "iss": "https://sso.local", "sub": user["_id"], "email": user["email"], "email_verified": "true"},
+        "scopes": None}}
+    return e
+
+
 def wait_ended(grant_id, limit=150):
     started = time.time()
     while time.time() - started < limit:
@@ -84,6 +93,20 @@ def wait_ended(grant_id, limit=150):
 print("==> 6. grant: a user gets prod-db-admins for 1 minute (checked live in JumpCloud)")
 grant = request_grant(alice, f"walkthrough-{int(time.time())}-a")
 print(f"  in JumpCloud now: member = {is_member(alice)}")
+print("  (the caller is the security team's IAM role, an admin by ADMIN_PRINCIPALS)")
+
+print("==> 6b. people sign in (JWT) and see only what is theirs")
+status, mine = http("grant", as_person(load("grant-list.json"), alice))
+print(f"  {alice['email']}: GET /grants -> HTTP {status}, {len(mine['grants'])} grant(s), their own")
+status, other = http("grant", as_person(with_path(load("grant-get.json"), f"/grants/{grant['id']}", "GET"), bob))
+print(f"  {bob['email']}: GET /grants/{grant['id'][:8]}... -> HTTP {status} (someone else's grant does not exist for them)")
+request = as_person(load("grant-create.json"), bob)
+request["headers"].pop("idempotency-key", None)
+request["body"] = json.dumps({"user": bob["email"], "group": "prod-db-admins", "duration": "1h", "reason": "please"})
+status, refused = http("grant", request)
+print(f"  {bob['email']}: POST /grants for themselves -> HTTP {status}: {refused.get('detail')}")
+if len(mine["grants"]) != 1 or other.get("status") != 404 or status != 403:
+    sys.exit("identity checks did not hold")
 
 print("==> 7. a second grant whose expiry schedule gets lost (deleted behind the product's back)")
 second = request_grant(bob, f"walkthrough-{int(time.time())}-b")

@@ -145,6 +145,7 @@ pub async fn grant(sdk: &aws_config::SdkConfig, config: &Config, args: GrantArgs
         reason: args.reason,
         integration: args.integration,
         requested_by: operator(),
+        caller_users: vec![],
         idempotency_key: args.idempotency_key,
     };
     let outcome = request_grant(&lifecycle.ctx(), request).await?;

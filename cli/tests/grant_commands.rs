@@ -243,6 +243,7 @@ async fn jitctl_sync_reconciles_grants_like_the_sync_function() {
         reason: "x".into(),
         integration: None,
         requested_by: "test".into(),
+        caller_users: vec![],
         idempotency_key: None,
     };
     let id = request_grant(&lifecycle.ctx(), request).await.unwrap().grant.id;

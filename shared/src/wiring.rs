@@ -6,7 +6,7 @@ use crate::{
     adapters::eventbridge::EventBridgeBus,
     adapters::scheduler::{self, EventBridgeScheduler},
     clock::{Clock, SystemClock},
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, IdentityConfig},
     domain::grant::{GrantContext, GrantPolicy},
     ports::{
         DirectoryProvider, DirectoryStore, EventBus, ExpiryScheduler, GrantStore, IntegrationCatalog, MembershipOracle,
@@ -25,6 +25,8 @@ pub struct Lifecycle {
     pub directory_store: Arc<dyn DirectoryStore>,
     pub clock: Arc<dyn Clock>,
     pub policy: GrantPolicy,
+    /// Who the callers are: admins, the identity claim.
+    pub identity: IdentityConfig,
 }
 
 /// Which function a lifecycle serves: only `grant` creates expiry schedules (and holds the ARNs
@@ -59,6 +61,7 @@ impl Lifecycle {
             directory_store: Arc::new(DynamoStore::new(dynamodb, &config.table_name)),
             clock,
             policy: GrantPolicy::from_config(config),
+            identity: config.identity.clone(),
         })
     }
 

@@ -27,7 +27,7 @@ use crate::{
         GrantGroup, GrantStatus, GrantUser, IdempotencyClaim, IdempotencyKey, IdempotencyState, Lease, LeaseHold,
         LeaseKey, Name,
     },
-    domain::snapshot::canonical_email,
+    domain::{identity::PrincipalUser, snapshot::canonical_email},
     ports::{
         Activation, AddOutcome, Directory, DirectoryProvider, Ending, EventBus, ExpiryScheduler, Failure, GrantStore,
         GrantStoreError, Integration, IntegrationCatalog, MembershipOracle, SecretsError,
@@ -119,6 +119,9 @@ pub struct GrantRequest {
     pub integration: Option<Name>,
     /// The caller, from the authorizer context.
     pub requested_by: String,
+    /// The JumpCloud users behind the caller, per integration (`Principal::users`): the one of
+    /// the grant's integration is recorded as its `requester`.
+    pub caller_users: Vec<PrincipalUser>,
     /// The `Idempotency-Key` header.
     pub idempotency_key: Option<IdempotencyKey>,
 }
@@ -217,6 +220,7 @@ struct CheckedRequest {
     reason: String,
     integration: Option<String>,
     requested_by: String,
+    caller_users: Vec<PrincipalUser>,
     /// Scoped to the caller.
     idempotency_key: Option<String>,
 }
@@ -256,6 +260,7 @@ fn check_request(request: &GrantRequest, policy: &GrantPolicy) -> Result<Checked
         reason: reason.to_owned(),
         integration: request.integration.as_ref().map(Name::to_string),
         requested_by: requested_by.to_owned(),
+        caller_users: request.caller_users.clone(),
         // Scoped to the caller: two callers' keys never collide.
         idempotency_key: request.idempotency_key.as_ref().map(|key| format!("{requested_by}#{}", key.as_str())),
     })
@@ -323,6 +328,11 @@ async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
+        requester: request
+            .caller_users
+            .iter()
+            .find(|u| u.integration == integration.name)
+            .map(|u| GrantUser { id: u.id.clone(), email: u.email.clone() }),
         revocation_requested: None,
     };
     let span = tracing::info_span!("grant", grant_id = %grant.id, integration = %grant.integration,

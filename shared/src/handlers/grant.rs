@@ -1,16 +1,16 @@
 //! The `grant` function: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`.
 
-use super::failure;
-use super::routing;
+use super::{access, failure, routing};
 use crate::wiring::Lifecycle;
 use crate::{
+    domain::identity::{Principal, PrincipalUser},
     domain::model::GrantDuration,
     domain::model::{GrantStatus, IdempotencyKey, Name},
     domain::{
         grant::{request_grant, GrantRequest},
         query::{resolve_filter, GrantQuery},
     },
-    http::{caller, handle_invocation, json, parse_body, Problem},
+    http::{handle_invocation, json, parse_body, Problem},
 };
 use lambda_http::{
     http::{Method, StatusCode},
@@ -66,7 +66,7 @@ impl GrantHandler {
         } else if routing::matches(&request, &Method::GET, &["grants", "*"]) {
             self.get(&request).await
         } else if routing::matches(&request, &Method::GET, &["groups"]) {
-            self.groups().await
+            self.groups(&request).await
         } else if routing::path_known(&request, &["grants"])
             || routing::path_known(&request, &["grants", "*"])
             || routing::path_known(&request, &["groups"])
@@ -81,8 +81,22 @@ impl GrantHandler {
         response
     }
 
+    async fn principal(&self, request: &Request) -> Result<Principal, Problem> {
+        let l = &self.lifecycle;
+        access::principal(request, &l.identity, l.catalog.as_ref(), l.directory_store.as_ref()).await
+    }
+
     async fn create(&self, request: &Request) -> Response<Body> {
-        match self.parse_create(request) {
+        let principal = match self.principal(request).await {
+            Ok(p) => p,
+            Err(p) => return p.into_response(),
+        };
+        // Until an access policy is applied, granting is for admins only (SPEC: without any
+        // policy, only admins can grant).
+        if let Err(p) = access::admins_only(&principal, "grant access while no access policy is applied") {
+            return p.into_response();
+        }
+        match self.parse_create(request, principal) {
             Ok(grant_request) => match request_grant(&self.lifecycle.ctx(), grant_request).await {
                 Ok(outcome) => {
                     let status = if outcome.replayed { StatusCode::OK } else { StatusCode::CREATED };
@@ -99,13 +113,7 @@ impl GrantHandler {
     }
 
     /// `POST /grants`: each field parsed once, into its type.
-    fn parse_create(&self, request: &Request) -> Result<GrantRequest, Problem> {
-        let requested_by = caller(request).ok_or_else(|| {
-            Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "no caller identity in the request context (IAM or JWT authorization is required)",
-            )
-        })?;
+    fn parse_create(&self, request: &Request, principal: Principal) -> Result<GrantRequest, Problem> {
         let idempotency_key = match request.headers().get("idempotency-key") {
             None => None,
             Some(value) => Some(IdempotencyKey::parse(value.to_str().unwrap_or_default())?),
@@ -117,40 +125,66 @@ impl GrantHandler {
             duration: body.duration.parse::<GrantDuration>()?,
             reason: body.reason,
             integration: body.integration.as_deref().map(|i| Name::parse("integration", i)).transpose()?,
-            requested_by,
+            requested_by: principal.id,
+            caller_users: principal.users,
             idempotency_key,
         })
     }
 
     async fn get(&self, request: &Request) -> Response<Body> {
+        let principal = match self.principal(request).await {
+            Ok(p) => p,
+            Err(p) => return p.into_response(),
+        };
         let id = routing::segments(request).pop().unwrap_or_default();
         if uuid::Uuid::parse_str(&id).is_err() {
             return problem(StatusCode::NOT_FOUND, format!("no grant {id:?}"));
         }
         match self.lifecycle.store.get(&id).await {
-            Ok(Some(grant)) => json(StatusCode::OK, &grant),
-            Ok(None) => problem(StatusCode::NOT_FOUND, format!("no grant {id:?}")),
+            Ok(Some(grant)) if access::can_see(&principal, &grant) => json(StatusCode::OK, &grant),
+            Ok(_) => problem(StatusCode::NOT_FOUND, format!("no grant {id:?}")),
             Err(e) => Problem::from(&e).into_response(),
         }
     }
 
     async fn list(&self, request: &Request) -> Response<Body> {
-        let (query, limit, next) = match parse_list(request) {
+        let principal = match self.principal(request).await {
+            Ok(p) => p,
+            Err(p) => return p.into_response(),
+        };
+        let (mut query, limit, next) = match parse_list(request) {
             Ok(parsed) => parsed,
             Err(p) => return p.into_response(),
         };
+        let own = match own_grants_only(&principal, &mut query) {
+            Ok(own) => own,
+            Err(p) => return p.into_response(),
+        };
         let lifecycle = &self.lifecycle;
-        let filter = match resolve_filter(lifecycle.catalog.as_ref(), lifecycle.directories.as_ref(), &query).await {
+        let mut filter = match resolve_filter(lifecycle.catalog.as_ref(), lifecycle.directories.as_ref(), &query).await
+        {
             Ok(filter) => filter,
             Err(e) => return Problem::from(&e).into_response(),
         };
+        if let Some(me) = own {
+            filter.user_id = Some(me.id);
+            filter.integration = Some(me.integration);
+        }
         match lifecycle.store.list(&filter, limit, next.as_deref()).await {
             Ok(page) => json(StatusCode::OK, &json_value!({ "grants": page.grants, "next": page.next })),
             Err(e) => Problem::from(&e).into_response(),
         }
     }
 
-    async fn groups(&self) -> Response<Body> {
+    async fn groups(&self, request: &Request) -> Response<Body> {
+        let principal = match self.principal(request).await {
+            Ok(p) => p,
+            Err(p) => return p.into_response(),
+        };
+        if !principal.admin {
+            // What a person may request comes from the access policy; without one, nothing.
+            return json(StatusCode::OK, &json_value!({ "groups": [] }));
+        }
         let discovered = match self.lifecycle.catalog.list().await {
             Ok(d) => d,
             Err(e) => return Problem::from(&e).into_response(),
@@ -193,4 +227,33 @@ fn parse_list(request: &Request) -> Result<(GrantQuery, usize, Option<String>), 
         integration: name_param(request, "integration")?,
     };
     Ok((query, limit, next))
+}
+
+/// A listing by someone who is no admin covers their own grants (as grantee) only: their user, to
+/// filter on after the query is resolved. A `user` filter naming someone else is refused; with
+/// users in several integrations, `integration` picks one.
+fn own_grants_only(principal: &Principal, query: &mut GrantQuery) -> Result<Option<PrincipalUser>, Problem> {
+    if principal.admin {
+        return Ok(None);
+    }
+    let me = match &query.integration {
+        Some(integration) => principal.user_in(integration.as_str()),
+        None if principal.users.len() == 1 => principal.users.first(),
+        None => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "`integration` is required: you are a user of several integrations",
+            ))
+        }
+    };
+    let Some(me) = me else {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "you are not a user of this integration"));
+    };
+    if let Some(user) = query.user.take() {
+        let named = user.as_str();
+        if named != me.id && !named.eq_ignore_ascii_case(&me.email) {
+            return Err(Problem::new(StatusCode::FORBIDDEN, "you may list only your own grants"));
+        }
+    }
+    Ok(Some(me.clone()))
 }

@@ -1,6 +1,7 @@
 //! The functions' handlers: parse the event, call the domain, map the result. Each function's
 //! `main.rs` only builds its handler once per container and hands it to the runtime.
 
+pub mod access;
 pub mod failure;
 pub mod grant;
 pub mod revoke;

@@ -1,11 +1,11 @@
 //! The `revoke` function: a grant's expiry schedule, `DELETE /grants/{id}`, and the sweep.
 
-use super::{failure, routing};
+use super::{access, failure, routing};
 use crate::wiring::Lifecycle;
 use crate::{
     domain::model::{EndReason, ExpiryInput, ACTOR_SCHEDULE},
     domain::revoke::{revoke_grant, sweep, RevokeError},
-    http::{caller, handle_invocation, json, Problem},
+    http::{handle_invocation, json, Problem},
 };
 use lambda_http::{
     http::{Method, StatusCode},
@@ -40,16 +40,28 @@ impl RevokeHandler {
             };
             return problem(status, format!("no route {} {}", request.method(), request.uri().path()));
         }
-        let Some(actor) = caller(&request) else {
-            return problem(
-                StatusCode::UNAUTHORIZED,
-                "no caller identity in the request context (IAM or JWT authorization is required)",
-            );
-        };
+        let l = &self.lifecycle;
+        let principal =
+            match access::principal(&request, &l.identity, l.catalog.as_ref(), l.directory_store.as_ref()).await {
+                Ok(p) => p,
+                Err(p) => return p.into_response(),
+            };
         let id = routing::segments(&request).pop().unwrap_or_default();
         if uuid::Uuid::parse_str(&id).is_err() {
             return problem(StatusCode::NOT_FOUND, format!("no grant {id:?}"));
         }
+        if !principal.admin {
+            // Admins end any grant without this read; anyone else only their own.
+            match l.store.get(&id).await {
+                Ok(Some(grant)) if access::can_end(&principal, &grant) => {}
+                Ok(Some(grant)) if access::can_see(&principal, &grant) => {
+                    return problem(StatusCode::FORBIDDEN, "only the grantee or an admin may end this grant")
+                }
+                Ok(_) => return problem(StatusCode::NOT_FOUND, format!("no grant {id:?}")),
+                Err(e) => return Problem::from(&e).into_response(),
+            }
+        }
+        let actor = principal.id;
         match revoke_grant(&self.lifecycle.ctx(), &id, &actor, EndReason::Revoked).await {
             Ok(outcome) => json(StatusCode::OK, &outcome.grant),
             Err(e) => {

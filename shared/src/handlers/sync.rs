@@ -1,10 +1,10 @@
 //! The `sync` function: on its schedule syncs every integration; on `POST /sync` one or all.
 
-use super::{failure, routing};
+use super::{access, failure, routing};
 use crate::{
     adapters::dynamodb::DynamoStore,
     clock::Clock,
-    config::{Config, ConfigError, DirectoryPolicy},
+    config::{Config, ConfigError, DirectoryPolicy, IdentityConfig},
     domain::model::Name,
     domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
     http::{handle_invocation, json, parse_body, Problem},
@@ -28,6 +28,8 @@ pub struct SyncHandler {
     pub store: Arc<dyn DirectoryStore>,
     pub policy: DirectoryPolicy,
     pub clock: Arc<dyn Clock>,
+    /// `POST /sync` is for admins.
+    pub identity: IdentityConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +51,7 @@ impl SyncHandler {
             lifecycle: Some(lifecycle),
             store,
             policy: config.directory.clone(),
+            identity: config.identity.clone(),
         })
     }
 
@@ -97,6 +100,14 @@ impl SyncHandler {
                 StatusCode::NOT_FOUND
             };
             return Problem::new(status, format!("no route {} {}", request.method(), request.uri().path())).into();
+        }
+        let principal =
+            match access::principal(&request, &self.identity, self.catalog.as_ref(), self.store.as_ref()).await {
+                Ok(principal) => principal,
+                Err(problem) => return problem.into(),
+            };
+        if let Err(problem) = access::admins_only(&principal, "run a sync") {
+            return problem.into();
         }
         let body: SyncRequest = match parse_body(&request, Some(SyncRequest::default())) {
             Ok(body) => body,

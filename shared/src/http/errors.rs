@@ -5,6 +5,7 @@ use super::Problem;
 use crate::{
     domain::{
         grant::GrantError,
+        identity::IdentityError,
         model::{DurationError, InvalidField},
         revoke::RevokeError,
         sync::SyncError,
@@ -70,6 +71,18 @@ impl From<&GrantStoreError> for Problem {
             // A read that failed: the store's fault, not the request's.
             _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
         }
+    }
+}
+
+impl From<&IdentityError> for Problem {
+    fn from(error: &IdentityError) -> Self {
+        let status = match error {
+            IdentityError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            IdentityError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IdentityError::Integrations(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IdentityError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Problem::new(status, error.to_string())
     }
 }
 
@@ -151,5 +164,8 @@ mod tests {
         assert_eq!(Problem::from("soon".parse::<GrantDuration>().unwrap_err()).status, 400);
         assert_eq!(status(&SecretsError::List("throttled".into())), 503);
         assert_eq!(status(&crate::ports::StoreError::Aws("down".into())), 500);
+        assert_eq!(status(&IdentityError::Unauthenticated("no claim".into())), 401);
+        assert_eq!(status(&IdentityError::Forbidden("not a user".into())), 403);
+        assert_eq!(status(&IdentityError::Integrations(SecretsError::List("x".into()))), 503);
     }
 }

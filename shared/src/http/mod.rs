@@ -7,7 +7,7 @@ mod identity;
 mod invocation;
 mod problem;
 
-pub use identity::caller;
+pub use identity::credential;
 pub use invocation::{handle_invocation, Invocation};
 pub use problem::Problem;
 

@@ -100,6 +100,7 @@ impl<S: GrantStore, O: MembershipOracle> LifecycleHarness<S, O> {
             reason: "incident 4711".into(),
             integration: None,
             requested_by: ADMIN.into(),
+            caller_users: vec![],
             idempotency_key: None,
         }
     }

@@ -65,6 +65,9 @@ pub fn wait_until_listening(port: u16, limit: Duration) {
     }
 }
 
+/// The caller of the sample events in `events/` (IAM authorization): the tests' admin.
+pub const ADMIN_ARN: &str = "arn:aws:iam::123456789012:user/alice";
+
 /// SDK configuration for the local stack: fixed test credentials, one region, moto's endpoint.
 pub async fn sdk_config() -> SdkConfig {
     sdk_config_for(&aws_endpoint()).await
@@ -113,6 +116,8 @@ impl Stack {
             ("JUMPCLOUD_REQUEST_TIMEOUT", "5s"),
             ("JUMPCLOUD_RETRY_BUDGET", "5s"),
             ("JUMPCLOUD_REQUESTS_PER_SECOND", "1000"),
+            // The sample events' caller is the admin.
+            ("ADMIN_PRINCIPALS", ADMIN_ARN),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -286,6 +286,7 @@ fn pending(user: &str, group: &str, at: DateTime<Utc>, hours: i64) -> Grant {
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
+        requester: None,
         revocation_requested: None,
     }
 }

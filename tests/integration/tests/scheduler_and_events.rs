@@ -87,6 +87,7 @@ fn grant(expires_at: DateTime<Utc>) -> Grant {
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
+        requester: None,
         revocation_requested: None,
     }
 }

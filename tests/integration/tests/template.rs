@@ -672,6 +672,9 @@ const COMMON_VARIABLES: &[&str] = &[
     "JUMPCLOUD_API_URL",
     "JUMPCLOUD_MAX_CONCURRENCY",
     "JUMPCLOUD_REQUESTS_PER_SECOND",
+    "ADMIN_PRINCIPALS",
+    "ADMIN_GROUP",
+    "IDENTITY_CLAIM",
 ];
 
 /// A plausible deployed value: parameters take their defaults, resources a name or an ARN.

@@ -93,6 +93,9 @@ pub struct Grant {
     #[serde(default)]
     pub ended_at: Option<DateTime<Utc>>,
     pub requested_by: String,
+    /// The JumpCloud user behind the caller; `None` for an admin principal without one.
+    #[serde(default)]
+    pub requester: Option<GrantUser>,
     pub reason: String,
     /// The user was a standing member before the grant: its end leaves the membership alone.
     pub preexisting_membership: bool,
@@ -154,6 +157,7 @@ pub(crate) fn sample_grant() -> Grant {
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
+        requester: None,
         revocation_requested: None,
     }
 }
@@ -493,6 +497,7 @@ mod tests {
             "expires_at",
             "ended_at",
             "requested_by",
+            "requester",
             "reason",
             "preexisting_membership",
         ] {

@@ -1,11 +1,18 @@
 //! The grant and revoke handlers with in-memory doubles, driven by the sample events in `events/`.
 
+mod access;
+
 use super::{grant::GrantHandler, revoke::RevokeHandler};
-use crate::wiring::Lifecycle;
+use crate::{config::IdentityConfig, wiring::Lifecycle};
+
+/// The sample events' caller.
+const ADMIN_ARN: &str = "arn:aws:iam::123456789012:user/alice";
+/// Users in this group are admins too (dave is one).
+const ADMIN_GROUP: &str = "jit-admins";
 use crate::{
     clock::ManualClock,
     domain::grant::GrantPolicy,
-    domain::model::{DirectoryChanges, DirectoryGroup, MembershipMethod},
+    domain::model::{DirectoryChanges, DirectoryGroup, DirectoryUser, Membership, MembershipMethod, UserState},
     ports::DirectoryStore,
     testing::FakeDirectory,
     testing::MemoryStore,
@@ -58,8 +65,34 @@ async fn world() -> World {
         membership_method: MembershipMethod::Static,
         requestable,
     };
+    let user = |id: &str, email: &str| DirectoryUser {
+        id: id.into(),
+        email: email.into(),
+        username: email.split('@').next().unwrap().into(),
+        first_name: None,
+        last_name: None,
+        job_title: None,
+        department: None,
+        location: None,
+        employee_type: None,
+        manager_id: None,
+        manager_email: None,
+        state: UserState::Activated,
+    };
+    // The synced directory: who the callers are.
     let changes = DirectoryChanges {
-        put_groups: vec![group("g-db", "prod-db-admins", true), group("g-eng", "engineering", false)],
+        put_users: vec![
+            user("u-alice", "alice@example.com"),
+            user("u-bob", "bob@example.com"),
+            user("u-carol", "carol@example.com"),
+            user("u-dave", "dave@example.com"),
+        ],
+        put_groups: vec![
+            group("g-db", "prod-db-admins", true),
+            group("g-eng", "engineering", false),
+            group("g-adm", ADMIN_GROUP, false),
+        ],
+        put_memberships: vec![Membership { group_id: "g-adm".into(), user_id: "u-dave".into() }],
         ..DirectoryChanges::default()
     };
     directory_store.apply_changes("corp", &changes).await.unwrap();
@@ -75,6 +108,12 @@ async fn world() -> World {
         directory_store,
         clock: clock.clone(),
         policy: GrantPolicy::default(),
+        // The sample events' caller (alice's IAM user) is the admin.
+        identity: IdentityConfig {
+            admin_principals: vec![glob::Pattern::new(ADMIN_ARN).unwrap()],
+            admin_group: Some(ADMIN_GROUP.into()),
+            ..IdentityConfig::default()
+        },
     });
     World {
         grant: GrantHandler { lifecycle: lifecycle.clone() },
