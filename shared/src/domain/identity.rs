@@ -145,7 +145,7 @@ pub async fn resolve(
 mod tests {
     use super::*;
     use crate::{
-        domain::model::{DirectoryChanges, DirectoryGroup, DirectoryUser, Membership, MembershipMethod},
+        domain::model::{fixtures, DirectoryChanges, DirectoryGroup, DirectoryUser, Membership, MembershipMethod},
         ports::DirectoryStore,
         testing::{FakeDirectory, FakeIntegrations, MemoryStore},
     };
@@ -158,20 +158,7 @@ mod tests {
     }
 
     fn user(id: &str, email: &str, state: UserState) -> DirectoryUser {
-        DirectoryUser {
-            id: id.into(),
-            email: email.into(),
-            username: email.split('@').next().unwrap().into(),
-            first_name: None,
-            last_name: None,
-            job_title: None,
-            department: None,
-            location: None,
-            employee_type: None,
-            manager_id: None,
-            manager_email: None,
-            state,
-        }
+        DirectoryUser { state, ..fixtures::user(id, email) }
     }
 
     async fn world() -> World {

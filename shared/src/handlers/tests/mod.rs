@@ -12,7 +12,7 @@ const ADMIN_GROUP: &str = "jit-admins";
 use crate::{
     clock::ManualClock,
     domain::grant::GrantPolicy,
-    domain::model::{DirectoryChanges, DirectoryGroup, DirectoryUser, Membership, MembershipMethod, UserState},
+    domain::model::{DirectoryChanges, DirectoryGroup, Membership, MembershipMethod},
     ports::DirectoryStore,
     testing::FakeDirectory,
     testing::MemoryStore,
@@ -65,20 +65,7 @@ async fn world() -> World {
         membership_method: MembershipMethod::Static,
         requestable,
     };
-    let user = |id: &str, email: &str| DirectoryUser {
-        id: id.into(),
-        email: email.into(),
-        username: email.split('@').next().unwrap().into(),
-        first_name: None,
-        last_name: None,
-        job_title: None,
-        department: None,
-        location: None,
-        employee_type: None,
-        manager_id: None,
-        manager_email: None,
-        state: UserState::Activated,
-    };
+    let user = crate::domain::model::fixtures::user;
     // The synced directory: who the callers are.
     let changes = DirectoryChanges {
         put_users: vec![
