@@ -98,6 +98,8 @@ struct Settings {
     extend: Option<ExtendDocument>,
 }
 
+/// `Settings` plus `groups`, spelt out: serde's `flatten` would lose `deny_unknown_fields`, and an
+/// unknown (misspelt) field must be refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleDocument {
