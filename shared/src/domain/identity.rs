@@ -23,8 +23,6 @@ pub enum Credential {
     Iam { arn: String },
     /// A JWT authorizer: the token's claims, as strings.
     Jwt { claims: BTreeMap<String, String> },
-    /// An operator at the terminal (`jitctl`), whose AWS credentials reach the table itself.
-    Operator { name: String },
 }
 
 /// A caller, resolved.
@@ -88,7 +86,6 @@ pub async fn resolve(
     directory: &dyn DirectoryStore,
 ) -> Result<Principal, IdentityError> {
     let (id, mut admin, name) = match credential {
-        Credential::Operator { name } => return Ok(Principal { id: name.clone(), admin: true, users: vec![] }),
         Credential::Iam { arn } => {
             let admin = config.is_admin_principal(arn);
             let session = identity_center_session(arn);
@@ -256,8 +253,6 @@ mod tests {
         assert!(bob.admin && bob.is_user("corp", "u2"));
         let alice = w.resolve(jwt(&[("iss", ISS), ("sub", "a"), ("email", "alice@corp.com")])).await.unwrap();
         assert!(!alice.admin);
-        let operator = w.resolve(Credential::Operator { name: "cli:carol".into() }).await.unwrap();
-        assert!(operator.admin && operator.id == "cli:carol");
     }
 
     #[tokio::test]

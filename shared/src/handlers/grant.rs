@@ -10,7 +10,7 @@ use crate::{
         grant::{request_grant, GrantRequest},
         query::{resolve_filter, GrantQuery},
     },
-    http::{handle_invocation, json, parse_body, Problem},
+    http::{handle_invocation, json, parse_body, problem, Problem},
 };
 use lambda_http::{
     http::{Method, StatusCode},
@@ -37,10 +37,6 @@ struct CreateGrant {
 
 const DEFAULT_PAGE: usize = 25;
 const MAX_PAGE: usize = 100;
-
-fn problem(status: StatusCode, detail: impl Into<String>) -> Response<Body> {
-    Problem::new(status, detail).into_response()
-}
 
 /// An optional name from the query string.
 fn name_param(request: &Request, name: &'static str) -> Result<Option<Name>, Problem> {

@@ -5,7 +5,7 @@ use crate::wiring::Lifecycle;
 use crate::{
     domain::model::{EndReason, ExpiryInput, ACTOR_SCHEDULE},
     domain::revoke::{revoke_grant, sweep, RevokeError},
-    http::{handle_invocation, json, Problem},
+    http::{handle_invocation, json, problem, Problem},
 };
 use lambda_http::{
     http::{Method, StatusCode},
@@ -20,10 +20,6 @@ pub const SWEEP_SOURCES: [&str; 3] = ["jit-access.sweep", "aws.events", "aws.sch
 
 pub struct RevokeHandler {
     pub lifecycle: Arc<Lifecycle>,
-}
-
-fn problem(status: StatusCode, detail: impl Into<String>) -> Response<Body> {
-    Problem::new(status, detail).into_response()
 }
 
 impl RevokeHandler {

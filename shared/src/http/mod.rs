@@ -26,6 +26,11 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
         .expect("valid response")
 }
 
+/// A problem+json response.
+pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response<Body> {
+    Problem::new(status, detail).into_response()
+}
+
 /// Parses a JSON body: 413 when too large, 400 when malformed (or an unknown field), with the
 /// parser's reason but never the body itself.
 pub fn parse_body<T: DeserializeOwned>(request: &Request, empty_is: Option<T>) -> Result<T, Problem> {

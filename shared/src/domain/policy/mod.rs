@@ -114,16 +114,6 @@ impl Policy {
     pub fn rule_for(&self, group: &GroupRef<'_>) -> Option<&Rule> {
         self.rules.iter().find(|rule| rule.groups.iter().any(|m| m.matches(group)))
     }
-
-    /// Every approver group a rule names, for checks against the synced directory.
-    pub fn approver_groups(&self) -> impl Iterator<Item = (&Rule, &str)> {
-        self.rules.iter().flat_map(|rule| {
-            rule.approval.approvers.iter().filter_map(move |a| match a {
-                Approver::Group(g) => Some((rule, g.as_str())),
-                _ => None,
-            })
-        })
-    }
 }
 
 #[cfg(test)]

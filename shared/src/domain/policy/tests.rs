@@ -223,13 +223,6 @@ fn a_group_no_rule_covers_cannot_be_requested_and_rules_match_ids() {
 }
 
 #[test]
-fn approver_groups_are_listed_for_checks_against_the_directory() {
-    let policy = parse_policy(EXAMPLE).unwrap();
-    let groups: Vec<(usize, &str)> = policy.approver_groups().map(|(rule, g)| (rule.number(), g)).collect();
-    assert_eq!(groups, vec![(1, "db-owners")]);
-}
-
-#[test]
 fn the_schema_describes_the_same_fields_the_parser_reads() {
     let schema: serde_json::Value = serde_json::from_str(include_str!("../../../../policy/schema.json")).unwrap();
     let keys = |v: &serde_json::Value| -> Vec<String> {
