@@ -5,11 +5,13 @@
 mod directory;
 mod events;
 mod integrations;
+mod policy;
 mod scheduler;
 mod store;
 
 pub use directory::*;
 pub use events::*;
 pub use integrations::*;
+pub use policy::*;
 pub use scheduler::*;
 pub use store::*;
