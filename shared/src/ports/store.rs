@@ -73,6 +73,24 @@ pub trait DirectoryStore: Send + Sync {
     async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError>;
     /// Whether the synced directory holds the direct membership (one read).
     async fn is_member(&self, integration: &str, group_id: &str, user_id: &str) -> Result<bool, StoreError>;
+    /// A user of the synced directory by JumpCloud id (one `GetItem`).
+    async fn user_by_id(&self, integration: &str, id: &str) -> Result<Option<DirectoryUser>, StoreError>;
+    /// The users of the synced directory with these ids, in no particular order; ids that are not
+    /// stored are skipped, repeated ids answered once. One `BatchGetItem` per 100 distinct ids
+    /// (DynamoDB's limit), plus one per retry of keys DynamoDB left unprocessed; none for no ids.
+    async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError>;
+    /// A user of the synced directory by username, case-insensitively (JumpCloud's usernames are:
+    /// see [`canonical_username`](crate::domain::model::canonical_username)). One index query (`gsi2`), not a scan.
+    async fn user_by_username(&self, integration: &str, username: &str) -> Result<Option<DirectoryUser>, StoreError>;
+    /// The ids of the group's direct members. One `Query` of the memberships partition (one call
+    /// per 1 MB page; keys only).
+    async fn group_members(&self, integration: &str, group_id: &str) -> Result<Vec<String>, StoreError>;
+    /// The ids of the groups the user is a direct member of. One index query (`gsi1`, one call
+    /// per 1 MB page), not a scan. Eventually consistent, like every index read.
+    async fn groups_of(&self, integration: &str, user_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Every user of the synced directory, by id. One `Query` of the users partition (one call
+    /// per 1 MB page, a few thousand users each).
+    async fn list_users(&self, integration: &str) -> Result<Vec<DirectoryUser>, StoreError>;
 }
 
 /// Errors of the grant store.

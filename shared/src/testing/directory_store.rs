@@ -2,7 +2,10 @@
 
 use crate::ports::StoreError;
 use crate::{
-    domain::model::{DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectorySnapshot, DirectoryUser, Membership},
+    domain::model::{
+        canonical_username, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectorySnapshot, DirectoryUser,
+        Membership,
+    },
     ports::{DirectoryStore, SyncStatus},
 };
 use async_trait::async_trait;
@@ -84,7 +87,106 @@ impl DirectoryStore for MemoryStore {
         Ok(self.directory(integration).memberships.contains(&membership))
     }
 
+    async fn user_by_id(&self, integration: &str, id: &str) -> Result<Option<DirectoryUser>, StoreError> {
+        Ok(self.directory(integration).users.remove(id))
+    }
+
+    async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError> {
+        // `remove`: an id asked twice is answered once, as by DynamoDB's adapter.
+        let mut users = self.directory(integration).users;
+        Ok(ids.iter().filter_map(|id| users.remove(id)).collect())
+    }
+
+    async fn user_by_username(&self, integration: &str, username: &str) -> Result<Option<DirectoryUser>, StoreError> {
+        let wanted = canonical_username(username);
+        Ok(self.directory(integration).users.into_values().find(|u| canonical_username(&u.username) == wanted))
+    }
+
+    async fn group_members(&self, integration: &str, group_id: &str) -> Result<Vec<String>, StoreError> {
+        let memberships = self.directory(integration).memberships;
+        Ok(memberships.iter().filter(|m| m.group_id == group_id).map(|m| m.user_id.to_string()).collect())
+    }
+
+    async fn groups_of(&self, integration: &str, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let memberships = self.directory(integration).memberships;
+        Ok(memberships.iter().filter(|m| m.user_id == user_id).map(|m| m.group_id.to_string()).collect())
+    }
+
+    async fn list_users(&self, integration: &str) -> Result<Vec<DirectoryUser>, StoreError> {
+        let mut users: Vec<_> = self.directory(integration).users.into_values().collect();
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(users)
+    }
+
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError> {
         Ok(self.statuses.lock().expect("lock").get(integration).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::fixtures::{group, member, user};
+
+    async fn seeded() -> MemoryStore {
+        let store = MemoryStore::default();
+        let mut alice = user("u1", "alice@corp.com");
+        alice.username = "Alice.Smith".into();
+        let changes = DirectoryChanges {
+            put_users: vec![alice, user("u2", "bob@corp.com"), user("u3", "carol@corp.com")],
+            put_groups: vec![group("g1", "admins"), group("g2", "db")],
+            put_memberships: vec![member("g1", "u1"), member("g1", "u2"), member("g2", "u1")],
+            ..DirectoryChanges::default()
+        };
+        store.apply_changes("corp", &changes).await.unwrap();
+        store
+    }
+
+    fn sorted(mut ids: Vec<String>) -> Vec<String> {
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn users_are_found_by_id_alone_or_in_batches() {
+        let store = seeded().await;
+        assert_eq!(store.user_by_id("corp", "u2").await.unwrap().unwrap().email, "bob@corp.com");
+        assert!(store.user_by_id("corp", "nobody").await.unwrap().is_none());
+        assert!(store.user_by_id("other", "u2").await.unwrap().is_none(), "per integration");
+
+        let ids: Vec<String> = ["u3", "nobody", "u1", "u3"].map(String::from).into();
+        let found = store.users_by_ids("corp", &ids).await.unwrap();
+        assert_eq!(sorted(found.into_iter().map(|u| u.id).collect()), ["u1", "u3"], "missing skipped, repeats once");
+        assert!(store.users_by_ids("corp", &[]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn usernames_match_case_insensitively() {
+        let store = seeded().await;
+        for name in ["Alice.Smith", "alice.smith", "ALICE.SMITH", " alice.smith "] {
+            assert_eq!(store.user_by_username("corp", name).await.unwrap().map(|u| u.id).as_deref(), Some("u1"));
+        }
+        let alice = store.user_by_username("corp", "alice.smith").await.unwrap().unwrap();
+        assert_eq!(alice.username, "Alice.Smith", "stored as JumpCloud spells it");
+        assert!(store.user_by_username("corp", "alice").await.unwrap().is_none(), "whole names only");
+        assert!(store.user_by_username("other", "alice.smith").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn memberships_are_listed_by_group_and_by_user() {
+        let store = seeded().await;
+        assert_eq!(sorted(store.group_members("corp", "g1").await.unwrap()), ["u1", "u2"]);
+        assert!(store.group_members("corp", "g3").await.unwrap().is_empty());
+        assert_eq!(sorted(store.groups_of("corp", "u1").await.unwrap()), ["g1", "g2"]);
+        assert!(store.groups_of("corp", "u3").await.unwrap().is_empty());
+        assert!(store.groups_of("other", "u1").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_user_is_listed_by_id() {
+        let store = seeded().await;
+        let ids: Vec<String> = store.list_users("corp").await.unwrap().into_iter().map(|u| u.id).collect();
+        assert_eq!(ids, ["u1", "u2", "u3"]);
+        assert!(store.list_users("other").await.unwrap().is_empty());
     }
 }

@@ -1,5 +1,16 @@
 //! The directory in DynamoDB. Writes respect AWS's limits by construction: 25 items per
-//! `BatchWriteItem`, unprocessed items retried with backoff.
+//! `BatchWriteItem`, 100 keys per `BatchGetItem`, unprocessed items retried with backoff.
+//!
+//! Items: a user `pk=DIR#{integration}#USER`, `sk={id}`, `gsi1pk=EMAIL#..`, `gsi2pk=USERNAME#..`
+//! (canonical username); a group `pk=DIR#{integration}#GROUP`, `gsi1pk=GROUPNAME#..`; a
+//! membership `pk=DIR#{integration}#MEMBER`, `sk={group}#{user}`, `gsi1pk=MEMBEROF#{integration}#{user}`,
+//! `gsi1sk={group}` (see `keys`).
+//!
+//! Items written before an index attribute existed (`gsi2pk` on users, `gsi1pk` on memberships)
+//! are not in that index. `load_digest` reports them as outdated (a user with hash 0, a
+//! membership in `memberships_to_rewrite`), so the next sync puts them again in the current
+//! layout: from then on the index finds them. Until that sync, `user_by_username` and
+//! `groups_of` do not see them.
 
 use super::{
     item::{from_item, key, to_item, Item},
@@ -11,18 +22,25 @@ use crate::{
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest},
+    types::{AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest},
     Client,
 };
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 /// AWS's limit for one `BatchWriteItem`.
 pub const BATCH_WRITE_LIMIT: usize = 25;
+/// AWS's limit for one `BatchGetItem`.
+pub const BATCH_GET_LIMIT: usize = 100;
 /// Batches in flight at once per sync.
 const WRITE_CONCURRENCY: usize = 8;
+/// `BatchGetItem`s in flight at once per `users_by_ids`.
+const READ_CONCURRENCY: usize = 4;
+/// The marker attribute of the current layout, per kind (see the module's documentation).
+const USER_LAYOUT: &str = table::GSI2.partition_key;
+const MEMBERSHIP_LAYOUT: &str = table::GSI1.partition_key;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -38,6 +56,11 @@ struct UserItem {
     integration: String,
     gsi1pk: String,
     gsi1sk: String,
+    /// Absent on items of an older layout (read back, never written so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi2pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi2sk: Option<String>,
     /// Content hash: sync compares it instead of reading the item back.
     h: u64,
     #[serde(flatten)]
@@ -63,6 +86,8 @@ struct MembershipItem {
     sk: String,
     kind: String,
     integration: String,
+    gsi1pk: String,
+    gsi1sk: String,
     #[serde(flatten)]
     membership: Membership,
 }
@@ -99,9 +124,17 @@ impl DynamoStore {
         &self.table
     }
 
-    /// The sort key and content hash (`h`) of every item of one partition, page by page. Only
-    /// those two attributes are read: sync never needs the items themselves back.
-    async fn keys_and_hashes(&self, pk: String, with_hash: bool) -> Result<Vec<(String, u64)>, StoreError> {
+    /// The sort key, content hash (`h`) and layout of every item of one partition, page by page:
+    /// `(sk, h, current)`, where `current` says the item has the `layout` attribute (without a
+    /// `layout`, every item is current). Only those attributes are read: sync never needs the
+    /// items themselves back.
+    async fn keys_and_hashes(
+        &self,
+        pk: String,
+        with_hash: bool,
+        layout: Option<&str>,
+    ) -> Result<Vec<(String, u64, bool)>, StoreError> {
+        let mut projection = vec!["#sk"];
         let mut query = self
             .client
             .query()
@@ -110,12 +143,15 @@ impl DynamoStore {
             .expression_attribute_names("#pk", table::PARTITION_KEY)
             .expression_attribute_names("#sk", table::SORT_KEY)
             .expression_attribute_values(":pk", AttributeValue::S(pk));
-        query = if with_hash {
-            query.projection_expression("#sk, #h").expression_attribute_names("#h", "h")
-        } else {
-            query.projection_expression("#sk")
-        };
-        let mut pages = query.into_paginator().send();
+        if with_hash {
+            projection.push("#h");
+            query = query.expression_attribute_names("#h", "h");
+        }
+        if let Some(layout) = layout {
+            projection.push("#layout");
+            query = query.expression_attribute_names("#layout", layout);
+        }
+        let mut pages = query.projection_expression(projection.join(", ")).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for item in page.map_err(StoreError::aws)?.items.unwrap_or_default() {
@@ -123,23 +159,63 @@ impl DynamoStore {
                 let sk = sk.ok_or_else(|| StoreError::Mapping("item without a sort key".into()))?;
                 // An item written before hashes existed has none: it differs, and is rewritten once.
                 let h = item.get("h").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
-                out.push((sk, h));
+                let current = layout.is_none_or(|name| item.contains_key(name));
+                out.push((sk, h, current));
             }
         }
         Ok(out)
     }
 
-    /// The first item of a `gsi1` partition with this sort key (emails and names are unique in a
-    /// directory; a stale duplicate during a rename is harmless: the sync removes it).
-    async fn first_in_gsi1(&self, partition: String, sort: &str) -> Result<Option<Item>, StoreError> {
+    /// Every item of one partition of the table or of an `index` whose sort key begins with
+    /// `sort_prefix` (every item without one), following `LastEvaluatedKey` page by page (1 MB
+    /// each); with a `projection`, only that attribute is read back.
+    async fn query_partition(
+        &self,
+        index: Option<table::Index>,
+        pk: String,
+        sort_prefix: Option<String>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let (pk_name, sk_name) = match index {
+            Some(index) => (index.partition_key, index.sort_key),
+            None => (table::PARTITION_KEY, table::SORT_KEY),
+        };
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(|i| i.name.to_owned()))
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", AttributeValue::S(pk));
+        query = match sort_prefix {
+            Some(prefix) => query
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix)),
+            None => query.key_condition_expression("#pk = :pk"),
+        };
+        if let Some(projection) = projection {
+            query = query.projection_expression("#projected").expression_attribute_names("#projected", projection);
+        }
+        let mut pages = query.into_paginator().send();
+        let mut items = Vec::new();
+        while let Some(page) = pages.next().await {
+            items.extend(page.map_err(StoreError::aws)?.items.unwrap_or_default());
+        }
+        Ok(items)
+    }
+
+    /// The first item of an index partition with this sort key (emails, usernames and names are
+    /// unique in a directory; a stale duplicate during a rename is harmless: the sync removes it).
+    async fn first_in(&self, index: table::Index, partition: String, sort: &str) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .query()
             .table_name(&self.table)
-            .index_name(table::GSI1.name)
+            .index_name(index.name)
             .key_condition_expression("#pk = :pk AND #sk = :sk")
-            .expression_attribute_names("#pk", table::GSI1.partition_key)
-            .expression_attribute_names("#sk", table::GSI1.sort_key)
+            .expression_attribute_names("#pk", index.partition_key)
+            .expression_attribute_names("#sk", index.sort_key)
             .expression_attribute_values(":pk", AttributeValue::S(partition))
             .expression_attribute_values(":sk", AttributeValue::S(sort.to_owned()))
             .limit(1)
@@ -160,12 +236,7 @@ impl DynamoStore {
 
     /// One batch, retrying what DynamoDB leaves unprocessed (throttling) with jittered backoff.
     async fn write_batch(&self, mut pending: Vec<WriteRequest>) -> Result<(), StoreError> {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(5))
-            .with_max_times(10)
-            .with_jitter()
-            .build();
+        let mut delays = batch_backoff();
         loop {
             let output = self
                 .client
@@ -184,25 +255,82 @@ impl DynamoStore {
             }
         }
     }
+
+    /// One `BatchGetItem` of at most 100 keys, retrying the keys DynamoDB leaves unprocessed
+    /// (throttling, or the 16 MB response limit) with jittered backoff, as `write_batch` does.
+    async fn get_batch(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut pending = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .build()
+            .map_err(|e| StoreError::Mapping(e.to_string()))?;
+        let mut delays = batch_backoff();
+        let mut found = Vec::new();
+        loop {
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(StoreError::aws)?;
+            found.extend(output.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+            let left = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
+            let Some(left) = left else { return Ok(found) };
+            match delays.next() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(StoreError::Unprocessed(left.keys.len())),
+            }
+            pending = left;
+        }
+    }
+}
+
+/// Backoff between retries of what a batch call left unprocessed.
+fn batch_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(10)
+        .with_jitter()
+        .build()
+}
+
+fn user_of(item: Item) -> Result<DirectoryUser, StoreError> {
+    from_item::<UserItem>(item).map(|i| i.user)
+}
+
+/// A string attribute every item of the kind has.
+fn required_text(item: &Item, name: &str) -> Result<String, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .ok_or_else(|| StoreError::Mapping(format!("directory item without {name}")))
 }
 
 #[async_trait]
 impl DirectoryStore for DynamoStore {
     async fn load_digest(&self, integration: &str) -> Result<DirectoryDigest, StoreError> {
         let (users, groups, memberships) = futures::try_join!(
-            self.keys_and_hashes(keys::users(integration), true),
-            self.keys_and_hashes(keys::groups(integration), true),
-            self.keys_and_hashes(keys::memberships(integration), false),
+            self.keys_and_hashes(keys::users(integration), true, Some(USER_LAYOUT)),
+            self.keys_and_hashes(keys::groups(integration), true, None),
+            self.keys_and_hashes(keys::memberships(integration), false, Some(MEMBERSHIP_LAYOUT)),
         )?;
-        let memberships = memberships
-            .into_iter()
-            .map(|(sk, _)| {
-                let (group_id, user_id) =
-                    sk.split_once('#').ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))?;
-                Ok(Membership { group_id: group_id.into(), user_id: user_id.into() })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok(DirectoryDigest { users: users.into_iter().collect(), groups: groups.into_iter().collect(), memberships })
+        // A user item without `gsi2pk` reports hash 0, which no content hash is (in practice):
+        // sync puts it again, with the attribute.
+        let users = users.into_iter().map(|(id, h, current)| (id, if current { h } else { 0 })).collect();
+        let groups = groups.into_iter().map(|(id, h, _)| (id, h)).collect();
+        let mut stored = BTreeSet::new();
+        let mut memberships_to_rewrite = BTreeSet::new();
+        for (sk, _, current) in memberships {
+            let (group_id, user_id) =
+                sk.split_once('#').ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))?;
+            let membership = Membership { group_id: group_id.into(), user_id: user_id.into() };
+            if !current {
+                memberships_to_rewrite.insert(membership.clone());
+            }
+            stored.insert(membership);
+        }
+        Ok(DirectoryDigest { users, groups, memberships: stored, memberships_to_rewrite })
     }
 
     async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError> {
@@ -215,6 +343,8 @@ impl DirectoryStore for DynamoStore {
                 integration: integration.into(),
                 gsi1pk: keys::user_by_email(integration, &user.email),
                 gsi1sk: "USER".into(),
+                gsi2pk: Some(keys::user_by_username(integration, &user.username)),
+                gsi2sk: Some("USER".into()),
                 h: content_hash(user),
                 user: user.clone(),
             })?));
@@ -232,11 +362,14 @@ impl DirectoryStore for DynamoStore {
             })?));
         }
         for membership in &changes.put_memberships {
+            let (group_id, user_id) = (membership.group_id.to_string(), membership.user_id.to_string());
             requests.push(put(to_item(&MembershipItem {
                 pk: keys::memberships(integration),
-                sk: keys::membership_sort(&membership.group_id.to_string(), &membership.user_id.to_string()),
+                sk: keys::membership_sort(&group_id, &user_id),
                 kind: "membership".into(),
                 integration: integration.into(),
+                gsi1pk: keys::member_of(integration, &user_id),
+                gsi1sk: group_id,
                 membership: membership.clone(),
             })?));
         }
@@ -283,12 +416,12 @@ impl DirectoryStore for DynamoStore {
     }
 
     async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError> {
-        let item = self.first_in_gsi1(keys::user_by_email(integration, email), "USER").await?;
-        item.map(|item| from_item::<UserItem>(item).map(|i| i.user)).transpose()
+        let item = self.first_in(table::GSI1, keys::user_by_email(integration, email), "USER").await?;
+        item.map(user_of).transpose()
     }
 
     async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError> {
-        let item = self.first_in_gsi1(keys::group_by_name(integration, name), "GROUP").await?;
+        let item = self.first_in(table::GSI1, keys::group_by_name(integration, name), "GROUP").await?;
         item.map(|item| from_item::<GroupItem>(item).map(|i| i.group)).transpose()
     }
 
@@ -304,6 +437,63 @@ impl DirectoryStore for DynamoStore {
             .await
             .map_err(StoreError::aws)?;
         Ok(output.item.is_some())
+    }
+
+    async fn user_by_id(&self, integration: &str, id: &str) -> Result<Option<DirectoryUser>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::users(integration), id)))
+            .send()
+            .await
+            .map_err(StoreError::aws)?;
+        output.item.map(user_of).transpose()
+    }
+
+    async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError> {
+        // DynamoDB refuses a batch that names one key twice.
+        let distinct: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let keys: Vec<Item> = distinct.into_iter().map(|id| key(keys::users(integration), id)).collect();
+        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_LIMIT).map(<[_]>::to_vec).collect();
+        let found: Vec<Vec<Item>> = stream::iter(chunks)
+            .map(|chunk| self.get_batch(chunk))
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        found.into_iter().flatten().map(user_of).collect()
+    }
+
+    async fn user_by_username(&self, integration: &str, username: &str) -> Result<Option<DirectoryUser>, StoreError> {
+        let item = self.first_in(table::GSI2, keys::user_by_username(integration, username), "USER").await?;
+        item.map(user_of).transpose()
+    }
+
+    async fn group_members(&self, integration: &str, group_id: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = keys::membership_sort(group_id, "");
+        let items = self
+            .query_partition(None, keys::memberships(integration), Some(prefix.clone()), Some(table::SORT_KEY))
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                let sk = required_text(item, table::SORT_KEY)?;
+                sk.strip_prefix(&prefix)
+                    .map(str::to_owned)
+                    .ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))
+            })
+            .collect()
+    }
+
+    async fn groups_of(&self, integration: &str, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let partition = keys::member_of(integration, user_id);
+        let items = self.query_partition(Some(table::GSI1), partition, None, Some(table::GSI1.sort_key)).await?;
+        items.iter().map(|item| required_text(item, table::GSI1.sort_key)).collect()
+    }
+
+    async fn list_users(&self, integration: &str) -> Result<Vec<DirectoryUser>, StoreError> {
+        let items = self.query_partition(None, keys::users(integration), None, None).await?;
+        items.into_iter().map(user_of).collect()
     }
 
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError> {

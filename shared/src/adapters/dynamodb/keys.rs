@@ -20,6 +20,15 @@ pub fn user_by_email(integration: &str, email: &str) -> String {
 pub fn group_by_name(integration: &str, name: &str) -> String {
     format!("GROUPNAME#{integration}#{name}")
 }
+/// `gsi1pk` of a membership item: the groups a user is a direct member of (`gsi1sk` = group id).
+pub fn member_of(integration: &str, user_id: &str) -> String {
+    format!("MEMBEROF#{integration}#{user_id}")
+}
+/// `gsi2pk` of a user item (`gsi2sk` = `USER`): usernames compare case-insensitively, so the key
+/// holds the canonical (lower-case) form. Its prefix keeps it apart from the grants' `DUE`.
+pub fn user_by_username(integration: &str, username: &str) -> String {
+    format!("USERNAME#{integration}#{}", crate::domain::model::canonical_username(username))
+}
 pub fn integration(integration: &str) -> String {
     format!("INTEGRATION#{integration}")
 }
@@ -109,6 +118,28 @@ mod tests {
         assert!(sortable_time(t) < sortable_time(later));
         assert!(due_sort(later, "ffffffff-ffff") < due_until(later));
         assert!(due_until(t) < due_sort(later, "00000000"));
+    }
+
+    #[test]
+    fn index_partitions_of_different_kinds_never_meet() {
+        // gsi1: emails, group names, memberships by user, all grants, audit days. gsi2: due grants,
+        // usernames. Distinct prefixes (up to the first `#`, or the whole key), so no partition of
+        // one kind can equal one of another, whatever the integration, email, name or id.
+        let prefix = |key: &str| key.split('#').next().unwrap().to_owned();
+        let gsi1 = [
+            user_by_email("DUE", "GRANTS"),
+            group_by_name("MEMBEROF", "x"),
+            member_of("EMAIL", "u1"),
+            GRANTS.to_owned(),
+            audit_day(NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()),
+        ];
+        let gsi2 = [DUE.to_owned(), user_by_username("corp", "Alice")];
+        for keys in [&gsi1[..], &gsi2[..]] {
+            let prefixes: std::collections::BTreeSet<String> = keys.iter().map(|k| prefix(k)).collect();
+            assert_eq!(prefixes.len(), keys.len(), "{keys:?}");
+        }
+        assert_eq!(user_by_username("corp", " Alice.Smith "), "USERNAME#corp#alice.smith");
+        assert_eq!(member_of("corp", "u1"), "MEMBEROF#corp#u1");
     }
 
     #[test]

@@ -9,9 +9,10 @@ use aws_sdk_dynamodb::types::{
 
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
-/// Alternate lookups: users by email, groups by name (and later grants by user, audit by day).
+/// Alternate lookups: users by email, groups by name, a user's groups (`MEMBEROF#` on membership
+/// items), grants newest first, audit by day.
 pub const GSI1: Index = Index { name: "gsi1", partition_key: "gsi1pk", sort_key: "gsi1sk" };
-/// Active grants by expiry, for the sweep.
+/// Active grants by expiry, for the sweep (`DUE`); users by username (`USERNAME#`).
 pub const GSI2: Index = Index { name: "gsi2", partition_key: "gsi2pk", sort_key: "gsi2sk" };
 pub const INDEXES: [Index; 2] = [GSI1, GSI2];
 /// Epoch seconds after which DynamoDB deletes an item (idempotency records, never audit).

@@ -12,6 +12,8 @@ pub enum UserState {
 }
 
 /// A user as stored. `email` is canonical (trimmed, lower case): lookups by email use it.
+/// `username` is kept as JumpCloud spells it; lookups by username compare
+/// [`canonical_username`]s, since JumpCloud's usernames are case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryUser {
     pub id: String,
@@ -62,6 +64,12 @@ pub struct DirectoryGroup {
     pub membership_method: MembershipMethod,
     /// Static and in scope of `REQUESTABLE_GROUPS`.
     pub requestable: bool,
+}
+
+/// The form in which usernames are compared: trimmed, lower case (JumpCloud treats `Alice` and
+/// `alice` as one username).
+pub fn canonical_username(username: &str) -> String {
+    username.trim().to_lowercase()
 }
 
 /// JumpCloud ids are 24 hex digits (MongoDB ObjectIds).
@@ -174,6 +182,12 @@ pub struct DirectoryDigest {
     pub users: HashMap<String, u64>,
     pub groups: HashMap<String, u64>,
     pub memberships: BTreeSet<Membership>,
+    /// Stored memberships (a subset of `memberships`) whose item is in an older layout (the
+    /// store's concern: e.g. written before an index attribute existed). `diff` puts those that
+    /// are still current again, which brings them up to date; those that vanished are deleted as
+    /// usual. Users and groups need no such set: a store reports an outdated one with a hash no
+    /// item has (0), so it differs and is rewritten.
+    pub memberships_to_rewrite: BTreeSet<Membership>,
 }
 
 impl DirectoryDigest {
@@ -182,6 +196,7 @@ impl DirectoryDigest {
             users: snapshot.users.iter().map(|(id, u)| (id.clone(), content_hash(u))).collect(),
             groups: snapshot.groups.iter().map(|(id, g)| (id.clone(), content_hash(g))).collect(),
             memberships: snapshot.memberships.clone(),
+            memberships_to_rewrite: BTreeSet::new(),
         }
     }
 }
@@ -238,7 +253,11 @@ pub fn diff(stored: &DirectoryDigest, fetched: DirectorySnapshot) -> DirectoryCh
         (puts.into_iter().map(|(_, item)| item).collect(), deletes)
     }
     let delete_memberships = stored.memberships.difference(&fetched.memberships).cloned().collect();
-    let put_memberships = fetched.memberships.into_iter().filter(|m| !stored.memberships.contains(m)).collect();
+    let put_memberships = fetched
+        .memberships
+        .into_iter()
+        .filter(|m| !stored.memberships.contains(m) || stored.memberships_to_rewrite.contains(m))
+        .collect();
     let (put_users, delete_users) = changed(&stored.users, fetched.users);
     let (put_groups, delete_groups) = changed(&stored.groups, fetched.groups);
     DirectoryChanges { put_users, delete_users, put_groups, delete_groups, put_memberships, delete_memberships }
@@ -355,6 +374,25 @@ mod tests {
         let mut other = u.clone();
         other.job_title = Some("CTO".into());
         assert_ne!(content_hash(&u), content_hash(&other));
+    }
+
+    #[test]
+    fn memberships_in_an_older_layout_are_rewritten_while_current_and_deleted_once_gone() {
+        let stored = snapshot(&[], &[], &[member("g1", "u1"), member("g1", "u2"), member("g2", "u1")]);
+        let mut digest = DirectoryDigest::of(&stored);
+        digest.memberships_to_rewrite = [member("g1", "u1"), member("g1", "u2")].into();
+        let fetched = snapshot(&[], &[], &[member("g1", "u1"), member("g2", "u1")]);
+        let c = diff(&digest, fetched.clone());
+        assert_eq!(c.put_memberships, vec![member("g1", "u1")], "current and outdated: put again");
+        assert_eq!(c.delete_memberships, vec![member("g1", "u2")], "gone: deleted as usual");
+        digest.memberships_to_rewrite.clear();
+        assert!(diff(&digest, fetched).put_memberships.is_empty(), "up to date: not written");
+    }
+
+    #[test]
+    fn usernames_compare_case_insensitively() {
+        assert_eq!(canonical_username(" Alice.Smith "), "alice.smith");
+        assert_eq!(canonical_username("alice.smith"), canonical_username("ALICE.SMITH"));
     }
 
     #[test]
