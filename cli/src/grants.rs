@@ -139,13 +139,16 @@ fn lifecycle(sdk: &aws_config::SdkConfig, config: &Config, function: Function) -
 pub async fn grant(sdk: &aws_config::SdkConfig, config: &Config, args: GrantArgs) -> anyhow::Result<ExitCode> {
     let lifecycle = lifecycle(sdk, config, Function::Grant)?;
     let request = GrantRequest {
-        user: args.user,
+        user: Some(args.user),
         group: args.group,
         duration: args.duration,
         reason: args.reason,
         integration: args.integration,
         requested_by: operator(),
         caller_users: vec![],
+        // The operator acts with the AWS credentials that can change the table: an admin.
+        caller_admin: true,
+        break_glass: false,
         idempotency_key: args.idempotency_key,
     };
     let outcome = request_grant(&lifecycle.ctx(), request).await?;
@@ -282,6 +285,11 @@ fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
 
+/// A time that may not be set yet (a request awaiting approval has no activation or expiry).
+fn maybe_time(at: Option<DateTime<Utc>>) -> String {
+    at.map(time).unwrap_or_else(|| "-".into())
+}
+
 fn print_grant(grant: &Grant) {
     let rows = [
         ("id", grant.id.clone()),
@@ -289,9 +297,10 @@ fn print_grant(grant: &Grant) {
         ("integration", grant.integration.clone()),
         ("user", format!("{} ({})", grant.user.email, grant.user.id)),
         ("group", format!("{} ({})", grant.group.name, grant.group.id)),
-        ("granted at", time(grant.granted_at)),
-        ("expires at", time(grant.expires_at)),
-        ("ended at", grant.ended_at.map(time).unwrap_or_else(|| "-".into())),
+        ("requested at", time(grant.requested_at)),
+        ("granted at", maybe_time(grant.granted_at)),
+        ("expires at", maybe_time(grant.expires_at)),
+        ("ended at", maybe_time(grant.ended_at)),
         ("requested by", grant.requested_by.clone()),
         ("reason", grant.reason.clone()),
         ("pre-existing", if grant.preexisting_membership { "yes: the membership stays" } else { "no" }.to_owned()),
@@ -310,18 +319,18 @@ fn print_grant_table(grants: &[Grant]) {
         return;
     }
     println!(
-        "{:<36}  {:<8}  {:<28}  {:<24}  {:<20}  {:<20}  requested by",
+        "{:<36}  {:<16}  {:<28}  {:<24}  {:<20}  {:<20}  requested by",
         "id", "status", "user", "group", "granted", "expires"
     );
     for g in grants {
         println!(
-            "{:<36}  {:<8}  {:<28}  {:<24}  {:<20}  {:<20}  {}",
+            "{:<36}  {:<16}  {:<28}  {:<24}  {:<20}  {:<20}  {}",
             g.id,
             g.status.as_str(),
             g.user.email,
             g.group.name,
-            time(g.granted_at),
-            time(g.expires_at),
+            maybe_time(g.granted_at),
+            maybe_time(g.expires_at),
             g.requested_by
         );
     }

@@ -237,13 +237,15 @@ async fn jitctl_sync_reconciles_grants_like_the_sync_function() {
     let past = Arc::new(ManualClock::new(chrono::Utc::now() - chrono::Duration::minutes(10)));
     let lifecycle = Lifecycle { clock: past, ..built };
     let request = GrantRequest {
-        user: "alice".into(),
+        user: Some("alice".into()),
         group: "prod-db-admins".into(),
         duration: "2h".parse().unwrap(),
         reason: "x".into(),
         integration: None,
         requested_by: "test".into(),
         caller_users: vec![],
+        caller_admin: true,
+        break_glass: false,
         idempotency_key: None,
     };
     let id = request_grant(&lifecycle.ctx(), request).await.unwrap().grant.id;

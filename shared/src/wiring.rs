@@ -10,6 +10,7 @@ use crate::{
     domain::grant::{GrantContext, GrantPolicy},
     ports::{
         DirectoryProvider, DirectoryStore, EventBus, ExpiryScheduler, GrantStore, IntegrationCatalog, MembershipOracle,
+        PolicySource,
     },
 };
 use std::sync::Arc;
@@ -27,6 +28,17 @@ pub struct Lifecycle {
     pub policy: GrantPolicy,
     /// Who the callers are: admins, the identity claim.
     pub identity: IdentityConfig,
+    /// The applied access policy.
+    pub policies: Arc<dyn PolicySource>,
+}
+
+/// TEMP until the policy store lands: no policy applied.
+struct NoPolicyYet;
+#[async_trait::async_trait]
+impl PolicySource for NoPolicyYet {
+    async fn current(&self) -> Result<Option<Arc<crate::ports::AppliedPolicy>>, crate::ports::PolicyStoreError> {
+        Ok(None)
+    }
 }
 
 /// Which function a lifecycle serves: only `grant` creates expiry schedules (and holds the ARNs
@@ -62,6 +74,7 @@ impl Lifecycle {
             clock,
             policy: GrantPolicy::from_config(config),
             identity: config.identity.clone(),
+            policies: Arc::new(NoPolicyYet),
         })
     }
 
@@ -73,6 +86,8 @@ impl Lifecycle {
             catalog: self.catalog.as_ref(),
             directories: self.directories.as_ref(),
             oracle: self.oracle.as_ref(),
+            directory_store: self.directory_store.as_ref(),
+            policies: self.policies.as_ref(),
             clock: self.clock.as_ref(),
             policy: &self.policy,
         }

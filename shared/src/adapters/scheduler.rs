@@ -5,7 +5,7 @@
 
 use crate::{
     config::{Config, ConfigError},
-    domain::model::{expiry_schedule_expression, expiry_schedule_name, ExpiryInput, Grant},
+    domain::model::{expiry_schedule_expression, schedule_name_for, ExpiryInput, Grant},
     ports::{ExpiryScheduler, SchedulerError},
 };
 use async_trait::async_trait;
@@ -138,7 +138,7 @@ fn description(grant: &Grant) -> String {
         grant.integration,
         grant.group.name,
         grant.user.id,
-        grant.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        grant.expiry().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     text.chars().take(MAX_DESCRIPTION_CHARS).collect()
 }
@@ -174,7 +174,7 @@ impl ExpiryScheduler for EventBridgeScheduler {
                     .into(),
             )
         })?;
-        let name = expiry_schedule_name(&grant.id);
+        let name = schedule_name_for(grant);
         let input = serde_json::to_string(&ExpiryInput::expire(&grant.id)).expect("expiry input serializes");
         let retry = RetryPolicy::builder()
             .maximum_retry_attempts(EXPIRY_MAX_RETRY_ATTEMPTS)
@@ -199,7 +199,7 @@ impl ExpiryScheduler for EventBridgeScheduler {
             .create_schedule()
             .name(&name)
             .group_name(&self.group)
-            .schedule_expression(expiry_schedule_expression(grant.expires_at))
+            .schedule_expression(expiry_schedule_expression(grant.expiry()))
             .schedule_expression_timezone("UTC")
             .flexible_time_window(window)
             .action_after_completion(ActionAfterCompletion::Delete)

@@ -23,14 +23,17 @@ use crate::{
     config::{Config, GroupScope},
     domain::model::GrantDuration,
     domain::model::{
-        content_hash, AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent, GrantEventDetail,
-        GrantGroup, GrantStatus, GrantUser, IdempotencyClaim, IdempotencyKey, IdempotencyState, Lease, LeaseHold,
-        LeaseKey, Name,
+        content_hash, ApprovalMode, AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent,
+        GrantEventDetail, GrantGroup, GrantStatus, GrantUser, IdempotencyClaim, IdempotencyKey, IdempotencyState,
+        Lease, LeaseHold, LeaseKey, Name,
     },
+    domain::policy::Refusal,
+    domain::request::{self, authorize, Ask, Authorization},
     domain::{identity::PrincipalUser, snapshot::canonical_email},
     ports::{
-        Activation, AddOutcome, Directory, DirectoryProvider, Ending, EventBus, ExpiryScheduler, Failure, GrantStore,
-        GrantStoreError, Integration, IntegrationCatalog, MembershipOracle, SecretsError,
+        Activation, AddOutcome, Directory, DirectoryProvider, DirectoryStore, Ending, EventBus, ExpiryScheduler,
+        Failure, GrantStore, GrantStoreError, Integration, IntegrationCatalog, MembershipOracle, PolicySource,
+        PolicyStoreError, SecretsError, StoreError,
     },
     ports::{AddError, DirectoryError},
 };
@@ -101,6 +104,10 @@ pub struct GrantContext<'a> {
     pub catalog: &'a dyn IntegrationCatalog,
     pub directories: &'a dyn DirectoryProvider,
     pub oracle: &'a dyn MembershipOracle,
+    /// The synced directory: eligibility and approvers.
+    pub directory_store: &'a dyn DirectoryStore,
+    /// The applied access policy.
+    pub policies: &'a dyn PolicySource,
     pub clock: &'a dyn Clock,
     pub policy: &'a GrantPolicy,
 }
@@ -108,8 +115,8 @@ pub struct GrantContext<'a> {
 /// `POST /grants`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantRequest {
-    /// Email, username or JumpCloud id.
-    pub user: Name,
+    /// Email, username or JumpCloud id; `None`: the caller.
+    pub user: Option<Name>,
     /// Name or JumpCloud id.
     pub group: Name,
     pub duration: GrantDuration,
@@ -122,6 +129,10 @@ pub struct GrantRequest {
     /// The JumpCloud users behind the caller, per integration (`Principal::users`): the one of
     /// the grant's integration is recorded as its `requester`.
     pub caller_users: Vec<PrincipalUser>,
+    /// An admin grants on their own say; anyone else as the applied policy allows.
+    pub caller_admin: bool,
+    /// Skip approval where the rule allows it (flagged, published).
+    pub break_glass: bool,
     /// The `Idempotency-Key` header.
     pub idempotency_key: Option<IdempotencyKey>,
 }
@@ -160,6 +171,23 @@ pub enum GrantError {
     IdempotencyInProgress,
     #[error("the membership is being changed by another request; retry shortly")]
     Busy,
+    /// No access policy is applied: only admins grant.
+    #[error("only admins may grant access while no access policy is applied")]
+    NoPolicy,
+    #[error(transparent)]
+    Refused(Refusal),
+    #[error("you may request access only for yourself")]
+    ForSomeoneElse,
+    #[error("you are not a user of integration {0:?}: name the user to grant")]
+    NotAUser(String),
+    #[error(
+        "no approver can be resolved for this request (rule {rule} needs {required}, found {found}): ask an admin"
+    )]
+    NoApprover { required: u32, found: usize, rule: usize },
+    #[error("the access policy could not be read: {0}")]
+    Policy(PolicyStoreError),
+    #[error("the synced directory could not be read: {0}")]
+    SyncedDirectory(#[from] StoreError),
     #[error(transparent)]
     Directory(DirectoryError),
     #[error("integrations unavailable: {0}")]
@@ -214,13 +242,15 @@ pub async fn request_grant(ctx: &GrantContext<'_>, request: GrantRequest) -> Res
 
 /// A request that passed the checks that need no I/O.
 struct CheckedRequest {
-    user: String,
+    user: Option<String>,
     group: String,
     duration: GrantDuration,
     reason: String,
     integration: Option<String>,
     requested_by: String,
     caller_users: Vec<PrincipalUser>,
+    caller_admin: bool,
+    break_glass: bool,
     /// Scoped to the caller.
     idempotency_key: Option<String>,
 }
@@ -228,7 +258,8 @@ struct CheckedRequest {
 impl CheckedRequest {
     /// Identifies the request's content (the caller is part of the key, not of the content).
     fn hash(&self) -> String {
-        let content = (&self.user, &self.group, self.duration.as_secs(), &self.reason, &self.integration);
+        let content =
+            (&self.user, &self.group, self.duration.as_secs(), &self.reason, &self.integration, self.break_glass);
         format!("{:016x}", content_hash(&content))
     }
 }
@@ -254,13 +285,15 @@ fn check_request(request: &GrantRequest, policy: &GrantPolicy) -> Result<Checked
         });
     }
     Ok(CheckedRequest {
-        user: request.user.to_string(),
+        user: request.user.as_ref().map(Name::to_string),
         group: request.group.to_string(),
         duration: request.duration,
         reason: reason.to_owned(),
         integration: request.integration.as_ref().map(Name::to_string),
         requested_by: requested_by.to_owned(),
         caller_users: request.caller_users.clone(),
+        caller_admin: request.caller_admin,
+        break_glass: request.break_glass,
         // Scoped to the caller: two callers' keys never collide.
         idempotency_key: request.idempotency_key.as_ref().map(|key| format!("{requested_by}#{}", key.as_str())),
     })
@@ -298,11 +331,21 @@ pub(crate) fn not_found_as(error: DirectoryError, missing: impl FnOnce() -> Gran
 async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<Utc>) -> Result<Grant, GrantError> {
     let integration = resolve_integration(ctx.catalog, request.integration.as_deref()).await?;
     let directory = ctx.directories.directory(&integration);
-    let (user, group) = futures::join!(directory.find_user(&request.user), directory.find_group(&request.group));
-    let user = user.map_err(|e| not_found_as(e, || GrantError::UserNotFound(request.user.clone())))?;
+    let caller_user = request.caller_users.iter().find(|u| u.integration == integration.name);
+    // A person asks for themself: `user` omitted means the caller.
+    let user_name = match (&request.user, caller_user) {
+        (Some(user), _) => user.clone(),
+        (None, Some(me)) => me.id.clone(),
+        (None, None) => return Err(GrantError::NotAUser(integration.name.clone())),
+    };
+    let (user, group) = futures::join!(directory.find_user(&user_name), directory.find_group(&request.group));
+    let user = user.map_err(|e| not_found_as(e, || GrantError::UserNotFound(user_name.clone())))?;
     let group = group.map_err(|e| not_found_as(e, || GrantError::GroupNotFound(request.group.clone())))?;
+    if !request.caller_admin && caller_user.is_none_or(|me| me.id != user.id) {
+        return Err(GrantError::ForSomeoneElse);
+    }
     if user.is_suspended() {
-        return Err(GrantError::UserSuspended(request.user.clone()));
+        return Err(GrantError::UserSuspended(user_name.clone()));
     }
     if group.membership_method.is_dynamic() {
         return Err(GrantError::GroupNotRequestable {
@@ -314,33 +357,74 @@ async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<
         return Err(GrantError::GroupNotRequestable { group: group.name, why: "outside REQUESTABLE_GROUPS" });
     }
 
-    let grant = Grant {
+    // Invariant 7: an admin grants on their own say; anyone else as the applied policy allows.
+    let authorization = if request.caller_admin {
+        None
+    } else {
+        let applied = ctx.policies.current().await.map_err(GrantError::Policy)?.ok_or(GrantError::NoPolicy)?;
+        let ask = Ask {
+            integration: &integration.name,
+            grantee: &user,
+            group: &group,
+            duration: request.duration,
+            reason: &request.reason,
+            break_glass: request.break_glass,
+        };
+        let authorized = authorize(ctx, &applied, ask).await?;
+        Some(authorized)
+    };
+
+    let mut grant = Grant {
         id: uuid::Uuid::new_v4().to_string(),
         integration: integration.name.clone(),
         user: GrantUser { id: user.id, email: canonical_email(&user.email) },
         group: GrantGroup { id: group.id, name: group.name },
         status: GrantStatus::Pending,
-        granted_at: now,
-        expires_at: now + request.duration.to_chrono(),
+        requested_at: now,
+        granted_at: Some(now),
+        expires_at: Some(now + request.duration.to_chrono()),
         ended_at: None,
+        duration: request.duration,
         requested_by: request.requested_by.clone(),
+        requester: caller_user.map(|u| GrantUser { id: u.id.clone(), email: u.email.clone() }),
         reason: request.reason.clone(),
+        break_glass: false,
+        approval: ApprovalMode::Admin,
+        approvals_required: 0,
+        approvals: Vec::new(),
+        approvers: Vec::new(),
+        request_expires_at: None,
+        decided_by: None,
+        policy: None,
+        revision: 0,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
-        requester: request
-            .caller_users
-            .iter()
-            .find(|u| u.integration == integration.name)
-            .map(|u| GrantUser { id: u.id.clone(), email: u.email.clone() }),
         revocation_requested: None,
     };
     let span = tracing::info_span!("grant", grant_id = %grant.id, integration = %grant.integration,
         user = %grant.user.id, group = %grant.group.id);
+    match authorization {
+        None => {}
+        Some(Authorization::AutoApproved { policy }) => {
+            grant.approval = ApprovalMode::AutoApproved;
+            grant.policy = Some(policy);
+        }
+        Some(Authorization::BreakGlass { policy, notify }) => {
+            grant.approval = ApprovalMode::BreakGlass;
+            grant.break_glass = true;
+            grant.policy = Some(policy);
+            grant.approvers = notify;
+        }
+        Some(Authorization::NeedsApproval { policy, required, approvers, timeout }) => {
+            grant.policy = Some(policy);
+            return request::record(ctx, grant, required, approvers, timeout).instrument(span).await;
+        }
+    }
     let hold = LeaseHold { key: grant.lease_key(), owner: format!("grant:{}", grant.id) };
     async {
         let lease = lock(ctx, &hold.key, &hold.owner).await?;
-        create_locked(ctx, grant, request.duration, directory.as_ref(), &lease, &hold).await
+        create_locked(ctx, grant, directory.as_ref(), &lease, &hold).await
     }
     .instrument(span)
     .await
@@ -350,19 +434,45 @@ async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<
 async fn create_locked(
     ctx: &GrantContext<'_>,
     grant: Grant,
-    duration: GrantDuration,
     directory: &dyn Directory,
     lease: &Lease,
     hold: &LeaseHold,
 ) -> Result<Grant, GrantError> {
-    let other_holders = !lease.holders.is_empty();
-    let created =
-        AuditRecord::new(&grant, grant.granted_at, &grant.requested_by, AuditAction::Created, AuditOutcome::Succeeded)
-            .reason(grant.reason.clone())
-            .detail(format!("{} in {} for {duration}", grant.user.email, grant.group.name));
+    let how = match grant.approval {
+        ApprovalMode::Admin => "granted by an admin",
+        ApprovalMode::AutoApproved => "auto-approved by the policy",
+        ApprovalMode::BreakGlass => "BREAK GLASS: active without approval",
+        ApprovalMode::Approvers => "approved",
+    };
+    let created = AuditRecord::new(
+        &grant,
+        grant.requested_at,
+        &grant.requested_by,
+        AuditAction::Created,
+        AuditOutcome::Succeeded,
+    )
+    .reason(grant.reason.clone())
+    .detail(format!("{} in {} for {}; {how}", grant.user.email, grant.group.name, grant.duration));
     if let Err(e) = ctx.store.insert_pending(&grant, hold, &[created]).await {
         return Err(abort(ctx, hold, e.into()).await);
     }
+    if grant.break_glass {
+        publish(ctx.events, EventType::BreakGlassUsed, &grant, &grant.requested_by, None, None).await;
+    }
+    add_and_activate(ctx, grant, directory, lease, hold).await
+}
+
+/// Steps 3 (after the grant is recorded pending and a holder) to 5, holding the lease's lock:
+/// JumpCloud is asked to add the member, then the grant is activated or failed.
+pub(crate) async fn add_and_activate(
+    ctx: &GrantContext<'_>,
+    grant: Grant,
+    directory: &dyn Directory,
+    lease: &Lease,
+    hold: &LeaseHold,
+) -> Result<Grant, GrantError> {
+    // The lease as locked, before this grant joined it.
+    let other_holders = lease.holders.iter().any(|h| *h != grant.id);
     let attempt_started = ctx.clock.now();
     match directory.add_member(&grant.group.id, &grant.user.id).await {
         Ok(outcome) => activate(ctx, grant, outcome, other_holders, lease, hold, attempt_started).await,
@@ -511,6 +621,15 @@ pub(crate) async fn synced_membership(ctx: &GrantContext<'_>, key: &LeaseKey, be
     }
 }
 
+/// The emails an event of `grant` tells (SPEC: requester, approvers, grantee), each once.
+pub(crate) fn notify_list(grant: &Grant) -> Vec<String> {
+    let people = std::iter::once(&grant.user.email)
+        .chain(grant.requester.as_ref().map(|r| &r.email))
+        .chain(grant.approvers.iter());
+    let mut seen = std::collections::BTreeSet::new();
+    people.filter(|email| seen.insert(email.as_str())).cloned().collect()
+}
+
 /// Publishes one grant event, best effort: the audit trail is the record, the bus a notification.
 pub(crate) async fn publish(
     events: &dyn EventBus,
@@ -520,7 +639,13 @@ pub(crate) async fn publish(
     membership: Option<crate::domain::model::MembershipEnd>,
     error: Option<String>,
 ) {
-    let detail = GrantEventDetail { grant: grant.clone(), actor: actor.to_owned(), membership, error };
+    let detail = GrantEventDetail {
+        grant: grant.clone(),
+        actor: actor.to_owned(),
+        membership,
+        error,
+        notify: notify_list(grant),
+    };
     if let Err(e) = events.publish(&[GrantEvent::for_grant(detail_type, &detail)]).await {
         tracing::error!(error = %e, detail_type = detail_type.detail_type(), grant_id = %grant.id, "could not publish an event");
     }

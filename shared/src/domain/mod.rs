@@ -8,6 +8,7 @@ pub mod model;
 pub mod policy;
 pub mod query;
 pub mod reconcile;
+pub mod request;
 pub mod revoke;
 pub mod snapshot;
 pub mod sync;

@@ -54,8 +54,9 @@ async fn grants(
     let mut next = None;
     loop {
         let page = ctx.store.list(&filter, PAGE, next.as_deref()).await.map_err(|e| e.to_string())?;
-        let older = page.grants.iter().any(|g| g.granted_at < stop_before);
-        out.extend(page.grants.into_iter().filter(|g| g.granted_at >= stop_before));
+        // Listed newest request first.
+        let older = page.grants.iter().any(|g| g.requested_at < stop_before);
+        out.extend(page.grants.into_iter().filter(|g| g.requested_at >= stop_before));
         match page.next {
             Some(token) if !older => next = Some(token),
             _ => return Ok(out),
@@ -79,7 +80,10 @@ pub async fn reconcile(
     match grants(ctx, integration, GrantStatus::Active, DateTime::<Utc>::MIN_UTC).await {
         Err(e) => report.failures.push(format!("listing active grants: {e}")),
         Ok(active) => {
-            for grant in active.iter().filter(|g| g.granted_at < settled_before && !g.membership_missing) {
+            for grant in active
+                .iter()
+                .filter(|g| g.granted_at.unwrap_or(g.requested_at) < settled_before && !g.membership_missing)
+            {
                 if present(snapshot, grant) != Some(false) {
                     continue;
                 }
@@ -124,7 +128,7 @@ pub async fn reconcile(
             }
         };
         for grant in ended {
-            let ended_at = grant.ended_at.unwrap_or(grant.expires_at);
+            let ended_at = grant.ended_at.unwrap_or(grant.expiry());
             if grant.preexisting_membership
                 || ended_at >= settled_before
                 || ended_at < watch_from

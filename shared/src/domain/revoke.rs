@@ -19,6 +19,7 @@
 //! grants left pending by a crash, and failed grants whose add may have left a membership.
 
 use super::grant::{lock, publish, resolve_integration, synced_membership, unlock, GrantContext, GrantError};
+use super::request::{end_request, RequestEnd, RequestError};
 use crate::{
     domain::model::{
         AuditAction, AuditOutcome, AuditRecord, EndReason, EventType, Grant, GrantStatus, Lease, LeaseHold,
@@ -48,6 +49,9 @@ pub enum RevokeError {
     UnknownIntegration(String),
     #[error("integrations unavailable: {0}")]
     Integrations(SecretsError),
+    /// Ending a request awaiting approval failed.
+    #[error("{0}")]
+    Request(String),
     #[error(transparent)]
     Store(GrantStoreError),
 }
@@ -85,10 +89,11 @@ pub async fn revoke_grant(
     }
     // A revocation that failed before is finished as one, whoever delivers it now.
     let reason = if grant.revocation_requested.is_some() { EndReason::Revoked } else { reason };
-    let open = matches!(grant.status, GrantStatus::Pending | GrantStatus::Active);
-    if reason == EndReason::Expired && open && ctx.clock.now() + ctx.policy.early_expiry_tolerance < grant.expires_at {
-        tracing::warn!(grant_id, expires_at = %grant.expires_at, "expiry delivered early; left to the sweep");
-        return Err(RevokeError::NotDue { grant_id: grant.id, expires_at: grant.expires_at });
+    let open = matches!(grant.status, GrantStatus::Pending | GrantStatus::Active | GrantStatus::PendingApproval);
+    let expires_at = grant.expiry();
+    if reason == EndReason::Expired && open && ctx.clock.now() + ctx.policy.early_expiry_tolerance < expires_at {
+        tracing::warn!(grant_id, %expires_at, "expiry delivered early; left to the sweep");
+        return Err(RevokeError::NotDue { grant_id: grant.id, expires_at });
     }
     settle(ctx, grant, actor, reason).await
 }
@@ -175,6 +180,18 @@ async fn settle(
     actor: &str,
     reason: EndReason,
 ) -> Result<RevokeOutcome, RevokeError> {
+    if seen.status == GrantStatus::PendingApproval {
+        // A request holds no membership: its end is a change of the request alone.
+        let end = match reason {
+            EndReason::Expired => RequestEnd::Expired,
+            EndReason::Revoked => RequestEnd::Cancelled,
+        };
+        return match end_request(ctx, seen, actor, end).await {
+            Ok((grant, changed)) => Ok(RevokeOutcome { grant, changed, membership: None }),
+            Err(RequestError::Store(e)) => Err(e.into()),
+            Err(e) => Err(RevokeError::Request(e.to_string())),
+        };
+    }
     let span = tracing::info_span!("settle", grant_id = %seen.id, integration = %seen.integration,
         user = %seen.user.id, group = %seen.group.id, actor);
     async {
@@ -216,7 +233,13 @@ async fn settle_locked(
     let open = match grant.status {
         GrantStatus::Pending | GrantStatus::Active => true,
         GrantStatus::Failed => holder,
-        GrantStatus::Expired | GrantStatus::Revoked => false,
+        // Requests are ended by `domain::request` (see `settle`), never here.
+        GrantStatus::PendingApproval
+        | GrantStatus::Expired
+        | GrantStatus::Revoked
+        | GrantStatus::Denied
+        | GrantStatus::Cancelled
+        | GrantStatus::RequestExpired => false,
     };
     if !open {
         unlock(ctx, hold).await;
@@ -236,7 +259,7 @@ async fn settle_locked(
     } else if lease.preexisting
         // A grant left pending never learnt what JumpCloud answered: the synced directory from
         // before it decides, as for an ambiguous 409.
-        || (grant.status == GrantStatus::Pending && synced_membership(ctx, &hold.key, grant.granted_at).await)
+        || (grant.status == GrantStatus::Pending && synced_membership(ctx, &hold.key, grant.granted_at.unwrap_or(grant.requested_at)).await)
     {
         MembershipEnd::KeptPreexisting
     } else {
@@ -267,7 +290,7 @@ async fn settle_locked(
 
     // Ended before its expiry: the schedule would fire for nothing. At or after the expiry it
     // fired (and deletes itself after completion) or will find the grant ended.
-    if now < grant.expires_at {
+    if now < grant.expiry() {
         if let Some(name) = &ended.schedule_name {
             if let Err(e) = ctx.scheduler.delete(name).await {
                 tracing::warn!(error = %e, schedule = %name, "could not delete the expiry schedule; it will find the grant ended");
@@ -364,8 +387,8 @@ async fn removal_failed(
     let request = (reason == EndReason::Revoked
         && grant.status != GrantStatus::Failed
         && grant.revocation_requested.is_none()
-        && now < grant.expires_at)
-        .then(|| RevocationRequest { at: now, by: actor.to_owned() });
+        && now < grant.expiry())
+    .then(|| RevocationRequest { at: now, by: actor.to_owned() });
     let audit = AuditRecord::new(grant, now, actor, AuditAction::RevocationFailed, AuditOutcome::Failed)
         .detail(format!("{error}; the sweep retries"));
     if let Err(e) = ctx.store.revocation_failed(&grant.id, request.as_ref(), hold, &[audit]).await {

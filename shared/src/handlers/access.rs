@@ -5,7 +5,7 @@ use crate::{
     config::IdentityConfig,
     domain::{
         identity::{resolve, Principal},
-        model::Grant,
+        model::{Grant, GrantStatus},
     },
     http::{credential, Problem},
     ports::{DirectoryStore, IntegrationCatalog},
@@ -29,15 +29,32 @@ pub async fn principal(
     resolve(&credential, identity, catalog, directory).await.map_err(|e| Problem::from(&e))
 }
 
-/// Admins see every grant; anyone else only those they requested or hold. A grant they may not
-/// see answers 404, as if it did not exist.
+/// Admins see every grant; anyone else only those they requested, hold or may approve. A grant
+/// they may not see answers 404, as if it did not exist.
 pub fn can_see(principal: &Principal, grant: &Grant) -> bool {
-    principal.admin || principal.id == grant.requested_by || principal.is_user(&grant.integration, &grant.user.id)
+    principal.admin
+        || is_requester(principal, grant)
+        || principal.is_user(&grant.integration, &grant.user.id)
+        || is_approver(principal, grant)
 }
 
-/// Admins may end any grant; its grantee may give it up.
+/// A request awaiting approval: its requester or an admin may cancel it. A grant: its grantee
+/// may give it up, an approver of its rule or an admin may end it.
 pub fn can_end(principal: &Principal, grant: &Grant) -> bool {
-    principal.admin || principal.is_user(&grant.integration, &grant.user.id)
+    if grant.status == GrantStatus::PendingApproval {
+        return principal.admin || is_requester(principal, grant);
+    }
+    principal.admin || principal.is_user(&grant.integration, &grant.user.id) || is_approver(principal, grant)
+}
+
+fn is_requester(principal: &Principal, grant: &Grant) -> bool {
+    principal.id == grant.requested_by
+        || grant.requester.as_ref().is_some_and(|r| principal.is_user(&grant.integration, &r.id))
+}
+
+/// One of the emails the grant's rule resolved as its approvers.
+pub fn is_approver(principal: &Principal, grant: &Grant) -> bool {
+    principal.user_in(&grant.integration).is_some_and(|me| grant.approvers.contains(&me.email))
 }
 
 pub fn admins_only(principal: &Principal, what: &str) -> Result<(), Problem> {

@@ -1,16 +1,20 @@
-//! The `grant` function: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`.
+//! The `grant` function: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`, and
+//! the decisions on requests: `POST /grants/{id}/approve`, `POST /grants/{id}/deny`.
 
 use super::{access, failure, routing};
 use crate::wiring::Lifecycle;
 use crate::{
     domain::identity::{Principal, PrincipalUser},
     domain::model::GrantDuration,
-    domain::model::{GrantStatus, IdempotencyKey, Name},
+    domain::model::{GrantFilter, GrantStatus, IdempotencyKey, Name},
+    domain::policy::{GroupRef, Requester},
     domain::{
         grant::{request_grant, GrantRequest},
         query::{resolve_filter, GrantQuery},
+        request,
     },
     http::{handle_invocation, json, parse_body, problem, Problem},
+    ports::{AppliedPolicy, StoreError},
 };
 use lambda_http::{
     http::{Method, StatusCode},
@@ -19,7 +23,7 @@ use lambda_http::{
 };
 use serde::Deserialize;
 use serde_json::{json as json_value, Value};
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 pub struct GrantHandler {
     pub lifecycle: Arc<Lifecycle>,
@@ -28,11 +32,26 @@ pub struct GrantHandler {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateGrant {
-    user: String,
+    user: Option<String>,
     group: String,
     duration: String,
     reason: String,
     integration: Option<String>,
+    #[serde(default)]
+    break_glass: bool,
+}
+
+/// `POST /grants/{id}/approve` and `/deny`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    Approve,
+    Deny,
 }
 
 const DEFAULT_PAGE: usize = 25;
@@ -63,8 +82,14 @@ impl GrantHandler {
             self.get(&request).await
         } else if routing::matches(&request, &Method::GET, &["groups"]) {
             self.groups(&request).await
+        } else if routing::matches(&request, &Method::POST, &["grants", "*", "approve"]) {
+            self.decide(&request, Verdict::Approve).await
+        } else if routing::matches(&request, &Method::POST, &["grants", "*", "deny"]) {
+            self.decide(&request, Verdict::Deny).await
         } else if routing::path_known(&request, &["grants"])
             || routing::path_known(&request, &["grants", "*"])
+            || routing::path_known(&request, &["grants", "*", "approve"])
+            || routing::path_known(&request, &["grants", "*", "deny"])
             || routing::path_known(&request, &["groups"])
         {
             problem(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed here", request.method()))
@@ -87,15 +112,14 @@ impl GrantHandler {
             Ok(p) => p,
             Err(p) => return p.into_response(),
         };
-        // Until an access policy is applied, granting is for admins only (SPEC: without any
-        // policy, only admins can grant).
-        if let Err(p) = access::admins_only(&principal, "grant access while no access policy is applied") {
-            return p.into_response();
-        }
         match self.parse_create(request, principal) {
             Ok(grant_request) => match request_grant(&self.lifecycle.ctx(), grant_request).await {
                 Ok(outcome) => {
-                    let status = if outcome.replayed { StatusCode::OK } else { StatusCode::CREATED };
+                    let status = match (outcome.replayed, outcome.grant.status) {
+                        (true, _) => StatusCode::OK,
+                        (false, GrantStatus::PendingApproval) => StatusCode::ACCEPTED,
+                        (false, _) => StatusCode::CREATED,
+                    };
                     let mut response = json(status, &outcome.grant);
                     if let Ok(location) = format!("/grants/{}", outcome.grant.id).parse() {
                         response.headers_mut().insert("location", location);
@@ -116,15 +140,54 @@ impl GrantHandler {
         };
         let body: CreateGrant = parse_body(request, None)?;
         Ok(GrantRequest {
-            user: Name::parse("user", &body.user)?,
+            user: body.user.as_deref().map(|u| Name::parse("user", u)).transpose()?,
             group: Name::parse("group", &body.group)?,
             duration: body.duration.parse::<GrantDuration>()?,
             reason: body.reason,
             integration: body.integration.as_deref().map(|i| Name::parse("integration", i)).transpose()?,
             requested_by: principal.id,
             caller_users: principal.users,
+            caller_admin: principal.admin,
+            break_glass: body.break_glass,
             idempotency_key,
         })
+    }
+
+    /// `POST /grants/{id}/approve` and `/deny`. A request the caller may not see answers 404.
+    async fn decide(&self, request: &Request, verdict: Verdict) -> Response<Body> {
+        let principal = match self.principal(request).await {
+            Ok(p) => p,
+            Err(p) => return p.into_response(),
+        };
+        let mut segments = routing::segments(request);
+        segments.pop();
+        let id = segments.pop().unwrap_or_default();
+        if uuid::Uuid::parse_str(&id).is_err() {
+            return problem(StatusCode::NOT_FOUND, format!("no grant {id:?}"));
+        }
+        let body: DecisionBody = if request.body().is_empty() {
+            DecisionBody::default()
+        } else {
+            match parse_body(request, None) {
+                Ok(body) => body,
+                Err(p) => return p.into_response(),
+            }
+        };
+        match self.lifecycle.store.get(&id).await {
+            Ok(Some(grant)) if access::can_see(&principal, &grant) => {}
+            Ok(_) => return problem(StatusCode::NOT_FOUND, format!("no grant {id:?}")),
+            Err(e) => return Problem::from(&e).into_response(),
+        }
+        let ctx = self.lifecycle.ctx();
+        let comment = body.comment.as_deref();
+        let decided = match verdict {
+            Verdict::Approve => request::approve(&ctx, &id, &principal, comment).await,
+            Verdict::Deny => request::deny(&ctx, &id, &principal, comment).await,
+        };
+        match decided {
+            Ok(grant) => json(StatusCode::OK, &grant),
+            Err(e) => Problem::from(&e).into_response(),
+        }
     }
 
     async fn get(&self, request: &Request) -> Response<Body> {
@@ -152,6 +215,11 @@ impl GrantHandler {
             Ok(parsed) => parsed,
             Err(p) => return p.into_response(),
         };
+        match request.query_string_parameters().first("awaiting") {
+            None => {}
+            Some("me") => return self.awaiting(&principal, limit, next.as_deref()).await,
+            Some(_) => return problem(StatusCode::BAD_REQUEST, "`awaiting` takes only the value `me`"),
+        }
         let own = match own_grants_only(&principal, &mut query) {
             Ok(own) => own,
             Err(p) => return p.into_response(),
@@ -172,25 +240,56 @@ impl GrantHandler {
         }
     }
 
+    /// `GET /grants?awaiting=me`: requests awaiting approval that the caller may approve, newest
+    /// first. A page holds the caller's among `limit` requests; `next` continues.
+    async fn awaiting(&self, principal: &Principal, limit: usize, next: Option<&str>) -> Response<Body> {
+        let filter = GrantFilter { status: Some(GrantStatus::PendingApproval), ..GrantFilter::default() };
+        let now = self.lifecycle.clock.now();
+        match self.lifecycle.store.list(&filter, limit, next).await {
+            Ok(page) => {
+                let mine: Vec<_> = page
+                    .grants
+                    .into_iter()
+                    .filter(|g| {
+                        request::approver_of(g, principal).is_ok() && g.request_expires_at.is_none_or(|t| now < t)
+                    })
+                    .collect();
+                json(StatusCode::OK, &json_value!({ "grants": mine, "next": page.next }))
+            }
+            Err(e) => Problem::from(&e).into_response(),
+        }
+    }
+
+    /// `GET /groups`: what the caller may request. Admins: every requestable group; anyone else:
+    /// those the applied policy makes them eligible for, each with its rule's terms.
     async fn groups(&self, request: &Request) -> Response<Body> {
         let principal = match self.principal(request).await {
             Ok(p) => p,
             Err(p) => return p.into_response(),
         };
-        if !principal.admin {
-            // What a person may request comes from the access policy; without one, nothing.
+        let l = &self.lifecycle;
+        let applied = match l.policies.current().await {
+            Ok(applied) => applied,
+            Err(e) => {
+                return problem(StatusCode::SERVICE_UNAVAILABLE, format!("the access policy could not be read: {e}"))
+            }
+        };
+        if !principal.admin && applied.is_none() {
+            // Without a policy, only admins grant: nothing to request.
             return json(StatusCode::OK, &json_value!({ "groups": [] }));
         }
-        let discovered = match self.lifecycle.catalog.list().await {
+        let discovered = match l.catalog.list().await {
             Ok(d) => d,
             Err(e) => return Problem::from(&e).into_response(),
         };
         let mut groups = Vec::new();
         for integration in &discovered.integrations {
-            match self.lifecycle.directory_store.list_groups(&integration.name).await {
-                Ok(found) => groups.extend(found.into_iter().filter(|g| g.requestable).map(|g| {
-                    json_value!({ "integration": integration.name, "id": g.id, "name": g.name, "description": g.description })
-                })),
+            let me = principal.user_in(&integration.name);
+            if !principal.admin && me.is_none() {
+                continue;
+            }
+            match requestable_groups(l, &integration.name, me, principal.admin, applied.as_deref()).await {
+                Ok(found) => groups.extend(found),
                 Err(e) => return Problem::from(&e).into_response(),
             }
         }
@@ -198,15 +297,63 @@ impl GrantHandler {
     }
 }
 
+/// The requestable groups of one integration that the caller may request, with their rule's terms.
+async fn requestable_groups(
+    l: &Lifecycle,
+    integration: &str,
+    me: Option<&PrincipalUser>,
+    admin: bool,
+    applied: Option<&AppliedPolicy>,
+) -> Result<Vec<Value>, StoreError> {
+    let store = l.directory_store.as_ref();
+    let found = store.list_groups(integration).await?;
+    // Who the caller is in the synced directory, and their groups (names and ids).
+    let (user, member_of) = match me {
+        Some(me) => {
+            let user = store.user_by_id(integration, &me.id).await?;
+            let ids: HashSet<String> = store.groups_of(integration, &me.id).await?.into_iter().collect();
+            let names: HashSet<String> = found.iter().filter(|g| ids.contains(&g.id)).map(|g| g.name.clone()).collect();
+            (user, ids.into_iter().chain(names).collect::<HashSet<String>>())
+        }
+        None => (None, HashSet::new()),
+    };
+    let is_member = |g: &str| member_of.contains(g);
+    let mut out = Vec::new();
+    for group in found.into_iter().filter(|g| g.requestable) {
+        let rule = applied.and_then(|a| a.policy.rule_for(&GroupRef { id: &group.id, name: &group.name }));
+        let eligible = match (rule, &user) {
+            (Some(rule), Some(user)) => rule.allows(&Requester {
+                id: &user.id,
+                email: &user.email,
+                username: &user.username,
+                member_of: &is_member,
+            }),
+            _ => false,
+        };
+        if !admin && !eligible {
+            continue;
+        }
+        let mut entry = json_value!({
+            "integration": integration, "id": group.id, "name": group.name, "description": group.description,
+        });
+        if let Some(rule) = rule.filter(|_| eligible) {
+            let approval = &rule.approval;
+            entry["max_duration"] = rule.max_duration.to_string().into();
+            entry["approval_required"] = (approval.required > 0).into();
+            entry["auto_approve_up_to"] = approval.auto_approve_up_to.map(|d| d.to_string()).into();
+            entry["break_glass"] = rule.break_glass.into();
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
 /// `GET /grants`: the filters, the page size and the page token.
 fn parse_list(request: &Request) -> Result<(GrantQuery, usize, Option<String>), Problem> {
     let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, detail);
     let params = request.query_string_parameters();
-    let status = params
-        .first("status")
-        .map(str::parse::<GrantStatus>)
-        .transpose()
-        .map_err(|_| bad("`status` must be one of pending, active, expired, revoked, failed".into()))?;
+    let status =
+        params.first("status").map(str::parse::<GrantStatus>).transpose().map_err(|e| bad(format!("`status`: {e}")))?;
     let limit = match params.first("limit").map(str::parse::<usize>) {
         None => DEFAULT_PAGE,
         Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,

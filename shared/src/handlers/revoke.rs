@@ -3,7 +3,7 @@
 use super::{access, failure, routing};
 use crate::wiring::Lifecycle;
 use crate::{
-    domain::model::{EndReason, ExpiryInput, ACTOR_SCHEDULE},
+    domain::model::{EndReason, ExpiryInput, GrantStatus, ACTOR_SCHEDULE},
     domain::revoke::{revoke_grant, sweep, RevokeError},
     http::{handle_invocation, json, problem, Problem},
 };
@@ -51,7 +51,12 @@ impl RevokeHandler {
             match l.store.get(&id).await {
                 Ok(Some(grant)) if access::can_end(&principal, &grant) => {}
                 Ok(Some(grant)) if access::can_see(&principal, &grant) => {
-                    return problem(StatusCode::FORBIDDEN, "only the grantee or an admin may end this grant")
+                    let who = if grant.status == GrantStatus::PendingApproval {
+                        "only its requester or an admin may cancel this request"
+                    } else {
+                        "only the grantee, an approver of its rule or an admin may end this grant"
+                    };
+                    return problem(StatusCode::FORBIDDEN, who);
                 }
                 Ok(_) => return problem(StatusCode::NOT_FOUND, format!("no grant {id:?}")),
                 Err(e) => return Problem::from(&e).into_response(),

@@ -7,6 +7,7 @@ use crate::{
         grant::GrantError,
         identity::IdentityError,
         model::{DurationError, InvalidField},
+        request::RequestError,
         revoke::RevokeError,
         sync::SyncError,
     },
@@ -29,6 +30,12 @@ impl From<&GrantError> for Problem {
                 StatusCode::NOT_FOUND
             }
             GrantError::IdempotencyInProgress | GrantError::Busy => StatusCode::CONFLICT,
+            // Who asks: not allowed to ask for this at all.
+            GrantError::NoPolicy | GrantError::ForSomeoneElse | GrantError::NotAUser(_) => StatusCode::FORBIDDEN,
+            GrantError::Refused(refusal) if refusal.is_forbidden() => StatusCode::FORBIDDEN,
+            // What was asked: against the rule (duration, ticket, break glass, no approver).
+            GrantError::Refused(_) | GrantError::NoApprover { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            GrantError::Policy(_) | GrantError::SyncedDirectory(_) => StatusCode::SERVICE_UNAVAILABLE,
             GrantError::Directory(_) => StatusCode::BAD_GATEWAY,
             GrantError::NoIntegration | GrantError::Integrations(_) => StatusCode::SERVICE_UNAVAILABLE,
             GrantError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -37,11 +44,26 @@ impl From<&GrantError> for Problem {
     }
 }
 
+impl From<&RequestError> for Problem {
+    fn from(error: &RequestError) -> Self {
+        match error {
+            RequestError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, error.to_string()),
+            RequestError::NotPending(_) | RequestError::Expired(_) | RequestError::Contended => {
+                Problem::new(StatusCode::CONFLICT, error.to_string())
+            }
+            RequestError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, error.to_string()),
+            RequestError::InvalidComment(_) => Problem::new(StatusCode::BAD_REQUEST, error.to_string()),
+            RequestError::Activation(e) => Problem::from(e),
+            RequestError::Store(e) => Problem::from(e),
+        }
+    }
+}
+
 impl From<&RevokeError> for Problem {
     fn from(error: &RevokeError) -> Self {
         let status = match error {
             RevokeError::NotFound(_) => StatusCode::NOT_FOUND,
-            RevokeError::NotDue { .. } | RevokeError::Busy => StatusCode::CONFLICT,
+            RevokeError::NotDue { .. } | RevokeError::Busy | RevokeError::Request(_) => StatusCode::CONFLICT,
             RevokeError::Directory(_) | RevokeError::UnknownIntegration(_) => StatusCode::BAD_GATEWAY,
             RevokeError::Integrations(_) => StatusCode::SERVICE_UNAVAILABLE,
             RevokeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

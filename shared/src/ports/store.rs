@@ -177,6 +177,29 @@ pub trait GrantStore: Send + Sync {
         audit: &[AuditRecord],
     ) -> Result<(), GrantStoreError>;
 
+    /// Records a request awaiting approval (`pending_approval`): puts it (condition: no grant
+    /// with this id), due in the sweep's index at its `request_expires_at`, and appends `audit`,
+    /// atomically. No lease: a request never touches the membership (invariant 8).
+    async fn insert_request(&self, request: &Grant, audit: &[AuditRecord]) -> Result<(), GrantStoreError>;
+
+    /// Replaces a request awaiting approval with `new` (an approval short of the required count,
+    /// or its end: denied, cancelled, request_expired, out of the sweep's index), with `audit`,
+    /// atomically. Condition: the stored request is still `pending_approval` at revision
+    /// `new.revision - 1` (the one the caller read); `Conflict` otherwise. One write.
+    async fn update_request(&self, new: &Grant, audit: &[AuditRecord]) -> Result<(), GrantStoreError>;
+
+    /// The last required approval: the request (stored `pending_approval` at revision
+    /// `grant.revision - 1`) becomes the pending grant `grant` (status `pending`, activation time
+    /// and expiry set), joins the lease's holders (the lock is `hold`'s) and is due at its
+    /// expiry, with `audit`, atomically; `activate` or `fail_for_cleanup` follow as for any
+    /// grant. `Conflict` when the request changed meanwhile.
+    async fn promote_request(
+        &self,
+        grant: &Grant,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<(), GrantStoreError>;
+
     /// Pending -> active, atomically with the lease (`preexisting` per the activation; lock
     /// released) and the audit records. Conditions: the grant is pending and a holder, the lock
     /// is `hold`'s. Returns the grant as now stored. One write, no read.

@@ -52,6 +52,17 @@ impl State {
             _ => Err(GrantStoreError::Conflict(format!("the lease lock is not held by {}", hold.owner))),
         }
     }
+    /// DynamoDB: a change of a request is conditioned on the status and revision read.
+    fn check_request_seen(&self, new: &Grant) -> Result<(), GrantStoreError> {
+        match self.grants.get(&new.id) {
+            Some(stored) if stored.status == GrantStatus::PendingApproval && stored.revision + 1 == new.revision => {
+                Ok(())
+            }
+            Some(_) => Err(GrantStoreError::Conflict(format!("request {} changed meanwhile", new.id))),
+            None => Err(GrantStoreError::NotFound(new.id.clone())),
+        }
+    }
+
     fn grant_of(&self, id: &str, hold: &LeaseHold) -> Result<&Grant, GrantStoreError> {
         let grant = self.grants.get(id).ok_or_else(|| GrantStoreError::NotFound(id.to_owned()))?;
         if grant.lease_key() != hold.key {
@@ -111,6 +122,10 @@ impl MemoryGrantStore {
         let mut grants: Vec<Grant> = self.state.lock().unwrap().grants.values().cloned().collect();
         grants.sort_by(|a, b| (a.granted_at, &a.id).cmp(&(b.granted_at, &b.id)));
         grants
+    }
+    /// Overwrites a stored grant as it is (a test's way to set up states no operation makes).
+    pub fn put_grant(&self, grant: Grant) {
+        self.state.lock().unwrap().grants.insert(grant.id.clone(), grant);
     }
     pub fn grant(&self, id: &str) -> Option<Grant> {
         self.state.lock().unwrap().grants.get(id).cloned()
@@ -183,7 +198,54 @@ impl GrantStore for MemoryGrantStore {
         }
         state.held_lease(hold)?.holders.insert(grant.id.clone());
         state.grants.insert(grant.id.clone(), grant.clone());
-        state.index.insert(grant.id.clone(), grant.expires_at);
+        state.index.insert(grant.id.clone(), grant.expiry());
+        state.audit.extend_from_slice(audit);
+        Ok(())
+    }
+
+    async fn insert_request(&self, request: &Grant, audit: &[AuditRecord]) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("insert_request")?;
+        if request.status != GrantStatus::PendingApproval {
+            return Err(GrantStoreError::Conflict("not a request awaiting approval".into()));
+        }
+        if state.grants.contains_key(&request.id) {
+            return Err(GrantStoreError::Conflict(format!("grant {} exists", request.id)));
+        }
+        state.grants.insert(request.id.clone(), request.clone());
+        state.index.insert(request.id.clone(), request.expiry());
+        state.audit.extend_from_slice(audit);
+        Ok(())
+    }
+
+    async fn update_request(&self, new: &Grant, audit: &[AuditRecord]) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("update_request")?;
+        state.check_request_seen(new)?;
+        if new.status == GrantStatus::PendingApproval {
+            state.index.insert(new.id.clone(), new.expiry());
+        } else if new.status.is_ended_request() {
+            state.index.remove(&new.id);
+        } else {
+            return Err(GrantStoreError::Conflict(format!("{} does not end a request", new.status.as_str())));
+        }
+        state.grants.insert(new.id.clone(), new.clone());
+        state.audit.extend_from_slice(audit);
+        Ok(())
+    }
+
+    async fn promote_request(
+        &self,
+        grant: &Grant,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("promote_request")?;
+        if grant.lease_key() != hold.key || grant.status != GrantStatus::Pending {
+            return Err(GrantStoreError::Conflict("not a pending grant of this lease".into()));
+        }
+        state.check_request_seen(grant)?;
+        state.held_lease(hold)?.holders.insert(grant.id.clone());
+        state.grants.insert(grant.id.clone(), grant.clone());
+        state.index.insert(grant.id.clone(), grant.expiry());
         state.audit.extend_from_slice(audit);
         Ok(())
     }
@@ -450,7 +512,7 @@ pub struct FakeScheduler {
 impl FakeScheduler {
     /// Schedules due at `now` (what the local runner would deliver), by grant id.
     pub fn due(&self, now: DateTime<Utc>) -> Vec<String> {
-        self.schedules.lock().unwrap().values().filter(|g| g.expires_at <= now).map(|g| g.id.clone()).collect()
+        self.schedules.lock().unwrap().values().filter(|g| g.expiry() <= now).map(|g| g.id.clone()).collect()
     }
 }
 
@@ -460,7 +522,7 @@ impl ExpiryScheduler for FakeScheduler {
         if self.fail_create.load(Ordering::SeqCst) {
             return Err(SchedulerError("injected: service unavailable".into()));
         }
-        let name = crate::domain::model::expiry_schedule_name(&grant.id);
+        let name = crate::domain::model::schedule_name_for(grant);
         self.schedules.lock().unwrap().insert(name.clone(), grant.clone());
         Ok(name)
     }

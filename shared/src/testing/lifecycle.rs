@@ -9,12 +9,15 @@ use crate::{
     domain::model::GrantDuration,
     domain::model::{AuditAction, EndReason, Grant, GrantStatus, MembershipMethod, UserState, ACTOR_SCHEDULE},
     domain::{
-        grant::{request_grant, GrantContext, GrantOutcome, GrantPolicy, GrantRequest},
+        grant::{request_grant, GrantContext, GrantError, GrantOutcome, GrantPolicy, GrantRequest},
+        identity::{Principal, PrincipalUser},
+        model::{fixtures, DirectoryChanges, DirectoryGroup},
+        request::{approve, deny, RequestError},
         revoke::{revoke_grant, sweep, RevokeError, RevokeOutcome, SweepReport},
     },
-    ports::{GrantStore, MembershipOracle},
+    ports::{DirectoryStore, GrantStore, MembershipOracle},
     testing::FakeDirectory,
-    testing::{FakeIntegrations, FakeScheduler, RecordingBus},
+    testing::{FakeIntegrations, FakeScheduler, FixedPolicy, MemoryStore, RecordingBus},
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::sync::{atomic::Ordering, Arc};
@@ -25,6 +28,38 @@ pub const REVOKER: &str = "arn:aws:iam::123456789012:user/security";
 /// The harness clock's start: 2026-11-23 12:00 UTC.
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+}
+
+/// The access policy of the request scenarios: `prod-db-*` for engineering, up to 2h with a
+/// ticket; two approvals of the grantee's manager and db-owners; up to 30m auto-approved; break
+/// glass allowed. Nothing else may be requested.
+pub const REQUEST_POLICY: &str = r#"
+version: 1
+defaults:
+  max_duration: 4h
+  approval: {approvers: [manager], required: 1, timeout: 24h}
+rules:
+  - groups: ["prod-db-*"]
+    eligible: {groups: [engineering]}
+    max_duration: 2h
+    approval:
+      approvers: [manager, {group: db-owners}]
+      required: 2
+      auto_approve_up_to: 30m
+      timeout: 4h
+    ticket: "INC-[0-9]+"
+    break_glass: true
+  - groups: ["*"]
+    eligible: nobody
+"#;
+
+/// A person signed in: the JumpCloud user `id` of "corp".
+pub fn person(id: &str, email: &str) -> Principal {
+    Principal {
+        id: format!("https://idp.corp.com#{id}"),
+        admin: false,
+        users: vec![PrincipalUser { integration: "corp".into(), id: id.into(), email: email.into() }],
+    }
 }
 
 /// One JumpCloud organization ("corp") and every port of the lifecycle: `store` and `oracle` as
@@ -38,6 +73,10 @@ pub struct LifecycleHarness<S, O> {
     pub clock: ManualClock,
     pub policy: GrantPolicy,
     pub jc: Arc<FakeDirectory>,
+    /// The synced directory (eligibility, approvers): empty until a test fills it.
+    pub synced: MemoryStore,
+    /// The applied access policy: none until a test applies one.
+    pub policies: FixedPolicy,
 }
 
 impl<S: GrantStore, O: MembershipOracle> LifecycleHarness<S, O> {
@@ -75,6 +114,8 @@ impl<S: GrantStore, O: MembershipOracle> LifecycleHarness<S, O> {
                 ..GrantPolicy::default()
             },
             jc,
+            synced: MemoryStore::default(),
+            policies: FixedPolicy::default(),
         }
     }
 
@@ -86,21 +127,130 @@ impl<S: GrantStore, O: MembershipOracle> LifecycleHarness<S, O> {
             catalog: &self.integrations,
             directories: &self.integrations,
             oracle: &self.oracle,
+            directory_store: &self.synced,
+            policies: &self.policies,
             clock: &self.clock,
             policy: &self.policy,
         }
     }
 
+    /// The synced directory of the request scenarios: alice (u1, manager bob u2), user10
+    /// (manager sam, suspended) and user11 (no manager) in engineering; user12, user13 and alice
+    /// own the databases (db-owners).
+    pub async fn sync_request_directory(&self) {
+        let user = |id: &str, email: &str, manager: Option<&str>| {
+            let mut u = fixtures::user(id, email);
+            u.manager_id = manager.map(str::to_owned);
+            u
+        };
+        let mut sam = user("u3", "sam@corp.com", None);
+        sam.state = UserState::Suspended;
+        let group = |id: &str, name: &str| DirectoryGroup {
+            requestable: name.starts_with("prod-"),
+            ..fixtures::group(id, name)
+        };
+        let member = fixtures::member;
+        let changes = DirectoryChanges {
+            put_users: vec![
+                user("u1", "alice@corp.com", Some("u2")),
+                user("u2", "bob@corp.com", None),
+                sam,
+                user("u10", "user10@corp.com", Some("u3")),
+                user("u11", "user11@corp.com", None),
+                user("u12", "user12@corp.com", None),
+                user("u13", "user13@corp.com", None),
+            ],
+            put_groups: vec![group("g1", "prod-db-admins"), group("g-eng", "engineering"), group("g-own", "db-owners")],
+            put_memberships: vec![
+                member("g-eng", "u1"),
+                member("g-eng", "u10"),
+                member("g-eng", "u11"),
+                member("g-own", "u12"),
+                member("g-own", "u13"),
+                member("g-own", "u1"),
+            ],
+            ..DirectoryChanges::default()
+        };
+        self.synced.apply_changes("corp", &changes).await.expect("synced directory");
+    }
+
+    /// `caller` asks for `prod-db-admins` for themself (a ticket in the reason).
+    pub async fn request_as(&self, caller: &Principal, duration: &str) -> Result<Grant, GrantError> {
+        let request = GrantRequest {
+            user: None,
+            reason: "INC-4711 restore the replica".into(),
+            requested_by: caller.id.clone(),
+            caller_users: caller.users.clone(),
+            caller_admin: false,
+            ..self.request("ignored", duration)
+        };
+        request_grant(&self.ctx(), request).await.map(|o| o.grant)
+    }
+
+    /// Decisions at once (needs [`Self::sync_request_directory`] and [`REQUEST_POLICY`]): three
+    /// approvers approve alice's request (two required); user11's request is approved and
+    /// denied at once; alice's next one is approved and cancelled at once. Returns the three
+    /// requests as stored after, for the caller to check with its store's own reads.
+    pub async fn concurrent_decisions(&self) -> [Grant; 3] {
+        let ctx = self.ctx();
+        let (bob, owner12, owner13) =
+            (person("u2", "bob@corp.com"), person("u12", "user12@corp.com"), person("u13", "user13@corp.com"));
+        let alice = person("u1", "alice@corp.com");
+        let first = self.request_as(&alice, "1h").await.expect("request");
+        let (a, b, c) = tokio::join!(
+            approve(&ctx, &first.id, &bob, None),
+            approve(&ctx, &first.id, &owner12, None),
+            approve(&ctx, &first.id, &owner13, None),
+        );
+        let activations = [&a, &b, &c].iter().filter(|r| matches!(r, Ok(g) if g.status == GrantStatus::Active)).count();
+        assert_eq!(activations, 1, "exactly one activation: {a:?} {b:?} {c:?}");
+        for result in [a, b, c] {
+            // The others counted before the last, or found it decided (active, or being activated).
+            assert!(
+                matches!(result, Ok(_) | Err(RequestError::NotPending(GrantStatus::Active | GrantStatus::Pending))),
+                "{result:?}"
+            );
+        }
+
+        // user11 has no manager: the two owners are the approvers, both needed.
+        let second = self.request_as(&person("u11", "user11@corp.com"), "1h").await.expect("request");
+        let (approved, denied) =
+            tokio::join!(approve(&ctx, &second.id, &owner12, None), deny(&ctx, &second.id, &owner13, Some("no")));
+        assert!(denied.is_ok() || approved.is_ok(), "{approved:?} {denied:?}");
+
+        // Approved by one, then its last approval races its cancellation.
+        let third = self.request_as(&alice, "1h").await.expect("request");
+        approve(&ctx, &third.id, &bob, None).await.expect("first approval");
+        let (approved, cancelled) = tokio::join!(
+            approve(&ctx, &third.id, &owner12, None),
+            revoke_grant(&ctx, &third.id, &alice.id, EndReason::Revoked),
+        );
+        let third_now = self.store.get(&third.id).await.unwrap().unwrap();
+        match third_now.status {
+            GrantStatus::Cancelled => {
+                assert!(matches!(approved, Err(RequestError::NotPending(GrantStatus::Cancelled))), "{approved:?}")
+            }
+            // Approved first: the DELETE then ended the active grant (a revocation).
+            GrantStatus::Revoked => assert!(approved.is_ok() && cancelled.is_ok(), "{approved:?} {cancelled:?}"),
+            GrantStatus::Active => assert!(cancelled.is_ok(), "{cancelled:?}"),
+            other => panic!("unexpected {other:?}: {approved:?} {cancelled:?}"),
+        }
+        let get = |id: String| async move { self.store.get(&id).await.unwrap().unwrap() };
+        [get(first.id).await, get(second.id).await, third_now]
+    }
+
     /// A request for `prod-db-admins` by [`ADMIN`].
     pub fn request(&self, user: &str, duration: &str) -> GrantRequest {
         GrantRequest {
-            user: user.into(),
+            user: Some(user.into()),
             group: "prod-db-admins".into(),
             duration: duration.parse().unwrap(),
             reason: "incident 4711".into(),
             integration: None,
             requested_by: ADMIN.into(),
             caller_users: vec![],
+            caller_admin: true,
+            break_glass: false,
             idempotency_key: None,
         }
     }

@@ -15,8 +15,9 @@ use jit_shared::{
     adapters::dynamodb::{DynamoGrantStore, DynamoStore, StoreError},
     clock::Clock,
     domain::model::{
-        AuditAction, AuditOutcome, AuditRecord, Grant, GrantFilter, GrantGroup, GrantStatus, GrantUser,
-        IdempotencyClaim, IdempotencyState, LeaseHold, LeaseKey, LeaseLock, MembershipEnd, RevocationRequest,
+        ApprovalMode, AuditAction, AuditOutcome, AuditRecord, Grant, GrantDuration, GrantFilter, GrantGroup,
+        GrantStatus, GrantUser, IdempotencyClaim, IdempotencyState, LeaseHold, LeaseKey, LeaseLock, MembershipEnd,
+        RevocationRequest,
     },
     domain::model::{DirectoryChanges, Membership, ObjectId},
     domain::{
@@ -278,11 +279,22 @@ fn pending(user: &str, group: &str, at: DateTime<Utc>, hours: i64) -> Grant {
         user: GrantUser { id: user.into(), email: format!("{user}@corp.com") },
         group: GrantGroup { id: group.into(), name: format!("prod-{group}") },
         status: GrantStatus::Pending,
-        granted_at: at,
-        expires_at: at + Duration::hours(hours),
+        requested_at: at,
+        granted_at: Some(at),
+        expires_at: Some(at + Duration::hours(hours)),
         ended_at: None,
+        duration: GrantDuration::from_secs(hours as u64 * 3600),
         requested_by: ADMIN.into(),
         reason: "incident 4711".into(),
+        break_glass: false,
+        approval: ApprovalMode::Admin,
+        approvals_required: 0,
+        approvals: Vec::new(),
+        approvers: Vec::new(),
+        request_expires_at: None,
+        decided_by: None,
+        policy: None,
+        revision: 0,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -301,9 +313,9 @@ fn hold(grant: &Grant, owner: &str) -> LeaseHold {
 
 /// Locks the grant's lease as `owner` at `grant.granted_at` and records the grant pending.
 async fn recorded(db: &Db, grant: &Grant, owner: &str) -> LeaseHold {
-    db.store.lock_lease(&grant.lease_key(), owner, grant.granted_at, minutes(3)).await.unwrap();
+    db.store.lock_lease(&grant.lease_key(), owner, grant.requested_at, minutes(3)).await.unwrap();
     let hold = hold(grant, owner);
-    db.store.insert_pending(grant, &hold, &[record(grant, grant.granted_at, AuditAction::Created)]).await.unwrap();
+    db.store.insert_pending(grant, &hold, &[record(grant, grant.requested_at, AuditAction::Created)]).await.unwrap();
     hold
 }
 
@@ -317,7 +329,7 @@ async fn active(db: &Db, grant: &Grant) -> Grant {
         lease_preexisting: Some(false),
         schedule_name: Some(format!("jit-expire-{}", grant.id)),
     };
-    db.store.activate(&activation, &hold, &[record(grant, grant.granted_at, AuditAction::Activated)]).await.unwrap()
+    db.store.activate(&activation, &hold, &[record(grant, grant.requested_at, AuditAction::Activated)]).await.unwrap()
 }
 
 fn is_conflict<T: std::fmt::Debug>(result: Result<T, GrantStoreError>) -> String {
@@ -449,9 +461,9 @@ async fn insert_pending_records_the_grant_its_holding_its_audit_and_its_due_time
     assert_eq!(db.holders(&grant.lease_key()).await, Some(BTreeSet::from([grant.id.clone()])));
     assert_eq!(db.lock_owner(&grant.lease_key()).await.as_deref(), Some("a"), "the lock stays");
     assert_eq!(db.actions(&grant.id).await, vec![AuditAction::Created]);
-    let due_at_expiry = db.store.due(grant.expires_at, 10, None).await.unwrap();
+    let due_at_expiry = db.store.due(grant.expiry(), 10, None).await.unwrap();
     assert_eq!(ids(&due_at_expiry.grants), vec![grant.id.as_str()]);
-    assert!(db.store.due(grant.expires_at - Duration::nanoseconds(1), 10, None).await.unwrap().grants.is_empty());
+    assert!(db.store.due(grant.expiry() - Duration::nanoseconds(1), 10, None).await.unwrap().grants.is_empty());
     let item = db.stack.item(&format!("GRANT#{}", grant.id), "GRANT").await.unwrap();
     assert!(!item.contains_key("ttl"), "grants are kept");
     let audit = db.stack.dynamodb.query().table_name(&db.stack.table).key_condition_expression("pk = :pk");
@@ -1196,6 +1208,10 @@ impl World {
                     assert!(g.ended_at.is_some());
                 }
                 GrantStatus::Failed => assert_eq!(holds, indexed.contains_key(&g.id), "failed grant {}", g.id),
+                GrantStatus::PendingApproval => assert!(!holds && indexed.contains_key(&g.id), "request {}", g.id),
+                GrantStatus::Denied | GrantStatus::Cancelled | GrantStatus::RequestExpired => {
+                    assert!(!holds && !indexed.contains_key(&g.id), "ended request {}", g.id)
+                }
             }
         }
         for (key, (holders, _, lock)) in &leases {
@@ -1403,6 +1419,38 @@ async fn many_concurrent_overlapping_grants_and_revocations_end_with_the_last() 
     for round in 0..6 {
         let w = World::new(&[]).await;
         scenarios::overlapping_grants_end_with_the_last(w.harness.clone(), round).await;
+        w.assert_consistent().await;
+    }
+}
+
+/// Invariants 7 and 8 on DynamoDB: approvals, a denial and a cancellation racing each other are
+/// decided by the conditional writes on the request's revision: one activation, one outcome each,
+/// and no request ever holding a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_approvals_denials_and_cancellations_leave_one_outcome_on_dynamodb() {
+    for _ in 0..3 {
+        let w = World::new(&[]).await;
+        w.sync_request_directory().await;
+        w.policies.apply(scenarios::REQUEST_POLICY, t0());
+        let [approved, raced, cancelled] = w.concurrent_decisions().await;
+        assert_eq!((approved.status, approved.approvals.len()), (GrantStatus::Active, 2));
+        assert!(w.alice_member(), "the approved request's membership");
+        assert_eq!(raced.status, GrantStatus::Denied, "one approval of two never activates");
+        assert!(
+            matches!(cancelled.status, GrantStatus::Cancelled | GrantStatus::Revoked | GrantStatus::Active),
+            "{:?}",
+            cancelled.status
+        );
+        let created = w
+            .bus
+            .published()
+            .iter()
+            .filter(|e| {
+                e.grant_id() == Some(approved.id.as_str())
+                    && e.detail_type == jit_shared::domain::model::EventType::GrantCreated
+            })
+            .count();
+        assert_eq!(created, 1, "activated once");
         w.assert_consistent().await;
     }
 }

@@ -79,11 +79,22 @@ fn grant(expires_at: DateTime<Utc>) -> Grant {
         user: GrantUser { id: "5f1b1c9e8a2d4b0012345678".into(), email: "alice@corp.example".into() },
         group: GrantGroup { id: "5f1b1c9e8a2d4b0087654321".into(), name: "prod-db-admins".into() },
         status: GrantStatus::Active,
-        granted_at: expires_at - ChronoDuration::hours(2),
-        expires_at,
+        requested_at: expires_at - ChronoDuration::hours(2),
+        granted_at: Some(expires_at - ChronoDuration::hours(2)),
+        expires_at: Some(expires_at),
         ended_at: None,
+        duration: "2h".parse().unwrap(),
         requested_by: "arn:aws:iam::123456789012:user/admin".into(),
         reason: PRIVATE_REASON.into(),
+        break_glass: false,
+        approval: jit_shared::domain::model::ApprovalMode::Admin,
+        approvals_required: 0,
+        approvals: Vec::new(),
+        approvers: Vec::new(),
+        request_expires_at: None,
+        decided_by: None,
+        policy: None,
+        revision: 0,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -410,8 +421,13 @@ impl Bus {
 }
 
 fn grant_event(detail_type: EventType) -> GrantEvent {
-    let detail =
-        GrantEventDetail { grant: grant(Utc::now()), actor: "system:schedule".into(), membership: None, error: None };
+    let detail = GrantEventDetail {
+        grant: grant(Utc::now()),
+        actor: "system:schedule".into(),
+        membership: None,
+        error: None,
+        notify: vec![],
+    };
     GrantEvent::for_grant(detail_type, &detail)
 }
 
@@ -533,7 +549,7 @@ async fn the_runner_delivers_due_schedules_deletes_them_and_keeps_future_ones() 
     assert_eq!(lambda.received().len(), 1);
 
     // Its time comes.
-    let deliveries = runner.tick(future.expires_at + ChronoDuration::seconds(1)).await.unwrap();
+    let deliveries = runner.tick(future.expiry() + ChronoDuration::seconds(1)).await.unwrap();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(json_of(&lambda.received()[1].1)["grant_id"], future.id);
     assert!(!schedule_exists(&client, &group, &future_name).await);
@@ -581,7 +597,7 @@ async fn the_runner_gives_up_when_the_retry_policy_is_used_up() {
     let mut runner = ScheduleRunner::new(client.clone(), &group, FunctionNames::default(), lambda.invoker());
 
     // Older than the policy's maximum event age: this failure is the last.
-    let late = g.expires_at + ChronoDuration::seconds(i64::from(EXPIRY_MAX_EVENT_AGE_SECS) + 60);
+    let late = g.expiry() + ChronoDuration::seconds(i64::from(EXPIRY_MAX_EVENT_AGE_SECS) + 60);
     let d = runner.tick(late).await.unwrap().remove(0);
 
     assert!(matches!(d.outcome, DeliveryOutcome::GaveUp { attempts: 1, deleted: true, .. }), "{:?}", d.outcome);

@@ -13,13 +13,13 @@ async fn a_grant_adds_the_member_records_it_and_schedules_its_expiry() {
     assert_eq!(grant.status, GrantStatus::Active);
     assert_eq!((grant.user.id.as_str(), grant.user.email.as_str()), ("u1", "alice@corp.com"));
     assert_eq!((grant.group.id.as_str(), grant.group.name.as_str()), ("g1", "prod-db-admins"));
-    assert_eq!((grant.granted_at, grant.expires_at, grant.ended_at), (t0(), t0() + hours(2), None));
+    assert_eq!((grant.granted_at, grant.expires_at, grant.ended_at), (Some(t0()), Some(t0() + hours(2)), None));
     assert_eq!((grant.integration.as_str(), grant.requested_by.as_str()), ("corp", ADMIN));
     assert!(!grant.preexisting_membership);
     assert!(uuid::Uuid::parse_str(&grant.id).is_ok());
     assert!(w.alice_member());
     let name = grant.schedule_name.clone().expect("schedule");
-    assert_eq!(w.scheduler.schedules.lock().unwrap()[&name].expires_at, t0() + hours(2));
+    assert_eq!(w.scheduler.schedules.lock().unwrap()[&name].expires_at, Some(t0() + hours(2)));
     assert_eq!(w.store.grant(&grant.id).unwrap(), grant);
     assert_eq!(w.actions(&grant.id), vec![AuditAction::Created, AuditAction::Activated]);
     assert_eq!(w.bus.types_for(&grant.id), vec!["Grant Created"]);

@@ -91,6 +91,15 @@ impl World {
                     assert!(g.ended_at.is_some());
                 }
                 GrantStatus::Failed => assert_eq!(holds, indexed.contains(&g.id), "failed grant {}", g.id),
+                // Invariant 8: a request holds no membership, ever; an open one is due in the index.
+                GrantStatus::PendingApproval => {
+                    assert!(!holds && indexed.contains(&g.id), "request {} held or not indexed", g.id);
+                    assert!(g.granted_at.is_none() && g.expires_at.is_none());
+                }
+                GrantStatus::Denied | GrantStatus::Cancelled | GrantStatus::RequestExpired => {
+                    assert!(!holds && !indexed.contains(&g.id), "ended request {} held or indexed", g.id);
+                    assert!(g.granted_at.is_none() && g.ended_at.is_some());
+                }
             }
         }
         for (key, lease) in &leases {
@@ -107,6 +116,7 @@ fn transient() -> DirectoryError {
     DirectoryError::Transient { reason: "HTTP 503: unavailable".into() }
 }
 
+mod approvals;
 mod failures;
 mod invariants;
 mod requests;

@@ -15,9 +15,9 @@ async fn bad_requests_are_refused_with_their_kind_and_change_nothing() {
         ("duration below the minimum", |r| r.duration = "30s".parse().unwrap(), 422),
         ("duration above the maximum", |r| r.duration = "13h".parse().unwrap(), 422),
         ("unknown integration", |r| r.integration = Some("other".into()), 404),
-        ("unknown user", |r| r.user = "nobody@corp.com".into(), 404),
+        ("unknown user", |r| r.user = Some("nobody@corp.com".into()), 404),
         ("unknown group", |r| r.group = "prod-nothing".into(), 404),
-        ("suspended user", |r| r.user = "sam@corp.com".into(), 422),
+        ("suspended user", |r| r.user = Some("sam@corp.com".into()), 422),
         ("dynamic group", |r| r.group = "prod-auto".into(), 422),
         ("out-of-scope group", |r| r.group = "finance".into(), 422),
         ("missing caller", |r| r.requested_by = "".into(), 422),
@@ -45,9 +45,9 @@ async fn the_error_kinds_name_what_was_wrong() {
         let ctx = w.ctx();
         async move { request_grant(&ctx, r).await.unwrap_err() }
     };
-    assert!(matches!(err(|r| r.user = "nobody".into()).await, GrantError::UserNotFound(u) if u == "nobody"));
+    assert!(matches!(err(|r| r.user = Some("nobody".into())).await, GrantError::UserNotFound(u) if u == "nobody"));
     assert!(matches!(err(|r| r.group = "nope".into()).await, GrantError::GroupNotFound(_)));
-    assert!(matches!(err(|r| r.user = "u3".into()).await, GrantError::UserSuspended(_)));
+    assert!(matches!(err(|r| r.user = Some("u3".into())).await, GrantError::UserSuspended(_)));
     assert!(matches!(err(|r| r.group = "g2".into()).await, GrantError::GroupNotRequestable { .. }));
     assert!(matches!(err(|r| r.duration = "13h".parse().unwrap()).await, GrantError::DurationOutOfRange { .. }));
     assert!(matches!(err(|r| r.integration = Some("x".into())).await, GrantError::UnknownIntegration(_)));

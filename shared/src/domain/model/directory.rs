@@ -263,7 +263,7 @@ pub fn diff(stored: &DirectoryDigest, fetched: DirectorySnapshot) -> DirectoryCh
     DirectoryChanges { put_users, delete_users, put_groups, delete_groups, put_memberships, delete_memberships }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub(crate) mod fixtures {
     use super::*;
 

@@ -46,6 +46,20 @@ impl fmt::Display for GrantDuration {
     }
 }
 
+/// As its human form (`"2h"`): grants record their duration so.
+impl serde::Serialize for GrantDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GrantDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for GrantDuration {
     type Err = DurationError;
 

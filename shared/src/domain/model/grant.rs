@@ -1,11 +1,15 @@
 //! Grants as the product stores and shows them: the grant itself, the membership lease that
 //! overlapping grants share, the audit trail, the events, and the expiry schedule's input.
 //!
-//! The lifecycle (see `domain::grant` and `domain::revoke`):
+//! The lifecycle (see `domain::grant`, `domain::request` and `domain::revoke`):
+//! `pending_approval` (a request: no membership, never) -> `denied` | `cancelled` |
+//! `request_expired`, or at its last approval -> `pending`;
 //! `pending` (recorded, JumpCloud not yet asked) -> `active` (member) -> `expired` | `revoked`;
 //! `pending` -> `failed` (JumpCloud refused or failed). A grant is in the sweep's index from
-//! the moment it is recorded until it is settled, so that no outcome depends on one delivery.
+//! the moment it is recorded until it is settled (a request: due at its `request_expires_at`),
+//! so that no outcome depends on one delivery.
 
+use super::GrantDuration;
 use chrono::{DateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -20,42 +24,70 @@ pub const ACTOR_SWEEP: &str = "system:sweep";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GrantStatus {
+    /// A request awaiting its approvals: nothing in JumpCloud.
+    #[serde(rename = "pending_approval")]
+    PendingApproval,
     /// Recorded; the membership may or may not have been added yet.
     Pending,
     Active,
     Expired,
     Revoked,
     Failed,
+    /// A request an approver denied.
+    Denied,
+    /// A request its requester (or an admin) withdrew.
+    Cancelled,
+    /// A request not decided within its rule's approval timeout.
+    #[serde(rename = "request_expired")]
+    RequestExpired,
 }
+
+/// Every status, for listings and messages.
+pub const GRANT_STATUSES: [GrantStatus; 9] = [
+    GrantStatus::PendingApproval,
+    GrantStatus::Pending,
+    GrantStatus::Active,
+    GrantStatus::Expired,
+    GrantStatus::Revoked,
+    GrantStatus::Failed,
+    GrantStatus::Denied,
+    GrantStatus::Cancelled,
+    GrantStatus::RequestExpired,
+];
 
 impl GrantStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::PendingApproval => "pending_approval",
             Self::Pending => "pending",
             Self::Active => "active",
             Self::Expired => "expired",
             Self::Revoked => "revoked",
             Self::Failed => "failed",
+            Self::Denied => "denied",
+            Self::Cancelled => "cancelled",
+            Self::RequestExpired => "request_expired",
         }
     }
-    /// Expired and revoked grants never change again (a failed one may still have a stray
-    /// membership to clean up: see [`Grant`]).
+    /// Expired and revoked grants and ended requests never change again (a failed one may still
+    /// have a stray membership to clean up: see [`Grant`]).
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Expired | Self::Revoked)
+        matches!(self, Self::Expired | Self::Revoked | Self::Denied | Self::Cancelled | Self::RequestExpired)
+    }
+    /// A request that ended without ever being approved.
+    pub fn is_ended_request(self) -> bool {
+        matches!(self, Self::Denied | Self::Cancelled | Self::RequestExpired)
     }
 }
 
 impl std::str::FromStr for GrantStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pending" => Ok(Self::Pending),
-            "active" => Ok(Self::Active),
-            "expired" => Ok(Self::Expired),
-            "revoked" => Ok(Self::Revoked),
-            "failed" => Ok(Self::Failed),
-            other => Err(format!("unknown grant status {other:?} (pending, active, expired, revoked, failed)")),
-        }
+        let wanted = s.trim().to_ascii_lowercase();
+        GRANT_STATUSES.into_iter().find(|status| status.as_str() == wanted).ok_or_else(|| {
+            let known: Vec<&str> = GRANT_STATUSES.iter().map(|s| s.as_str()).collect();
+            format!("unknown grant status {wanted:?} ({})", known.join(", "))
+        })
     }
 }
 
@@ -79,6 +111,38 @@ pub struct RevocationRequest {
     pub by: String,
 }
 
+/// How a grant came to be allowed (invariant 7: recorded and published as such).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalMode {
+    /// An admin granted it on their own say.
+    Admin,
+    /// Short enough for the rule's `auto_approve_up_to`.
+    AutoApproved,
+    /// The requester invoked the rule's break glass.
+    BreakGlass,
+    /// `approvals_required` distinct approvers of the rule approve it (or are to).
+    Approvers,
+}
+
+/// One approver's approval of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The approver's email.
+    pub by: String,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// The policy version and rule that decided a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRef {
+    pub version: u64,
+    /// The rule's position in the document (0-based).
+    pub rule: usize,
+}
+
 /// One grant. Times are RFC 3339 UTC in JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
@@ -88,15 +152,44 @@ pub struct Grant {
     pub user: GrantUser,
     pub group: GrantGroup,
     pub status: GrantStatus,
-    pub granted_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
+    pub requested_at: DateTime<Utc>,
+    /// Activation: the clock of the grant starts then. `None` while the request awaits approval
+    /// (and for good when it ends unapproved).
+    pub granted_at: Option<DateTime<Utc>>,
+    /// `granted_at` + `duration` (plus extensions); `None` while awaiting approval.
+    pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub ended_at: Option<DateTime<Utc>>,
+    /// As requested.
+    pub duration: GrantDuration,
     pub requested_by: String,
     /// The JumpCloud user behind the caller; `None` for an admin principal without one.
     #[serde(default)]
     pub requester: Option<GrantUser>,
     pub reason: String,
+    #[serde(default)]
+    pub break_glass: bool,
+    pub approval: ApprovalMode,
+    /// Distinct approvals a request needs (0 when it needed none).
+    #[serde(default)]
+    pub approvals_required: u32,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// The emails that may approve the request (resolved when it was made).
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// A request not decided by then ends `request_expired`.
+    #[serde(default)]
+    pub request_expires_at: Option<DateTime<Utc>>,
+    /// Who denied or cancelled the request.
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    /// The policy version and rule that decided it; `None` for an admin's grant.
+    #[serde(default)]
+    pub policy: Option<PolicyRef>,
+    /// Bumped by every change of a request: its changes are conditioned on the revision read.
+    #[serde(default)]
+    pub revision: u64,
     /// The user was a standing member before the grant: its end leaves the membership alone.
     pub preexisting_membership: bool,
     /// Sync found the membership gone while the grant was active (removed outside the product).
@@ -110,6 +203,21 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// When the sweep must look at it: a request at its `request_expires_at`, a grant at its
+    /// expiry.
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        match self.status {
+            GrantStatus::PendingApproval => self.request_expires_at,
+            _ => self.expires_at,
+        }
+    }
+
+    /// When it ends by itself: a grant at its expiry, a request awaiting approval at its
+    /// approval timeout.
+    pub fn expiry(&self) -> DateTime<Utc> {
+        self.expires_at.or(self.request_expires_at).unwrap_or(self.requested_at)
+    }
+
     pub fn lease_key(&self) -> LeaseKey {
         LeaseKey {
             integration: self.integration.clone(),
@@ -126,7 +234,13 @@ impl Grant {
         let open = match self.status {
             GrantStatus::Pending | GrantStatus::Active => true,
             GrantStatus::Failed => in_sweep_index,
-            GrantStatus::Expired | GrantStatus::Revoked => false,
+            // A request never held a membership: `domain::request` ends it, not `end`.
+            GrantStatus::PendingApproval
+            | GrantStatus::Expired
+            | GrantStatus::Revoked
+            | GrantStatus::Denied
+            | GrantStatus::Cancelled
+            | GrantStatus::RequestExpired => false,
         };
         if !open {
             return Err(format!("grant {} is settled already", self.id));
@@ -149,11 +263,22 @@ pub(crate) fn sample_grant() -> Grant {
         user: GrantUser { id: "u1".into(), email: "alice@corp.com".into() },
         group: GrantGroup { id: "g1".into(), name: "prod-db-admins".into() },
         status: GrantStatus::Active,
-        granted_at: at,
-        expires_at: at + chrono::Duration::hours(2),
+        requested_at: at,
+        granted_at: Some(at),
+        expires_at: Some(at + chrono::Duration::hours(2)),
         ended_at: None,
+        duration: GrantDuration::from_secs(7200),
         requested_by: "arn:aws:iam::123456789012:user/admin".into(),
         reason: "incident 42".into(),
+        break_glass: false,
+        approval: ApprovalMode::Admin,
+        approvals_required: 0,
+        approvals: Vec::new(),
+        approvers: Vec::new(),
+        request_expires_at: None,
+        decided_by: None,
+        policy: None,
+        revision: 0,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -259,6 +384,12 @@ pub enum AuditAction {
     MembershipMissing,
     /// Sync found a membership the product granted that outlived its grant.
     DriftDetected,
+    /// An approver approved a request (the last required approval activates it).
+    Approved,
+    Denied,
+    Cancelled,
+    /// A request not decided within its approval timeout.
+    RequestExpired,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +472,18 @@ pub enum EventType {
     SyncCompleted,
     #[serde(rename = "Drift Detected")]
     DriftDetected,
+    #[serde(rename = "Approval Requested")]
+    ApprovalRequested,
+    #[serde(rename = "Request Approved")]
+    RequestApproved,
+    #[serde(rename = "Request Denied")]
+    RequestDenied,
+    #[serde(rename = "Request Cancelled")]
+    RequestCancelled,
+    #[serde(rename = "Request Expired")]
+    RequestExpired,
+    #[serde(rename = "Break Glass Used")]
+    BreakGlassUsed,
 }
 
 impl EventType {
@@ -353,6 +496,12 @@ impl EventType {
             Self::RevocationFailed => "Revocation Failed",
             Self::SyncCompleted => "Sync Completed",
             Self::DriftDetected => "Drift Detected",
+            Self::ApprovalRequested => "Approval Requested",
+            Self::RequestApproved => "Request Approved",
+            Self::RequestDenied => "Request Denied",
+            Self::RequestCancelled => "Request Cancelled",
+            Self::RequestExpired => "Request Expired",
+            Self::BreakGlassUsed => "Break Glass Used",
         }
     }
 }
@@ -366,6 +515,9 @@ pub struct GrantEventDetail {
     pub membership: Option<MembershipEnd>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The emails to tell (requester, grantee, approvers), for rules that route notifications.
+    #[serde(default)]
+    pub notify: Vec<String>,
 }
 
 /// One event for the bus: `source` is [`EVENT_SOURCE`], `detail-type` is
@@ -412,6 +564,21 @@ impl ExpiryInput {
 /// The schedule's name (unique per grant, at most 64 characters as Scheduler requires).
 pub fn expiry_schedule_name(grant_id: &str) -> String {
     format!("jit-expire-{grant_id}")
+}
+
+/// The schedule that ends a request at its approval timeout: another name than the grant's
+/// expiry schedule, which its activation creates while this one may still exist.
+pub fn request_schedule_name(grant_id: &str) -> String {
+    format!("jit-request-{grant_id}")
+}
+
+/// The one-time schedule a grant (or request) needs now: at [`Grant::expiry`].
+pub fn schedule_name_for(grant: &Grant) -> String {
+    if grant.status == GrantStatus::PendingApproval {
+        request_schedule_name(&grant.id)
+    } else {
+        expiry_schedule_name(&grant.id)
+    }
 }
 
 /// The one-time schedule expression, `at(yyyy-mm-ddThh:mm:ss)` to be read in UTC (the schedule's
@@ -554,7 +721,13 @@ mod tests {
         }
         let event = GrantEvent::for_grant(
             EventType::GrantCreated,
-            &GrantEventDetail { grant: sample_grant(), actor: "me".into(), membership: None, error: None },
+            &GrantEventDetail {
+                grant: sample_grant(),
+                actor: "me".into(),
+                membership: None,
+                error: None,
+                notify: vec![],
+            },
         );
         assert_eq!(event.grant_id(), Some(sample_grant().id.as_str()));
     }
@@ -563,7 +736,7 @@ mod tests {
     fn audit_records_serialize_their_action_in_snake_case() {
         let r = AuditRecord::new(
             &sample_grant(),
-            sample_grant().granted_at,
+            sample_grant().requested_at,
             "me",
             AuditAction::RevocationFailed,
             AuditOutcome::Failed,

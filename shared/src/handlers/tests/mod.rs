@@ -1,6 +1,7 @@
 //! The grant and revoke handlers with in-memory doubles, driven by the sample events in `events/`.
 
 mod access;
+mod requests;
 
 use super::{grant::GrantHandler, revoke::RevokeHandler};
 use crate::{config::IdentityConfig, wiring::Lifecycle};
@@ -16,7 +17,7 @@ use crate::{
     ports::DirectoryStore,
     testing::FakeDirectory,
     testing::MemoryStore,
-    testing::{FakeIntegrations, FakeScheduler, MemoryGrantStore, RecordingBus, SyncedMemberships},
+    testing::{FakeIntegrations, FakeScheduler, FixedPolicy, MemoryGrantStore, RecordingBus, SyncedMemberships},
 };
 use chrono::{TimeZone, Utc};
 use lambda_http::{Context, LambdaEvent};
@@ -47,6 +48,8 @@ struct World {
     directory: Arc<FakeDirectory>,
     clock: Arc<ManualClock>,
     bus: Arc<RecordingBus>,
+    policies: Arc<FixedPolicy>,
+    store: Arc<MemoryGrantStore>,
 }
 
 async fn world() -> World {
@@ -85,8 +88,10 @@ async fn world() -> World {
     directory_store.apply_changes("corp", &changes).await.unwrap();
     let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()));
     let bus = Arc::new(RecordingBus::default());
+    let policies = Arc::new(FixedPolicy::default());
+    let store = Arc::new(MemoryGrantStore::default());
     let lifecycle = Arc::new(Lifecycle {
-        store: Arc::new(MemoryGrantStore::default()),
+        store: store.clone(),
         scheduler: Arc::new(FakeScheduler::default()),
         events: bus.clone(),
         catalog: integrations.clone(),
@@ -101,6 +106,7 @@ async fn world() -> World {
             admin_group: Some(ADMIN_GROUP.into()),
             ..IdentityConfig::default()
         },
+        policies: policies.clone(),
     });
     World {
         grant: GrantHandler { lifecycle: lifecycle.clone() },
@@ -108,6 +114,8 @@ async fn world() -> World {
         directory,
         clock,
         bus,
+        policies,
+        store,
     }
 }
 

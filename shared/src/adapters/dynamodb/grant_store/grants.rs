@@ -88,7 +88,7 @@ pub(super) async fn insert_pending(
     }
     let put = Write::put(
         &store.table,
-        grant_item(grant, Some(grant.expires_at))?,
+        grant_item(grant, grant.expires_at)?,
         Some(("attribute_not_exists(#pk)", Expr::default().names(&[PK]))),
         format!("grant {} exists", grant.id),
     )?;
@@ -100,6 +100,79 @@ pub(super) async fn insert_pending(
         None,
     )?;
     store.transact_with_audit(vec![put, join], audit).await
+}
+
+pub(super) async fn insert_request(
+    store: &DynamoGrantStore,
+    request: &Grant,
+    audit: &[AuditRecord],
+) -> Result<(), GrantStoreError> {
+    if request.status != GrantStatus::PendingApproval {
+        return Err(GrantStoreError::Conflict("not a request awaiting approval".into()));
+    }
+    let put = Write::put(
+        &store.table,
+        grant_item(request, request.request_expires_at)?,
+        Some(("attribute_not_exists(#pk)", Expr::default().names(&[PK]))),
+        format!("grant {} exists", request.id),
+    )?;
+    store.transact_with_audit(vec![put], audit).await
+}
+
+/// Puts `new` over the request it replaces, conditioned on the status and revision the caller
+/// read (`new.revision - 1`): a concurrent approval, denial, cancellation or expiry makes it fail.
+fn replace_request(
+    store: &DynamoGrantStore,
+    new: &Grant,
+    due: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Write, GrantStoreError> {
+    let seen =
+        new.revision.checked_sub(1).ok_or_else(|| GrantStoreError::Conflict("revision 0 replaces nothing".into()))?;
+    Ok(Write::put(
+        &store.table,
+        grant_item(new, due)?,
+        Some((
+            "#status = :awaiting AND #revision = :seen",
+            Expr::default()
+                .names(&[STATUS, "revision"])
+                .value(":awaiting", s(GrantStatus::PendingApproval.as_str()))
+                .value(":seen", AttributeValue::N(seen.to_string())),
+        )),
+        format!("request {} changed meanwhile", new.id),
+    )?)
+}
+
+pub(super) async fn update_request(
+    store: &DynamoGrantStore,
+    new: &Grant,
+    audit: &[AuditRecord],
+) -> Result<(), GrantStoreError> {
+    let due = match new.status {
+        GrantStatus::PendingApproval => new.request_expires_at,
+        status if status.is_ended_request() => None,
+        status => return Err(GrantStoreError::Conflict(format!("{} does not end a request", status.as_str()))),
+    };
+    store.transact_with_audit(vec![replace_request(store, new, due)?], audit).await
+}
+
+pub(super) async fn promote_request(
+    store: &DynamoGrantStore,
+    grant: &Grant,
+    hold: &LeaseHold,
+    audit: &[AuditRecord],
+) -> Result<(), GrantStoreError> {
+    if grant.lease_key() != hold.key || grant.status != GrantStatus::Pending {
+        return Err(GrantStoreError::Conflict("not a pending grant of this lease".into()));
+    }
+    let replace = replace_request(store, grant, grant.expires_at)?;
+    // The lock is kept, as by `insert_pending`.
+    let join = store.lease_write(
+        hold,
+        LeaseChange::Update("ADD #holders :ids"),
+        Expr::default().names(&[HOLDERS]).value(":ids", AttributeValue::Ss(vec![grant.id.clone()])),
+        None,
+    )?;
+    store.transact_with_audit(vec![replace, join], audit).await
 }
 
 pub(super) async fn activate(

@@ -106,7 +106,7 @@ pub(super) fn grant_item(grant: &Grant, due: Option<DateTime<Utc>>) -> Result<It
         (SK.to_owned(), s(keys::GRANT_SORT)),
         (KIND.to_owned(), s("grant")),
         (GSI1PK.to_owned(), s(keys::GRANTS)),
-        (GSI1SK.to_owned(), s(keys::grant_by_time(grant.granted_at, &grant.id))),
+        (GSI1SK.to_owned(), s(keys::grant_by_time(grant.requested_at, &grant.id))),
     ]);
     if let Some(due) = due {
         item.insert(GSI2PK.to_owned(), s(keys::DUE));
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn a_grant_item_carries_its_keys_and_maps_back() {
         let g = sample_grant();
-        let item = grant_item(&g, Some(g.expires_at)).unwrap();
+        let item = grant_item(&g, g.expires_at).unwrap();
         assert_eq!(text(&item, PK), Some("GRANT#0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11"));
         assert_eq!(text(&item, GSI1SK), Some("2026-11-23T12:00:00.000000000Z#0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11"));
         assert_eq!(text(&item, GSI2SK), Some("2026-11-23T14:00:00.000000000Z#0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11"));
@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn audit_items_cut_free_text_and_sort_in_writing_order() {
         let g = sample_grant();
-        let mut record = AuditRecord::new(&g, g.granted_at, "me", AuditAction::Created, AuditOutcome::Succeeded);
+        let mut record = AuditRecord::new(&g, g.requested_at, "me", AuditAction::Created, AuditOutcome::Succeeded);
         record.detail = Some("é".repeat(AUDIT_TEXT_BYTES));
         let first = audit_item(&record).unwrap();
         let second = audit_item(&record).unwrap();

@@ -82,7 +82,7 @@ async fn list_open(
         Query::new(Some(table::GSI2), "#gsi2pk = :due", Expr::default().names(&[GSI2PK]).value(":due", s(keys::DUE)));
     let mut open: Vec<(String, Grant)> = Vec::new();
     for grant in store.query_all::<Grant>(&indexed).await? {
-        let position = keys::grant_by_time(grant.granted_at, &grant.id);
+        let position = keys::grant_by_time(grant.requested_at, &grant.id);
         if filter.matches(&grant) && after.as_ref().is_none_or(|a| position < *a) {
             open.push((position, grant));
         }

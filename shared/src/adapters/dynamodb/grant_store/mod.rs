@@ -4,7 +4,7 @@
 //!
 //! Items (the one table of [`table`], keys in [`keys`](super::keys)):
 //! - grant: `pk=GRANT#{id}`, `sk=GRANT`, the grant's own fields, `gsi1pk=GRANTS` and
-//!   `gsi1sk={granted_at}#{id}` (`list`, newest first); while it is in the sweep's index also
+//!   `gsi1sk={requested_at}#{id}` (`list`, newest first); while it is in the sweep's index also
 //!   `gsi2pk=DUE` and `gsi2sk={due}#{id}` (`due` queries `gsi2`, never scans).
 //! - lease: `pk=LEASE#{integration}`, `sk={group}#{user}`, `holders` (a string set, absent when
 //!   empty), `preexisting`, `lock_owner`, `lock_until`.
@@ -120,6 +120,23 @@ impl GrantStore for DynamoGrantStore {
         audit: &[AuditRecord],
     ) -> Result<(), GrantStoreError> {
         grants::insert_pending(self, grant, hold, audit).await
+    }
+
+    async fn insert_request(&self, request: &Grant, audit: &[AuditRecord]) -> Result<(), GrantStoreError> {
+        grants::insert_request(self, request, audit).await
+    }
+
+    async fn update_request(&self, new: &Grant, audit: &[AuditRecord]) -> Result<(), GrantStoreError> {
+        grants::update_request(self, new, audit).await
+    }
+
+    async fn promote_request(
+        &self,
+        grant: &Grant,
+        hold: &LeaseHold,
+        audit: &[AuditRecord],
+    ) -> Result<(), GrantStoreError> {
+        grants::promote_request(self, grant, hold, audit).await
     }
 
     async fn activate(
