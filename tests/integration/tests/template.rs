@@ -558,7 +558,10 @@ fn every_route_requires_iam_authorization_by_default() {
         ("POST /grants", "GrantFunction"),
         ("GET /grants", "GrantFunction"),
         ("GET /grants/{id}", "GrantFunction"),
+        ("POST /grants/{id}/approve", "GrantFunction"),
+        ("POST /grants/{id}/deny", "GrantFunction"),
         ("GET /groups", "GrantFunction"),
+        ("GET /policy", "GrantFunction"),
         ("DELETE /grants/{id}", "RevokeFunction"),
         ("POST /sync", "SyncFunction"),
     ]
@@ -577,7 +580,9 @@ fn every_route_requires_iam_authorization_by_default() {
     }
     assert_eq!(t.of_type("AWS::ApiGatewayV2::Api").count(), 1);
 
-    // API Gateway may invoke a function only through this API's routes.
+    // API Gateway may invoke a function only through this API's routes: one permission per route,
+    // on its function, scoped to its method and path (`{id}` is `*` in the ARN).
+    let mut invocable = BTreeMap::new();
     for (id, permission) in t.of_type("AWS::Lambda::Permission") {
         let p = &permission["Properties"];
         assert_eq!(p["Action"], "lambda:InvokeFunction", "{id}");
@@ -588,11 +593,26 @@ fn every_route_requires_iam_authorization_by_default() {
                 let prefix = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/*/";
                 let route = arn.strip_prefix(prefix).unwrap_or_else(|| panic!("{id}: {arn}"));
                 assert!(!route.starts_with('*'), "{id}: scoped to a method and path: {arn}");
+                let function = p["FunctionName"]["Ref"].as_str().unwrap_or_else(|| panic!("{id}: FunctionName"));
+                let previous = invocable.insert(route.to_owned(), function.to_owned());
+                assert!(previous.is_none(), "{id}: a second permission for {route}");
             }
             "events.amazonaws.com" => assert_eq!(source, get_att("SyncScheduleRule", "Arn"), "{id}"),
             other => panic!("{id}: unexpected principal {other}"),
         }
     }
+    let route_arns: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(key, function)| {
+            let (method, path) = key.split_once(' ').unwrap();
+            let path: Vec<&str> = path
+                .split('/')
+                .map(|part| if part.starts_with('{') && part.ends_with('}') { "*" } else { part })
+                .collect();
+            (format!("{method}{}", path.join("/")), function.clone())
+        })
+        .collect();
+    assert_eq!(invocable, route_arns, "each route's function may be invoked through that route, and no other way");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,5 +754,74 @@ fn functions_get_the_configuration_the_code_reads_and_its_defaults_are_valid() {
         if is_grant {
             assert!(timeout <= 30, "{id}: API Gateway's integration timeout is 30 s");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sample events: each HTTP API event in events/ is a request to one of the template's routes
+// ---------------------------------------------------------------------------------------------
+
+/// Route key (`POST /grants/{id}/approve`) to the function behind it.
+fn template_routes(t: &Template) -> BTreeMap<String, String> {
+    let integrations: BTreeMap<&str, &str> = t
+        .of_type("AWS::ApiGatewayV2::Integration")
+        .map(|(id, i)| (id.as_str(), i["Properties"]["IntegrationUri"]["Fn::GetAtt"][0].as_str().unwrap()))
+        .collect();
+    t.of_type("AWS::ApiGatewayV2::Route")
+        .map(|(_, route)| {
+            let p = &route["Properties"];
+            let target = p["Target"]["Fn::Sub"].as_str().unwrap();
+            let integration = target.strip_prefix("integrations/${").and_then(|s| s.strip_suffix('}')).unwrap();
+            (p["RouteKey"].as_str().unwrap().to_owned(), integrations[integration].to_owned())
+        })
+        .collect()
+}
+
+/// Whether a concrete path matches a route's path (`{name}` matches one segment).
+fn path_matches(route_path: &str, path: &str) -> bool {
+    let (route, path): (Vec<&str>, Vec<&str>) = (route_path.split('/').collect(), path.split('/').collect());
+    route.len() == path.len()
+        && route.iter().zip(&path).all(|(r, p)| (r.starts_with('{') && r.ends_with('}') && !p.is_empty()) || r == p)
+}
+
+#[test]
+fn http_sample_events_are_requests_to_the_templates_routes() {
+    let t = Template::load();
+    let routes = template_routes(&t);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
+    let mut seen = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+        if event["version"] != "2.0" {
+            continue; // not an HTTP API (payload 2.0) event: schedules, the REST API (1.0) sample
+        }
+        let key = event["routeKey"].as_str().unwrap_or_else(|| panic!("{name}: routeKey"));
+        assert!(routes.contains_key(key), "{name}: {key} is no route of the template");
+        assert_eq!(event["requestContext"]["routeKey"], key, "{name}: requestContext.routeKey");
+        let (method, route_path) = key.split_once(' ').unwrap();
+        assert_eq!(event["requestContext"]["http"]["method"], method, "{name}: method");
+        let raw_path = event["rawPath"].as_str().unwrap();
+        assert_eq!(event["requestContext"]["http"]["path"], raw_path, "{name}: requestContext.http.path");
+        assert!(path_matches(route_path, raw_path), "{name}: {raw_path} does not match {key}");
+        for (param, value) in event["pathParameters"].as_object().into_iter().flatten() {
+            assert!(route_path.contains(&format!("{{{param}}}")), "{name}: path parameter {param} not in {key}");
+            assert!(raw_path.split('/').any(|s| value == s), "{name}: {param}={value} not in {raw_path}");
+        }
+        let authorizer: Option<Vec<String>> =
+            event["requestContext"]["authorizer"].as_object().map(|a| a.keys().cloned().collect());
+        assert!(
+            matches!(authorizer.as_deref(), Some([k]) if k == "iam" || k == "jwt"),
+            "{name}: one IAM or JWT authorizer context, as the routes require: {authorizer:?}"
+        );
+        seen.insert(key.to_owned());
+    }
+    for key in ["POST /grants/{id}/approve", "POST /grants/{id}/deny", "GET /policy"] {
+        assert!(seen.contains(key), "no sample event for {key}");
     }
 }
