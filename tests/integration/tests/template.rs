@@ -4,13 +4,15 @@
 //! - every IAM statement keeps to the allow-lists below (no `*` action, no `*` resource but
 //!   `secretsmanager:ListSecrets`, secrets only by tag, schedules only in the group, ...);
 //! - every HTTP API route requires IAM authorization unless JWT is chosen;
-//! - the functions get the configuration the code reads, and its defaults are valid.
+//! - the functions get the configuration the code reads, and its defaults are valid;
+//! - the optional notification topic exists only when asked for, and only its rule publishes to it;
+//! - each HTTP sample event in `events/` is a request to one of the template's routes.
 //!
 //! No AWS: this only reads the file. cfn-lint, `sam validate --lint` and `sam build` run in
 //! scripts/test.sh. Short-form tags (`!Ref`, `!Sub`, `!GetAtt`, `!If`) are turned into their long
 //! form (`Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::If`) first, so the template may use either.
 
-use jit_shared::{adapters::dynamodb::table, config::Config};
+use jit_shared::{adapters::dynamodb::table, config::Config, domain::model::EVENT_SOURCE};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -671,6 +673,117 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
             "{id}: notifies the topic when one is given"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications: an optional topic of the request and approval events
+// ---------------------------------------------------------------------------------------------
+
+/// The events the notification rule sends to the topic (SPEC "Requests and approvals": each
+/// carries `notify`).
+const NOTIFIED_EVENTS: &[&str] = &[
+    "Approval Requested",
+    "Request Approved",
+    "Request Denied",
+    "Request Cancelled",
+    "Request Expired",
+    "Break Glass Used",
+    "Extension Requested",
+];
+
+#[test]
+fn the_notification_topic_is_optional_encrypted_and_fed_only_by_its_rule() {
+    let t = Template::load();
+
+    // Off by default; an email needs the topic.
+    assert_eq!(t.parameter_default("CreateNotificationTopic").as_deref(), Some("false"));
+    assert_eq!(t.0["Parameters"]["CreateNotificationTopic"]["AllowedValues"], json!(["true", "false"]));
+    assert_eq!(t.parameter_default("NotificationEmail").as_deref(), Some(""));
+    let on = json!({ "Fn::Equals": [reference("CreateNotificationTopic"), "true"] });
+    assert_eq!(t.0["Conditions"]["HasNotificationTopic"], on);
+    let email = &t.0["Conditions"]["HasNotificationEmail"]["Fn::And"];
+    assert!(one_or_many(email).contains(&json!({ "Condition": "HasNotificationTopic" })), "{email}");
+    assert_eq!(
+        t.0["Rules"]["NotificationEmailNeedsTopic"]["Assertions"][0]["Assert"], on,
+        "NotificationEmail without the topic is refused, not ignored"
+    );
+
+    // Everything exists only when asked for.
+    for kind in ["AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::KMS::Key", "AWS::SNS::Subscription"] {
+        assert!(t.of_type(kind).count() > 0, "{kind}");
+        for (id, resource) in t.of_type(kind) {
+            let expected =
+                if kind == "AWS::SNS::Subscription" { "HasNotificationEmail" } else { "HasNotificationTopic" };
+            assert_eq!(resource["Condition"], expected, "{id}: only with CreateNotificationTopic \"true\"");
+        }
+    }
+    assert_eq!(t.of_type("AWS::SNS::Topic").count(), 1);
+    let rule_resource = t.resource("NotificationRule");
+    assert_eq!(rule_resource["Condition"], "HasNotificationTopic");
+    let output = &t.0["Outputs"]["NotificationTopicArn"];
+    assert_eq!(output["Condition"], "HasNotificationTopic");
+    assert_eq!(output["Value"], reference("NotificationTopic"));
+
+    // The rule: the product's events on the product's bus, the request and approval kinds, as they are.
+    let rule = &rule_resource["Properties"];
+    assert_eq!(rule["EventBusName"], reference("EventBus"), "the product's bus, not the default one");
+    assert_eq!(rule["State"], "ENABLED");
+    let pattern = &rule["EventPattern"];
+    assert_eq!(pattern["source"], json!([EVENT_SOURCE]));
+    let kinds: BTreeSet<String> = strings(&pattern["detail-type"]).into_iter().collect();
+    assert_eq!(kinds, NOTIFIED_EVENTS.iter().map(|k| k.to_string()).collect(), "the request and approval events");
+    let pattern_keys: BTreeSet<&str> = pattern.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(pattern_keys, BTreeSet::from(["source", "detail-type"]), "no narrower pattern");
+    let targets = one_or_many(&rule["Targets"]);
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["Arn"], reference("NotificationTopic"));
+    for key in ["Input", "InputPath", "InputTransformer", "RoleArn"] {
+        assert!(targets[0].get(key).is_none(), "the event as is, through the topic's policy: no {key}");
+    }
+
+    // The topic: a key of its own (EventBridge cannot use the AWS managed alias/aws/sns).
+    let topic = &t.resource("NotificationTopic")["Properties"];
+    assert_eq!(topic["KmsMasterKeyId"], get_att("NotificationKey", "Arn"));
+
+    // Only the rule publishes.
+    let policy = &t.resource("NotificationTopicPolicy")["Properties"];
+    assert_eq!(one_or_many(&policy["Topics"]), [reference("NotificationTopic")]);
+    let publishers = statements(&policy["PolicyDocument"]);
+    assert_eq!(publishers.len(), 1, "{publishers:?}");
+    let s = &publishers[0];
+    assert_eq!(s["Effect"], "Allow");
+    assert_eq!(s["Principal"], json!({ "Service": "events.amazonaws.com" }));
+    assert_eq!(actions(s), ["sns:Publish"]);
+    assert_eq!(resources(s), [reference("NotificationTopic")]);
+    assert_eq!(s["Condition"], json!({ "ArnEquals": { "aws:SourceArn": get_att("NotificationRule", "Arn") } }));
+
+    // The key: EventBridge may encrypt with it for that rule only. The rule's ARN is spelt out in
+    // the key policy (a !GetAtt would be a cycle): it must be the ARN of the named rule on the bus.
+    let key = &t.resource("NotificationKey")["Properties"];
+    assert_eq!(key["EnableKeyRotation"], true);
+    let name = rule["Name"]["Fn::Sub"].as_str().expect("the rule is named (Fn::Sub)");
+    let rule_arn =
+        sub(&format!("arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/${{EventBus}}/{name}"));
+    let key_statements = statements(&key["KeyPolicy"]);
+    let services: Vec<&Value> = key_statements.iter().filter(|s| s["Principal"].get("Service").is_some()).collect();
+    assert_eq!(services.len(), 1, "one service statement: {key_statements:?}");
+    let s = services[0];
+    assert_eq!(s["Principal"], json!({ "Service": "events.amazonaws.com" }));
+    assert_eq!(actions(s), ["kms:GenerateDataKey*", "kms:Decrypt"]);
+    assert_eq!(s["Condition"], json!({ "ArnEquals": { "aws:SourceArn": rule_arn } }), "only for the notification rule");
+    for other in key_statements.iter().filter(|s| s["Principal"].get("Service").is_none()) {
+        assert_eq!(
+            other["Principal"],
+            json!({ "AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root") }),
+            "the rest of the key policy is the account's own (IAM decides): {other}"
+        );
+    }
+
+    // The optional email subscription.
+    let subscription = &t.resource("NotificationEmailSubscription")["Properties"];
+    assert_eq!(subscription["TopicArn"], reference("NotificationTopic"));
+    assert_eq!(subscription["Protocol"], "email");
+    assert_eq!(subscription["Endpoint"], reference("NotificationEmail"));
 }
 
 // ---------------------------------------------------------------------------------------------
