@@ -4,13 +4,15 @@
 //! - every IAM statement keeps to the allow-lists below (no `*` action, no `*` resource but
 //!   `secretsmanager:ListSecrets`, secrets only by tag, schedules only in the group, ...);
 //! - every HTTP API route requires IAM authorization unless JWT is chosen;
-//! - the functions get the configuration the code reads, and its defaults are valid.
+//! - the functions get the configuration the code reads, and its defaults are valid;
+//! - the optional notification topic exists only when asked for, and only its rule publishes to it;
+//! - each HTTP sample event in `events/` is a request to one of the template's routes.
 //!
 //! No AWS: this only reads the file. cfn-lint, `sam validate --lint` and `sam build` run in
 //! scripts/test.sh. Short-form tags (`!Ref`, `!Sub`, `!GetAtt`, `!If`) are turned into their long
 //! form (`Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::If`) first, so the template may use either.
 
-use jit_shared::{adapters::dynamodb::table, config::Config};
+use jit_shared::{adapters::dynamodb::table, config::Config, domain::model::EVENT_SOURCE};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -558,7 +560,10 @@ fn every_route_requires_iam_authorization_by_default() {
         ("POST /grants", "GrantFunction"),
         ("GET /grants", "GrantFunction"),
         ("GET /grants/{id}", "GrantFunction"),
+        ("POST /grants/{id}/approve", "GrantFunction"),
+        ("POST /grants/{id}/deny", "GrantFunction"),
         ("GET /groups", "GrantFunction"),
+        ("GET /policy", "GrantFunction"),
         ("DELETE /grants/{id}", "RevokeFunction"),
         ("POST /sync", "SyncFunction"),
     ]
@@ -577,7 +582,9 @@ fn every_route_requires_iam_authorization_by_default() {
     }
     assert_eq!(t.of_type("AWS::ApiGatewayV2::Api").count(), 1);
 
-    // API Gateway may invoke a function only through this API's routes.
+    // API Gateway may invoke a function only through this API's routes: one permission per route,
+    // on its function, scoped to its method and path (`{id}` is `*` in the ARN).
+    let mut invocable = BTreeMap::new();
     for (id, permission) in t.of_type("AWS::Lambda::Permission") {
         let p = &permission["Properties"];
         assert_eq!(p["Action"], "lambda:InvokeFunction", "{id}");
@@ -588,11 +595,26 @@ fn every_route_requires_iam_authorization_by_default() {
                 let prefix = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/*/";
                 let route = arn.strip_prefix(prefix).unwrap_or_else(|| panic!("{id}: {arn}"));
                 assert!(!route.starts_with('*'), "{id}: scoped to a method and path: {arn}");
+                let function = p["FunctionName"]["Ref"].as_str().unwrap_or_else(|| panic!("{id}: FunctionName"));
+                let previous = invocable.insert(route.to_owned(), function.to_owned());
+                assert!(previous.is_none(), "{id}: a second permission for {route}");
             }
             "events.amazonaws.com" => assert_eq!(source, get_att("SyncScheduleRule", "Arn"), "{id}"),
             other => panic!("{id}: unexpected principal {other}"),
         }
     }
+    let route_arns: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(key, function)| {
+            let (method, path) = key.split_once(' ').unwrap();
+            let path: Vec<&str> = path
+                .split('/')
+                .map(|part| if part.starts_with('{') && part.ends_with('}') { "*" } else { part })
+                .collect();
+            (format!("{method}{}", path.join("/")), function.clone())
+        })
+        .collect();
+    assert_eq!(invocable, route_arns, "each route's function may be invoked through that route, and no other way");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -651,6 +673,117 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
             "{id}: notifies the topic when one is given"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications: an optional topic of the request and approval events
+// ---------------------------------------------------------------------------------------------
+
+/// The events the notification rule sends to the topic (SPEC "Requests and approvals": each
+/// carries `notify`).
+const NOTIFIED_EVENTS: &[&str] = &[
+    "Approval Requested",
+    "Request Approved",
+    "Request Denied",
+    "Request Cancelled",
+    "Request Expired",
+    "Break Glass Used",
+    "Extension Requested",
+];
+
+#[test]
+fn the_notification_topic_is_optional_encrypted_and_fed_only_by_its_rule() {
+    let t = Template::load();
+
+    // Off by default; an email needs the topic.
+    assert_eq!(t.parameter_default("CreateNotificationTopic").as_deref(), Some("false"));
+    assert_eq!(t.0["Parameters"]["CreateNotificationTopic"]["AllowedValues"], json!(["true", "false"]));
+    assert_eq!(t.parameter_default("NotificationEmail").as_deref(), Some(""));
+    let on = json!({ "Fn::Equals": [reference("CreateNotificationTopic"), "true"] });
+    assert_eq!(t.0["Conditions"]["HasNotificationTopic"], on);
+    let email = &t.0["Conditions"]["HasNotificationEmail"]["Fn::And"];
+    assert!(one_or_many(email).contains(&json!({ "Condition": "HasNotificationTopic" })), "{email}");
+    assert_eq!(
+        t.0["Rules"]["NotificationEmailNeedsTopic"]["Assertions"][0]["Assert"], on,
+        "NotificationEmail without the topic is refused, not ignored"
+    );
+
+    // Everything exists only when asked for.
+    for kind in ["AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::KMS::Key", "AWS::SNS::Subscription"] {
+        assert!(t.of_type(kind).count() > 0, "{kind}");
+        for (id, resource) in t.of_type(kind) {
+            let expected =
+                if kind == "AWS::SNS::Subscription" { "HasNotificationEmail" } else { "HasNotificationTopic" };
+            assert_eq!(resource["Condition"], expected, "{id}: only with CreateNotificationTopic \"true\"");
+        }
+    }
+    assert_eq!(t.of_type("AWS::SNS::Topic").count(), 1);
+    let rule_resource = t.resource("NotificationRule");
+    assert_eq!(rule_resource["Condition"], "HasNotificationTopic");
+    let output = &t.0["Outputs"]["NotificationTopicArn"];
+    assert_eq!(output["Condition"], "HasNotificationTopic");
+    assert_eq!(output["Value"], reference("NotificationTopic"));
+
+    // The rule: the product's events on the product's bus, the request and approval kinds, as they are.
+    let rule = &rule_resource["Properties"];
+    assert_eq!(rule["EventBusName"], reference("EventBus"), "the product's bus, not the default one");
+    assert_eq!(rule["State"], "ENABLED");
+    let pattern = &rule["EventPattern"];
+    assert_eq!(pattern["source"], json!([EVENT_SOURCE]));
+    let kinds: BTreeSet<String> = strings(&pattern["detail-type"]).into_iter().collect();
+    assert_eq!(kinds, NOTIFIED_EVENTS.iter().map(|k| k.to_string()).collect(), "the request and approval events");
+    let pattern_keys: BTreeSet<&str> = pattern.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(pattern_keys, BTreeSet::from(["source", "detail-type"]), "no narrower pattern");
+    let targets = one_or_many(&rule["Targets"]);
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["Arn"], reference("NotificationTopic"));
+    for key in ["Input", "InputPath", "InputTransformer", "RoleArn"] {
+        assert!(targets[0].get(key).is_none(), "the event as is, through the topic's policy: no {key}");
+    }
+
+    // The topic: a key of its own (EventBridge cannot use the AWS managed alias/aws/sns).
+    let topic = &t.resource("NotificationTopic")["Properties"];
+    assert_eq!(topic["KmsMasterKeyId"], get_att("NotificationKey", "Arn"));
+
+    // Only the rule publishes.
+    let policy = &t.resource("NotificationTopicPolicy")["Properties"];
+    assert_eq!(one_or_many(&policy["Topics"]), [reference("NotificationTopic")]);
+    let publishers = statements(&policy["PolicyDocument"]);
+    assert_eq!(publishers.len(), 1, "{publishers:?}");
+    let s = &publishers[0];
+    assert_eq!(s["Effect"], "Allow");
+    assert_eq!(s["Principal"], json!({ "Service": "events.amazonaws.com" }));
+    assert_eq!(actions(s), ["sns:Publish"]);
+    assert_eq!(resources(s), [reference("NotificationTopic")]);
+    assert_eq!(s["Condition"], json!({ "ArnEquals": { "aws:SourceArn": get_att("NotificationRule", "Arn") } }));
+
+    // The key: EventBridge may encrypt with it for that rule only. The rule's ARN is spelt out in
+    // the key policy (a !GetAtt would be a cycle): it must be the ARN of the named rule on the bus.
+    let key = &t.resource("NotificationKey")["Properties"];
+    assert_eq!(key["EnableKeyRotation"], true);
+    let name = rule["Name"]["Fn::Sub"].as_str().expect("the rule is named (Fn::Sub)");
+    let rule_arn =
+        sub(&format!("arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/${{EventBus}}/{name}"));
+    let key_statements = statements(&key["KeyPolicy"]);
+    let services: Vec<&Value> = key_statements.iter().filter(|s| s["Principal"].get("Service").is_some()).collect();
+    assert_eq!(services.len(), 1, "one service statement: {key_statements:?}");
+    let s = services[0];
+    assert_eq!(s["Principal"], json!({ "Service": "events.amazonaws.com" }));
+    assert_eq!(actions(s), ["kms:GenerateDataKey*", "kms:Decrypt"]);
+    assert_eq!(s["Condition"], json!({ "ArnEquals": { "aws:SourceArn": rule_arn } }), "only for the notification rule");
+    for other in key_statements.iter().filter(|s| s["Principal"].get("Service").is_none()) {
+        assert_eq!(
+            other["Principal"],
+            json!({ "AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root") }),
+            "the rest of the key policy is the account's own (IAM decides): {other}"
+        );
+    }
+
+    // The optional email subscription.
+    let subscription = &t.resource("NotificationEmailSubscription")["Properties"];
+    assert_eq!(subscription["TopicArn"], reference("NotificationTopic"));
+    assert_eq!(subscription["Protocol"], "email");
+    assert_eq!(subscription["Endpoint"], reference("NotificationEmail"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,5 +867,74 @@ fn functions_get_the_configuration_the_code_reads_and_its_defaults_are_valid() {
         if is_grant {
             assert!(timeout <= 30, "{id}: API Gateway's integration timeout is 30 s");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sample events: each HTTP API event in events/ is a request to one of the template's routes
+// ---------------------------------------------------------------------------------------------
+
+/// Route key (`POST /grants/{id}/approve`) to the function behind it.
+fn template_routes(t: &Template) -> BTreeMap<String, String> {
+    let integrations: BTreeMap<&str, &str> = t
+        .of_type("AWS::ApiGatewayV2::Integration")
+        .map(|(id, i)| (id.as_str(), i["Properties"]["IntegrationUri"]["Fn::GetAtt"][0].as_str().unwrap()))
+        .collect();
+    t.of_type("AWS::ApiGatewayV2::Route")
+        .map(|(_, route)| {
+            let p = &route["Properties"];
+            let target = p["Target"]["Fn::Sub"].as_str().unwrap();
+            let integration = target.strip_prefix("integrations/${").and_then(|s| s.strip_suffix('}')).unwrap();
+            (p["RouteKey"].as_str().unwrap().to_owned(), integrations[integration].to_owned())
+        })
+        .collect()
+}
+
+/// Whether a concrete path matches a route's path (`{name}` matches one segment).
+fn path_matches(route_path: &str, path: &str) -> bool {
+    let (route, path): (Vec<&str>, Vec<&str>) = (route_path.split('/').collect(), path.split('/').collect());
+    route.len() == path.len()
+        && route.iter().zip(&path).all(|(r, p)| (r.starts_with('{') && r.ends_with('}') && !p.is_empty()) || r == p)
+}
+
+#[test]
+fn http_sample_events_are_requests_to_the_templates_routes() {
+    let t = Template::load();
+    let routes = template_routes(&t);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
+    let mut seen = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+        if event["version"] != "2.0" {
+            continue; // not an HTTP API (payload 2.0) event: schedules, the REST API (1.0) sample
+        }
+        let key = event["routeKey"].as_str().unwrap_or_else(|| panic!("{name}: routeKey"));
+        assert!(routes.contains_key(key), "{name}: {key} is no route of the template");
+        assert_eq!(event["requestContext"]["routeKey"], key, "{name}: requestContext.routeKey");
+        let (method, route_path) = key.split_once(' ').unwrap();
+        assert_eq!(event["requestContext"]["http"]["method"], method, "{name}: method");
+        let raw_path = event["rawPath"].as_str().unwrap();
+        assert_eq!(event["requestContext"]["http"]["path"], raw_path, "{name}: requestContext.http.path");
+        assert!(path_matches(route_path, raw_path), "{name}: {raw_path} does not match {key}");
+        for (param, value) in event["pathParameters"].as_object().into_iter().flatten() {
+            assert!(route_path.contains(&format!("{{{param}}}")), "{name}: path parameter {param} not in {key}");
+            assert!(raw_path.split('/').any(|s| value == s), "{name}: {param}={value} not in {raw_path}");
+        }
+        let authorizer: Option<Vec<String>> =
+            event["requestContext"]["authorizer"].as_object().map(|a| a.keys().cloned().collect());
+        assert!(
+            matches!(authorizer.as_deref(), Some([k]) if k == "iam" || k == "jwt"),
+            "{name}: one IAM or JWT authorizer context, as the routes require: {authorizer:?}"
+        );
+        seen.insert(key.to_owned());
+    }
+    for key in ["POST /grants/{id}/approve", "POST /grants/{id}/deny", "GET /policy"] {
+        assert!(seen.contains(key), "no sample event for {key}");
     }
 }
