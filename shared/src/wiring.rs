@@ -2,14 +2,16 @@
 //! functions and `jitctl` alike; and the domain context over them.
 
 use crate::{
-    adapters::dynamodb::{DynamoGrantStore, DynamoStore},
+    adapters::dynamodb::{DynamoGrantStore, DynamoPolicyStore, DynamoStore},
     adapters::eventbridge::EventBridgeBus,
+    adapters::policy_cache::PolicyCache,
     adapters::scheduler::{self, EventBridgeScheduler},
     clock::{Clock, SystemClock},
     config::{Config, ConfigError, IdentityConfig},
     domain::grant::{GrantContext, GrantPolicy},
     ports::{
         DirectoryProvider, DirectoryStore, EventBus, ExpiryScheduler, GrantStore, IntegrationCatalog, MembershipOracle,
+        PolicySource, PolicyStore,
     },
 };
 use std::sync::Arc;
@@ -27,6 +29,10 @@ pub struct Lifecycle {
     pub policy: GrantPolicy,
     /// Who the callers are: admins, the identity claim.
     pub identity: IdentityConfig,
+    /// The applied access policy as the request paths decide by it (read at most every 30 s).
+    pub policies: Arc<dyn PolicySource>,
+    /// The policy's versions (`GET /policy`, `jitctl policy`).
+    pub policy_store: Arc<dyn PolicyStore>,
 }
 
 /// Which function a lifecycle serves: only `grant` creates expiry schedules (and holds the ARNs
@@ -51,7 +57,10 @@ impl Lifecycle {
             }
             Function::Revoke => Arc::new(EventBridgeScheduler::delete_only(scheduler_client, &config.schedule_group)),
         };
+        let policy_store: Arc<dyn PolicyStore> = Arc::new(DynamoPolicyStore::new(dynamodb.clone(), &config.table_name));
         Ok(Self {
+            policies: Arc::new(PolicyCache::with_default_ttl(policy_store.clone(), clock.clone())),
+            policy_store,
             store: store.clone(),
             scheduler,
             events: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus_name)),

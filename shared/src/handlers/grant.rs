@@ -63,7 +63,10 @@ impl GrantHandler {
             self.get(&request).await
         } else if routing::matches(&request, &Method::GET, &["groups"]) {
             self.groups(&request).await
+        } else if routing::matches(&request, &Method::GET, &["policy"]) {
+            super::policy::get(&self.lifecycle, &request).await
         } else if routing::path_known(&request, &["grants"])
+            || routing::path_known(&request, &["policy"])
             || routing::path_known(&request, &["grants", "*"])
             || routing::path_known(&request, &["groups"])
         {

@@ -5,7 +5,9 @@ mod directory;
 mod directory_store;
 mod grants;
 pub mod lifecycle;
+mod policy_store;
 
 pub use directory::*;
 pub use directory_store::*;
 pub use grants::*;
+pub use policy_store::*;

@@ -73,6 +73,18 @@ pub fn audit_day(day: NaiveDate) -> String {
     format!("AUDIT#{}", day.format("%Y-%m-%d"))
 }
 
+// ---------------------------------------------------------------------------------------------
+// The access policy (see `policy_store`): one partition, a few items per change.
+
+/// The partition of every policy item: its versions and the pointer to the applied one.
+pub const POLICY: &str = "POLICY";
+/// The sort key of the pointer to the applied version.
+pub const POLICY_CURRENT: &str = "CURRENT";
+/// The sort key of one version: zero-padded, so that the text order is the version order.
+pub fn policy_version(version: u64) -> String {
+    format!("VERSION#{version:020}")
+}
+
 /// DynamoDB's limit for a partition key is 2048 bytes; keys this long or shorter are kept as they
 /// are (no collision is possible), longer ones are hashed.
 const IDEMPOTENCY_KEY_MAX_BYTES: usize = 1024;
@@ -109,6 +121,13 @@ mod tests {
         assert!(sortable_time(t) < sortable_time(later));
         assert!(due_sort(later, "ffffffff-ffff") < due_until(later));
         assert!(due_until(t) < due_sort(later, "00000000"));
+    }
+
+    #[test]
+    fn policy_versions_sort_as_numbers() {
+        assert_eq!(policy_version(7), "VERSION#00000000000000000007");
+        assert!(policy_version(9) < policy_version(10));
+        assert!(policy_version(u64::MAX).len() == policy_version(1).len());
     }
 
     #[test]

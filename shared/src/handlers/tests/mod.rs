@@ -1,6 +1,7 @@
 //! The grant and revoke handlers with in-memory doubles, driven by the sample events in `events/`.
 
 mod access;
+mod policy;
 
 use super::{grant::GrantHandler, revoke::RevokeHandler};
 use crate::{config::IdentityConfig, wiring::Lifecycle};
@@ -10,13 +11,14 @@ const ADMIN_ARN: &str = "arn:aws:iam::123456789012:user/alice";
 /// Users in this group are admins too (dave is one).
 const ADMIN_GROUP: &str = "jit-admins";
 use crate::{
+    adapters::policy_cache::PolicyCache,
     clock::ManualClock,
     domain::grant::GrantPolicy,
     domain::model::{DirectoryChanges, DirectoryGroup, Membership, MembershipMethod},
     ports::DirectoryStore,
     testing::FakeDirectory,
     testing::MemoryStore,
-    testing::{FakeIntegrations, FakeScheduler, MemoryGrantStore, RecordingBus, SyncedMemberships},
+    testing::{FakeIntegrations, FakeScheduler, MemoryGrantStore, MemoryPolicyStore, RecordingBus, SyncedMemberships},
 };
 use chrono::{TimeZone, Utc};
 use lambda_http::{Context, LambdaEvent};
@@ -47,6 +49,7 @@ struct World {
     directory: Arc<FakeDirectory>,
     clock: Arc<ManualClock>,
     bus: Arc<RecordingBus>,
+    policy_store: Arc<MemoryPolicyStore>,
 }
 
 async fn world() -> World {
@@ -85,7 +88,10 @@ async fn world() -> World {
     directory_store.apply_changes("corp", &changes).await.unwrap();
     let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()));
     let bus = Arc::new(RecordingBus::default());
+    let policy_store = Arc::new(MemoryPolicyStore::default());
     let lifecycle = Arc::new(Lifecycle {
+        policies: Arc::new(PolicyCache::with_default_ttl(policy_store.clone(), clock.clone())),
+        policy_store: policy_store.clone(),
         store: Arc::new(MemoryGrantStore::default()),
         scheduler: Arc::new(FakeScheduler::default()),
         events: bus.clone(),
@@ -108,6 +114,7 @@ async fn world() -> World {
         directory,
         clock,
         bus,
+        policy_store,
     }
 }
 
