@@ -559,6 +559,7 @@ fn every_route_requires_iam_authorization_by_default() {
         ("GET /grants", "GrantFunction"),
         ("GET /grants/{id}", "GrantFunction"),
         ("GET /groups", "GrantFunction"),
+        ("GET /policy", "GrantFunction"),
         ("DELETE /grants/{id}", "RevokeFunction"),
         ("POST /sync", "SyncFunction"),
     ]
