@@ -2,6 +2,7 @@
 //! policy's versions.
 
 mod directory_store;
+mod directory_view;
 mod grant_store;
 mod item;
 mod keys;
