@@ -2,8 +2,8 @@
 //! and never overwritten, the applied pointer moved only from the planned-on version (of
 //! concurrent applies exactly one wins), and each change's audit record in the per-day index.
 
-use chrono::{Duration, TimeZone, Utc};
-use integration_tests::Stack;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use integration_tests::{serial_proxy, Stack};
 use jit_shared::{
     adapters::dynamodb::{DynamoGrantStore, DynamoPolicyStore},
     domain::{
@@ -24,20 +24,27 @@ fn change(document: &str, previous: Option<u64>, by: &str) -> PolicyChange {
         policy: Arc::new(parse_policy(document).unwrap()),
         previous,
         by: by.to_owned(),
-        at: Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
+        at: t0(),
     }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
 }
 
 async fn stores() -> (Stack, DynamoPolicyStore, DynamoGrantStore) {
     let stack = Stack::new().await;
-    let policies = DynamoPolicyStore::new(stack.dynamodb.clone(), &stack.table);
+    // Through the serializing proxy: moto applies concurrent transactions without isolation (see
+    // `serial_proxy`); DynamoDB applies each atomically.
+    let serial = aws_sdk_dynamodb::config::Builder::from(&stack.sdk).endpoint_url(serial_proxy()).build();
+    let policies = DynamoPolicyStore::new(aws_sdk_dynamodb::Client::from_conf(serial), &stack.table);
     let grants = DynamoGrantStore::new(stack.dynamodb.clone(), &stack.table);
     (stack, policies, grants)
 }
 
 #[tokio::test]
 async fn versions_are_numbered_kept_and_never_overwritten() {
-    let (stack, store, _) = stores().await;
+    let (stack, store, grants) = stores().await;
     assert!(store.applied().await.unwrap().is_none());
     assert!(store.version(1).await.unwrap().is_none());
 
@@ -67,6 +74,20 @@ async fn versions_are_numbered_kept_and_never_overwritten() {
     assert_eq!(stack.count("POLICY").await, 3, "two versions and the pointer");
     let item = stack.item("POLICY", "VERSION#00000000000000000002").await.unwrap();
     assert_eq!(item["previous"].as_n().unwrap(), "1");
+
+    // One audit record per landed change (none for the refused ones), in the day index that
+    // `jitctl audit --since` reads, and under the pseudo-grant `policy`: the history of changes.
+    let page = grants.audit_between(t0() - Duration::hours(1), t0() + Duration::hours(1), 100, None).await.unwrap();
+    let records: Vec<_> = page.records.iter().filter(|r| r.action == AuditAction::PolicyApplied).collect();
+    assert_eq!(records.len(), 2, "{:?}", page.records);
+    assert!(records.iter().all(|r| r.grant_id == POLICY_AUDIT_ID));
+    assert_eq!((records[0].actor.as_str(), records[1].actor.as_str()), ("cli:carol", "cli:dave"));
+    assert_eq!(
+        records[0].detail.as_deref(),
+        Some(format!("version 1 (sha256 {}), previous none", first.sha256).as_str())
+    );
+    assert!(records[1].detail.as_deref().unwrap().ends_with("previous 1"), "{:?}", records[1]);
+    assert_eq!(grants.audit_for(POLICY_AUDIT_ID).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -94,14 +115,7 @@ async fn of_concurrent_applies_on_one_version_exactly_one_wins() {
     let applied = store.applied().await.unwrap().unwrap();
     assert_eq!((applied.version, &applied.applied_by), (2, &won[0].applied_by));
     assert!(store.version(3).await.unwrap().is_none());
-
-    // One audit record per landed change, in the day index that `jitctl audit --since` reads.
-    let at = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
-    let page = grants.audit_between(at - Duration::hours(1), at + Duration::hours(1), 100, None).await.unwrap();
-    let records: Vec<_> = page.records.iter().filter(|r| r.action == AuditAction::PolicyApplied).collect();
-    assert_eq!(records.len(), 2, "{:?}", page.records);
-    assert!(records.iter().all(|r| r.grant_id == POLICY_AUDIT_ID));
-    assert_eq!(records[1].actor, won[0].applied_by);
-    assert!(records[1].detail.as_deref().unwrap().ends_with("previous 1"), "{:?}", records[1]);
-    assert_eq!(grants.audit_for(POLICY_AUDIT_ID).await.unwrap().len(), 2, "the history of changes");
+    let page = grants.audit_between(t0() - Duration::hours(1), t0() + Duration::hours(1), 100, None).await.unwrap();
+    let actors: Vec<&str> = page.records.iter().map(|r| r.actor.as_str()).collect();
+    assert_eq!(actors, vec!["cli:carol", won[0].applied_by.as_str()], "the losers left no audit record");
 }
