@@ -1,7 +1,7 @@
 //! `jitctl`: the operator's command line. `setup` creates the resources (locally or in AWS),
 //! `sync` runs a sync from the terminal with progress, `grant`, `revoke`, `grants` and `audit`
-//! work the grant lifecycle, `policy validate` checks a policy document. Configuration comes from the same environment variables as the
-//! functions.
+//! work the grant lifecycle, `policy validate|plan|apply|show` the access policy. Configuration
+//! comes from the same environment variables as the functions (`policy validate` needs none).
 
 mod grants;
 mod policy;
@@ -84,7 +84,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Checking a document needs no configuration and no AWS.
     let command = match cli.command {
-        Command::Policy(command) => return policy::run(command),
+        Command::Policy(command) if command.is_offline() => return policy::run(command),
         other => other,
     };
     let config = Config::from_env()?;
@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Grants(command) => grants::grants(&sdk, &config, command).await,
         Command::Audit(args) => grants::audit(&sdk, &config, args).await,
         Command::RunSchedules(args) => schedule_runner::run(&sdk, &config, args).await,
-        Command::Policy(_) => unreachable!("handled before the configuration is read"),
+        Command::Policy(command) => policy::run_with_stack(&sdk, &config, command).await,
     }
 }
 

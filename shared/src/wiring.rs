@@ -2,15 +2,16 @@
 //! functions and `jitctl` alike; and the domain context over them.
 
 use crate::{
-    adapters::dynamodb::{DynamoGrantStore, DynamoStore},
+    adapters::dynamodb::{DynamoGrantStore, DynamoPolicyStore, DynamoStore},
     adapters::eventbridge::EventBridgeBus,
+    adapters::policy_cache::PolicyCache,
     adapters::scheduler::{self, EventBridgeScheduler},
     clock::{Clock, SystemClock},
     config::{Config, ConfigError, IdentityConfig},
     domain::grant::{GrantContext, GrantPolicy},
     ports::{
         DirectoryProvider, DirectoryStore, EventBus, ExpiryScheduler, GrantStore, IntegrationCatalog, MembershipOracle,
-        PolicySource,
+        PolicySource, PolicyStore,
     },
 };
 use std::sync::Arc;
@@ -28,17 +29,10 @@ pub struct Lifecycle {
     pub policy: GrantPolicy,
     /// Who the callers are: admins, the identity claim.
     pub identity: IdentityConfig,
-    /// The applied access policy.
+    /// The applied access policy as the request paths decide by it (read at most every 30 s).
     pub policies: Arc<dyn PolicySource>,
-}
-
-/// TEMP until the policy store lands: no policy applied.
-struct NoPolicyYet;
-#[async_trait::async_trait]
-impl PolicySource for NoPolicyYet {
-    async fn current(&self) -> Result<Option<Arc<crate::ports::AppliedPolicy>>, crate::ports::PolicyStoreError> {
-        Ok(None)
-    }
+    /// The policy's versions (`GET /policy`, `jitctl policy`).
+    pub policy_store: Arc<dyn PolicyStore>,
 }
 
 /// Which function a lifecycle serves: only `grant` creates expiry schedules (and holds the ARNs
@@ -63,7 +57,10 @@ impl Lifecycle {
             }
             Function::Revoke => Arc::new(EventBridgeScheduler::delete_only(scheduler_client, &config.schedule_group)),
         };
+        let policy_store: Arc<dyn PolicyStore> = Arc::new(DynamoPolicyStore::new(dynamodb.clone(), &config.table_name));
         Ok(Self {
+            policies: Arc::new(PolicyCache::with_default_ttl(policy_store.clone(), clock.clone())),
+            policy_store,
             store: store.clone(),
             scheduler,
             events: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus_name)),
@@ -74,7 +71,6 @@ impl Lifecycle {
             clock,
             policy: GrantPolicy::from_config(config),
             identity: config.identity.clone(),
-            policies: Arc::new(NoPolicyYet),
         })
     }
 

@@ -1,4 +1,4 @@
-//! `grant`: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`. Wiring only; see
+//! `grant`: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`, `GET /policy`. Wiring only; see
 //! `jit_shared::handlers::grant`.
 
 use jit_shared::{

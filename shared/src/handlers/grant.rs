@@ -86,7 +86,10 @@ impl GrantHandler {
             self.decide(&request, Verdict::Approve).await
         } else if routing::matches(&request, &Method::POST, &["grants", "*", "deny"]) {
             self.decide(&request, Verdict::Deny).await
+        } else if routing::matches(&request, &Method::GET, &["policy"]) {
+            super::policy::get(&self.lifecycle, &request).await
         } else if routing::path_known(&request, &["grants"])
+            || routing::path_known(&request, &["policy"])
             || routing::path_known(&request, &["grants", "*"])
             || routing::path_known(&request, &["grants", "*", "approve"])
             || routing::path_known(&request, &["grants", "*", "deny"])

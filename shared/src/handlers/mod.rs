@@ -4,6 +4,7 @@
 pub mod access;
 pub mod failure;
 pub mod grant;
+pub mod policy;
 pub mod revoke;
 pub mod routing;
 pub mod sync;

@@ -11,7 +11,7 @@ use crate::{
         revoke::RevokeError,
         sync::SyncError,
     },
-    ports::{GrantStoreError, SecretsError, StoreError},
+    ports::{GrantStoreError, PolicyStoreError, SecretsError, StoreError},
 };
 use lambda_http::http::StatusCode;
 
@@ -93,6 +93,17 @@ impl From<&GrantStoreError> for Problem {
             // A read that failed: the store's fault, not the request's.
             _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
         }
+    }
+}
+
+impl From<&PolicyStoreError> for Problem {
+    fn from(error: &PolicyStoreError) -> Self {
+        let status = match error {
+            PolicyStoreError::Conflict { .. } => StatusCode::CONFLICT,
+            // A stored version that no longer parses, or the table: not the request's fault.
+            PolicyStoreError::Invalid { .. } | PolicyStoreError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Problem::new(status, error.to_string())
     }
 }
 
@@ -189,5 +200,8 @@ mod tests {
         assert_eq!(status(&IdentityError::Unauthenticated("no claim".into())), 401);
         assert_eq!(status(&IdentityError::Forbidden("not a user".into())), 403);
         assert_eq!(status(&IdentityError::Integrations(SecretsError::List("x".into()))), 503);
+        assert_eq!(status(&PolicyStoreError::Conflict { current: Some(2) }), 409);
+        assert_eq!(status(&PolicyStoreError::Invalid { version: 1, reason: "x".into() }), 500);
+        assert_eq!(status(&PolicyStoreError::Store(StoreError::Aws("down".into()))), 500);
     }
 }

@@ -6,8 +6,10 @@ mod directory_store;
 mod grants;
 pub mod lifecycle;
 mod policy;
+mod policy_store;
 
 pub use directory::*;
 pub use directory_store::*;
 pub use grants::*;
 pub use policy::*;
+pub use policy_store::*;

@@ -7,10 +7,11 @@
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use std::{
-    net::TcpListener,
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::OnceLock,
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -63,6 +64,89 @@ pub fn wait_until_listening(port: u16, limit: Duration) {
         assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port} after {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// moto's server runs every request on a thread of its own with no isolation: it checks a
+/// condition and applies the write in separate steps, so two concurrent requests can both pass
+/// the same condition (measured: 8 racing `lock_lease` calls on one lease gave the lock to two
+/// owners in 20 of 40 rounds), and a cancelled transaction restores a copy of the whole table,
+/// undoing writes made meanwhile. DynamoDB applies each request atomically. Tests that race
+/// requests send them through this proxy, which hands moto one request at a time: each request is
+/// atomic, as in DynamoDB, and the domain's operations (several requests each) still interleave.
+/// Returns the proxy's URL.
+pub fn serial_proxy() -> String {
+    let upstream = aws_endpoint().trim_start_matches("http://").to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+    let url = format!("http://{}", listener.local_addr().expect("proxy address"));
+    let turn = Arc::new(Mutex::new(()));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let (upstream, turn) = (upstream.clone(), turn.clone());
+            std::thread::spawn(move || {
+                let _ = relay(client, &upstream, &turn);
+            });
+        }
+    });
+    url
+}
+
+/// One request from the client to moto and its answer back, then both connections close.
+fn relay(mut client: TcpStream, upstream: &str, turn: &Mutex<()>) -> std::io::Result<()> {
+    let request = read_message(&mut client, true)?;
+    let response = {
+        let _one_at_a_time = turn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut moto = TcpStream::connect(upstream)?;
+        moto.write_all(&request)?;
+        read_message(&mut moto, false)?
+    };
+    client.write_all(&response)
+}
+
+/// Reads one HTTP/1.1 message (head and `Content-Length` body) and rewrites it to close its
+/// connection. A response without a length is read to the end.
+fn read_message(stream: &mut TcpStream, request: bool) -> std::io::Result<Vec<u8>> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
+    });
+    match length {
+        Some(length) => {
+            while buffer.len() < head_end + length {
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+            buffer.truncate(head_end + length);
+        }
+        None if request => buffer.truncate(head_end),
+        None => {
+            stream.read_to_end(&mut buffer)?;
+        }
+    }
+    let mut message: Vec<u8> = head
+        .split("\r\n")
+        .filter(|line| !line.is_empty() && !line.to_ascii_lowercase().starts_with("connection:"))
+        .flat_map(|line| [line, "\r\n"])
+        .collect::<String>()
+        .into_bytes();
+    message.extend_from_slice(b"Connection: close\r\n\r\n");
+    message.extend_from_slice(&buffer[head_end..]);
+    Ok(message)
 }
 
 /// The caller of the sample events in `events/` (IAM authorization): the tests' admin.

@@ -82,6 +82,18 @@ pub fn audit_day(day: NaiveDate) -> String {
     format!("AUDIT#{}", day.format("%Y-%m-%d"))
 }
 
+// ---------------------------------------------------------------------------------------------
+// The access policy (see `policy_store`): one partition, a few items per change.
+
+/// The partition of every policy item: its versions and the pointer to the applied one.
+pub const POLICY: &str = "POLICY";
+/// The sort key of the pointer to the applied version.
+pub const POLICY_CURRENT: &str = "CURRENT";
+/// The sort key of one version: zero-padded, so that the text order is the version order.
+pub fn policy_version(version: u64) -> String {
+    format!("VERSION#{version:020}")
+}
+
 /// DynamoDB's limit for a partition key is 2048 bytes; keys this long or shorter are kept as they
 /// are (no collision is possible), longer ones are hashed.
 const IDEMPOTENCY_KEY_MAX_BYTES: usize = 1024;
@@ -140,6 +152,13 @@ mod tests {
         }
         assert_eq!(user_by_username("corp", " Alice.Smith "), "USERNAME#corp#alice.smith");
         assert_eq!(member_of("corp", "u1"), "MEMBEROF#corp#u1");
+    }
+
+    #[test]
+    fn policy_versions_sort_as_numbers() {
+        assert_eq!(policy_version(7), "VERSION#00000000000000000007");
+        assert!(policy_version(9) < policy_version(10));
+        assert!(policy_version(u64::MAX).len() == policy_version(1).len());
     }
 
     #[test]

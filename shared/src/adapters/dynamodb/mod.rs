@@ -1,14 +1,18 @@
-//! State in DynamoDB (one table, see [`table`]): the synced directory and the grants.
+//! State in DynamoDB (one table, see [`table`]): the synced directory, the grants and the access
+//! policy's versions.
 
 mod directory_store;
+mod directory_view;
 mod grant_store;
 mod item;
 mod keys;
 mod membership_oracle;
+mod policy_store;
 pub mod table;
 
 pub use directory_store::DynamoStore;
 pub use grant_store::DynamoGrantStore;
+pub use policy_store::DynamoPolicyStore;
 
 pub use crate::ports::StoreError;
 

@@ -390,6 +390,8 @@ pub enum AuditAction {
     Cancelled,
     /// A request not decided within its approval timeout.
     RequestExpired,
+    /// A new version of the access policy was applied (see [`AuditRecord::policy_applied`]).
+    PolicyApplied,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -443,7 +445,36 @@ impl AuditRecord {
         self.detail = Some(detail.into());
         self
     }
+
+    /// The record of a policy change.
+    ///
+    /// The audit trail is grant-centric (one partition per grant, and a per-day index that
+    /// `audit_between` and `jitctl audit --since` read). A policy change is recorded as a record
+    /// of the pseudo-grant [`POLICY_AUDIT_ID`] rather than as a new kind of item: it then lands
+    /// in the same day index with no change to the listing, the item mapping or older records
+    /// (a reader that does not know `policy_applied` still sees a well-formed record), and
+    /// `audit_for("policy")` is the history of every change. `integration`, `user_id` and
+    /// `group_id` are empty: a policy spans all of them.
+    pub fn policy_applied(at: DateTime<Utc>, by: &str, version: u64, previous: Option<u64>, sha256: &str) -> Self {
+        let previous = previous.map_or_else(|| "none".to_owned(), |p| p.to_string());
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            grant_id: POLICY_AUDIT_ID.to_owned(),
+            at,
+            actor: by.to_owned(),
+            action: AuditAction::PolicyApplied,
+            outcome: AuditOutcome::Succeeded,
+            integration: String::new(),
+            user_id: String::new(),
+            group_id: String::new(),
+            reason: None,
+            detail: Some(format!("version {version} (sha256 {sha256}), previous {previous}")),
+        }
+    }
 }
+
+/// The `grant_id` of policy changes' audit records (no grant id is a UUID of this form).
+pub const POLICY_AUDIT_ID: &str = "policy";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditPage {
@@ -484,6 +515,9 @@ pub enum EventType {
     RequestExpired,
     #[serde(rename = "Break Glass Used")]
     BreakGlassUsed,
+    /// A new version of the access policy was applied (`jitctl policy apply`).
+    #[serde(rename = "Policy Changed")]
+    PolicyChanged,
 }
 
 impl EventType {
@@ -502,6 +536,7 @@ impl EventType {
             Self::RequestCancelled => "Request Cancelled",
             Self::RequestExpired => "Request Expired",
             Self::BreakGlassUsed => "Break Glass Used",
+            Self::PolicyChanged => "Policy Changed",
         }
     }
 }
@@ -716,7 +751,10 @@ mod tests {
         assert_eq!(EventType::RevocationFailed.detail_type(), "Revocation Failed");
         assert_eq!(EventType::SyncCompleted.detail_type(), "Sync Completed");
         assert_eq!(EventType::DriftDetected.detail_type(), "Drift Detected");
-        for t in [EventType::GrantCreated, EventType::RevocationFailed, EventType::GrantFailed] {
+        assert_eq!(EventType::PolicyChanged.detail_type(), "Policy Changed");
+        for t in
+            [EventType::GrantCreated, EventType::RevocationFailed, EventType::GrantFailed, EventType::PolicyChanged]
+        {
             assert_eq!(serde_json::to_value(t).unwrap(), t.detail_type());
         }
         let event = GrantEvent::for_grant(
@@ -747,6 +785,19 @@ mod tests {
         assert_eq!(json["outcome"], "failed");
         assert_eq!(json["user_id"], "u1");
         assert!(json.get("reason").is_none());
+    }
+
+    #[test]
+    fn a_policy_change_is_an_audit_record_of_the_policy() {
+        let at = sample_grant().requested_at;
+        let r = AuditRecord::policy_applied(at, "cli:carol", 3, Some(2), "ab12");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["action"], "policy_applied");
+        assert_eq!(json["grant_id"], POLICY_AUDIT_ID);
+        assert_eq!(json["actor"], "cli:carol");
+        assert_eq!(json["detail"], "version 3 (sha256 ab12), previous 2");
+        let first = AuditRecord::policy_applied(at, "me", 1, None, "cd34");
+        assert_eq!(first.detail.as_deref(), Some("version 1 (sha256 cd34), previous none"));
     }
 
     #[test]

@@ -8,9 +8,18 @@
 
 mod document;
 mod evaluate;
+mod plan;
 
 pub use document::{parse_policy, PolicyError, MAX_POLICY_BYTES, POLICY_VERSION};
 pub use evaluate::{Decision, GroupRef, PolicyRequest, Refusal, Requester};
+pub use plan::{plan, DirectoryView, GroupPlan, OverLimitGrant, PlanWarning, PolicyPlan, RuleChange};
+
+/// The hex SHA-256 of a policy document's text: what identifies an applied version in the audit
+/// trail and the `Policy Changed` event.
+pub fn document_sha256(document: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(document.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
 
 use crate::domain::model::GrantDuration;
 use std::fmt;

@@ -8,7 +8,7 @@ use serde_json::json;
 const ISSUER: &str = "https://sso.example.com";
 
 /// A sample event as the JWT authorizer passes it: the token's claims, as strings.
-fn as_person(mut e: Value, email: &str, verified: &str) -> Value {
+pub(super) fn as_person(mut e: Value, email: &str, verified: &str) -> Value {
     let sub = format!("sub-{}", email.split('@').next().unwrap());
     e["requestContext"]["authorizer"] = json!({
         "jwt": { "claims": { "iss": ISSUER, "sub": sub, "email": email, "email_verified": verified }, "scopes": null }

@@ -1,6 +1,7 @@
 //! The grant and revoke handlers with in-memory doubles, driven by the sample events in `events/`.
 
 mod access;
+mod policy;
 mod requests;
 
 use super::{grant::GrantHandler, revoke::RevokeHandler};
@@ -17,7 +18,10 @@ use crate::{
     ports::DirectoryStore,
     testing::FakeDirectory,
     testing::MemoryStore,
-    testing::{FakeIntegrations, FakeScheduler, FixedPolicy, MemoryGrantStore, RecordingBus, SyncedMemberships},
+    testing::{
+        FakeIntegrations, FakeScheduler, FixedPolicy, MemoryGrantStore, MemoryPolicyStore, RecordingBus,
+        SyncedMemberships,
+    },
 };
 use chrono::{TimeZone, Utc};
 use lambda_http::{Context, LambdaEvent};
@@ -50,6 +54,7 @@ struct World {
     bus: Arc<RecordingBus>,
     policies: Arc<FixedPolicy>,
     store: Arc<MemoryGrantStore>,
+    policy_store: Arc<MemoryPolicyStore>,
 }
 
 async fn world() -> World {
@@ -90,7 +95,11 @@ async fn world() -> World {
     let bus = Arc::new(RecordingBus::default());
     let policies = Arc::new(FixedPolicy::default());
     let store = Arc::new(MemoryGrantStore::default());
+    let policy_store = Arc::new(MemoryPolicyStore::default());
     let lifecycle = Arc::new(Lifecycle {
+        // The request paths decide by what the tests apply; `GET /policy` reads the store.
+        policies: policies.clone(),
+        policy_store: policy_store.clone(),
         store: store.clone(),
         scheduler: Arc::new(FakeScheduler::default()),
         events: bus.clone(),
@@ -106,7 +115,6 @@ async fn world() -> World {
             admin_group: Some(ADMIN_GROUP.into()),
             ..IdentityConfig::default()
         },
-        policies: policies.clone(),
     });
     World {
         grant: GrantHandler { lifecycle: lifecycle.clone() },
@@ -116,6 +124,7 @@ async fn world() -> World {
         bus,
         policies,
         store,
+        policy_store,
     }
 }
 

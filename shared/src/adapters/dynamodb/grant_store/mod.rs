@@ -30,7 +30,7 @@ mod listing;
 mod paging;
 mod transactions;
 
-pub(super) use transactions::{built, write_backoff};
+pub(super) use transactions::{built, write_backoff, Expr, Write};
 
 use super::{table, StoreError};
 use crate::{

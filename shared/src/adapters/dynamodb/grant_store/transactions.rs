@@ -32,18 +32,18 @@ pub(in crate::adapters::dynamodb) fn built<T, E: std::fmt::Display>(result: Resu
 
 /// Names and values of one request's expressions.
 #[derive(Default)]
-pub(super) struct Expr {
+pub(in crate::adapters::dynamodb) struct Expr {
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
 }
 
 impl Expr {
     /// `#name` placeholders for attributes of the same name.
-    pub(super) fn names(mut self, attributes: &[&str]) -> Self {
+    pub(in crate::adapters::dynamodb) fn names(mut self, attributes: &[&str]) -> Self {
         self.names.extend(attributes.iter().map(|a| (format!("#{a}"), (*a).to_owned())));
         self
     }
-    pub(super) fn value(mut self, placeholder: &str, value: AttributeValue) -> Self {
+    pub(in crate::adapters::dynamodb) fn value(mut self, placeholder: &str, value: AttributeValue) -> Self {
         self.values.insert(placeholder.to_owned(), value);
         self
     }
@@ -97,7 +97,7 @@ conditioned!(
 );
 
 /// One write of a transaction.
-pub(super) struct Write {
+pub(in crate::adapters::dynamodb) struct Write {
     item: TransactWriteItem,
     /// What failed when this write's condition fails (the `Conflict` reported).
     refused: String,
@@ -105,7 +105,7 @@ pub(super) struct Write {
 }
 
 impl Write {
-    pub(super) fn put(
+    pub(in crate::adapters::dynamodb) fn put(
         table: &str,
         item: Item,
         condition: Option<(&str, Expr)>,
@@ -227,7 +227,7 @@ impl DynamoGrantStore {
 
     /// `writes` and the puts of the audit records, in one transaction: a change and its audit
     /// trail are stored together or not at all ([`Self::transact`] refuses more than 100 writes).
-    pub(super) async fn transact_with_audit(
+    pub(in crate::adapters::dynamodb) async fn transact_with_audit(
         &self,
         mut writes: Vec<Write>,
         audit: &[AuditRecord],
