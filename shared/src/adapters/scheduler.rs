@@ -5,7 +5,7 @@
 
 use crate::{
     config::{Config, ConfigError},
-    domain::model::{expiry_schedule_expression, schedule_name_for, ExpiryInput, Grant},
+    domain::model::{expiry_schedule_expression, reminder_schedule_name, schedule_name_for, ExpiryInput, Grant},
     ports::{ExpiryScheduler, SchedulerError},
 };
 use async_trait::async_trait;
@@ -16,6 +16,7 @@ use aws_sdk_scheduler::{
         ScheduleState, Target,
     },
 };
+use chrono::{DateTime, Utc};
 
 /// Retries of an expiry schedule's delivery. Scheduler invokes Lambda asynchronously, so these
 /// cover getting the event into Lambda's queue (throttling, a Lambda service error); failures of
@@ -131,9 +132,9 @@ fn check_arn<'a>(arn: &'a str, service: &str) -> Result<&'a str, String> {
 }
 
 /// Names the grant, never its reason or the user's email (anyone who may read schedules sees it).
-fn description(grant: &Grant) -> String {
+fn description(grant: &Grant, what: &str) -> String {
     let text = format!(
-        "jit-access: ends grant {} (integration {}, group {}, user {}) at {}",
+        "jit-access: {what} grant {} (integration {}, group {}, user {}) at {}",
         grant.id,
         grant.integration,
         grant.group.name,
@@ -164,9 +165,15 @@ pub async fn delete_schedule(
     }
 }
 
-#[async_trait]
-impl ExpiryScheduler for EventBridgeScheduler {
-    async fn create(&self, grant: &Grant) -> Result<String, SchedulerError> {
+impl EventBridgeScheduler {
+    /// One one-time schedule targeting the `revoke` function.
+    async fn create_one_time(
+        &self,
+        name: String,
+        at: DateTime<Utc>,
+        input: String,
+        description: String,
+    ) -> Result<String, SchedulerError> {
         let target = self.target.as_ref().ok_or_else(|| {
             SchedulerError(
                 "this function cannot create expiry schedules: REVOKE_FUNCTION_ARN and SCHEDULER_ROLE_ARN are not \
@@ -174,8 +181,6 @@ impl ExpiryScheduler for EventBridgeScheduler {
                     .into(),
             )
         })?;
-        let name = schedule_name_for(grant);
-        let input = serde_json::to_string(&ExpiryInput::expire(&grant.id)).expect("expiry input serializes");
         let retry = RetryPolicy::builder()
             .maximum_retry_attempts(EXPIRY_MAX_RETRY_ATTEMPTS)
             .maximum_event_age_in_seconds(EXPIRY_MAX_EVENT_AGE_SECS)
@@ -199,12 +204,12 @@ impl ExpiryScheduler for EventBridgeScheduler {
             .create_schedule()
             .name(&name)
             .group_name(&self.group)
-            .schedule_expression(expiry_schedule_expression(grant.expiry()))
+            .schedule_expression(expiry_schedule_expression(at))
             .schedule_expression_timezone("UTC")
             .flexible_time_window(window)
             .action_after_completion(ActionAfterCompletion::Delete)
             .state(ScheduleState::Enabled)
-            .description(description(grant))
+            .description(description)
             .target(target)
             .send()
             .await;
@@ -214,6 +219,20 @@ impl ExpiryScheduler for EventBridgeScheduler {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => Ok(name),
             Err(e) => Err(scheduler_error(format!("creating schedule {name} in group {}", self.group))(e)),
         }
+    }
+}
+
+#[async_trait]
+impl ExpiryScheduler for EventBridgeScheduler {
+    async fn create(&self, grant: &Grant) -> Result<String, SchedulerError> {
+        let input = serde_json::to_string(&ExpiryInput::expire(&grant.id)).expect("expiry input serializes");
+        self.create_one_time(schedule_name_for(grant), grant.expiry(), input, description(grant, "ends")).await
+    }
+
+    async fn create_reminder(&self, grant: &Grant, at: DateTime<Utc>) -> Result<String, SchedulerError> {
+        let input = serde_json::to_string(&ExpiryInput::remind(&grant.id)).expect("reminder input serializes");
+        self.create_one_time(reminder_schedule_name(&grant.id), at, input, description(grant, "reminds of the end of"))
+            .await
     }
 
     async fn delete(&self, name: &str) -> Result<(), SchedulerError> {

@@ -21,6 +21,7 @@
 use crate::{
     clock::Clock,
     config::{Config, GroupScope},
+    domain::extension,
     domain::model::GrantDuration,
     domain::model::{
         content_hash, ApprovalMode, AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent,
@@ -28,7 +29,7 @@ use crate::{
         Lease, LeaseHold, LeaseKey, Name,
     },
     domain::policy::Refusal,
-    domain::request::{self, authorize, Ask, Authorization},
+    domain::request::{self, authorize, Ask, Authorization, Verdict},
     domain::{identity::PrincipalUser, snapshot::canonical_email},
     ports::{
         Activation, AddOutcome, Directory, DirectoryProvider, DirectoryStore, Ending, EventBus, ExpiryScheduler,
@@ -397,6 +398,9 @@ async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<
         decided_by: None,
         policy: None,
         revision: 0,
+        pending_extension: None,
+        extensions: Vec::new(),
+        remind_before: None,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -404,21 +408,19 @@ async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<
     };
     let span = tracing::info_span!("grant", grant_id = %grant.id, integration = %grant.integration,
         user = %grant.user.id, group = %grant.group.id);
-    match authorization {
-        None => {}
-        Some(Authorization::AutoApproved { policy }) => {
-            grant.approval = ApprovalMode::AutoApproved;
-            grant.policy = Some(policy);
-        }
-        Some(Authorization::BreakGlass { policy, notify }) => {
-            grant.approval = ApprovalMode::BreakGlass;
-            grant.break_glass = true;
-            grant.policy = Some(policy);
-            grant.approvers = notify;
-        }
-        Some(Authorization::NeedsApproval { policy, required, approvers, timeout }) => {
-            grant.policy = Some(policy);
-            return request::record(ctx, grant, required, approvers, timeout).instrument(span).await;
+    if let Some(Authorization { policy, remind_before, verdict }) = authorization {
+        grant.policy = Some(policy);
+        grant.remind_before = remind_before;
+        match verdict {
+            Verdict::AutoApproved => grant.approval = ApprovalMode::AutoApproved,
+            Verdict::BreakGlass { notify } => {
+                grant.approval = ApprovalMode::BreakGlass;
+                grant.break_glass = true;
+                grant.approvers = notify;
+            }
+            Verdict::NeedsApproval { required, approvers, timeout } => {
+                return request::record(ctx, grant, required, approvers, timeout).instrument(span).await;
+            }
         }
     }
     let hold = LeaseHold { key: grant.lease_key(), owner: format!("grant:{}", grant.id) };
@@ -540,6 +542,7 @@ async fn activate(
         Err(e) => return Err(abort(ctx, hold, e.into()).await),
     };
     tracing::info!(preexisting, "grant active");
+    extension::schedule_reminder(ctx, &active).await;
     publish(ctx.events, EventType::GrantCreated, &active, &active.requested_by, None, None).await;
     Ok(active)
 }
@@ -623,9 +626,11 @@ pub(crate) async fn synced_membership(ctx: &GrantContext<'_>, key: &LeaseKey, be
 
 /// The emails an event of `grant` tells (SPEC: requester, approvers, grantee), each once.
 pub(crate) fn notify_list(grant: &Grant) -> Vec<String> {
+    let extension_approvers = grant.pending_extension.iter().flat_map(|p| p.approvers.iter());
     let people = std::iter::once(&grant.user.email)
         .chain(grant.requester.as_ref().map(|r| &r.email))
-        .chain(grant.approvers.iter());
+        .chain(grant.approvers.iter())
+        .chain(extension_approvers);
     let mut seen = std::collections::BTreeSet::new();
     people.filter(|email| seen.insert(email.as_str())).cloned().collect()
 }

@@ -14,6 +14,7 @@
 //! request to a pending grant under the lease's lock, in the same conditional write; the grant
 //! is then activated like any other (`domain::grant`), its clock starting then.
 
+use super::extension;
 use super::grant::{add_and_activate, lock, publish, resolve_integration, unlock, GrantContext, GrantError};
 use crate::{
     domain::identity::{Principal, PrincipalUser},
@@ -33,21 +34,25 @@ pub const MAX_COMMENT_CHARS: usize = 1000;
 
 /// Times a decision re-reads a request that changed under it before giving up (each retry is
 /// caused by another decision landing, so few are ever needed).
-const CONFLICT_ATTEMPTS: usize = 8;
+pub(crate) const CONFLICT_ATTEMPTS: usize = 8;
 
 /// What the policy allows a non-admin's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Authorization {
-    AutoApproved {
-        policy: PolicyRef,
-    },
+pub(crate) struct Authorization {
+    pub policy: PolicyRef,
+    /// The rule's `remind_before`.
+    pub remind_before: Option<GrantDuration>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    AutoApproved,
     /// Active at once, flagged; `notify` are the rule's approvers, told of it.
     BreakGlass {
-        policy: PolicyRef,
         notify: Vec<String>,
     },
     NeedsApproval {
-        policy: PolicyRef,
         required: u32,
         approvers: Vec<String>,
         timeout: GrantDuration,
@@ -90,8 +95,9 @@ pub(crate) async fn authorize(
     };
     let (rule, decision) = policy.evaluate(&request).map_err(GrantError::Refused)?;
     let policy_ref = PolicyRef { version: applied.version, rule: rule.index };
+    let authorized = |verdict| Authorization { policy: policy_ref, remind_before: rule.remind_before, verdict };
     match decision {
-        Decision::AutoApproved => Ok(Authorization::AutoApproved { policy: policy_ref }),
+        Decision::AutoApproved => Ok(authorized(Verdict::AutoApproved)),
         Decision::BreakGlass => {
             // Break glass must not depend on the directory: who to tell is best effort.
             let notify = resolve_approvers(ctx.directory_store, integration, &rule.approval.approvers, &grantee.id)
@@ -100,14 +106,14 @@ pub(crate) async fn authorize(
                     tracing::warn!(error = %e, "could not resolve the approvers to tell of a break-glass grant");
                     Vec::new()
                 });
-            Ok(Authorization::BreakGlass { policy: policy_ref, notify })
+            Ok(authorized(Verdict::BreakGlass { notify }))
         }
         Decision::NeedsApproval { required, approvers, timeout } => {
             let emails = resolve_approvers(ctx.directory_store, integration, &approvers, &grantee.id).await?;
             if emails.len() < required as usize {
                 return Err(GrantError::NoApprover { required, found: emails.len(), rule: rule.number() });
             }
-            Ok(Authorization::NeedsApproval { policy: policy_ref, required, approvers: emails, timeout })
+            Ok(authorized(Verdict::NeedsApproval { required, approvers: emails, timeout }))
         }
     }
 }
@@ -245,9 +251,15 @@ pub enum RequestError {
     InvalidComment(String),
     #[error("the request kept changing while it was being decided; retry")]
     Contended,
+    /// The grant is in a state that refuses this change (an extension awaiting approval already).
+    #[error("{0}")]
+    Conflict(String),
     /// The activation at the last approval failed (JumpCloud, the lease).
     #[error(transparent)]
     Activation(GrantError),
+    /// An extension the product or the policy does not allow.
+    #[error(transparent)]
+    Rejected(GrantError),
     #[error(transparent)]
     Store(GrantStoreError),
 }
@@ -284,6 +296,15 @@ pub fn check_comment(comment: Option<&str>, required: bool) -> Result<Option<Str
 /// The caller as an approver of the request: never its requester or grantee, whatever their
 /// role; otherwise one of the approvers resolved for it.
 pub fn approver_of<'p>(grant: &Grant, caller: &'p Principal) -> Result<&'p PrincipalUser, RequestError> {
+    approver_of_among(grant, caller, &grant.approvers)
+}
+
+/// As [`approver_of`], among `approvers` (a pending extension's own).
+pub(crate) fn approver_of_among<'p>(
+    grant: &Grant,
+    caller: &'p Principal,
+    approvers: &[String],
+) -> Result<&'p PrincipalUser, RequestError> {
     let not_approver = || RequestError::Forbidden("you are not an approver of this request".into());
     let me = caller.user_in(&grant.integration).ok_or_else(not_approver)?;
     if me.id == grant.user.id {
@@ -292,7 +313,7 @@ pub fn approver_of<'p>(grant: &Grant, caller: &'p Principal) -> Result<&'p Princ
     if caller.id == grant.requested_by || grant.requester.as_ref().is_some_and(|r| r.id == me.id) {
         return Err(RequestError::Forbidden("the requester of a request cannot approve or deny it".into()));
     }
-    if !grant.approvers.contains(&me.email) {
+    if !approvers.contains(&me.email) {
         return Err(not_approver());
     }
     Ok(me)
@@ -325,6 +346,12 @@ pub async fn approve(
     let comment = check_comment(comment, false)?;
     for _ in 0..CONFLICT_ATTEMPTS {
         let seen = read(ctx, grant_id).await?;
+        if seen.status == GrantStatus::Active && seen.pending_extension.is_some() {
+            match extension::approve_extension(ctx, seen, caller, comment.clone()).await? {
+                Some(grant) => return Ok(grant),
+                None => continue,
+            }
+        }
         let me = approver_of(&seen, caller)?;
         let now = ctx.clock.now();
         decidable(&seen, now)?;
@@ -396,6 +423,12 @@ pub async fn deny(
     let comment = check_comment(comment, true)?.unwrap_or_default();
     for _ in 0..CONFLICT_ATTEMPTS {
         let seen = read(ctx, grant_id).await?;
+        if seen.status == GrantStatus::Active && seen.pending_extension.is_some() {
+            match extension::deny_extension(ctx, seen, caller, comment.clone()).await? {
+                Some(grant) => return Ok(grant),
+                None => continue,
+            }
+        }
         let me = approver_of(&seen, caller)?;
         let now = ctx.clock.now();
         decidable(&seen, now)?;

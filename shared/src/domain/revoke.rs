@@ -83,6 +83,23 @@ pub async fn revoke_grant(
     actor: &str,
     reason: EndReason,
 ) -> Result<RevokeOutcome, RevokeError> {
+    // An extension landing between the read and the end makes the end fail (it is conditioned
+    // on the revision read): read again and decide again.
+    for _ in 0..3 {
+        match revoke_once(ctx, grant_id, actor, reason).await {
+            Err(RevokeError::Store(GrantStoreError::Conflict(_))) => continue,
+            other => return other,
+        }
+    }
+    revoke_once(ctx, grant_id, actor, reason).await
+}
+
+async fn revoke_once(
+    ctx: &GrantContext<'_>,
+    grant_id: &str,
+    actor: &str,
+    reason: EndReason,
+) -> Result<RevokeOutcome, RevokeError> {
     let grant = ctx.store.get(grant_id).await?.ok_or_else(|| RevokeError::NotFound(grant_id.to_owned()))?;
     if grant.status.is_final() {
         return Ok(unchanged(grant));

@@ -1,5 +1,6 @@
 //! The `grant` function: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`, and
-//! the decisions on requests: `POST /grants/{id}/approve`, `POST /grants/{id}/deny`.
+//! the decisions on requests: `POST /grants/{id}/approve`, `POST /grants/{id}/deny`, and
+//! `POST /grants/{id}/extend`.
 
 use super::{access, failure, routing};
 use crate::wiring::Lifecycle;
@@ -9,6 +10,7 @@ use crate::{
     domain::model::{GrantFilter, GrantStatus, IdempotencyKey, Name},
     domain::policy::{GroupRef, Requester},
     domain::{
+        extension::{extend, ExtendRequest},
         grant::{request_grant, GrantRequest},
         query::{resolve_filter, GrantQuery},
         request,
@@ -39,6 +41,14 @@ struct CreateGrant {
     integration: Option<String>,
     #[serde(default)]
     break_glass: bool,
+}
+
+/// `POST /grants/{id}/extend`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtendBody {
+    duration: String,
+    reason: String,
 }
 
 /// `POST /grants/{id}/approve` and `/deny`.
@@ -86,6 +96,8 @@ impl GrantHandler {
             self.decide(&request, Verdict::Approve).await
         } else if routing::matches(&request, &Method::POST, &["grants", "*", "deny"]) {
             self.decide(&request, Verdict::Deny).await
+        } else if routing::matches(&request, &Method::POST, &["grants", "*", "extend"]) {
+            self.extend(&request).await
         } else if routing::matches(&request, &Method::GET, &["policy"]) {
             super::policy::get(&self.lifecycle, &request).await
         } else if routing::path_known(&request, &["grants"])
@@ -93,6 +105,7 @@ impl GrantHandler {
             || routing::path_known(&request, &["grants", "*"])
             || routing::path_known(&request, &["grants", "*", "approve"])
             || routing::path_known(&request, &["grants", "*", "deny"])
+            || routing::path_known(&request, &["grants", "*", "extend"])
             || routing::path_known(&request, &["groups"])
         {
             problem(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed here", request.method()))
@@ -188,6 +201,37 @@ impl GrantHandler {
             Verdict::Deny => request::deny(&ctx, &id, &principal, comment).await,
         };
         match decided {
+            Ok(grant) => json(StatusCode::OK, &grant),
+            Err(e) => Problem::from(&e).into_response(),
+        }
+    }
+
+    /// `POST /grants/{id}/extend`: 200 with the new expiry, or 202 with a `pending_extension`.
+    async fn extend(&self, request: &Request) -> Response<Body> {
+        let principal = match self.principal(request).await {
+            Ok(p) => p,
+            Err(p) => return p.into_response(),
+        };
+        let mut segments = routing::segments(request);
+        segments.pop();
+        let id = segments.pop().unwrap_or_default();
+        if uuid::Uuid::parse_str(&id).is_err() {
+            return problem(StatusCode::NOT_FOUND, format!("no grant {id:?}"));
+        }
+        let parsed = parse_body::<ExtendBody>(request, None).and_then(|body| {
+            Ok(ExtendRequest { duration: body.duration.parse::<GrantDuration>()?, reason: body.reason })
+        });
+        let extension = match parsed {
+            Ok(extension) => extension,
+            Err(p) => return p.into_response(),
+        };
+        match self.lifecycle.store.get(&id).await {
+            Ok(Some(grant)) if access::can_see(&principal, &grant) => {}
+            Ok(_) => return problem(StatusCode::NOT_FOUND, format!("no grant {id:?}")),
+            Err(e) => return Problem::from(&e).into_response(),
+        }
+        match extend(&self.lifecycle.ctx(), &id, &principal, &extension).await {
+            Ok(grant) if grant.pending_extension.is_some() => json(StatusCode::ACCEPTED, &grant),
             Ok(grant) => json(StatusCode::OK, &grant),
             Err(e) => Problem::from(&e).into_response(),
         }

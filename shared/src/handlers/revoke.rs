@@ -3,7 +3,8 @@
 use super::{access, failure, routing};
 use crate::wiring::Lifecycle;
 use crate::{
-    domain::model::{EndReason, ExpiryInput, GrantStatus, ACTOR_SCHEDULE},
+    domain::extension::remind,
+    domain::model::{EndReason, ExpiryAction, ExpiryInput, GrantStatus, ACTOR_SCHEDULE},
     domain::revoke::{revoke_grant, sweep, RevokeError},
     http::{handle_invocation, json, problem, Problem},
 };
@@ -80,6 +81,13 @@ impl RevokeHandler {
     async fn scheduled(&self, event: Value) -> Result<Value, Diagnostic> {
         if let Ok(input) = serde_json::from_value::<ExpiryInput>(event.clone()) {
             let ctx = self.lifecycle.ctx();
+            if input.action == ExpiryAction::Remind {
+                return match remind(&ctx, &input.grant_id, ACTOR_SCHEDULE).await {
+                    Ok(published) => Ok(serde_json::json!({ "grant_id": input.grant_id, "reminded": published })),
+                    // A store failure: the schedule's retry delivers again.
+                    Err(e) => Err(Diagnostic::from(&RevokeError::Store(e))),
+                };
+            }
             return match revoke_grant(&ctx, &input.grant_id, ACTOR_SCHEDULE, EndReason::Expired).await {
                 Ok(outcome) => Ok(to_json(outcome)),
                 Err(e @ RevokeError::NotDue { .. }) => {

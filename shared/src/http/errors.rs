@@ -48,12 +48,13 @@ impl From<&RequestError> for Problem {
     fn from(error: &RequestError) -> Self {
         match error {
             RequestError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, error.to_string()),
-            RequestError::NotPending(_) | RequestError::Expired(_) | RequestError::Contended => {
-                Problem::new(StatusCode::CONFLICT, error.to_string())
-            }
+            RequestError::NotPending(_)
+            | RequestError::Expired(_)
+            | RequestError::Contended
+            | RequestError::Conflict(_) => Problem::new(StatusCode::CONFLICT, error.to_string()),
             RequestError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, error.to_string()),
             RequestError::InvalidComment(_) => Problem::new(StatusCode::BAD_REQUEST, error.to_string()),
-            RequestError::Activation(e) => Problem::from(e),
+            RequestError::Activation(e) | RequestError::Rejected(e) => Problem::from(e),
             RequestError::Store(e) => Problem::from(e),
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::domain::model::Grant;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
 #[error("EventBridge Scheduler: {0}")]
@@ -18,4 +19,13 @@ pub trait ExpiryScheduler: Send + Sync {
     async fn create(&self, grant: &Grant) -> Result<String, SchedulerError>;
     /// Deletes a schedule; one that does not exist (fired, or never created) is success.
     async fn delete(&self, name: &str) -> Result<(), SchedulerError>;
+    /// Creates the grant's reminder: name [`crate::domain::model::reminder_schedule_name`], at
+    /// `at`, input [`crate::domain::model::ExpiryInput::remind`], otherwise as `create`.
+    async fn create_reminder(&self, grant: &Grant, at: DateTime<Utc>) -> Result<String, SchedulerError>;
+    /// Moves the grant's schedule to its new expiry (an extension): the old one is deleted, a
+    /// new one created.
+    async fn reschedule(&self, grant: &Grant) -> Result<String, SchedulerError> {
+        self.delete(&crate::domain::model::schedule_name_for(grant)).await?;
+        self.create(grant).await
+    }
 }

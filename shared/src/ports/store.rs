@@ -200,6 +200,12 @@ pub trait GrantStore: Send + Sync {
         audit: &[AuditRecord],
     ) -> Result<(), GrantStoreError>;
 
+    /// An active grant's extension (asked for, approved in part, applied or denied): sets
+    /// `expires_at`, `revision`, `pending_extension` and `extensions` from `new`, due in the
+    /// sweep's index at the new expiry, with `audit`, atomically. Condition: the stored grant is
+    /// still active, in the sweep's index, at revision `new.revision - 1`. One write.
+    async fn extend_grant(&self, new: &Grant, audit: &[AuditRecord]) -> Result<(), GrantStoreError>;
+
     /// Pending -> active, atomically with the lease (`preexisting` per the activation; lock
     /// released) and the audit records. Conditions: the grant is pending and a holder, the lock
     /// is `hold`'s. Returns the grant as now stored. One write, no read.
@@ -224,7 +230,8 @@ pub trait GrantStore: Send + Sync {
     /// status), removes it from the sweep's index and from the lease's holders, releases the lock
     /// (or deletes the lease when `last_holder`) and appends `audit`. Conditions: the stored
     /// status is still the one the caller read (pending or active, or failed and still in the
-    /// index); the lock is `hold`'s. One write, no read.
+    /// index) at the revision read (an extension meanwhile makes a stale expiry fail); the lock
+    /// is `hold`'s. One write, no read.
     async fn end(&self, ending: &Ending, hold: &LeaseHold, audit: &[AuditRecord]) -> Result<Grant, GrantStoreError>;
 
     /// A revocation could not be carried out: releases the lock and appends `audit`; with a

@@ -250,6 +250,24 @@ impl GrantStore for MemoryGrantStore {
         Ok(())
     }
 
+    async fn extend_grant(&self, new: &Grant, audit: &[AuditRecord]) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("extend_grant")?;
+        let indexed = state.index.contains_key(&new.id);
+        match state.grants.get_mut(&new.id) {
+            Some(stored) if stored.status == GrantStatus::Active && indexed && stored.revision + 1 == new.revision => {
+                stored.expires_at = new.expires_at;
+                stored.revision = new.revision;
+                stored.pending_extension = new.pending_extension.clone();
+                stored.extensions = new.extensions.clone();
+            }
+            Some(_) => return Err(GrantStoreError::Conflict(format!("grant {} changed meanwhile", new.id))),
+            None => return Err(GrantStoreError::NotFound(new.id.clone())),
+        }
+        state.index.insert(new.id.clone(), new.expiry());
+        state.audit.extend_from_slice(audit);
+        Ok(())
+    }
+
     async fn activate(
         &self,
         activation: &Activation,
@@ -288,8 +306,8 @@ impl GrantStore for MemoryGrantStore {
         let id = &ending.grant.id;
         let indexed = state.index.contains_key(id);
         let stored = state.grant_of(id, hold)?;
-        // DynamoDB: the write is conditioned on the status the caller read.
-        if stored.status != ending.grant.status {
+        // DynamoDB: the write is conditioned on the status and revision the caller read.
+        if stored.status != ending.grant.status || stored.revision != ending.grant.revision {
             return Err(GrantStoreError::Conflict(format!("grant {id} is settled already")));
         }
         let status = stored.settled_status(ending.status, indexed).map_err(GrantStoreError::Conflict)?;
@@ -504,6 +522,8 @@ impl MembershipOracle for SyncedMemberships {
 #[derive(Default)]
 pub struct FakeScheduler {
     pub schedules: Mutex<BTreeMap<String, Grant>>,
+    /// Reminder schedules: name -> (grant id, when).
+    pub reminders: Mutex<BTreeMap<String, (String, DateTime<Utc>)>>,
     pub deleted: Mutex<Vec<String>>,
     pub fail_create: AtomicBool,
     pub fail_delete: AtomicBool,
@@ -526,11 +546,20 @@ impl ExpiryScheduler for FakeScheduler {
         self.schedules.lock().unwrap().insert(name.clone(), grant.clone());
         Ok(name)
     }
+    async fn create_reminder(&self, grant: &Grant, at: DateTime<Utc>) -> Result<String, SchedulerError> {
+        if self.fail_create.load(Ordering::SeqCst) {
+            return Err(SchedulerError("injected: service unavailable".into()));
+        }
+        let name = crate::domain::model::reminder_schedule_name(&grant.id);
+        self.reminders.lock().unwrap().insert(name.clone(), (grant.id.clone(), at));
+        Ok(name)
+    }
     async fn delete(&self, name: &str) -> Result<(), SchedulerError> {
         if self.fail_delete.load(Ordering::SeqCst) {
             return Err(SchedulerError("injected: service unavailable".into()));
         }
         self.schedules.lock().unwrap().remove(name);
+        self.reminders.lock().unwrap().remove(name);
         self.deleted.lock().unwrap().push(name.to_owned());
         Ok(())
     }

@@ -210,6 +210,9 @@ fn pending(user: &str, group: &str, at: DateTime<Utc>, hours: i64) -> Grant {
         decided_by: None,
         policy: None,
         revision: 0,
+        pending_extension: None,
+        extensions: Vec::new(),
+        remind_before: None,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -1368,4 +1371,38 @@ async fn concurrent_approvals_denials_and_cancellations_leave_one_outcome_on_dyn
         assert_eq!(created, 1, "activated once");
         w.assert_consistent().await;
     }
+}
+
+/// An extension on DynamoDB: the expiry, the sweep's index and the revision move in one
+/// conditioned write, and a grant's end read before it fails instead of ending the extended
+/// grant at its old time.
+#[tokio::test]
+async fn an_extension_moves_the_due_time_and_a_stale_end_fails() {
+    use jit_shared::domain::extension::{extend, ExtendRequest};
+    let w = World::new(&[]).await;
+    let grant = w.grant("alice@corp.com", "1h").await;
+    let stale = w.db.store.get(&grant.id).await.unwrap().unwrap();
+    let admin = jit_shared::domain::identity::Principal { id: ADMIN.into(), admin: true, users: vec![] };
+    let request = ExtendRequest { duration: "2h".parse().unwrap(), reason: "INC-4711 longer".into() };
+    let extended = extend(&w.ctx(), &grant.id, &admin, &request).await.unwrap();
+    assert_eq!(extended.expires_at, Some(t0() + Duration::hours(3)));
+    let stored = w.db.store.get(&grant.id).await.unwrap().unwrap();
+    assert_eq!((stored.expires_at, stored.revision, stored.extensions.len()), (extended.expires_at, 1, 1));
+    assert!(w.db.store.due(t0() + Duration::hours(2), 10, None).await.unwrap().grants.is_empty(), "not due at 1h");
+    assert_eq!(w.db.store.due(t0() + Duration::hours(3), 10, None).await.unwrap().grants.len(), 1);
+
+    // An end conditioned on the revision read before the extension is refused.
+    let hold = LeaseHold { key: stale.lease_key(), owner: "stale-expiry".into() };
+    w.db.store.lock_lease(&hold.key, &hold.owner, t0(), minutes(3)).await.unwrap();
+    let ending =
+        Ending { grant: stale, status: GrantStatus::Expired, ended_at: t0() + Duration::hours(1), last_holder: true };
+    let refused = w.db.store.end(&ending, &hold, &[]).await;
+    assert!(matches!(refused, Err(GrantStoreError::Conflict(_))), "{refused:?}");
+    w.db.store.unlock_lease(&hold).await.unwrap();
+    // A second extension read at the old revision is refused too.
+    let mut again = extended.clone();
+    again.revision = 1;
+    assert!(matches!(w.db.store.extend_grant(&again, &[]).await, Err(GrantStoreError::Conflict(_))));
+    assert_eq!(w.db.store.get(&grant.id).await.unwrap().unwrap().status, GrantStatus::Active);
+    w.assert_consistent().await;
 }

@@ -562,6 +562,7 @@ fn every_route_requires_iam_authorization_by_default() {
         ("GET /grants/{id}", "GrantFunction"),
         ("POST /grants/{id}/approve", "GrantFunction"),
         ("POST /grants/{id}/deny", "GrantFunction"),
+        ("POST /grants/{id}/extend", "GrantFunction"),
         ("GET /groups", "GrantFunction"),
         ("GET /policy", "GrantFunction"),
         ("DELETE /grants/{id}", "RevokeFunction"),
@@ -689,6 +690,8 @@ const NOTIFIED_EVENTS: &[&str] = &[
     "Request Expired",
     "Break Glass Used",
     "Extension Requested",
+    "Grant Extended",
+    "Grant Expiring Soon",
 ];
 
 #[test]
@@ -934,7 +937,7 @@ fn http_sample_events_are_requests_to_the_templates_routes() {
         );
         seen.insert(key.to_owned());
     }
-    for key in ["POST /grants/{id}/approve", "POST /grants/{id}/deny", "GET /policy"] {
+    for key in ["POST /grants/{id}/approve", "POST /grants/{id}/deny", "POST /grants/{id}/extend", "GET /policy"] {
         assert!(seen.contains(key), "no sample event for {key}");
     }
 }

@@ -117,6 +117,7 @@ fn transient() -> DirectoryError {
 }
 
 mod approvals;
+mod extensions;
 mod failures;
 mod invariants;
 mod requests;

@@ -135,6 +135,31 @@ pub struct Approval {
     pub comment: Option<String>,
 }
 
+/// An extension asked for and awaiting its approvals (`POST /grants/{id}/extend`): approve and
+/// deny act on it while the grant stays active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingExtension {
+    pub duration: GrantDuration,
+    pub reason: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub approvals_required: u32,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    pub approvers: Vec<String>,
+    /// Not approved by then: it lapses (a new extension may be asked for).
+    pub request_expires_at: DateTime<Utc>,
+}
+
+/// An extension applied: `expires_at` moved by `duration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    pub duration: GrantDuration,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
 /// The policy version and rule that decided a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRef {
@@ -187,9 +212,17 @@ pub struct Grant {
     /// The policy version and rule that decided it; `None` for an admin's grant.
     #[serde(default)]
     pub policy: Option<PolicyRef>,
-    /// Bumped by every change of a request: its changes are conditioned on the revision read.
+    /// Bumped by every change of a request or an extension: those changes, and a grant's end,
+    /// are conditioned on the revision read.
     #[serde(default)]
     pub revision: u64,
+    #[serde(default)]
+    pub pending_extension: Option<PendingExtension>,
+    #[serde(default)]
+    pub extensions: Vec<Extension>,
+    /// Publish `Grant Expiring Soon` this long before the expiry (the rule's `remind_before`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remind_before: Option<GrantDuration>,
     /// The user was a standing member before the grant: its end leaves the membership alone.
     pub preexisting_membership: bool,
     /// Sync found the membership gone while the grant was active (removed outside the product).
@@ -279,6 +312,9 @@ pub(crate) fn sample_grant() -> Grant {
         decided_by: None,
         policy: None,
         revision: 0,
+        pending_extension: None,
+        extensions: Vec::new(),
+        remind_before: None,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -390,6 +426,12 @@ pub enum AuditAction {
     Cancelled,
     /// A request not decided within its approval timeout.
     RequestExpired,
+    /// An extension was asked for and awaits approval.
+    ExtensionRequested,
+    /// The expiry moved (an extension applied).
+    Extended,
+    /// A pending extension was denied.
+    ExtensionDenied,
     /// A new version of the access policy was applied (see [`AuditRecord::policy_applied`]).
     PolicyApplied,
 }
@@ -515,6 +557,12 @@ pub enum EventType {
     RequestExpired,
     #[serde(rename = "Break Glass Used")]
     BreakGlassUsed,
+    #[serde(rename = "Extension Requested")]
+    ExtensionRequested,
+    #[serde(rename = "Grant Extended")]
+    GrantExtended,
+    #[serde(rename = "Grant Expiring Soon")]
+    GrantExpiringSoon,
     /// A new version of the access policy was applied (`jitctl policy apply`).
     #[serde(rename = "Policy Changed")]
     PolicyChanged,
@@ -536,6 +584,9 @@ impl EventType {
             Self::RequestCancelled => "Request Cancelled",
             Self::RequestExpired => "Request Expired",
             Self::BreakGlassUsed => "Break Glass Used",
+            Self::ExtensionRequested => "Extension Requested",
+            Self::GrantExtended => "Grant Extended",
+            Self::GrantExpiringSoon => "Grant Expiring Soon",
             Self::PolicyChanged => "Policy Changed",
         }
     }
@@ -580,6 +631,8 @@ impl GrantEvent {
 #[serde(rename_all = "lowercase")]
 pub enum ExpiryAction {
     Expire,
+    /// Publish `Grant Expiring Soon` if the grant is still active and not extended past it.
+    Remind,
 }
 
 /// The input of a grant's one-time expiry schedule, as the `revoke` function receives it:
@@ -594,6 +647,14 @@ impl ExpiryInput {
     pub fn expire(grant_id: &str) -> Self {
         Self { action: ExpiryAction::Expire, grant_id: grant_id.to_owned() }
     }
+    pub fn remind(grant_id: &str) -> Self {
+        Self { action: ExpiryAction::Remind, grant_id: grant_id.to_owned() }
+    }
+}
+
+/// The schedule of a grant's `Grant Expiring Soon` reminder.
+pub fn reminder_schedule_name(grant_id: &str) -> String {
+    format!("jit-remind-{grant_id}")
 }
 
 /// The schedule's name (unique per grant, at most 64 characters as Scheduler requires).

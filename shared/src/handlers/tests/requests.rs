@@ -163,3 +163,33 @@ async fn get_groups_lists_what_each_caller_may_request_with_its_terms() {
     let (_, admins, _) = call(&w.grant, http("GET", "/groups", "", None, None)).await;
     assert_eq!(admins["groups"].as_array().unwrap().len(), 1, "admins: every requestable group");
 }
+
+#[tokio::test]
+async fn an_extension_waits_for_the_managers_approval_and_then_moves_the_expiry() {
+    let w = world_with_policy().await;
+    let bob = Some("bob@example.com");
+    let carol = Some("carol@example.com");
+    let (_, request, _) = call(&w.grant, http("POST", "/grants", "", Some(ASK), bob)).await;
+    let id = request["id"].as_str().unwrap().to_owned();
+    let (_, active, _) = call(&w.grant, http("POST", &format!("/grants/{id}/approve"), "", None, carol)).await;
+    assert_eq!(active["status"], "active", "{active}");
+    let extend = |email: Option<&str>, body: &str| http("POST", &format!("/grants/{id}/extend"), "", Some(body), email);
+    let one_hour = r#"{"duration":"1h","reason":"INC-4711 the restore runs long"}"#;
+    // Someone who cannot see the grant; the approver, who is not its grantee; bad input.
+    assert_eq!(call(&w.grant, extend(Some("erin@example.com"), one_hour)).await.0, 404);
+    assert_eq!(call(&w.grant, extend(carol, one_hour)).await.0, 403);
+    assert_eq!(call(&w.grant, extend(bob, r#"{"duration":"soon","reason":"x"}"#)).await.0, 400);
+    // 2h + 3h would pass the rule's 4h in all.
+    let (status, body, _) = call(&w.grant, extend(bob, r#"{"duration":"3h","reason":"INC-1"}"#)).await;
+    assert_eq!(status, 422, "{body}");
+
+    let (status, pending, _) = call(&w.grant, extend(bob, one_hour)).await;
+    assert_eq!(status, 202, "{pending}");
+    assert_eq!(pending["pending_extension"]["approvers"], json!(["carol@example.com"]));
+    assert_eq!(pending["expires_at"], active["expires_at"]);
+    let (status, extended, _) = call(&w.grant, http("POST", &format!("/grants/{id}/approve"), "", None, carol)).await;
+    assert_eq!(status, 200, "{extended}");
+    assert_eq!(extended["expires_at"], "2026-11-23T15:00:00Z");
+    assert_eq!(extended["extensions"][0]["duration"], "1h");
+    assert_eq!(extended["pending_extension"], Value::Null);
+}

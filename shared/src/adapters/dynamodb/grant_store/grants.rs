@@ -175,6 +175,45 @@ pub(super) async fn promote_request(
     store.transact_with_audit(vec![replace, join], audit).await
 }
 
+pub(super) async fn extend_grant(
+    store: &DynamoGrantStore,
+    new: &Grant,
+    audit: &[AuditRecord],
+) -> Result<(), GrantStoreError> {
+    let id = &new.id;
+    let seen =
+        new.revision.checked_sub(1).ok_or_else(|| GrantStoreError::Conflict("revision 0 follows nothing".into()))?;
+    let expires_at = new.expires_at.ok_or_else(|| GrantStoreError::Conflict(format!("grant {id} has no expiry")))?;
+    let mut expr = Expr::default()
+        .names(&[STATUS, "revision", "expires_at", "extensions", "pending_extension", GSI2PK, GSI2SK])
+        .value(":active", s(GrantStatus::Active.as_str()))
+        .value(":seen", AttributeValue::N(seen.to_string()))
+        .value(":rev", AttributeValue::N(new.revision.to_string()))
+        .value(":expires", to_value(&expires_at)?)
+        .value(":extensions", to_value(&new.extensions)?)
+        .value(":due_at", s(keys::due_sort(expires_at, id)));
+    let update = match &new.pending_extension {
+        Some(pending) => {
+            expr = expr.value(":pending", to_value(pending)?);
+            "SET #revision = :rev, #expires_at = :expires, #extensions = :extensions, \
+             #pending_extension = :pending, #gsi2sk = :due_at"
+        }
+        None => {
+            "SET #revision = :rev, #expires_at = :expires, #extensions = :extensions, #gsi2sk = :due_at \
+             REMOVE #pending_extension"
+        }
+    };
+    let write = Write::update(
+        &store.table,
+        grant_key(id),
+        update,
+        "#status = :active AND #revision = :seen AND attribute_exists(#gsi2pk)",
+        expr,
+        format!("grant {id} changed meanwhile"),
+    )?;
+    store.transact_with_audit(vec![write], audit).await
+}
+
 pub(super) async fn activate(
     store: &DynamoGrantStore,
     activation: &Activation,
@@ -241,16 +280,18 @@ pub(super) async fn end(
     // A failed grant is open only while in the sweep's index: the condition checks that.
     let status = grant.settled_status(ending.status, true).map_err(GrantStoreError::Conflict)?;
     let expr = Expr::default()
-        .names(&[STATUS, "ended_at", GSI2PK, GSI2SK])
+        .names(&[STATUS, "ended_at", GSI2PK, GSI2SK, "revision"])
         .value(":status", s(status.as_str()))
         .value(":ended", to_value(&ending.ended_at)?)
-        .value(":seen", s(grant.status.as_str()));
+        .value(":seen", s(grant.status.as_str()))
+        .value(":rev", AttributeValue::N(grant.revision.to_string()));
     // Exactly what the caller read: a failed grant still in the index, or a pending or
-    // active one; anything else was settled (or changed) by someone else meanwhile.
+    // active one, at the revision read (an extension meanwhile moved its expiry); anything
+    // else was settled (or changed) by someone else meanwhile.
     let condition = if grant.status == GrantStatus::Failed {
-        "#status = :seen AND attribute_exists(#gsi2pk)"
+        "#status = :seen AND attribute_exists(#gsi2pk) AND (attribute_not_exists(#revision) OR #revision = :rev)"
     } else {
-        "#status = :seen"
+        "#status = :seen AND (attribute_not_exists(#revision) OR #revision = :rev)"
     };
     let grant_write = Write::update(
         &store.table,

@@ -139,6 +139,10 @@ impl GrantStore for DynamoGrantStore {
         grants::promote_request(self, grant, hold, audit).await
     }
 
+    async fn extend_grant(&self, new: &Grant, audit: &[AuditRecord]) -> Result<(), GrantStoreError> {
+        grants::extend_grant(self, new, audit).await
+    }
+
     async fn activate(
         &self,
         activation: &Activation,
