@@ -54,7 +54,8 @@ enum Command {
     },
     /// Grant a user temporary membership of a group (checked live in JumpCloud).
     Grant(grants::GrantArgs),
-    /// End a grant now (its membership is removed unless it pre-existed or another grant holds it).
+    /// End a grant now (its membership is removed unless it pre-existed or another grant holds it);
+    /// on a request awaiting approval, cancel it (it ends `cancelled`).
     Revoke(grants::RevokeArgs),
     /// List grants or show one.
     #[command(subcommand)]
