@@ -8,7 +8,9 @@ use clap::{Args, Subcommand};
 use jit_shared::{
     config::Config,
     domain::model::GrantDuration,
-    domain::model::{AuditRecord, EndReason, Grant, GrantStatus, IdempotencyKey, InvalidField, MembershipEnd, Name},
+    domain::model::{
+        ApprovalMode, AuditRecord, EndReason, Grant, GrantStatus, IdempotencyKey, InvalidField, MembershipEnd, Name,
+    },
     domain::{
         grant::{request_grant, GrantRequest},
         query::{resolve_filter, GrantQuery},
@@ -25,7 +27,7 @@ fn user_name(value: &str) -> Result<Name, InvalidField> {
 fn group_name(value: &str) -> Result<Name, InvalidField> {
     Name::parse("group", value)
 }
-fn integration_name(value: &str) -> Result<Name, InvalidField> {
+pub(crate) fn integration_name(value: &str) -> Result<Name, InvalidField> {
     Name::parse("integration", value)
 }
 
@@ -56,7 +58,7 @@ pub struct GrantArgs {
 
 #[derive(Args)]
 pub struct RevokeArgs {
-    /// The grant's id.
+    /// The grant's id (or the id of a request awaiting approval: it ends `cancelled`).
     id: String,
     /// Print the grant as JSON.
     #[arg(long)]
@@ -77,7 +79,7 @@ pub enum GrantsCommand {
 
 #[derive(Args)]
 pub struct ListArgs {
-    /// pending, active, expired, revoked or failed.
+    /// pending_approval, pending, active, expired, revoked, failed, denied, cancelled or request_expired.
     #[arg(long)]
     status: Option<GrantStatus>,
     /// Email, username or JumpCloud id.
@@ -170,6 +172,9 @@ pub async fn revoke(sdk: &aws_config::SdkConfig, config: &Config, args: RevokeAr
         println!("{}", serde_json::to_string_pretty(&outcome.grant)?);
     } else {
         match (outcome.changed, outcome.membership) {
+            (true, _) if outcome.grant.status == GrantStatus::Cancelled => {
+                println!("cancelled: {} (the request awaited approval)", outcome.grant.id)
+            }
             (true, Some(membership)) => println!("revoked: {} ({})", outcome.grant.id, membership_end(membership)),
             (true, None) => println!("revoked: {}", outcome.grant.id),
             (false, _) => println!("already ended: {} ({})", outcome.grant.id, outcome.grant.status.as_str()),
@@ -255,7 +260,7 @@ pub async fn audit(sdk: &aws_config::SdkConfig, config: &Config, args: AuditArgs
 }
 
 /// Grant ids are UUIDs: anything else is a typo, said before any AWS call.
-fn grant_id(id: &str) -> anyhow::Result<String> {
+pub(crate) fn grant_id(id: &str) -> anyhow::Result<String> {
     uuid::Uuid::parse_str(id.trim())
         .map(|u| u.to_string())
         .map_err(|_| anyhow::anyhow!("{id:?} is not a grant id (a UUID)"))
@@ -286,30 +291,64 @@ fn time(at: DateTime<Utc>) -> String {
 }
 
 /// A time that may not be set yet (a request awaiting approval has no activation or expiry).
-fn maybe_time(at: Option<DateTime<Utc>>) -> String {
+pub(crate) fn maybe_time(at: Option<DateTime<Utc>>) -> String {
     at.map(time).unwrap_or_else(|| "-".into())
 }
 
-fn print_grant(grant: &Grant) {
-    let rows = [
+pub(crate) fn print_grant(grant: &Grant) {
+    let mut rows = vec![
         ("id", grant.id.clone()),
         ("status", grant.status.as_str().to_owned()),
         ("integration", grant.integration.clone()),
         ("user", format!("{} ({})", grant.user.email, grant.user.id)),
         ("group", format!("{} ({})", grant.group.name, grant.group.id)),
+        ("duration", grant.duration.to_string()),
         ("requested at", time(grant.requested_at)),
         ("granted at", maybe_time(grant.granted_at)),
         ("expires at", maybe_time(grant.expires_at)),
         ("ended at", maybe_time(grant.ended_at)),
         ("requested by", grant.requested_by.clone()),
-        ("reason", grant.reason.clone()),
-        ("pre-existing", if grant.preexisting_membership { "yes: the membership stays" } else { "no" }.to_owned()),
     ];
+    if let Some(requester) = &grant.requester {
+        rows.push(("requester", format!("{} ({})", requester.email, requester.id)));
+    }
+    rows.push(("reason", grant.reason.clone()));
+    rows.push(("allowed by", allowed_by(grant)));
+    // A request (pending, decided or ended): what it needed, and who decided it.
+    if grant.approval == ApprovalMode::Approvers {
+        rows.push(("approvals", format!("{} of {}", grant.approvals.len(), grant.approvals_required)));
+        rows.push(("approvers", grant.approvers.join(", ")));
+        rows.push(("request until", maybe_time(grant.request_expires_at)));
+        for a in &grant.approvals {
+            let comment = a.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+            rows.push(("approved", format!("{} by {}{comment}", time(a.at), a.by)));
+        }
+    }
+    if let Some(by) = &grant.decided_by {
+        let verb = if grant.status == GrantStatus::Cancelled { "cancelled by" } else { "denied by" };
+        rows.push((verb, by.clone()));
+    }
+    let preexisting = if grant.preexisting_membership { "yes: the membership stays" } else { "no" };
+    rows.push(("pre-existing", preexisting.to_owned()));
     for (name, value) in rows {
         println!("  {name:<13} {value}");
     }
     if grant.membership_missing {
         println!("  {:<13} the membership was removed outside this product", "note");
+    }
+}
+
+/// How the grant came to be allowed, and by which policy rule.
+fn allowed_by(grant: &Grant) -> String {
+    let how = match grant.approval {
+        ApprovalMode::Admin => "an admin",
+        ApprovalMode::AutoApproved => "auto-approval",
+        ApprovalMode::BreakGlass => "break glass",
+        ApprovalMode::Approvers => "approvers",
+    };
+    match grant.policy {
+        Some(p) => format!("{how} (policy version {}, rule {})", p.version, p.rule + 1),
+        None => how.to_owned(),
     }
 }
 
@@ -319,18 +358,32 @@ fn print_grant_table(grants: &[Grant]) {
         return;
     }
     println!(
-        "{:<36}  {:<16}  {:<28}  {:<24}  {:<20}  {:<20}  requested by",
-        "id", "status", "user", "group", "granted", "expires"
+        "{:<36}  {:<16}  {:<28}  {:<24}  {:<20}  {:<20}  {:<20}  {:<9}  requested by",
+        "id", "status", "user", "group", "requested", "granted", "expires", "approvals"
     );
     for g in grants {
+        // A request awaiting approval ends at its approval timeout, if no one decides it.
+        let expires = match (g.expires_at, g.status) {
+            (None, GrantStatus::PendingApproval) => {
+                g.request_expires_at.map(|t| format!("{} (request)", time(t))).unwrap_or_else(|| "-".into())
+            }
+            (at, _) => maybe_time(at),
+        };
+        let approvals = if g.approval == ApprovalMode::Approvers {
+            format!("{}/{}", g.approvals.len(), g.approvals_required)
+        } else {
+            "-".into()
+        };
         println!(
-            "{:<36}  {:<16}  {:<28}  {:<24}  {:<20}  {:<20}  {}",
+            "{:<36}  {:<16}  {:<28}  {:<24}  {:<20}  {:<20}  {:<20}  {:<9}  {}",
             g.id,
             g.status.as_str(),
             g.user.email,
             g.group.name,
+            time(g.requested_at),
             maybe_time(g.granted_at),
-            maybe_time(g.expires_at),
+            expires,
+            approvals,
             g.requested_by
         );
     }

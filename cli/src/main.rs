@@ -1,11 +1,13 @@
 //! `jitctl`: the operator's command line. `setup` creates the resources (locally or in AWS),
 //! `sync` runs a sync from the terminal with progress, `grant`, `revoke`, `grants` and `audit`
-//! work the grant lifecycle, `policy validate|plan|apply|show` the access policy. Configuration
+//! work the grant lifecycle, `requests`, `approve` and `deny` the requests awaiting approval,
+//! `policy validate|plan|apply|show` the access policy. Configuration
 //! comes from the same environment variables as the functions (`policy validate` needs none).
 
 mod grants;
 mod policy;
 mod progress;
+mod requests;
 mod schedule_runner;
 
 use anyhow::{bail, Context};
@@ -54,11 +56,18 @@ enum Command {
     },
     /// Grant a user temporary membership of a group (checked live in JumpCloud).
     Grant(grants::GrantArgs),
-    /// End a grant now (its membership is removed unless it pre-existed or another grant holds it).
+    /// End a grant now (its membership is removed unless it pre-existed or another grant holds it);
+    /// on a request awaiting approval, cancel it (it ends `cancelled`).
     Revoke(grants::RevokeArgs),
     /// List grants or show one.
     #[command(subcommand)]
     Grants(grants::GrantsCommand),
+    /// Requests awaiting approval, newest first (`--all`: also those that ended unapproved).
+    Requests(requests::RequestsArgs),
+    /// Record an approver's approval of a request; the last one needed activates the grant.
+    Approve(requests::ApproveArgs),
+    /// Record an approver's denial of a request, with a comment: it ends `denied`.
+    Deny(requests::DenyArgs),
     /// The audit trail: of one grant, or of a time range.
     Audit(grants::AuditArgs),
     /// Access policy documents (policy as code).
@@ -110,6 +119,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Grant(args) => grants::grant(&sdk, &config, args).await,
         Command::Revoke(args) => grants::revoke(&sdk, &config, args).await,
         Command::Grants(command) => grants::grants(&sdk, &config, command).await,
+        Command::Requests(args) => requests::requests(&sdk, &config, args).await,
+        Command::Approve(args) => requests::approve_request(&sdk, &config, args).await,
+        Command::Deny(args) => requests::deny_request(&sdk, &config, args).await,
         Command::Audit(args) => grants::audit(&sdk, &config, args).await,
         Command::RunSchedules(args) => schedule_runner::run(&sdk, &config, args).await,
         Command::Policy(command) => policy::run_with_stack(&sdk, &config, command).await,
