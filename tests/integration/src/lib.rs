@@ -17,6 +17,8 @@ use std::{
 
 pub use jumpcloud_sim;
 
+pub mod bench;
+
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")

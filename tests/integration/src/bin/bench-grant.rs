@@ -24,7 +24,11 @@ use anyhow::{bail, ensure, Context};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{
-    aws_endpoint, event, http_event, http_response, lambda_event, sdk_config_for, unique, workspace_root, Stack,
+    aws_endpoint,
+    bench::{
+        cell, function_settings, ms, percentile, read_message, Cost, CountingProxy, Meter, Minimum, ACCOUNT, GRANT_MIN,
+    },
+    event, http_event, http_response, lambda_event, sdk_config_for, unique, workspace_root, Stack,
 };
 use jit_shared::{
     adapters::setup,
@@ -33,18 +37,16 @@ use jit_shared::{
     handlers::{grant::GrantHandler, revoke::RevokeHandler},
     wiring::{Function, Lifecycle},
 };
-use jumpcloud_sim::{Group, Org, RunningSimulator, SimHandle, Simulator, User};
+use jumpcloud_sim::{Group, Org, RunningSimulator, Simulator, User};
 use serde_json::{json, Value};
 use std::{
-    collections::BTreeMap,
-    future::Future,
-    io::{self, BufRead, BufReader, Write},
+    io::{self, BufReader, Write},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
-        mpsc, Arc, Mutex,
+        mpsc, Arc,
     },
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -52,7 +54,6 @@ use std::{
 
 const KEY: &str = "bench-key";
 const GROUP: &str = "prod-bench";
-const ACCOUNT: &str = "123456789012";
 
 struct Args {
     grants: usize,
@@ -98,321 +99,6 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The counting relay: SDK -> relay -> moto, one upstream connection per client connection.
-
-/// Calls per `Service.Operation`, and the time moto took to answer them.
-#[derive(Debug, Default, Clone)]
-struct Tally {
-    calls: BTreeMap<String, u64>,
-    moto: BTreeMap<String, Duration>,
-    /// Answers other than 2xx, by `Service.Operation status`.
-    errors: BTreeMap<String, u64>,
-}
-
-/// Counts AWS calls at the HTTP level: a keep-alive HTTP/1.1 relay that names each request
-/// `Service.Operation` (service from the signature's scope; operation from `X-Amz-Target`, or
-/// from Scheduler's REST route) and times moto's answer.
-struct CountingProxy {
-    url: String,
-    tally: Arc<Mutex<Tally>>,
-}
-
-impl CountingProxy {
-    fn start(upstream: &str) -> anyhow::Result<Self> {
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let shared = tally.clone();
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let (upstream, tally) = (upstream.clone(), shared.clone());
-                thread::spawn(move || relay(client, &upstream, &tally));
-            }
-        });
-        Ok(Self { url, tally })
-    }
-
-    fn tally(&self) -> Tally {
-        self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-struct Upstream {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-/// Relays one client connection's requests, in order, over one connection to moto.
-fn relay(client: TcpStream, upstream: &str, tally: &Mutex<Tally>) -> io::Result<()> {
-    let _ = client.set_nodelay(true);
-    let mut from_client = BufReader::new(client.try_clone()?);
-    let mut to_client = client;
-    let mut moto: Option<Upstream> = None;
-    while let Some(request) = read_message(&mut from_client, None)? {
-        let operation = operation(&request);
-        let started = Instant::now();
-        let reused = moto.is_some();
-        let response = match forward(&mut moto, upstream, &request) {
-            Ok(response) => response,
-            // moto closed an idle connection: once more on a new one (still one call).
-            Err(_) if reused => {
-                moto = None;
-                forward(&mut moto, upstream, &request)?
-            }
-            Err(e) => return Err(e),
-        };
-        {
-            let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
-            *tally.calls.entry(operation.clone()).or_default() += 1;
-            *tally.moto.entry(operation.clone()).or_default() += started.elapsed();
-            let status = response.head.split(' ').nth(1).unwrap_or_default();
-            if !status.starts_with('2') {
-                *tally.errors.entry(format!("{operation} {status}")).or_default() += 1;
-            }
-        }
-        to_client.write_all(&response.bytes)?;
-        if response.closes {
-            moto = None;
-        }
-    }
-    Ok(())
-}
-
-fn forward(moto: &mut Option<Upstream>, upstream: &str, request: &Message) -> io::Result<Message> {
-    if moto.is_none() {
-        let stream = TcpStream::connect(upstream)?;
-        let _ = stream.set_nodelay(true);
-        *moto = Some(Upstream { reader: BufReader::new(stream.try_clone()?), writer: stream });
-    }
-    let m = moto.as_mut().expect("connected");
-    m.writer.write_all(&request.bytes)?;
-    read_message(&mut m.reader, Some(request.method()))?.ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
-}
-
-/// One HTTP/1.1 message as read: its head (request or status line, headers) and all its bytes.
-struct Message {
-    head: String,
-    head_len: usize,
-    bytes: Vec<u8>,
-    /// The connection ends after this message.
-    closes: bool,
-}
-
-impl Message {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-    fn method(&self) -> &str {
-        self.head.split(' ').next().unwrap_or_default()
-    }
-    fn path(&self) -> &str {
-        self.head.split(' ').nth(1).unwrap_or_default()
-    }
-    fn body(&self) -> &[u8] {
-        &self.bytes[self.head_len..]
-    }
-}
-
-/// Reads one message: the head, then a `Content-Length` or chunked body; a response with neither
-/// runs to the end of the connection. `None`: the peer closed the connection between messages.
-/// `request_method` is `Some` when reading the response to a request with that method.
-fn read_message(reader: &mut impl BufRead, request_method: Option<&str>) -> io::Result<Option<Message>> {
-    let mut bytes = Vec::new();
-    loop {
-        let start = bytes.len();
-        if reader.read_until(b'\n', &mut bytes)? == 0 {
-            return if bytes.is_empty() { Ok(None) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
-        }
-        if start > 0 && &bytes[start..] == b"\r\n" {
-            break;
-        }
-    }
-    let mut m =
-        Message { head: String::from_utf8_lossy(&bytes).into_owned(), head_len: bytes.len(), bytes, closes: false };
-    let chunked = m.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let length = m.header("content-length").and_then(|v| v.parse::<usize>().ok());
-    let connection = m.header("connection").map(str::to_ascii_lowercase);
-    m.closes = connection.as_deref() == Some("close")
-        || (m.head.starts_with("HTTP/1.0") && connection.as_deref() != Some("keep-alive"));
-    let status: u16 = m.head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let bodiless = request_method == Some("HEAD") || matches!(status, 100..=199 | 204 | 304);
-    if bodiless {
-    } else if chunked {
-        read_chunked(reader, &mut m.bytes)?;
-    } else if let Some(length) = length {
-        let start = m.bytes.len();
-        m.bytes.resize(start + length, 0);
-        reader.read_exact(&mut m.bytes[start..])?;
-    } else if request_method.is_some() {
-        reader.read_to_end(&mut m.bytes)?;
-        m.closes = true;
-    }
-    Ok(Some(m))
-}
-
-/// A chunked body, framing included (it is relayed as is).
-fn read_chunked(reader: &mut impl BufRead, bytes: &mut Vec<u8>) -> io::Result<()> {
-    loop {
-        let start = bytes.len();
-        if reader.read_until(b'\n', bytes)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let line = String::from_utf8_lossy(&bytes[start..]).into_owned();
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or_default().trim(), 16)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        if size == 0 {
-            // Trailers, up to the blank line.
-            loop {
-                let start = bytes.len();
-                if reader.read_until(b'\n', bytes)? == 0 || &bytes[start..] == b"\r\n" {
-                    return Ok(());
-                }
-            }
-        }
-        let start = bytes.len();
-        bytes.resize(start + size + 2, 0);
-        reader.read_exact(&mut bytes[start..])?;
-    }
-}
-
-/// `Service.Operation` of an AWS request.
-fn operation(request: &Message) -> String {
-    let scope = request
-        .header("authorization")
-        .and_then(|a| a.split("Credential=").nth(1))
-        .and_then(|c| c.split('/').nth(3))
-        .unwrap_or("unknown");
-    let service = match scope {
-        "dynamodb" => "DynamoDB",
-        "events" => "EventBridge",
-        "scheduler" => "Scheduler",
-        "secretsmanager" => "SecretsManager",
-        other => other,
-    };
-    if let Some(target) = request.header("x-amz-target") {
-        return format!("{service}.{}", target.rsplit('.').next().unwrap_or(target));
-    }
-    let path = request.path().split('?').next().unwrap_or_default();
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let op = match (request.method(), segments.as_slice()) {
-        ("POST", ["schedules", _]) => "CreateSchedule".to_owned(),
-        ("GET", ["schedules", _]) => "GetSchedule".to_owned(),
-        ("PUT", ["schedules", _]) => "UpdateSchedule".to_owned(),
-        ("DELETE", ["schedules", _]) => "DeleteSchedule".to_owned(),
-        ("GET", ["schedules"]) => "ListSchedules".to_owned(),
-        ("POST", ["schedule-groups", _]) => "CreateScheduleGroup".to_owned(),
-        ("GET", ["schedule-groups", _]) => "GetScheduleGroup".to_owned(),
-        (method, _) => format!("{method} {path}"),
-    };
-    format!("{service}.{op}")
-}
-
-// ---------------------------------------------------------------------------------------------
-// What an operation cost.
-
-/// What happened between two marks: JumpCloud requests per endpoint, AWS calls per operation.
-#[derive(Debug, Default, Clone)]
-struct Cost {
-    jumpcloud: BTreeMap<String, u64>,
-    aws: Tally,
-}
-
-impl Cost {
-    fn jumpcloud(&self) -> u64 {
-        self.jumpcloud.values().sum()
-    }
-    fn ops<'a>(&'a self, service: &'a str) -> impl Iterator<Item = (&'a str, u64)> + 'a {
-        self.aws.calls.iter().filter_map(move |(k, n)| Some((k.strip_prefix(service)?.strip_prefix('.')?, *n)))
-    }
-    fn service(&self, service: &str) -> u64 {
-        self.ops(service).map(|(_, n)| n).sum()
-    }
-    fn breakdown(&self, service: &str) -> String {
-        self.ops(service).map(|(op, n)| format!("{op} {n}")).collect::<Vec<_>>().join(", ")
-    }
-    /// AWS calls but Secrets Manager's (those are cached per container).
-    fn aws_calls(&self) -> u64 {
-        ["DynamoDB", "Scheduler", "EventBridge"].iter().map(|s| self.service(s)).sum()
-    }
-    fn moto_time(&self) -> Duration {
-        self.aws.moto.values().sum()
-    }
-    fn errors(&self) -> String {
-        let errors: Vec<String> = self.aws.errors.iter().map(|(k, n)| format!("{k} x{n}")).collect();
-        if errors.is_empty() {
-            "none".to_owned()
-        } else {
-            errors.join(", ")
-        }
-    }
-    fn add(&mut self, other: &Cost) {
-        fn sum<V: Copy + std::ops::AddAssign + Default>(into: &mut BTreeMap<String, V>, from: &BTreeMap<String, V>) {
-            for (k, v) in from {
-                *into.entry(k.clone()).or_default() += *v;
-            }
-        }
-        sum(&mut self.jumpcloud, &other.jumpcloud);
-        sum(&mut self.aws.calls, &other.aws.calls);
-        sum(&mut self.aws.moto, &other.aws.moto);
-        sum(&mut self.aws.errors, &other.aws.errors);
-    }
-}
-
-fn minus<V: Copy + Default + PartialEq + std::ops::Sub<Output = V>>(
-    after: &BTreeMap<String, V>,
-    before: &BTreeMap<String, V>,
-) -> BTreeMap<String, V> {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), *v - before.get(k).copied().unwrap_or_default()))
-        .filter(|(_, d)| *d != V::default())
-        .collect()
-}
-
-/// Reads the relay's and the simulators' counters.
-struct Meter<'a> {
-    proxy: &'a CountingProxy,
-    sims: Vec<SimHandle>,
-}
-
-struct Mark {
-    jumpcloud: BTreeMap<String, u64>,
-    aws: Tally,
-}
-
-impl Meter<'_> {
-    fn mark(&self) -> Mark {
-        let mut jumpcloud = BTreeMap::new();
-        for sim in &self.sims {
-            for (k, n) in sim.request_counts() {
-                *jumpcloud.entry(k).or_default() += n;
-            }
-        }
-        Mark { jumpcloud, aws: self.proxy.tally() }
-    }
-    fn since(&self, mark: &Mark) -> Cost {
-        let now = self.mark();
-        Cost {
-            jumpcloud: minus(&now.jumpcloud, &mark.jumpcloud),
-            aws: Tally {
-                calls: minus(&now.aws.calls, &mark.aws.calls),
-                moto: minus(&now.aws.moto, &mark.aws.moto),
-                errors: minus(&now.aws.errors, &mark.aws.errors),
-            },
-        }
-    }
-    async fn metered<T>(&self, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<(T, Cost)> {
-        let mark = self.mark();
-        let out = work.await?;
-        Ok((out, self.since(&mark)))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The local stack and the handlers.
 
 /// One slice of the local stack: a table, an integration secret, a schedule group and an event bus
@@ -428,27 +114,6 @@ struct Fixture {
     bus: String,
 }
 
-/// The functions' settings beyond the stack's (table, secret tag, JumpCloud URL).
-fn settings(schedule_group: &str, bus: &str, grant: bool) -> Vec<(String, String)> {
-    let mut vars = vec![
-        ("SCHEDULE_GROUP", schedule_group.to_owned()),
-        ("EVENT_BUS_NAME", bus.to_owned()),
-        ("REQUESTABLE_GROUPS", "prod-*".to_owned()),
-        // The simulator answers at once; the client's own limits are not what is measured here.
-        ("JUMPCLOUD_REQUESTS_PER_SECOND", "10000".to_owned()),
-        ("JUMPCLOUD_MAX_CONCURRENCY", "64".to_owned()),
-    ];
-    if grant {
-        vars.extend([
-            ("REVOKE_FUNCTION_ARN", format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:jit-access-revoke")),
-            ("SCHEDULER_ROLE_ARN", format!("arn:aws:iam::{ACCOUNT}:role/jit-access-scheduler")),
-            ("SCHEDULE_DLQ_ARN", format!("arn:aws:sqs:us-east-1:{ACCOUNT}:jit-access-schedule-dlq")),
-            ("JUMPCLOUD_RETRY_BUDGET", "20s".to_owned()),
-        ]);
-    }
-    vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
 async fn fixture(proxy: &CountingProxy, users: usize) -> anyhow::Result<Fixture> {
     let stack = Stack::new().await;
     let mut org = Org::new(KEY);
@@ -462,7 +127,7 @@ async fn fixture(proxy: &CountingProxy, users: usize) -> anyhow::Result<Fixture>
     let (schedule_group, bus) = (unique("sg"), unique("bus"));
     setup::ensure_schedule_group(&aws_sdk_scheduler::Client::new(&stack.sdk), &schedule_group).await?;
     setup::ensure_event_bus(&aws_sdk_eventbridge::Client::new(&stack.sdk), &bus).await?;
-    let extra = settings(&schedule_group, &bus, true);
+    let extra = function_settings(&schedule_group, &bus, true);
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let config = stack.config(&sim.url(), &extra);
     let sdk = sdk_config_for(&proxy.url).await;
@@ -552,34 +217,6 @@ fn id(grant: &Value) -> anyhow::Result<String> {
 // ---------------------------------------------------------------------------------------------
 // Part 1: calls per operation.
 
-/// The fewest calls one can argue for while keeping the invariants (conditional writes for
-/// concurrency, an audit record in the same write as each change), and why.
-struct Minimum {
-    jumpcloud: u64,
-    dynamodb: u64,
-    scheduler: u64,
-    events: u64,
-    why: &'static str,
-}
-
-impl Minimum {
-    fn total(&self) -> u64 {
-        self.jumpcloud + self.dynamodb + self.scheduler + self.events
-    }
-}
-
-const GRANT_MIN: Minimum = Minimum {
-    jumpcloud: 3,
-    dynamodb: 3,
-    scheduler: 1,
-    events: 1,
-    why: "JumpCloud: find the user (id; suspended?), find the group (id; dynamic?), add = 3. DynamoDB: lock the \
-          lease (conditional update returning holders and `preexisting`); record the grant pending, join the \
-          lease and audit in one transaction before JumpCloud is touched (a crash then leaves a grant the sweep \
-          finds); activate, release the lock and audit in one transaction = 3 writes. No read is needed: the \
-          handler holds the grant it wrote, and the transaction's conditions check what a read would. \
-          1 CreateSchedule (the expiry), 1 PutEvents (Grant Created).",
-};
 const KEYED_MIN: Minimum = Minimum {
     dynamodb: 4,
     why: "as a grant, +1: claim the key with a conditional put before any work; recording the outcome can ride \
@@ -687,15 +324,6 @@ async fn calls_per_operation(proxy: &CountingProxy) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cell(actual: u64, minimum: u64, breakdown: &str) -> String {
-    let flag = if actual > minimum { " **>min**" } else { "" };
-    if breakdown.is_empty() {
-        format!("{actual} (min {minimum}){flag}")
-    } else {
-        format!("{actual} (min {minimum}){flag}: {breakdown}")
-    }
-}
-
 fn print_calls(rows: &[Row]) {
     println!("## 1. Calls per operation (measured) vs the argued minimum");
     println!();
@@ -756,15 +384,6 @@ struct Sample {
     times: Vec<Duration>,
     wall: Duration,
     cost: Cost,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 struct Baselines {
@@ -1240,7 +859,7 @@ fn lambda_env(fx: &Fixture, moto: &str, f: &Lambda) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    env.extend(settings(&fx.schedule_group, &fx.bus, f.name == "grant"));
+    env.extend(function_settings(&fx.schedule_group, &fx.bus, f.name == "grant"));
     env
 }
 
