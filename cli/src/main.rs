@@ -68,6 +68,8 @@ enum Command {
     Approve(requests::ApproveArgs),
     /// Record an approver's denial of a request, with a comment: it ends `denied`.
     Deny(requests::DenyArgs),
+    /// Extend an active grant: as an admin (the operator), or `--as` its grantee under the policy.
+    Extend(requests::ExtendArgs),
     /// The audit trail: of one grant, or of a time range.
     Audit(grants::AuditArgs),
     /// Access policy documents (policy as code).
@@ -122,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Requests(args) => requests::requests(&sdk, &config, args).await,
         Command::Approve(args) => requests::approve_request(&sdk, &config, args).await,
         Command::Deny(args) => requests::deny_request(&sdk, &config, args).await,
+        Command::Extend(args) => requests::extend_grant(&sdk, &config, args).await,
         Command::Audit(args) => grants::audit(&sdk, &config, args).await,
         Command::RunSchedules(args) => schedule_runner::run(&sdk, &config, args).await,
         Command::Policy(command) => policy::run_with_stack(&sdk, &config, command).await,

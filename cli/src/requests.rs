@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use jit_shared::{
     config::Config,
+    domain::extension::{extend, ExtendRequest},
     domain::identity::{Principal, PrincipalUser},
-    domain::model::{DirectoryUser, Grant, GrantFilter, GrantStatus, Name, UserState},
+    domain::model::{DirectoryUser, Grant, GrantDuration, GrantFilter, GrantStatus, Name, UserState},
     domain::request::{approve, approver_of, deny, RequestError},
     domain::snapshot::canonical_email,
     wiring::{Function, Lifecycle},
@@ -172,6 +173,65 @@ pub async fn approve_request(
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Args)]
+pub struct ExtendArgs {
+    /// The grant's id (an active grant).
+    id: String,
+    /// How much longer: `30m`, `2h`, `PT1H`.
+    #[arg(long)]
+    duration: GrantDuration,
+    /// Why (a ticket where the policy asks for one).
+    #[arg(long)]
+    reason: String,
+    /// Ask as the grantee (email) under the access policy: applied at once when the rule
+    /// auto-approves it, otherwise it awaits the rule's approvers. Without it, the operator
+    /// extends as an admin, within MAX_GRANT_DURATION in all.
+    #[arg(long = "as", value_name = "EMAIL")]
+    grantee: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `jitctl extend`: the domain's extension, as an admin (the operator) or as the grantee.
+pub async fn extend_grant(sdk: &aws_config::SdkConfig, config: &Config, args: ExtendArgs) -> anyhow::Result<ExitCode> {
+    let id = grant_id(&args.id)?;
+    // The expiry schedule moves: the grant's wiring.
+    let lifecycle = Lifecycle::from_config(sdk, config, Function::Grant).context("configuration")?;
+    let (seen, caller) = match &args.grantee {
+        Some(email) => request_and_approver(&lifecycle, &id, email).await?,
+        None => {
+            let Some(grant) = lifecycle.store.get(&id).await? else { bail!("no grant {id}") };
+            (grant, Principal { id: operator(), admin: true, users: vec![] })
+        }
+    };
+    let request = ExtendRequest { duration: args.duration, reason: args.reason };
+    let grant = extend(&lifecycle.ctx(), &id, &caller, &request).await.map_err(|e| match e {
+        RequestError::Forbidden(why) => anyhow::anyhow!("refused: {why}"),
+        RequestError::NotPending(status) => {
+            anyhow::anyhow!("grant {id} is {}: only an active grant can be extended", status.as_str())
+        }
+        RequestError::Expired(at) => anyhow::anyhow!("grant {id} ended (or is ending) at {at}: it cannot be extended"),
+        other => anyhow::anyhow!("grant {id}: {other}"),
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&grant)?);
+    } else if let Some(pending) = &grant.pending_extension {
+        println!(
+            "extension by {} awaits {} approval(s) from {}: {}",
+            pending.duration,
+            pending.approvals_required,
+            pending.approvers.join(", "),
+            grant.id
+        );
+        print_grant(&grant);
+    } else {
+        let was = seen.expires_at.map_or("-".into(), |t| t.to_rfc3339());
+        println!("extended: {} (expired at {was}, now at {})", grant.id, grant.expiry().to_rfc3339());
+        print_grant(&grant);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn deny_request(sdk: &aws_config::SdkConfig, config: &Config, args: DenyArgs) -> anyhow::Result<ExitCode> {
     let id = grant_id(&args.id)?;
     let lifecycle = Lifecycle::from_config(sdk, config, Function::Revoke).context("configuration")?;
@@ -278,6 +338,8 @@ fn decision_error(e: RequestError, seen: &Grant, approver: &Principal, email: &s
         }
         RequestError::InvalidComment(reason) => anyhow::anyhow!("--comment: {reason}"),
         RequestError::Contended => anyhow::anyhow!("request {id} kept changing while it was being decided; retry"),
+        RequestError::Conflict(reason) => anyhow::anyhow!("request {id}: {reason}"),
+        RequestError::Rejected(e) => anyhow::anyhow!("request {id}: refused: {e}"),
         RequestError::Activation(e) => anyhow::anyhow!(
             "the approval of request {id} could not activate the grant: {e} (see `jitctl grants show {id}`)"
         ),

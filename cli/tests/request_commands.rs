@@ -228,6 +228,33 @@ async fn the_manager_approves_through_jitctl_and_the_grant_activates() {
         assert!(human.contains(expected), "{expected:?} in {human}");
     }
     assert!(w.ok(&["grants", "list"]).await.contains("1/1"));
+
+    // Extended as alice under the policy: her manager's approval moves the expiry; the operator,
+    // an admin, extends at once.
+    let expires = approved["expires_at"].as_str().unwrap().to_owned();
+    let asked = w
+        .ok_json(&[
+            "extend",
+            &id,
+            "--duration",
+            "30m",
+            "--reason",
+            "INC-88 longer",
+            "--as",
+            "alice@example.com",
+            "--json",
+        ])
+        .await;
+    assert_eq!(asked["pending_extension"]["approvers"], serde_json::json!(["maria@example.com"]), "{asked}");
+    assert_eq!(asked["expires_at"], expires.as_str(), "not before the approval");
+    let extended = w.ok_json(&["approve", &id, "--as", "maria@example.com", "--json"]).await;
+    assert_eq!(extended["extensions"][0]["duration"], "30m", "{extended}");
+    assert_ne!(extended["expires_at"], expires.as_str());
+    let by_admin = w.ok(&["extend", &id, "--duration", "15m", "--reason", "INC-88 wrap up"]).await;
+    assert!(by_admin.contains("extended:"), "{by_admin}");
+    assert_eq!(w.shown(&id).await["grant"]["extensions"].as_array().unwrap().len(), 2);
+    let refused = w.fails(&["extend", &id, "--duration", "15m", "--reason", "x", "--as", "bob@example.com"]).await;
+    assert!(refused.contains("only the grantee or an admin"), "{refused}");
 }
 
 #[tokio::test]

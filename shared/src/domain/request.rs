@@ -396,6 +396,19 @@ async fn activate_request(
     let integration =
         resolve_integration(ctx.catalog, Some(&grant.integration)).await.map_err(RequestError::Activation)?;
     let directory = ctx.directories.directory(&integration);
+    // The grantee was checked live when they asked; a suspension since then refuses the
+    // activation (the request stays pending, and ends at its timeout or by a denial).
+    match directory.find_user(&grant.user.id).await {
+        Ok(user) if user.is_suspended() => {
+            return Err(RequestError::Activation(GrantError::UserSuspended(grant.user.email.clone())))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(RequestError::Activation(super::grant::not_found_as(e, || {
+                GrantError::UserNotFound(grant.user.email.clone())
+            })))
+        }
+    }
     let hold = LeaseHold { key: grant.lease_key(), owner: format!("grant:{}", grant.id) };
     let lease = lock(ctx, &hold.key, &hold.owner).await?;
     // The clock of the grant starts now, at its activation.

@@ -307,3 +307,21 @@ async fn concurrent_decisions_leave_one_outcome_each() {
         w.assert_consistent();
     }
 }
+
+#[tokio::test]
+async fn a_grantee_suspended_since_the_request_is_never_activated() {
+    let w = world_with(Some(POLICY)).await;
+    let request = w.request_as(&alice(), "1h").await.unwrap();
+    let ctx = w.ctx();
+    approve(&ctx, &request.id, &bob(), None).await.unwrap();
+    for user in w.jc.users.lock().unwrap().iter_mut().filter(|u| u.id == "u1") {
+        user.state = crate::domain::model::UserState::Suspended;
+    }
+    let err = approve(&ctx, &request.id, &owner12(), None).await.unwrap_err();
+    assert_eq!(status_of(&err), 422, "{err}");
+    assert!(!w.alice_member());
+    assert_eq!(w.jc.member_calls(), 0);
+    let stored = w.store.grant(&request.id).unwrap();
+    assert_eq!((stored.status, stored.approvals.len()), (GrantStatus::PendingApproval, 1));
+    w.assert_consistent();
+}
