@@ -108,6 +108,85 @@ print(f"  {bob['email']}: POST /grants for themselves -> HTTP {status}: {refused
 if len(mine["grants"]) != 1 or other.get("status") != 404 or status != 403:
     sys.exit("identity checks did not hold")
 
+print("==> 6c. an access policy is applied; a person asks, their manager approves")
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+JITCTL = os.path.join(ROOT, "target/debug/jitctl")
+POLICY = """version: 1
+defaults:
+  max_duration: 4h
+  approval: {approvers: [manager], required: 1, timeout: 1h}
+rules:
+  - groups: ["prod-db-*"]
+    eligible: everyone
+    max_duration: 10m
+    approval: {approvers: [manager], required: 1, auto_approve_up_to: 1m}
+    ticket: "INC-[0-9]+"
+    break_glass: true
+    extend: {max_total: 10m}
+  - groups: ["*"]
+    eligible: nobody
+"""
+with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+    f.write(POLICY)
+subprocess.run([JITCTL, "policy", "apply", f.name], check=True)
+by_id = {u["_id"]: u for u in seed["users"]}
+# Someone not yet a member, whose manager is active (both synced), and a third person for break glass.
+asker = next(u for u in candidates[3:] if by_id.get(u.get("manager") or "", {}).get("state") == "ACTIVATED")
+manager = by_id[asker["manager"]]
+glass = next(u for u in candidates[3:] if u["_id"] not in (asker["_id"], manager["_id"]))
+
+
+def as_call(user, method, path, body=None, query=None):
+    e = as_person(with_path(load("grant-get.json"), path, method), user)
+    e["headers"].pop("idempotency-key", None)
+    e["body"] = json.dumps(body) if body is not None else None
+    if body is not None:
+        e["headers"]["content-type"] = "application/json"
+    e["rawQueryString"] = query or ""
+    e["queryStringParameters"] = dict(kv.split("=", 1) for kv in query.split("&")) if query else None
+    return http("grant", e)
+
+
+# The grant function reads the applied policy at most every 30 s: a change takes effect within a minute.
+started = time.time()
+while True:
+    status, groups = as_call(asker, "GET", "/groups")
+    if any(g["name"] == "prod-db-admins" for g in groups.get("groups", [])):
+        break
+    if time.time() - started > 60:
+        sys.exit(f"the policy did not take effect: {status} {groups}")
+    time.sleep(3)
+rule = next(g for g in groups["groups"] if g["name"] == "prod-db-admins")
+print(f"  {asker['email']}: GET /groups -> prod-db-admins, max {rule['max_duration']}, "
+      f"approval required: {rule['approval_required']} (seen {time.time() - started:.0f} s after the apply)")
+ask = {"group": "prod-db-admins", "duration": "2m", "reason": "INC-4711 replica lag"}
+status, pending = as_call(asker, "POST", "/grants", ask)
+print(f"  {asker['email']}: POST /grants for 2m -> HTTP {status}: {pending.get('status')}, "
+      f"approvers {pending.get('approvers')}; member = {is_member(asker)}")
+if status != 202 or is_member(asker):
+    sys.exit(f"the request did not wait for approval: {pending}")
+status, refused = as_call(asker, "POST", f"/grants/{pending['id']}/approve", {"comment": "me"})
+print(f"  {asker['email']}: approves their own request -> HTTP {status}: {refused.get('detail')}")
+status, awaiting = as_call(manager, "GET", "/grants", query="awaiting=me")
+print(f"  {manager['email']} (the manager): GET /grants?awaiting=me -> {len(awaiting['grants'])} request(s)")
+status, approved = as_call(manager, "POST", f"/grants/{pending['id']}/approve", {"comment": "ok for INC-4711"})
+print(f"  {manager['email']}: approves -> HTTP {status}: {approved.get('status')} until {approved.get('expires_at')}; "
+      f"member = {is_member(asker)}")
+if status != 200 or approved.get("status") != "active" or not is_member(asker) or refused.get("status") != 403:
+    sys.exit(f"the approval did not hold: {approved}")
+status, extended = as_call(asker, "POST", f"/grants/{pending['id']}/extend",
+                           {"duration": "1m", "reason": "INC-4711 one more minute"})
+print(f"  {asker['email']}: extends by 1m (auto-approved up to 1m) -> HTTP {status}: expires {extended.get('expires_at')}")
+if status != 200:
+    sys.exit(f"the extension failed: {extended}")
+glass_ask = {"group": "prod-db-admins", "duration": "1m", "reason": "INC-4712 outage", "break_glass": True}
+status, broke = as_call(glass, "POST", "/grants", glass_ask)
+print(f"  {glass['email']}: break glass -> HTTP {status}: {broke.get('status')}, break_glass={broke.get('break_glass')}, "
+      f"member = {is_member(glass)} (flagged, published as Break Glass Used)")
+if status != 201 or not broke.get("break_glass"):
+    sys.exit(f"break glass failed: {broke}")
+
 print("==> 7. a second grant whose expiry schedule gets lost (deleted behind the product's back)")
 second = request_grant(bob, f"walkthrough-{int(time.time())}-b")
 import boto3  # noqa: E402  (the venv's, installed with moto)
@@ -122,9 +201,15 @@ ended2 = wait_ended(second["id"])
 print(f"  {bob['email']}'s grant (no schedule): {ended2['status']} at {ended2['ended_at']}; member = {is_member(bob)}")
 if is_member(alice) or is_member(bob):
     sys.exit("a membership outlived its grant")
+ended3 = wait_ended(broke["id"])
+print(f"  {glass['email']}'s break-glass grant: {ended3['status']}; member = {is_member(glass)}")
+ended4 = wait_ended(pending["id"], limit=300)
+print(f"  {asker['email']}'s approved and extended grant: {ended4['status']} at {ended4['ended_at']}; "
+      f"member = {is_member(asker)}")
+if is_member(glass) or is_member(asker):
+    sys.exit("a membership outlived its grant")
 
 print("==> 9. the audit trail (DynamoDB), kept after the grants ended: jitctl audit --grant <id>")
-import subprocess  # noqa: E402
-for g in (grant, second):
+for g in (grant, second, approved):
     print(f"  {g['user']['email']}:", flush=True)
     subprocess.run([os.path.join(ROOT, "target/debug/jitctl"), "audit", "--grant", g["id"]], check=True)

@@ -114,10 +114,13 @@ pub async fn resolve(
     if let Some(name) = &name {
         let integrations = catalog.list().await.map_err(IdentityError::Integrations)?.integrations;
         for integration in integrations {
-            // The synced directory is indexed by email; a username names nobody here.
-            let Some(user) = directory.user_by_email(&integration.name, &canonical_email(name)).await? else {
-                continue;
+            // An email, or else a username (both indexed in the synced directory).
+            let user = if name.contains('@') {
+                directory.user_by_email(&integration.name, &canonical_email(name)).await?
+            } else {
+                directory.user_by_username(&integration.name, name).await?
             };
+            let Some(user) = user else { continue };
             if user.state == UserState::Suspended {
                 continue;
             }
@@ -213,6 +216,20 @@ mod tests {
             vec![PrincipalUser { integration: "corp".into(), id: "u1".into(), email: "alice@corp.com".into() }]
         );
         assert!(p.is_user("corp", "u1") && !p.is_user("corp", "u2") && !p.is_user("other", "u1"));
+    }
+
+    #[tokio::test]
+    async fn an_identity_claim_may_name_a_username() {
+        let mut w = world().await;
+        w.config.claim = "preferred_username".into();
+        let p = w
+            .resolve(jwt(&[("iss", ISS), ("sub", "s-2"), ("preferred_username", "Bob"), ("email_verified", "true")]))
+            .await
+            .unwrap();
+        assert_eq!(p.users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["u2"], "bob by his username");
+        assert!(p.admin, "bob is in the admin group");
+        let nobody = jwt(&[("iss", ISS), ("sub", "s-3"), ("preferred_username", "mallory")]);
+        assert!(matches!(w.resolve(nobody).await, Err(IdentityError::Forbidden(_))));
     }
 
     #[tokio::test]

@@ -176,7 +176,10 @@ pub(crate) async fn resolve_approvers(
                 let user = if who.contains('@') {
                     store.user_by_email(integration, &canonical_email(who)).await?
                 } else {
-                    store.user_by_id(integration, who).await?
+                    match store.user_by_id(integration, who).await? {
+                        Some(user) => Some(user),
+                        None => store.user_by_username(integration, who).await?,
+                    }
                 };
                 found.extend(user);
             }
@@ -409,7 +412,9 @@ async fn activate_request(
             })))
         }
     }
-    let hold = LeaseHold { key: grant.lease_key(), owner: format!("grant:{}", grant.id) };
+    // An owner of this attempt alone: two last approvals at once must not share the lock (the
+    // loser's release would free the winner's).
+    let hold = LeaseHold { key: grant.lease_key(), owner: format!("approve:{}:{}", grant.id, uuid::Uuid::new_v4()) };
     let lease = lock(ctx, &hold.key, &hold.owner).await?;
     // The clock of the grant starts now, at its activation.
     let now = ctx.clock.now();

@@ -189,9 +189,11 @@ impl<S: GrantStore, O: MembershipOracle> LifecycleHarness<S, O> {
 
     /// Decisions at once (needs [`Self::sync_request_directory`] and [`REQUEST_POLICY`]): three
     /// approvers approve alice's request (two required); user11's request is approved and
-    /// denied at once; alice's next one is approved and cancelled at once. Returns the three
-    /// requests as stored after, for the caller to check with its store's own reads.
-    pub async fn concurrent_decisions(&self) -> [Grant; 3] {
+    /// denied at once; alice's next one is approved and cancelled at once; user11's next one gets
+    /// its last approval as its timeout's expiry is delivered (within the early-delivery
+    /// tolerance). Returns the four requests as stored after, for the caller to check with its
+    /// store's own reads.
+    pub async fn concurrent_decisions(&self) -> [Grant; 4] {
         let ctx = self.ctx();
         let (bob, owner12, owner13) =
             (person("u2", "bob@corp.com"), person("u12", "user12@corp.com"), person("u13", "user13@corp.com"));
@@ -235,8 +237,24 @@ impl<S: GrantStore, O: MembershipOracle> LifecycleHarness<S, O> {
             GrantStatus::Active => assert!(cancelled.is_ok(), "{cancelled:?}"),
             other => panic!("unexpected {other:?}: {approved:?} {cancelled:?}"),
         }
+        // The last approval against the timeout's expiry, two seconds before the timeout.
+        let fourth = self.request_as(&person("u11", "user11@corp.com"), "1h").await.expect("request");
+        approve(&ctx, &fourth.id, &owner12, None).await.expect("first approval");
+        self.clock.set(fourth.expiry() - Duration::seconds(2));
+        let (approved, expired) = tokio::join!(
+            approve(&ctx, &fourth.id, &owner13, None),
+            revoke_grant(&ctx, &fourth.id, ACTOR_SCHEDULE, EndReason::Expired),
+        );
+        let fourth_now = self.store.get(&fourth.id).await.unwrap().unwrap();
+        match fourth_now.status {
+            GrantStatus::RequestExpired => {
+                assert!(matches!(approved, Err(RequestError::NotPending(_))), "{approved:?}")
+            }
+            GrantStatus::Active => assert!(matches!(expired, Ok(RevokeOutcome { changed: false, .. })), "{expired:?}"),
+            other => panic!("unexpected {other:?}: {approved:?} {expired:?}"),
+        }
         let get = |id: String| async move { self.store.get(&id).await.unwrap().unwrap() };
-        [get(first.id).await, get(second.id).await, third_now]
+        [get(first.id).await, get(second.id).await, third_now, fourth_now]
     }
 
     /// A request for `prod-db-admins` by [`ADMIN`].
