@@ -24,13 +24,18 @@ struct World {
     alice: String,
     bob: String,
     db: String,
+    config: jit_shared::config::Config,
 }
 
 async fn world() -> World {
     let stack = Stack::new().await;
     let mut org = Org::new(KEY);
-    let alice = org.add_user(User::new("alice", "alice@example.com"));
     let bob = org.add_user(User::new("bob", "bob@example.com"));
+    // bob is alice's manager (the directory's relation and the `manager` attribute).
+    let mut alice_user = User::new("alice", "alice@example.com");
+    alice_user.manager = Some(bob.clone());
+    alice_user.set_attribute("manager", "bob@example.com");
+    let alice = org.add_user(alice_user);
     let db = org.add_group(Group::new("prod-db-admins"));
     org.add_group(Group::new("prod-auto").with_method(MembershipMethod::DynamicAutomated));
     let sim = Simulator::start(vec![org]).await.unwrap();
@@ -63,6 +68,7 @@ async fn world() -> World {
         alice,
         bob,
         db,
+        config,
     }
 }
 
@@ -220,4 +226,56 @@ async fn sync_reconciles_grants_against_jumpcloud() {
         call_grant(&w, at("grant-get.json", &format!("/grants/{}", alice_grant["id"].as_str().unwrap()), "GET")).await;
     assert_eq!(alice_now["membership_missing"], true);
     assert_eq!(alice_now["status"], "active", "marked and reported, not ended: its expiry still runs");
+}
+
+/// A person signed in (JWT) calling the grant function.
+fn signed_in(mut e: Value, email: &str, body: Option<Value>) -> Value {
+    e["requestContext"]["authorizer"] = serde_json::json!({
+        "jwt": { "claims": { "iss": "https://sso.example.com", "sub": email, "email": email, "email_verified": "true" } }
+    });
+    e["headers"].as_object_mut().unwrap().remove("idempotency-key");
+    e["body"] = body.map_or(Value::Null, |b| b.to_string().into());
+    e
+}
+
+/// Invariants 7 and 8 through the real handlers and adapters: a policy applied to DynamoDB, the
+/// synced directory from a real sync, alice's request pending until her manager approves it.
+#[tokio::test]
+async fn a_request_waits_for_the_managers_approval_through_the_real_handlers() {
+    use jit_shared::{clock::Clock, domain::policy::parse_policy, handlers::sync::SyncHandler, ports::PolicyChange};
+    let w = world().await;
+    let sync = SyncHandler::from_config(&w.stack.sdk, &w.config).unwrap();
+    let synced = sync.handle(lambda_event(integration_tests::http_event("POST", "/sync", Some("{}")))).await.unwrap();
+    assert_eq!(http_response(&synced).0, 200);
+    let document = "version: 1\nrules:\n  - groups: [\"prod-db-*\"]\n    eligible: everyone\n    max_duration: 4h\n    approval: {approvers: [manager], required: 1, timeout: 1h}\n";
+    let change = PolicyChange {
+        document: document.into(),
+        policy: Arc::new(parse_policy(document).unwrap()),
+        previous: None,
+        by: "test".into(),
+        at: w.clock.now(),
+    };
+    w.grant.lifecycle.policy_store.apply(&change).await.unwrap();
+
+    let ask = serde_json::json!({"group": "prod-db-admins", "duration": "2h", "reason": "INC-7 replica"});
+    let (status, request) = call_grant(&w, signed_in(event("grant-create.json"), "alice@example.com", Some(ask))).await;
+    assert_eq!(status, 202, "{request}");
+    assert_eq!(request["approvers"], serde_json::json!(["bob@example.com"]));
+    assert!(!member(&w, &w.alice), "invariant 8: nothing in JumpCloud while pending");
+    let id = request["id"].as_str().unwrap().to_owned();
+    let approve = |email: &str| {
+        signed_in(at("grant-create.json", &format!("/grants/{id}/approve"), "POST"), email, Some(serde_json::json!({})))
+    };
+    let (status, refused) = call_grant(&w, approve("alice@example.com")).await;
+    assert_eq!(status, 403, "{refused}");
+    w.clock.advance(chrono::Duration::minutes(5));
+    let (status, active) = call_grant(&w, approve("bob@example.com")).await;
+    assert_eq!((status, active["status"].as_str()), (200, Some("active")), "{active}");
+    assert!(member(&w, &w.alice), "added at the approval");
+    let granted = chrono::DateTime::parse_from_rfc3339(active["granted_at"].as_str().unwrap()).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(active["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(expires - granted, chrono::Duration::hours(2), "the clock starts at the activation");
+    assert_eq!(granted, w.clock.now(), "activated at the approval, not the request");
+    let stored = w.grant.lifecycle.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.approvals.len(), 1);
 }
