@@ -203,6 +203,12 @@ fn print_reconciliation(integration: &str, report: &ReconcileReport) {
     for (grant, group, user) in &report.removed {
         println!("{integration}: removed user {user} from group {group}: the membership outlived grant {grant}");
     }
+    for (grant, group, user) in &report.readded {
+        println!(
+            "{integration}: user {user} is in group {group} again after grant {grant} removed it: restored outside \
+             this product, left alone"
+        );
+    }
     for grant in &report.missing {
         println!("{integration}: grant {grant} is active but its membership was removed outside this product");
     }

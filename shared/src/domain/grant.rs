@@ -401,6 +401,7 @@ async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<
         pending_extension: None,
         extensions: Vec::new(),
         remind_before: None,
+        membership_end: None,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -568,8 +569,13 @@ async fn fail(
         let failure = Failure { grant: grant.clone(), ended_at: now, lease_preexisting };
         ctx.store.fail_for_cleanup(&failure, hold, &[audit]).await
     } else {
-        let ending =
-            Ending { grant: grant.clone(), status: GrantStatus::Failed, ended_at: now, last_holder: !other_holders };
+        let ending = Ending {
+            grant: grant.clone(),
+            status: GrantStatus::Failed,
+            ended_at: now,
+            last_holder: !other_holders,
+            membership: None,
+        };
         ctx.store.end(&ending, hold, &[audit.detail(error.to_string())]).await
     };
     match stored {
@@ -650,6 +656,7 @@ pub(crate) async fn publish(
         membership,
         error,
         notify: notify_list(grant),
+        drift: None,
     };
     if let Err(e) = events.publish(&[GrantEvent::for_grant(detail_type, &detail)]).await {
         tracing::error!(error = %e, detail_type = detail_type.detail_type(), grant_id = %grant.id, "could not publish an event");

@@ -6,9 +6,12 @@
 //! started (a change racing the fetch is judged by the next sync), and users the synced snapshot
 //! holds (suspended users are not synced unless configured).
 
-use super::grant::{publish, GrantContext};
+use super::grant::{notify_list, GrantContext};
 use crate::{
-    domain::model::{AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantFilter, GrantStatus, LeaseHold},
+    domain::model::{
+        AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent, GrantEventDetail, GrantFilter,
+        GrantStatus, LeaseHold, MembershipEnd,
+    },
     domain::model::{DirectorySnapshot, Membership, ObjectId},
     ports::{Directory, RemoveOutcome},
 };
@@ -30,6 +33,9 @@ pub struct ReconcileReport {
     pub removed: Vec<(String, String, String)>,
     /// Active grants whose membership vanished outside the product.
     pub missing: Vec<String>,
+    /// Memberships the product removed at a grant's end that are back (someone restored them
+    /// outside the product): reported once, left alone. `(grant id, group id, user id)`.
+    pub readded: Vec<(String, String, String)>,
     /// What could not be done (retried by the next sync).
     pub failures: Vec<String>,
 }
@@ -98,15 +104,7 @@ pub async fn reconcile(
                 match ctx.store.mark_membership_missing(&grant.id, &[audit]).await {
                     Ok(marked) => {
                         tracing::warn!(grant_id = %grant.id, "drift: an active grant's membership vanished outside the product");
-                        publish(
-                            ctx.events,
-                            EventType::DriftDetected,
-                            &marked,
-                            ACTOR_SYNC,
-                            None,
-                            Some("membership missing".into()),
-                        )
-                        .await;
+                        publish_drift(ctx, &marked, "membership_missing", "membership missing").await;
                         report.missing.push(grant.id.clone());
                     }
                     Err(e) => report.failures.push(format!("marking grant {}: {e}", grant.id)),
@@ -115,28 +113,41 @@ pub async fn reconcile(
         }
     }
 
-    // Ended grants whose membership is still (or again) there.
+    // Ended grants whose membership is still (or again) there. The last grant to end on each
+    // membership decides: if its end removed the membership, someone put it back outside the
+    // product (an admin restoring access on purpose, say): reported, never touched. Otherwise
+    // (JumpCloud answered "not a member", or other grants kept it) the product's removal never
+    // happened: the membership outlived its grants and goes.
     let oldest = fetch_started - Duration::hours(WATCH_ENDED_HOURS) - ctx.policy.max_duration.to_chrono();
     let watch_from = fetch_started - Duration::hours(WATCH_ENDED_HOURS);
-    let mut seen = BTreeSet::new();
+    let mut candidates = Vec::new();
     for status in [GrantStatus::Expired, GrantStatus::Revoked] {
-        let ended = match grants(ctx, integration, status, oldest).await {
-            Ok(ended) => ended,
-            Err(e) => {
-                report.failures.push(format!("listing {status:?} grants: {e}"));
-                continue;
+        match grants(ctx, integration, status, oldest).await {
+            Ok(ended) => candidates.extend(ended),
+            Err(e) => report.failures.push(format!("listing {status:?} grants: {e}")),
+        }
+    }
+    let ended_at = |g: &Grant| g.ended_at.unwrap_or(g.expiry());
+    candidates.sort_by_key(|g| std::cmp::Reverse(ended_at(g)));
+    let mut seen = BTreeSet::new();
+    for grant in candidates {
+        let ended = ended_at(&grant);
+        if ended >= settled_before || ended < watch_from || present(snapshot, &grant) != Some(true) {
+            continue;
+        }
+        if !seen.insert((grant.group.id.clone(), grant.user.id.clone())) || grant.preexisting_membership {
+            continue;
+        }
+        // Removed by the product (or ended before this was recorded: unknown, so left alone).
+        if matches!(grant.membership_end, Some(MembershipEnd::Removed) | None) {
+            match readded_outside(ctx, &grant).await {
+                Ok(true) => report.readded.push((grant.id.clone(), grant.group.id.clone(), grant.user.id.clone())),
+                Ok(false) => {}
+                Err(e) => report.failures.push(format!("reporting the restored membership of grant {}: {e}", grant.id)),
             }
-        };
-        for grant in ended {
-            let ended_at = grant.ended_at.unwrap_or(grant.expiry());
-            if grant.preexisting_membership
-                || ended_at >= settled_before
-                || ended_at < watch_from
-                || present(snapshot, &grant) != Some(true)
-                || !seen.insert((grant.group.id.clone(), grant.user.id.clone()))
-            {
-                continue;
-            }
+            continue;
+        }
+        {
             match remove_outlived(ctx, directory, &grant).await {
                 Ok(true) => {
                     snapshot.memberships.remove(&Membership {
@@ -151,6 +162,41 @@ pub async fn reconcile(
         }
     }
     report
+}
+
+const READDED: &str =
+    "the membership the product removed at the grant's end is back (restored outside the product): left alone";
+
+/// A membership restored outside the product after its grant's end removed it: audited and
+/// published once (`Drift Detected`, kind `readded_outside`), never removed. `Ok(false)`: reported
+/// by an earlier sync already.
+async fn readded_outside(ctx: &GrantContext<'_>, grant: &Grant) -> Result<bool, String> {
+    let trail = ctx.store.audit_for(&grant.id).await.map_err(|e| e.to_string())?;
+    if trail.iter().any(|r| r.action == AuditAction::DriftDetected && r.detail.as_deref() == Some(READDED)) {
+        return Ok(false);
+    }
+    let audit =
+        AuditRecord::new(grant, ctx.clock.now(), ACTOR_SYNC, AuditAction::DriftDetected, AuditOutcome::Succeeded)
+            .detail(READDED);
+    ctx.store.append_audit(&[audit]).await.map_err(|e| e.to_string())?;
+    tracing::warn!(grant_id = %grant.id, "drift: a membership removed at its grant's end was restored outside the product");
+    publish_drift(ctx, grant, "readded_outside", "membership restored outside the product after its removal").await;
+    Ok(true)
+}
+
+/// `Drift Detected` with its kind.
+async fn publish_drift(ctx: &GrantContext<'_>, grant: &Grant, kind: &str, error: &str) {
+    let detail = GrantEventDetail {
+        grant: grant.clone(),
+        actor: ACTOR_SYNC.to_owned(),
+        membership: None,
+        error: Some(error.to_owned()),
+        notify: notify_list(grant),
+        drift: Some(kind.to_owned()),
+    };
+    if let Err(e) = ctx.events.publish(&[GrantEvent::for_grant(EventType::DriftDetected, &detail)]).await {
+        tracing::error!(error = %e, grant_id = %grant.id, "could not publish a drift event");
+    }
 }
 
 /// Under the membership's lease lock: removes it only if no grant holds it and it is not standing
@@ -182,15 +228,7 @@ async fn remove_outlived(ctx: &GrantContext<'_>, directory: &dyn Directory, gran
             tracing::error!(grant_id = %grant.id, error = %e, "could not audit a drift removal");
         }
         tracing::warn!(grant_id = %grant.id, "drift: a membership outlived its grant; removed");
-        publish(
-            ctx.events,
-            EventType::DriftDetected,
-            grant,
-            ACTOR_SYNC,
-            None,
-            Some("membership outlived its grant; removed".into()),
-        )
-        .await;
+        publish_drift(ctx, grant, "outlived_grant", "membership outlived its grant; removed").await;
     }
     outcome
 }
@@ -271,20 +309,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_membership_that_outlived_its_grant_is_removed_and_reported() {
+    async fn a_membership_whose_removal_never_happened_is_removed_and_reported() {
         let p = Parts::new();
         let grant = p.grant("alice@corp.com").await;
-        revoke_grant(&p.ctx(), &grant.id, "admin", EndReason::Revoked).await.unwrap();
-        assert!(!p.is_member("u1"));
-        // It comes back (a stale replica, a retried add, a script): the product granted it, it must go.
-        p.jc.members.lock().unwrap().get_mut("g1").unwrap().insert("u1".into());
+        // JumpCloud answers "not a member" at the end (a lagging replica): the product removed
+        // nothing, and the membership shows up again.
+        p.jc.unset_member("g1", "u1");
+        let ended = revoke_grant(&p.ctx(), &grant.id, "admin", EndReason::Revoked).await.unwrap();
+        assert_eq!(ended.membership, Some(MembershipEnd::AlreadyRemoved));
+        p.jc.set_member("g1", "u1");
         p.clock.advance(Duration::minutes(10));
         let mut snapshot = p.snapshot();
         let report = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, p.clock.now()).await;
         assert_eq!(report.removed, vec![(grant.id.clone(), "g1".into(), "u1".into())]);
+        assert!(report.readded.is_empty());
         assert!(!p.is_member("u1"));
         assert!(snapshot.memberships.is_empty(), "the stored directory will match JumpCloud");
-        assert!(p.bus.types_for(&grant.id).contains(&"Drift Detected"));
+        let drift = p.bus.published().into_iter().find(|e| e.detail_type == EventType::DriftDetected).unwrap();
+        assert_eq!(drift.detail["drift"], "outlived_grant");
+    }
+
+    #[tokio::test]
+    async fn a_membership_restored_after_the_product_removed_it_is_reported_once_and_left_alone() {
+        let p = Parts::new();
+        let grant = p.grant("alice@corp.com").await;
+        let ended = revoke_grant(&p.ctx(), &grant.id, "admin", EndReason::Revoked).await.unwrap();
+        assert_eq!(ended.membership, Some(MembershipEnd::Removed));
+        assert_eq!(p.store.grant(&grant.id).unwrap().membership_end, Some(MembershipEnd::Removed));
+        // An admin puts alice back on purpose, in JumpCloud's console.
+        p.jc.set_member("g1", "u1");
+        p.clock.advance(Duration::minutes(10));
+        let mut snapshot = p.snapshot();
+        let report = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, p.clock.now()).await;
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert_eq!(report.readded, vec![(grant.id.clone(), "g1".into(), "u1".into())]);
+        assert!(p.is_member("u1"), "restored access is respected");
+        let drift = p.bus.published().into_iter().find(|e| e.detail_type == EventType::DriftDetected).unwrap();
+        assert_eq!(drift.detail["drift"], "readded_outside");
+        // The next sync does not report it again.
+        p.clock.advance(Duration::minutes(10));
+        let mut snapshot = p.snapshot();
+        let again = reconcile(&p.ctx(), "corp", p.jc.as_ref(), &mut snapshot, p.clock.now()).await;
+        assert!(again.readded.is_empty() && again.removed.is_empty(), "{again:?}");
+        assert!(p.is_member("u1"));
+        let drifts = p.store.audit().iter().filter(|r| r.action == AuditAction::DriftDetected).count();
+        assert_eq!(drifts, 1);
     }
 
     #[tokio::test]

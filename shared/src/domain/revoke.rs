@@ -293,7 +293,8 @@ async fn settle_locked(
         _ => GrantStatus::Failed,
     };
     let audit = end_audit(&grant, status, membership, actor, now, others);
-    let ending = Ending { grant: grant.clone(), status, ended_at: now, last_holder: others == 0 };
+    let ending =
+        Ending { grant: grant.clone(), status, ended_at: now, last_holder: others == 0, membership: Some(membership) };
     let ended = match ctx.store.end(&ending, hold, &audit).await {
         Ok(ended) => ended,
         Err(e) => {

@@ -8,7 +8,8 @@
 
 use crate::domain::model::{
     AuditPage, AuditRecord, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Grant, GrantFilter,
-    GrantPage, GrantStatus, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey, RevocationRequest,
+    GrantPage, GrantStatus, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey, MembershipEnd,
+    RevocationRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -137,6 +138,8 @@ pub struct Ending {
     pub ended_at: DateTime<Utc>,
     /// No other grant holds the lease: delete it (it held only this grant, or nothing).
     pub last_holder: bool,
+    /// Recorded on the grant: what its end did to the membership.
+    pub membership: Option<MembershipEnd>,
 }
 
 /// `fail_for_cleanup`: JumpCloud failed in a way that may have applied the add.

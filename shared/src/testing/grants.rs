@@ -326,6 +326,9 @@ impl GrantStore for MemoryGrantStore {
         let grant = state.grants.get_mut(id).expect("checked");
         grant.status = status;
         grant.ended_at = Some(ending.ended_at);
+        if ending.membership.is_some() {
+            grant.membership_end = ending.membership;
+        }
         let grant = grant.clone();
         state.audit.extend_from_slice(audit);
         Ok(grant)

@@ -213,6 +213,7 @@ fn pending(user: &str, group: &str, at: DateTime<Utc>, hours: i64) -> Grant {
         pending_extension: None,
         extensions: Vec::new(),
         remind_before: None,
+        membership_end: None,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -534,8 +535,13 @@ async fn a_failed_grant_stays_a_holder_and_due_until_its_clean_up_ends_it_still_
     is_conflict(db.store.fail_for_cleanup(&failure, &hold, &[]).await);
 
     // The sweep's clean-up: ends it, as `expired` asked, but it stays failed.
-    let ending =
-        Ending { grant: failed.clone(), status: GrantStatus::Expired, ended_at: t0() + minutes(2), last_holder: true };
+    let ending = Ending {
+        grant: failed.clone(),
+        status: GrantStatus::Expired,
+        ended_at: t0() + minutes(2),
+        last_holder: true,
+        membership: None,
+    };
     let ended = db.store.end(&ending, &hold, &[record(&grant, t0(), AuditAction::MembershipRemoved)]).await.unwrap();
     assert_eq!((ended.status, ended.ended_at), (GrantStatus::Failed, Some(t0() + minutes(2))));
     assert_eq!(db.store.get(&grant.id).await.unwrap(), Some(ended));
@@ -571,8 +577,13 @@ async fn end_as_last_holder_deletes_the_lease_and_as_one_of_several_keeps_the_ot
 
     // One of two holders.
     let hold1 = hold_locked(&db, &first, "r1").await;
-    let ending =
-        Ending { grant: first.clone(), status: GrantStatus::Expired, ended_at: t0() + minutes(60), last_holder: false };
+    let ending = Ending {
+        grant: first.clone(),
+        status: GrantStatus::Expired,
+        ended_at: t0() + minutes(60),
+        last_holder: false,
+        membership: None,
+    };
     db.calls.take();
     let ended = db.store.end(&ending, &hold1, &[record(&first, t0(), AuditAction::Expired)]).await.unwrap();
     assert_eq!(db.calls.take(), BTreeMap::from([("TransactWriteItems".to_owned(), 1)]), "one write, no read");
@@ -588,7 +599,13 @@ async fn end_as_last_holder_deletes_the_lease_and_as_one_of_several_keeps_the_ot
     // Claiming to be the last holder while another holds the lease: refused, nothing changes.
     let third = active(&db, &pending("u1", "g1", t0() + minutes(2), 3)).await;
     let hold2 = hold_locked(&db, &second, "r2").await;
-    let wrong = Ending { grant: second.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
+    let wrong = Ending {
+        grant: second.clone(),
+        status: GrantStatus::Revoked,
+        ended_at: t0(),
+        last_holder: true,
+        membership: None,
+    };
     let why = is_conflict(db.store.end(&wrong, &hold2, &[record(&second, t0(), AuditAction::Revoked)]).await);
     assert!(why.contains("other grants hold"), "{why}");
     assert_eq!(db.store.get(&second.id).await.unwrap().unwrap().status, GrantStatus::Active);
@@ -603,7 +620,13 @@ async fn end_as_last_holder_deletes_the_lease_and_as_one_of_several_keeps_the_ot
     // Then the two ends in turn: the last one deletes the lease.
     for (grant, last) in [(&second, false), (&third, true)] {
         let hold = hold_locked(&db, grant, "r3").await;
-        let ending = Ending { grant: grant.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: last };
+        let ending = Ending {
+            grant: grant.clone(),
+            status: GrantStatus::Revoked,
+            ended_at: t0(),
+            last_holder: last,
+            membership: None,
+        };
         assert_eq!(db.store.end(&ending, &hold, &[]).await.unwrap().status, GrantStatus::Revoked);
     }
     assert!(db.lease_item(&alice_g1()).await.is_none());
@@ -616,7 +639,13 @@ async fn end_with_a_lock_passed_on_or_of_an_unknown_grant_is_refused() {
     let grant = active(&db, &pending("u1", "g1", t0(), 1)).await;
     let stale = hold_locked(&db, &grant, "stale").await;
     db.store.lock_lease(&grant.lease_key(), "fresh", t0() + minutes(3), minutes(3)).await.unwrap();
-    let ending = Ending { grant: grant.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
+    let ending = Ending {
+        grant: grant.clone(),
+        status: GrantStatus::Revoked,
+        ended_at: t0(),
+        last_holder: true,
+        membership: None,
+    };
     assert!(is_conflict(db.store.end(&ending, &stale, &[record(&grant, t0(), AuditAction::Revoked)]).await)
         .contains("not held by stale"));
     assert_eq!(db.store.get(&grant.id).await.unwrap().unwrap().status, GrantStatus::Active);
@@ -717,7 +746,13 @@ async fn due_returns_exactly_the_due_grants_earliest_first_in_resumable_pages() 
     // An ended grant is not due.
     let ended = active(&db, &pending("u8", "g1", t0(), 1)).await;
     let hold = hold_locked(&db, &ended, "e").await;
-    let ending = Ending { grant: ended.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
+    let ending = Ending {
+        grant: ended.clone(),
+        status: GrantStatus::Revoked,
+        ended_at: t0(),
+        last_holder: true,
+        membership: None,
+    };
     db.store.end(&ending, &hold, &[]).await.unwrap();
 
     // Due at exactly 3h: the failed one, then 1h, 2h, 3h (inclusive).
@@ -742,7 +777,13 @@ async fn due_returns_exactly_the_due_grants_earliest_first_in_resumable_pages() 
         if pages == 1 {
             let g = &page.grants[1];
             let hold = hold_locked(&db, g, "s").await;
-            let ending = Ending { grant: g.clone(), status: GrantStatus::Expired, ended_at: t0(), last_holder: true };
+            let ending = Ending {
+                grant: g.clone(),
+                status: GrantStatus::Expired,
+                ended_at: t0(),
+                last_holder: true,
+                membership: None,
+            };
             db.store.end(&ending, &hold, &[]).await.unwrap();
         }
         next = page.next;
@@ -779,7 +820,7 @@ async fn list_is_newest_first_filtered_and_paged_with_a_resumable_token() {
     for (grant, status) in [(&all[0], GrantStatus::Expired), (&all[1], GrantStatus::Revoked)] {
         let hold = hold_locked(&db, grant, "r").await;
         let last_holder = db.holders(&grant.lease_key()).await.unwrap() == BTreeSet::from([grant.id.clone()]);
-        let ending = Ending { grant: grant.clone(), status, ended_at: t0(), last_holder };
+        let ending = Ending { grant: grant.clone(), status, ended_at: t0(), last_holder, membership: None };
         db.store.end(&ending, &hold, &[]).await.unwrap();
     }
     let still_pending = pending("u1", "g3", t0() + minutes(30), 1);
@@ -1395,8 +1436,13 @@ async fn an_extension_moves_the_due_time_and_a_stale_end_fails() {
     // An end conditioned on the revision read before the extension is refused.
     let hold = LeaseHold { key: stale.lease_key(), owner: "stale-expiry".into() };
     w.db.store.lock_lease(&hold.key, &hold.owner, t0(), minutes(3)).await.unwrap();
-    let ending =
-        Ending { grant: stale, status: GrantStatus::Expired, ended_at: t0() + Duration::hours(1), last_holder: true };
+    let ending = Ending {
+        grant: stale,
+        status: GrantStatus::Expired,
+        ended_at: t0() + Duration::hours(1),
+        last_holder: true,
+        membership: None,
+    };
     let refused = w.db.store.end(&ending, &hold, &[]).await;
     assert!(matches!(refused, Err(GrantStoreError::Conflict(_))), "{refused:?}");
     w.db.store.unlock_lease(&hold).await.unwrap();

@@ -98,6 +98,7 @@ fn grant(expires_at: DateTime<Utc>) -> Grant {
         pending_extension: None,
         extensions: Vec::new(),
         remind_before: None,
+        membership_end: None,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -430,6 +431,7 @@ fn grant_event(detail_type: EventType) -> GrantEvent {
         membership: None,
         error: None,
         notify: vec![],
+        drift: None,
     };
     GrantEvent::for_grant(detail_type, &detail)
 }

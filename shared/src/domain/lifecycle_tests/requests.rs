@@ -161,8 +161,13 @@ async fn the_memory_store_refuses_writes_from_a_lapsed_lock() {
     w.store.lock_lease(&key, "stale", t0(), Duration::seconds(1)).await.unwrap();
     // Someone else takes the lapsed lock.
     w.store.lock_lease(&key, "fresh", t0() + Duration::seconds(2), Duration::minutes(1)).await.unwrap();
-    let ending =
-        crate::ports::Ending { grant: grant.clone(), status: GrantStatus::Revoked, ended_at: t0(), last_holder: true };
+    let ending = crate::ports::Ending {
+        grant: grant.clone(),
+        status: GrantStatus::Revoked,
+        ended_at: t0(),
+        last_holder: true,
+        membership: None,
+    };
     assert!(matches!(w.store.end(&ending, &stale, &[]).await, Err(crate::ports::GrantStoreError::Conflict(_))));
     assert!(matches!(
         w.store.lock_lease(&key, "third", t0() + Duration::seconds(3), Duration::minutes(1)).await,

@@ -223,6 +223,10 @@ pub struct Grant {
     /// Publish `Grant Expiring Soon` this long before the expiry (the rule's `remind_before`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remind_before: Option<GrantDuration>,
+    /// What its end did to the membership (reconciliation tells a membership the product
+    /// removed and someone restored from one whose removal never happened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_end: Option<MembershipEnd>,
     /// The user was a standing member before the grant: its end leaves the membership alone.
     pub preexisting_membership: bool,
     /// Sync found the membership gone while the grant was active (removed outside the product).
@@ -315,6 +319,7 @@ pub(crate) fn sample_grant() -> Grant {
         pending_extension: None,
         extensions: Vec::new(),
         remind_before: None,
+        membership_end: None,
         preexisting_membership: false,
         membership_missing: false,
         schedule_name: None,
@@ -604,6 +609,9 @@ pub struct GrantEventDetail {
     /// The emails to tell (requester, grantee, approvers), for rules that route notifications.
     #[serde(default)]
     pub notify: Vec<String>,
+    /// `Drift Detected`: its kind (`outlived_grant`, `readded_outside`, `membership_missing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<String>,
 }
 
 /// One event for the bus: `source` is [`EVENT_SOURCE`], `detail-type` is
@@ -826,6 +834,7 @@ mod tests {
                 membership: None,
                 error: None,
                 notify: vec![],
+                drift: None,
             },
         );
         assert_eq!(event.grant_id(), Some(sample_grant().id.as_str()));

@@ -293,14 +293,15 @@ pub(super) async fn end(
     } else {
         "#status = :seen AND (attribute_not_exists(#revision) OR #revision = :rev)"
     };
-    let grant_write = Write::update(
-        &store.table,
-        grant_key(id),
-        "SET #status = :status, #ended_at = :ended REMOVE #gsi2pk, #gsi2sk",
-        condition,
-        expr,
-        format!("grant {id} is settled already"),
-    )?;
+    let (update, expr) = match ending.membership {
+        Some(membership) => (
+            "SET #status = :status, #ended_at = :ended, #membership_end = :membership REMOVE #gsi2pk, #gsi2sk",
+            expr.names(&["membership_end"]).value(":membership", to_value(&membership)?),
+        ),
+        None => ("SET #status = :status, #ended_at = :ended REMOVE #gsi2pk, #gsi2sk", expr),
+    };
+    let grant_write =
+        Write::update(&store.table, grant_key(id), update, condition, expr, format!("grant {id} is settled already"))?;
     let lease_write = if ending.last_holder {
         store.lease_write(
             hold,
@@ -322,6 +323,9 @@ pub(super) async fn end(
     store.transact_with_audit(vec![grant_write, lease_write], audit).await?;
     grant.status = status;
     grant.ended_at = Some(ending.ended_at);
+    if ending.membership.is_some() {
+        grant.membership_end = ending.membership;
+    }
     Ok(grant)
 }
 
