@@ -88,11 +88,14 @@ pub struct IdentityConfig {
     pub admin_principals: Vec<glob::Pattern>,
     /// JumpCloud users in this group are admins too (`ADMIN_GROUP`, a group name; default none).
     pub admin_group: Option<String>,
+    /// The deployed HTTP API's id (`API_ID`, set by the template): HTTP events from any other
+    /// API (another stack's, a forged invocation) are refused. `None`: not checked (local use).
+    pub api_id: Option<String>,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        Self { claim: "email".into(), admin_principals: vec![], admin_group: None }
+        Self { claim: "email".into(), admin_principals: vec![], admin_group: None, api_id: None }
     }
 }
 
@@ -223,6 +226,7 @@ impl Config {
                 claim: string("IDENTITY_CLAIM", "email"),
                 admin_principals,
                 admin_group: get("ADMIN_GROUP"),
+                api_id: get("API_ID"),
             },
         })
     }

@@ -40,9 +40,12 @@ pub async fn extend(
     request: &ExtendRequest,
 ) -> Result<Grant, RequestError> {
     let reason = request.reason.trim();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+    if reason.is_empty()
+        || reason.chars().count() > MAX_REASON_CHARS
+        || reason.chars().any(crate::domain::model::is_unsafe_text_char)
+    {
         return Err(RequestError::InvalidComment(format!(
-            "reason must not be empty nor longer than {MAX_REASON_CHARS} characters"
+            "reason must be 1 to {MAX_REASON_CHARS} characters, without control or bidirectional-formatting characters"
         )));
     }
     if request.duration < ctx.policy.min_duration {

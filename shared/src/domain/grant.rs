@@ -274,6 +274,9 @@ fn check_request(request: &GrantRequest, policy: &GrantPolicy) -> Result<Checked
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(GrantError::InvalidRequest(format!("reason is longer than {MAX_REASON_CHARS} characters")));
     }
+    if reason.chars().any(crate::domain::model::is_unsafe_text_char) {
+        return invalid("reason contains control or bidirectional-formatting characters");
+    }
     let requested_by = request.requested_by.trim();
     if requested_by.is_empty() {
         return invalid("the caller's identity is missing");

@@ -290,8 +290,10 @@ pub fn check_comment(comment: Option<&str>, required: bool) -> Result<Option<Str
     if comment.chars().count() > MAX_COMMENT_CHARS {
         return Err(RequestError::InvalidComment(format!("comment is longer than {MAX_COMMENT_CHARS} characters")));
     }
-    if comment.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(RequestError::InvalidComment("comment contains control characters".into()));
+    if comment.chars().any(crate::domain::model::is_unsafe_text_char) {
+        return Err(RequestError::InvalidComment(
+            "comment contains control or bidirectional-formatting characters".into(),
+        ));
     }
     Ok(Some(comment.to_owned()))
 }

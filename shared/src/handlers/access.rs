@@ -10,7 +10,7 @@ use crate::{
     http::{credential, Problem},
     ports::{DirectoryStore, IntegrationCatalog},
 };
-use lambda_http::{http::StatusCode, Request};
+use lambda_http::{http::StatusCode, request::RequestContext, Request, RequestExt};
 
 /// The caller of a request: 401 without a credential (or an unusable one), 403 for someone this
 /// product does not serve.
@@ -20,6 +20,11 @@ pub async fn principal(
     catalog: &dyn IntegrationCatalog,
     directory: &dyn DirectoryStore,
 ) -> Result<Principal, Problem> {
+    if let Some(expected) = &identity.api_id {
+        if api_id(request).as_deref() != Some(expected.as_str()) {
+            return Err(Problem::new(StatusCode::FORBIDDEN, "this request did not come through this product's API"));
+        }
+    }
     let credential = credential(request).ok_or_else(|| {
         Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -27,6 +32,15 @@ pub async fn principal(
         )
     })?;
     resolve(&credential, identity, catalog, directory).await.map_err(|e| Problem::from(&e))
+}
+
+/// The API Gateway API the request came through.
+fn api_id(request: &Request) -> Option<String> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.apiid.clone(),
+        RequestContext::ApiGatewayV1(ctx) => ctx.apiid.clone(),
+        _ => None,
+    }
 }
 
 /// Admins see every grant; anyone else only those they requested, hold or may approve. A grant

@@ -811,6 +811,7 @@ const COMMON_VARIABLES: &[&str] = &[
     "ADMIN_PRINCIPALS",
     "ADMIN_GROUP",
     "IDENTITY_CLAIM",
+    "API_ID",
 ];
 
 /// A plausible deployed value: parameters take their defaults, resources a name or an ARN.

@@ -234,9 +234,14 @@ async fn a_denied_or_cancelled_request_never_adds_the_membership() {
     assert!(matches!(deny(&ctx, &denied.id, &bob(), None).await, Err(RequestError::InvalidComment(_))));
     let long = "x".repeat(1001);
     assert!(matches!(deny(&ctx, &denied.id, &bob(), Some(&long)).await, Err(RequestError::InvalidComment(_))));
-    let bell = "no\u{7}";
-    let err = deny(&ctx, &denied.id, &bob(), Some(bell)).await.unwrap_err();
-    assert_eq!(status_of(&err), 400);
+    for bad in ["no\u{7}", "ok \u{202E}deined\u{202C}", "fine \u{2066}x\u{2069}"] {
+        let err = deny(&ctx, &denied.id, &bob(), Some(bad)).await.unwrap_err();
+        assert_eq!(status_of(&err), 400, "{bad:?}");
+        let err = approve(&ctx, &denied.id, &bob(), Some(bad)).await.unwrap_err();
+        assert_eq!(status_of(&err), 400, "{bad:?}");
+    }
+    // Line breaks and tabs are text, not controls.
+    assert!(crate::domain::request::check_comment(Some("two\nlines\tok"), true).is_ok());
     assert!(matches!(deny(&ctx, &denied.id, &alice(), Some("mine")).await, Err(RequestError::Forbidden(_))));
     let ended = deny(&ctx, &denied.id, &bob(), Some("not during the freeze")).await.unwrap();
     assert_eq!((ended.status, ended.decided_by.as_deref()), (GrantStatus::Denied, Some("bob@corp.com")));

@@ -12,6 +12,10 @@ async fn bad_requests_are_refused_with_their_kind_and_change_nothing() {
     let cases: Vec<(&str, Edit, u16)> = vec![
         ("empty reason", |r| r.reason = "   ".into(), 422),
         ("reason too long", |r| r.reason = "x".repeat(1001), 422),
+        ("control character in the reason", |r| r.reason = "INC-1\u{7}".into(), 422),
+        // "Trojan Source": the reason would display otherwise than it reads.
+        ("bidirectional override in the reason", |r| r.reason = "INC-1 \u{202E}lanigiro\u{202C}".into(), 422),
+        ("bidirectional isolate in the reason", |r| r.reason = "INC-1 \u{2067}x\u{2069}".into(), 422),
         ("duration below the minimum", |r| r.duration = "30s".parse().unwrap(), 422),
         ("duration above the maximum", |r| r.duration = "13h".parse().unwrap(), 422),
         ("unknown integration", |r| r.integration = Some("other".into()), 404),

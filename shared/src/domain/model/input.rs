@@ -9,6 +9,14 @@ pub const MAX_NAME_CHARS: usize = 256;
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
+/// Characters free text (a reason, a comment) may not hold: control characters (line breaks and
+/// tabs aside) and the bidirectional formatting characters that make text display otherwise than
+/// it reads ("Trojan Source": an approver would approve what they did not see).
+pub fn is_unsafe_text_char(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A request field that broke its type's rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{field}` must be {rule}")]
@@ -25,7 +33,8 @@ pub struct Name(String);
 impl Name {
     pub fn parse(field: &'static str, value: &str) -> Result<Self, InvalidField> {
         let value = value.trim();
-        if value.is_empty() || value.chars().count() > MAX_NAME_CHARS || value.chars().any(char::is_control) {
+        let unsafe_char = |c: char| c.is_control() || is_unsafe_text_char(c);
+        if value.is_empty() || value.chars().count() > MAX_NAME_CHARS || value.chars().any(unsafe_char) {
             return Err(InvalidField { field, rule: "1 to 256 printable characters" });
         }
         Ok(Self(value.to_owned()))

@@ -115,3 +115,37 @@ async fn people_see_and_end_only_their_own_grants() {
     let revoked = w.bus.published().into_iter().find(|e| e.detail_type == EventType::GrantRevoked).expect("published");
     assert_eq!(revoked.detail["actor"], format!("{ISSUER}#sub-bob"));
 }
+
+#[tokio::test]
+async fn events_from_another_api_than_the_deployed_one_are_refused() {
+    let w = world().await;
+    let mut identity = w.grant.lifecycle.identity.clone();
+    // The sample events come through API `abc123`.
+    identity.api_id = Some("abc123".into());
+    let lifecycle = |identity: IdentityConfig| {
+        let l = &w.grant.lifecycle;
+        GrantHandler {
+            lifecycle: Arc::new(crate::wiring::Lifecycle {
+                store: l.store.clone(),
+                scheduler: l.scheduler.clone(),
+                events: l.events.clone(),
+                catalog: l.catalog.clone(),
+                directories: l.directories.clone(),
+                oracle: l.oracle.clone(),
+                directory_store: l.directory_store.clone(),
+                clock: l.clock.clone(),
+                policy: l.policy.clone(),
+                identity,
+                policies: l.policies.clone(),
+                policy_store: l.policy_store.clone(),
+            }),
+        }
+    };
+    let deployed = lifecycle(identity.clone());
+    assert_eq!(call(&deployed, event("grant-list.json")).await.0, 200);
+    identity.api_id = Some("zzz999".into());
+    let elsewhere = lifecycle(identity);
+    let (status, body, _) = call(&elsewhere, event("grant-list.json")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("did not come through"), "{body}");
+}
