@@ -331,7 +331,7 @@ pub(crate) fn print_grant(grant: &Grant) {
     let preexisting = if grant.preexisting_membership { "yes: the membership stays" } else { "no" };
     rows.push(("pre-existing", preexisting.to_owned()));
     for (name, value) in rows {
-        println!("  {name:<13} {value}");
+        println!("  {name:<13} {}", shown(&value));
     }
     if grant.membership_missing {
         println!("  {:<13} the membership was removed outside this product", "note");
@@ -374,7 +374,7 @@ fn print_grant_table(grants: &[Grant]) {
         } else {
             "-".into()
         };
-        println!(
+        let line = format!(
             "{:<36}  {:<16}  {:<28}  {:<24}  {:<20}  {:<20}  {:<20}  {:<9}  {}",
             g.id,
             g.status.as_str(),
@@ -386,6 +386,7 @@ fn print_grant_table(grants: &[Grant]) {
             approvals,
             g.requested_by
         );
+        println!("{}", shown(&line));
     }
 }
 
@@ -406,6 +407,33 @@ fn print_audit(records: &[AuditRecord]) {
         if let Some(detail) = &r.detail {
             line.push_str(&format!("  ({detail})"));
         }
-        println!("{line}");
+        println!("{}", shown(&line));
+    }
+}
+
+/// Text from the store as a terminal may safely show it: control and bidirectional-formatting
+/// characters (which could rewrite the line, or make it read otherwise than it is) escaped.
+pub(crate) fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || jit_shared::domain::model::is_unsafe_text_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn stored_text_cannot_rewrite_the_terminal() {
+        assert_eq!(shown("INC-1 restore"), "INC-1 restore");
+        assert_eq!(shown("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(shown("ok \u{202E}deined"), "ok \\u{202e}deined");
+        assert_eq!(shown("two\nlines"), "two\\u{a}lines");
     }
 }

@@ -7,7 +7,7 @@
 //! longer pending or past its timeout is refused). The audit actor is
 //! `cli:<operator> as <email>`: who typed it, and for whom.
 
-use crate::grants::{grant_id, integration_name, maybe_time, operator, print_grant};
+use crate::grants::{grant_id, integration_name, maybe_time, operator, print_grant, shown};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -362,7 +362,7 @@ fn print_request_table(grants: &[Grant], now: DateTime<Utc>) {
         if g.status == GrantStatus::PendingApproval && g.request_expires_at.is_some_and(|t| t <= now) {
             expires.push_str(" (timed out)");
         }
-        println!(
+        let line = format!(
             "{:<36}  {:<16}  {:<28}  {:<24}  {:<8}  {:<9}  {:<20}  {}",
             g.id,
             g.status.as_str(),
@@ -373,5 +373,6 @@ fn print_request_table(grants: &[Grant], now: DateTime<Utc>) {
             expires,
             g.approvers.join(", ")
         );
+        println!("{}", shown(&line));
     }
 }

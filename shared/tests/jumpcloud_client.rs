@@ -283,3 +283,21 @@ async fn finds_users_and_groups_by_every_key() {
     }
     assert!(matches!(c.find_group("no-such-group").await, Err(DirectoryError::NotFound { .. })));
 }
+
+#[tokio::test]
+async fn lookups_refuse_filter_syntax_without_asking_and_take_only_an_exact_unique_match() {
+    let (org, users, _groups) = org();
+    let sim = start(org).await;
+    let c = client(&sim, limits());
+    // Values that would extend the filter they are put in: refused before any request.
+    for injected in ["x,email:$ne:nobody", "user007:$ne:x", "name:eq:big", "big,name:$ne:x"] {
+        assert!(matches!(c.find_user(injected).await, Err(DirectoryError::NotFound { .. })), "{injected}");
+        assert!(matches!(c.find_group(injected).await, Err(DirectoryError::NotFound { .. })), "{injected}");
+    }
+    assert_eq!(sim.handle().request_count("GET /api/systemusers"), 0, "nothing was asked");
+    assert_eq!(sim.handle().request_count("GET /api/v2/usergroups"), 0, "nothing was asked");
+    // A match that is not exact is no match.
+    assert_eq!(c.find_user("user008").await.unwrap().id, users[8]);
+    assert!(matches!(c.find_user("user00").await, Err(DirectoryError::NotFound { .. })));
+    assert!(matches!(c.find_group("bi").await, Err(DirectoryError::NotFound { .. })));
+}

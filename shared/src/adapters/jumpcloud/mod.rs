@@ -311,17 +311,29 @@ impl Directory for JumpCloudClient {
                 Err(e) => return Err(e),
             }
         }
+        if has_filter_syntax(key) {
+            return Err(DirectoryError::NotFound { what: format!("user {key:?} (it holds JumpCloud filter syntax)") });
+        }
         // JumpCloud's filter values are case-sensitive: the address as given, then in lower case.
-        let mut filters =
-            vec![if key.contains('@') { format!("email:$eq:{key}") } else { format!("username:$eq:{key}") }];
-        if key.contains('@') && key.to_lowercase() != key {
+        let by_email = key.contains('@');
+        let mut filters = vec![if by_email { format!("email:$eq:{key}") } else { format!("username:$eq:{key}") }];
+        if by_email && key.to_lowercase() != key {
             filters.push(format!("email:$eq:{}", key.to_lowercase()));
         }
         for filter in filters {
             let query = [("filter", filter), ("limit", "2".to_owned()), ("fields", USER_FIELDS.to_owned())];
             let list: UserList = decode(&self.get("/api/systemusers", &query).await?)?;
-            if let Some(user) = list.results.into_iter().next() {
-                return Ok(user.into());
+            // Only an exact match counts, and only a unique one: whatever the filter's semantics.
+            let mut exact = list.results.into_iter().filter(|u| {
+                let value = if by_email { &u.email } else { &u.username };
+                value.eq_ignore_ascii_case(key)
+            });
+            match (exact.next(), exact.next()) {
+                (Some(user), None) => return Ok(user.into()),
+                (Some(_), Some(_)) => {
+                    return Err(DirectoryError::NotFound { what: format!("user {key:?} (not a unique match)") })
+                }
+                (None, _) => {}
             }
         }
         Err(not_found())
@@ -336,13 +348,17 @@ impl Directory for JumpCloudClient {
                 Err(e) => return Err(e),
             }
         }
+        if has_filter_syntax(key) {
+            return Err(DirectoryError::NotFound { what: format!("group {key:?} (it holds JumpCloud filter syntax)") });
+        }
         let query = [("filter", format!("name:eq:{key}")), ("limit", "2".to_owned())];
         let groups: Vec<JumpCloudGroup> = decode(&self.get("/api/v2/usergroups", &query).await?)?;
-        groups
-            .into_iter()
-            .find(|g| g.name == key)
-            .map(SourceGroup::from)
-            .ok_or_else(|| DirectoryError::NotFound { what: format!("group {key:?}") })
+        let mut exact = groups.into_iter().filter(|g| g.name == key);
+        match (exact.next(), exact.next()) {
+            (Some(group), None) => Ok(SourceGroup::from(group)),
+            (Some(_), Some(_)) => Err(DirectoryError::NotFound { what: format!("group {key:?} (not a unique match)") }),
+            (None, _) => Err(DirectoryError::NotFound { what: format!("group {key:?}") }),
+        }
     }
 
     async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, AddError> {
@@ -402,4 +418,10 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
             None => "request failed".to_owned(),
         }
     }
+}
+
+/// JumpCloud's filter syntax in a lookup value (`field:$op:value`, `,` between filters) would
+/// change the query it is put in: such a value names nobody, and no request is sent.
+fn has_filter_syntax(key: &str) -> bool {
+    key.contains(',') || key.contains(":$") || key.matches(':').count() >= 2
 }
