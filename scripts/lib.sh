@@ -38,6 +38,15 @@ SAM_VENV="$ROOT/.venv-sam"
 SAM_REQUIREMENTS="aws-sam-cli==1.170.0 cfn-lint==1.58.0"
 ensure_sam_venv() { ensure_python_env "$SAM_VENV" "$SAM_REQUIREMENTS" "the deployment checks' Python tools"; }
 
+# cargo-audit, built once from crates.io into .tools/ (about 8 minutes on 2 cores).
+CARGO_AUDIT_VERSION=0.22.0
+ensure_cargo_audit() {
+  local bin="$ROOT/.tools/bin/cargo-audit"
+  if [[ -x "$bin" ]] && "$bin" audit --version 2>/dev/null | grep -q "$CARGO_AUDIT_VERSION"; then return; fi
+  say "installing cargo-audit $CARGO_AUDIT_VERSION into .tools (first use only)"
+  cargo install --locked --quiet cargo-audit --version "$CARGO_AUDIT_VERSION" --root "$ROOT/.tools"
+}
+
 ensure_rust() {
   command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 }

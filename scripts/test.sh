@@ -10,6 +10,18 @@ say "formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+say "dependency advisories: cargo audit against the RustSec database"
+# No internet here: the snapshot beside the project (../shared/reference) is the database. Where
+# there is none, the check says so and is skipped (it never passes silently).
+ADVISORY_DB="${ADVISORY_DB:-$ROOT/../shared/reference/rustsec-advisory-db}"
+if [[ -d "$ADVISORY_DB/crates" ]]; then
+  ensure_cargo_audit
+  # --deny warnings: an unmaintained or yanked crate fails too, not only a vulnerability.
+  "$ROOT/.tools/bin/cargo-audit" audit --db "$ADVISORY_DB" --no-fetch --deny warnings
+else
+  say "SKIPPED: no RustSec advisory database at $ADVISORY_DB (set ADVISORY_DB to one)"
+fi
+
 say "deployment template: cfn-lint, sam validate --lint, sam build"
 ensure_sam_venv
 lint_rc=0

@@ -478,9 +478,21 @@ fn roles_trust_only_their_service() {
         assert_eq!(s["Principal"], json!({ "Service": format!("{service}.amazonaws.com") }), "{role_id}");
         if service == "scheduler" {
             assert_eq!(
-                s["Condition"],
-                json!({ "StringEquals": { "aws:SourceAccount": reference("AWS::AccountId") } }),
+                s["Condition"]["StringEquals"],
+                json!({ "aws:SourceAccount": reference("AWS::AccountId") }),
                 "{role_id}: only this account's schedules"
+            );
+            let arns: Vec<String> = s["Condition"]["ArnLike"]["aws:SourceArn"]
+                .as_array()
+                .expect("aws:SourceArn patterns")
+                .iter()
+                .map(|a| a["Fn::Sub"].as_str().unwrap().to_owned())
+                .collect();
+            let schedules = "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule";
+            assert_eq!(
+                arns,
+                [format!("{schedules}/${{ScheduleGroup}}/*"), format!("{schedules}/default/*")],
+                "{role_id}: only the expiry schedules' group and the sweep's"
             );
         }
     }
@@ -651,14 +663,27 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
     assert_eq!(grant_env["SCHEDULE_DLQ_ARN"], dlq);
 
     // Alarms: failed revocations (the log line revoke writes) and dead letters.
-    let filters: Vec<_> = t.of_type("AWS::Logs::MetricFilter").collect();
+    let filters: Vec<_> =
+        t.of_type("AWS::Logs::MetricFilter").filter(|(id, _)| *id != "SweepHeartbeatMetricFilter").collect();
     assert!(filters.iter().any(|(_, f)| f["Properties"]["LogGroupName"] == reference("RevokeLogGroup")));
     for (id, f) in &filters {
         assert_eq!(f["Properties"]["FilterPattern"], r#"{ $.event = "revocation_failed" }"#, "{id}");
         assert_eq!(f["Properties"]["MetricTransformations"][0]["MetricName"], "RevocationFailures", "{id}");
     }
-    let alarms: BTreeMap<&str, &Value> =
+    let mut alarms: BTreeMap<&str, &Value> =
         t.of_type("AWS::CloudWatch::Alarm").map(|(id, a)| (id.as_str(), &a["Properties"])).collect();
+    // The sweep's heartbeat: no run in 5 minutes (no data at all included) alarms.
+    let heartbeat = &t.resource("SweepHeartbeatMetricFilter")["Properties"];
+    assert_eq!(heartbeat["LogGroupName"], reference("RevokeLogGroup"));
+    assert_eq!(heartbeat["FilterPattern"], r#"{ $.event = "sweep_heartbeat" }"#);
+    let stopped = alarms.remove("SweepStoppedAlarm").expect("a sweep-stopped alarm");
+    assert_eq!(stopped["MetricName"], heartbeat["MetricTransformations"][0]["MetricName"]);
+    assert_eq!((stopped["Period"].as_u64(), stopped["EvaluationPeriods"].as_u64()), (Some(300), Some(1)));
+    assert_eq!(
+        (stopped["ComparisonOperator"].as_str(), stopped["Threshold"].as_u64()),
+        (Some("LessThanThreshold"), Some(1))
+    );
+    assert_eq!(stopped["TreatMissingData"], "breaching");
     assert_eq!(alarms["RevocationFailuresAlarm"]["MetricName"], "RevocationFailures");
     assert_eq!(alarms["DeadLetterQueueAlarm"]["MetricName"], "ApproximateNumberOfMessagesVisible");
     assert_eq!(
