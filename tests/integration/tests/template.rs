@@ -309,7 +309,39 @@ fn role_statements(t: &Template, role_id: &str) -> Vec<(String, Value)> {
         }
     }
     assert!(!out.is_empty(), "{role_id} has no policy");
+    // Denials only narrow what the rest allows (see `audit_records_cannot_be_changed_or_deleted`).
+    out.retain(|(_, s)| s["Effect"] != "Deny");
     out
+}
+
+/// The Deny statements of a role's inline policies.
+fn role_denials(t: &Template, role_id: &str) -> Vec<Value> {
+    one_or_many(&t.resource(role_id)["Properties"]["Policies"])
+        .iter()
+        .flat_map(|p| statements(&p["PolicyDocument"]))
+        .filter(|s| s["Effect"] == "Deny")
+        .collect()
+}
+
+#[test]
+fn audit_records_cannot_be_changed_or_deleted() {
+    let t = Template::load();
+    for (_, _, role_id) in FUNCTIONS {
+        let denials = role_denials(&t, role_id);
+        let audit = denials
+            .iter()
+            .find(|s| s["Sid"] == "AuditAppendOnly")
+            .unwrap_or_else(|| panic!("{role_id}: no AuditAppendOnly denial"));
+        let mut denied = strings(&audit["Action"]);
+        denied.sort();
+        assert_eq!(denied, ["dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"], "{role_id}");
+        assert_eq!(audit["Resource"], get_att("Table", "Arn"), "{role_id}");
+        assert_eq!(
+            audit["Condition"],
+            json!({ "ForAnyValue:StringLike": { "dynamodb:LeadingKeys": ["AUDIT#*"] } }),
+            "{role_id}: every audit record's partition (`AUDIT#<grant>`)"
+        );
+    }
 }
 
 fn actions(statement: &Value) -> Vec<String> {
