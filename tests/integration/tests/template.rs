@@ -324,6 +324,19 @@ fn role_denials(t: &Template, role_id: &str) -> Vec<Value> {
 }
 
 #[test]
+fn revoke_and_sync_have_reserved_concurrency_from_parameters() {
+    let t = Template::load();
+    for (function, parameter, default) in
+        [("RevokeFunction", "RevokeReservedConcurrency", "5"), ("SyncFunction", "SyncReservedConcurrency", "2")]
+    {
+        let properties = &t.resource(function)["Properties"];
+        assert_eq!(properties["ReservedConcurrentExecutions"], reference(parameter), "{function}");
+        assert_eq!(t.parameter_default(parameter).as_deref(), Some(default), "{parameter}");
+    }
+    assert!(t.resource("GrantFunction")["Properties"].get("ReservedConcurrentExecutions").is_none());
+}
+
+#[test]
 fn audit_records_cannot_be_changed_or_deleted() {
     let t = Template::load();
     for (_, _, role_id) in FUNCTIONS {
