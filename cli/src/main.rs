@@ -184,6 +184,11 @@ async fn sync(
                 IntegrationOutcome::Failed { integration, error } => {
                     println!("{integration:<24} {:>9}  {error}", "FAILED")
                 }
+                IntegrationOutcome::Running { integration, started_at } => println!(
+                    "{integration:<24} {:>9}  another sync is running since {}: not started",
+                    "RUNNING",
+                    started_at.to_rfc3339()
+                ),
             }
         }
         for outcome in &summary.integrations {
@@ -194,7 +199,8 @@ async fn sync(
             }
         }
     }
-    let all_ok = summary.integrations.iter().all(IntegrationOutcome::is_success);
+    // A sync already running is not a failure: it does the work.
+    let all_ok = summary.integrations.iter().all(|o| o.is_success() || o.is_running());
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

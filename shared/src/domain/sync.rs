@@ -29,7 +29,14 @@ pub enum SyncError {
     Secrets(#[from] SecretsError),
     #[error("unknown integration {0:?}")]
     UnknownIntegration(String),
+    /// Another sync of the integration is running (one at a time per integration).
+    #[error("a sync of integration {:?} is running since {}", .0.integration, .0.started_at)]
+    AlreadyRunning(Box<SyncStatus>),
 }
+
+/// How long a sync's claim on its integration holds: longer than the sync function's timeout
+/// (10 minutes), so that only a sync that died lets another one start early.
+const SYNC_CLAIM: chrono::Duration = chrono::Duration::minutes(15);
 
 /// Progress of a sync, for terminals (the CLI's bars) and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +116,10 @@ pub async fn sync_integration(
         deleted: 0,
         error: None,
     };
-    ctx.store.put_sync_status(&status).await?;
+    if let Some(running) = ctx.store.claim_sync(&status, started_at + SYNC_CLAIM).await? {
+        tracing::info!(integration, since = %running.started_at, "a sync of this integration is running: not starting another");
+        return Err(SyncError::AlreadyRunning(Box::new(running)));
+    }
     let outcome = run(ctx, integration, directory).await;
     status.finished_at = Some(ctx.clock.now());
     if let (Some(grants), Ok(report)) = (ctx.grants, &outcome) {
@@ -252,15 +262,26 @@ fn slices(changes: crate::domain::model::DirectoryChanges, size: usize) -> Vec<c
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum IntegrationOutcome {
     Succeeded(SyncReport),
-    Failed { integration: String, error: String },
+    Failed {
+        integration: String,
+        error: String,
+    },
+    /// Another sync of it was running: this one did nothing.
+    Running {
+        integration: String,
+        started_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl IntegrationOutcome {
     pub fn integration(&self) -> &str {
         match self {
             Self::Succeeded(r) => &r.integration,
-            Self::Failed { integration, .. } => integration,
+            Self::Failed { integration, .. } | Self::Running { integration, .. } => integration,
         }
+    }
+    pub fn is_running(&self) -> bool {
+        matches!(self, Self::Running { .. })
     }
     pub fn is_success(&self) -> bool {
         matches!(self, Self::Succeeded(_))
@@ -294,6 +315,9 @@ pub async fn sync_all(
         let directory = directories.directory(integration);
         match sync_integration(ctx, &integration.name, directory.as_ref()).await {
             Ok(report) => IntegrationOutcome::Succeeded(report),
+            Err(SyncError::AlreadyRunning(running)) => {
+                IntegrationOutcome::Running { integration: running.integration, started_at: running.started_at }
+            }
             Err(error) => {
                 tracing::error!(integration = %integration.name, error = %error, "sync failed");
                 IntegrationOutcome::Failed { integration: integration.name.clone(), error: error.to_string() }
@@ -361,6 +385,37 @@ mod tests {
         assert_eq!(status.state, SyncState::Succeeded);
         assert_eq!((status.users, status.groups, status.memberships, status.written), (2, 2, 3, 7));
         assert!(status.finished_at.is_some() && status.error.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sync_running_elsewhere_is_not_started_again_until_its_claim_lapses() {
+        let store = MemoryStore::default();
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 11, 59, 0).unwrap();
+        let running = SyncStatus {
+            integration: "corp".into(),
+            state: SyncState::Running,
+            started_at: at,
+            finished_at: None,
+            users: 0,
+            groups: 0,
+            memberships: 0,
+            written: 0,
+            deleted: 0,
+            error: None,
+        };
+        assert!(store.claim_sync(&running, at + SYNC_CLAIM).await.unwrap().is_none(), "another sync runs");
+        match sync(&store, &org()).await {
+            Err(SyncError::AlreadyRunning(other)) => assert_eq!(other.started_at, at),
+            other => panic!("expected AlreadyRunning, got {other:?}"),
+        }
+        assert_eq!(store.item_writes(), 0, "nothing fetched nor written");
+        assert_eq!(store.sync_status("corp").await.unwrap().unwrap().started_at, at, "the running one stands");
+        // A claim past its time (the sync died): the next one runs.
+        let dead = SyncStatus { started_at: at - chrono::Duration::hours(1), ..running };
+        let store = MemoryStore::default();
+        store.claim_sync(&dead, dead.started_at + SYNC_CLAIM).await.unwrap();
+        assert!(sync(&store, &org()).await.is_ok());
+        assert_eq!(store.sync_status("corp").await.unwrap().unwrap().state, SyncState::Succeeded);
     }
 
     #[tokio::test]

@@ -86,7 +86,8 @@ impl SyncHandler {
         }
         let summary = self.run(None).await.map_err(|e| failure::retryable(e.to_string()))?;
         let summary_json = serde_json::to_value(&summary).expect("summaries serialize");
-        if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| !o.is_success()) {
+        // A sync already running does the work: only failures everywhere are worth a retry.
+        if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| !o.is_success() && !o.is_running()) {
             return Err(failure::retryable(format!("every integration failed to sync: {summary_json}")));
         }
         Ok(summary_json)
@@ -118,7 +119,15 @@ impl SyncHandler {
             Err(invalid) => return Problem::from(invalid).into(),
         };
         match self.run(only.as_ref().map(Name::as_str)).await {
-            Ok(summary) if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| !o.is_success()) => {
+            // Every integration was being synced already: accepted, nothing started (the
+            // summary says since when each runs).
+            Ok(summary) if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| o.is_running()) => {
+                json(StatusCode::ACCEPTED, &summary)
+            }
+            Ok(summary)
+                if !summary.integrations.is_empty()
+                    && summary.integrations.iter().all(|o| !o.is_success() && !o.is_running()) =>
+            {
                 let failures: Vec<String> = summary
                     .integrations
                     .iter()
@@ -126,7 +135,7 @@ impl SyncHandler {
                         crate::domain::sync::IntegrationOutcome::Failed { integration, error } => {
                             format!("{integration}: {error}")
                         }
-                        crate::domain::sync::IntegrationOutcome::Succeeded(r) => r.integration.clone(),
+                        other => other.integration().to_owned(),
                     })
                     .collect();
                 Problem::new(StatusCode::BAD_GATEWAY, format!("sync failed: {}", failures.join("; "))).into()

@@ -65,6 +65,11 @@ pub trait DirectoryStore: Send + Sync {
     /// Writes the changes (batched; retried until nothing is left unprocessed).
     async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError>;
     async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError>;
+    /// Starts a sync of the integration (one at a time per integration): records `status`
+    /// (running, started now) unless another sync of it is running and its claim holds until
+    /// after `status.started_at`; then returns that one and records nothing. A claim lapses at
+    /// `until` (a sync that died). One conditional put (and a read when refused).
+    async fn claim_sync(&self, status: &SyncStatus, until: DateTime<Utc>) -> Result<Option<SyncStatus>, StoreError>;
     /// Every group of the synced directory (for `GET /groups`).
     async fn list_groups(&self, integration: &str) -> Result<Vec<DirectoryGroup>, StoreError>;
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError>;

@@ -21,6 +21,8 @@ use std::{
 pub struct MemoryStore {
     directories: Mutex<HashMap<String, DirectorySnapshot>>,
     statuses: Mutex<HashMap<String, SyncStatus>>,
+    /// A running sync's claim: until when it holds.
+    sync_claims: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
     item_writes: AtomicUsize,
 }
 
@@ -71,7 +73,26 @@ impl DirectoryStore for MemoryStore {
 
     async fn put_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError> {
         self.statuses.lock().expect("lock").insert(status.integration.clone(), status.clone());
+        self.sync_claims.lock().expect("lock").remove(&status.integration);
         Ok(())
+    }
+
+    async fn claim_sync(
+        &self,
+        status: &SyncStatus,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<SyncStatus>, StoreError> {
+        let mut statuses = self.statuses.lock().expect("lock");
+        let mut claims = self.sync_claims.lock().expect("lock");
+        if let Some(current) = statuses.get(&status.integration) {
+            let held = claims.get(&status.integration).is_some_and(|until| *until > status.started_at);
+            if current.state == crate::ports::SyncState::Running && held {
+                return Ok(Some(current.clone()));
+            }
+        }
+        statuses.insert(status.integration.clone(), status.clone());
+        claims.insert(status.integration.clone(), until);
+        Ok(None)
     }
 
     async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError> {

@@ -357,3 +357,56 @@ async fn the_synced_directory_answers_lookups_by_email_group_name_and_membership
     assert!(!store.is_member("corp", &seeded.prod_db, &seeded.users[40]).await.unwrap());
     assert!(store.is_member("corp", &seeded.engineering, &seeded.users[40]).await.unwrap());
 }
+
+/// One sync at a time per integration: a claim on DynamoDB is refused while another holds; a
+/// `POST /sync` meanwhile answers 202 with the running one's start and starts nothing.
+#[tokio::test]
+async fn a_second_sync_while_one_runs_is_accepted_and_starts_nothing() {
+    use jit_shared::{
+        adapters::dynamodb::DynamoStore,
+        ports::{DirectoryStore, SyncState, SyncStatus},
+    };
+    let stack = Stack::new().await;
+    let mut org = Org::new(KEY);
+    org.add_user(User::new("alice", "alice@example.com"));
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let store = DynamoStore::new(stack.dynamodb.clone(), &stack.table);
+    let now = chrono::Utc::now();
+    let running = |started_at| SyncStatus {
+        integration: "corp".into(),
+        state: SyncState::Running,
+        started_at,
+        finished_at: None,
+        users: 0,
+        groups: 0,
+        memberships: 0,
+        written: 0,
+        deleted: 0,
+        error: None,
+    };
+    let claim = running(now - chrono::Duration::minutes(1));
+    let until = claim.started_at + chrono::Duration::minutes(15);
+    assert!(store.claim_sync(&claim, until).await.unwrap().is_none(), "the first claim holds");
+    let second = store.claim_sync(&running(now), now + chrono::Duration::minutes(15)).await.unwrap();
+    assert_eq!(second.map(|s| s.started_at), Some(claim.started_at), "a second claim is refused, naming the first");
+
+    let h = handler(&stack, &sim).await;
+    let (status, body, _) = post_sync(&h, "{}").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["integrations"][0]["status"], "running", "{body}");
+    assert_eq!(sim.handle().request_count("GET /api/systemusers"), 0, "nothing fetched from JumpCloud");
+
+    // The running sync finishes (or its claim lapses): the next one runs.
+    let mut done = claim.clone();
+    done.state = SyncState::Succeeded;
+    store.put_sync_status(&done).await.unwrap();
+    let (status, body, _) = post_sync(&h, "{}").await;
+    assert_eq!(status, 200, "{body}");
+    let stale = running(now - chrono::Duration::hours(1));
+    store.claim_sync(&stale, stale.started_at + chrono::Duration::minutes(15)).await.unwrap();
+    assert!(
+        store.claim_sync(&running(now), now + chrono::Duration::minutes(15)).await.unwrap().is_none(),
+        "a lapsed claim does not hold"
+    );
+}

@@ -26,6 +26,7 @@ use aws_sdk_dynamodb::{
     Client,
 };
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeSet, time::Duration};
@@ -91,6 +92,9 @@ struct MembershipItem {
     #[serde(flatten)]
     membership: Membership,
 }
+
+/// A running sync's claim on its integration, as sortable time: it lapses then.
+const RUNNING_UNTIL: &str = "running_until";
 
 #[derive(Serialize, Deserialize)]
 struct SyncStatusItem {
@@ -413,6 +417,40 @@ impl DirectoryStore for DynamoStore {
         })?;
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(StoreError::aws)?;
         Ok(())
+    }
+
+    async fn claim_sync(&self, status: &SyncStatus, until: DateTime<Utc>) -> Result<Option<SyncStatus>, StoreError> {
+        let mut item = to_item(&SyncStatusItem {
+            pk: keys::integration(&status.integration),
+            sk: keys::SYNC_STATUS.into(),
+            kind: "sync-status".into(),
+            status: status.clone(),
+        })?;
+        item.insert(RUNNING_UNTIL.into(), AttributeValue::S(keys::sortable_time(until)));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(#pk) OR #state <> :running OR attribute_not_exists(#until) OR #until <= :now",
+            )
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#until", RUNNING_UNTIL)
+            .expression_attribute_values(":running", AttributeValue::S("running".into()))
+            .expression_attribute_values(":now", AttributeValue::S(keys::sortable_time(status.started_at)))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(None),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                // Another sync holds it: say which (it may have finished a moment ago: then
+                // the caller simply reports it).
+                Ok(Some(self.sync_status(&status.integration).await?.unwrap_or_else(|| status.clone())))
+            }
+            Err(e) => Err(StoreError::aws(e)),
+        }
     }
 
     async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError> {
