@@ -16,6 +16,8 @@ use crate::{
 };
 use std::sync::Arc;
 
+/// Cheap to clone: every port is shared.
+#[derive(Clone)]
 pub struct Lifecycle {
     pub store: Arc<dyn GrantStore>,
     pub scheduler: Arc<dyn ExpiryScheduler>,

@@ -1,5 +1,5 @@
 //! Grants as the product stores and shows them: the grant itself, the membership lease that
-//! overlapping grants share, the audit trail, the events, and the expiry schedule's input.
+//! overlapping grants share, and the audit trail (events: `events.rs`; schedules: `schedules.rs`).
 //!
 //! The lifecycle (see `domain::grant`, `domain::request` and `domain::revoke`):
 //! `pending_approval` (a request: no membership, never) -> `denied` | `cancelled` |
@@ -10,12 +10,9 @@
 //! so that no outcome depends on one delivery.
 
 use super::GrantDuration;
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-
-/// The `source` of every event the product publishes.
-pub const EVENT_SOURCE: &str = "jit-access";
 
 /// Actors recorded when the product itself acts (humans are recorded by their identity).
 pub const ACTOR_SCHEDULE: &str = "system:schedule";
@@ -530,173 +527,6 @@ pub struct AuditPage {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Events
-
-/// An event's `detail-type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum EventType {
-    #[serde(rename = "Grant Created")]
-    GrantCreated,
-    #[serde(rename = "Grant Revoked")]
-    GrantRevoked,
-    #[serde(rename = "Grant Expired")]
-    GrantExpired,
-    /// A grant could not be made (JumpCloud failed): nothing is active.
-    #[serde(rename = "Grant Failed")]
-    GrantFailed,
-    #[serde(rename = "Revocation Failed")]
-    RevocationFailed,
-    #[serde(rename = "Sync Completed")]
-    SyncCompleted,
-    #[serde(rename = "Drift Detected")]
-    DriftDetected,
-    #[serde(rename = "Approval Requested")]
-    ApprovalRequested,
-    #[serde(rename = "Request Approved")]
-    RequestApproved,
-    #[serde(rename = "Request Denied")]
-    RequestDenied,
-    #[serde(rename = "Request Cancelled")]
-    RequestCancelled,
-    #[serde(rename = "Request Expired")]
-    RequestExpired,
-    #[serde(rename = "Break Glass Used")]
-    BreakGlassUsed,
-    #[serde(rename = "Extension Requested")]
-    ExtensionRequested,
-    #[serde(rename = "Grant Extended")]
-    GrantExtended,
-    #[serde(rename = "Grant Expiring Soon")]
-    GrantExpiringSoon,
-    /// A new version of the access policy was applied (`jitctl policy apply`).
-    #[serde(rename = "Policy Changed")]
-    PolicyChanged,
-}
-
-impl EventType {
-    pub fn detail_type(self) -> &'static str {
-        match self {
-            Self::GrantCreated => "Grant Created",
-            Self::GrantRevoked => "Grant Revoked",
-            Self::GrantExpired => "Grant Expired",
-            Self::GrantFailed => "Grant Failed",
-            Self::RevocationFailed => "Revocation Failed",
-            Self::SyncCompleted => "Sync Completed",
-            Self::DriftDetected => "Drift Detected",
-            Self::ApprovalRequested => "Approval Requested",
-            Self::RequestApproved => "Request Approved",
-            Self::RequestDenied => "Request Denied",
-            Self::RequestCancelled => "Request Cancelled",
-            Self::RequestExpired => "Request Expired",
-            Self::BreakGlassUsed => "Break Glass Used",
-            Self::ExtensionRequested => "Extension Requested",
-            Self::GrantExtended => "Grant Extended",
-            Self::GrantExpiringSoon => "Grant Expiring Soon",
-            Self::PolicyChanged => "Policy Changed",
-        }
-    }
-}
-
-/// The `detail` of a grant's event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GrantEventDetail {
-    pub grant: Grant,
-    pub actor: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub membership: Option<MembershipEnd>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The emails to tell (requester, grantee, approvers), for rules that route notifications.
-    #[serde(default)]
-    pub notify: Vec<String>,
-    /// `Drift Detected`: its kind (`outlived_grant`, `readded_outside`, `membership_missing`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drift: Option<String>,
-}
-
-/// One event for the bus: `source` is [`EVENT_SOURCE`], `detail-type` is
-/// `detail_type.detail_type()`, `detail` is JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GrantEvent {
-    pub detail_type: EventType,
-    pub detail: serde_json::Value,
-}
-
-impl GrantEvent {
-    pub fn for_grant(detail_type: EventType, detail: &GrantEventDetail) -> Self {
-        Self { detail_type, detail: serde_json::to_value(detail).expect("event detail serializes") }
-    }
-    /// The grant id in a grant event's detail.
-    pub fn grant_id(&self) -> Option<&str> {
-        self.detail.get("grant")?.get("id")?.as_str()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Expiry schedules
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExpiryAction {
-    Expire,
-    /// Publish `Grant Expiring Soon` if the grant is still active and not extended past it.
-    Remind,
-}
-
-/// The input of a grant's one-time expiry schedule, as the `revoke` function receives it:
-/// `{"action":"expire","grant_id":"<uuid>"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExpiryInput {
-    pub action: ExpiryAction,
-    pub grant_id: String,
-}
-
-impl ExpiryInput {
-    pub fn expire(grant_id: &str) -> Self {
-        Self { action: ExpiryAction::Expire, grant_id: grant_id.to_owned() }
-    }
-    pub fn remind(grant_id: &str) -> Self {
-        Self { action: ExpiryAction::Remind, grant_id: grant_id.to_owned() }
-    }
-}
-
-/// The schedule of a grant's `Grant Expiring Soon` reminder.
-pub fn reminder_schedule_name(grant_id: &str) -> String {
-    format!("jit-remind-{grant_id}")
-}
-
-/// The schedule's name (unique per grant, at most 64 characters as Scheduler requires).
-pub fn expiry_schedule_name(grant_id: &str) -> String {
-    format!("jit-expire-{grant_id}")
-}
-
-/// The schedule that ends a request at its approval timeout: another name than the grant's
-/// expiry schedule, which its activation creates while this one may still exist.
-pub fn request_schedule_name(grant_id: &str) -> String {
-    format!("jit-request-{grant_id}")
-}
-
-/// The one-time schedule a grant (or request) needs now: at [`Grant::expiry`].
-pub fn schedule_name_for(grant: &Grant) -> String {
-    if grant.status == GrantStatus::PendingApproval {
-        request_schedule_name(&grant.id)
-    } else {
-        expiry_schedule_name(&grant.id)
-    }
-}
-
-/// The one-time schedule expression, `at(yyyy-mm-ddThh:mm:ss)` to be read in UTC (the schedule's
-/// timezone must be `UTC`). Rounded up to the second, so that it never fires before the expiry.
-pub fn expiry_schedule_expression(expires_at: DateTime<Utc>) -> String {
-    let at = if expires_at.nanosecond() == 0 {
-        expires_at
-    } else {
-        expires_at.with_nanosecond(0).expect("valid") + chrono::Duration::seconds(1)
-    };
-    format!("at({})", at.format("%Y-%m-%dT%H:%M:%S"))
-}
-
-// ---------------------------------------------------------------------------------------------
 // Queries and idempotency
 
 /// `GET /grants` filters (ids already resolved).
@@ -753,7 +583,6 @@ pub enum IdempotencyState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     #[test]
     fn grant_json_has_the_documented_fields_in_rfc3339_utc() {
@@ -793,51 +622,6 @@ mod tests {
             assert_eq!(s.as_str().parse::<GrantStatus>().unwrap(), s);
         }
         assert!("gone".parse::<GrantStatus>().is_err());
-    }
-
-    #[test]
-    fn expiry_input_has_the_documented_shape() {
-        let input = ExpiryInput::expire("abc");
-        assert_eq!(serde_json::to_string(&input).unwrap(), r#"{"action":"expire","grant_id":"abc"}"#);
-        let parsed: ExpiryInput = serde_json::from_str(r#"{"action":"expire","grant_id":"abc"}"#).unwrap();
-        assert_eq!(parsed, input);
-        assert!(expiry_schedule_name("0b7c1e9e-4a8e-4bd6-9a8c-2b1f1c7a1d11").len() <= 64);
-    }
-
-    #[test]
-    fn schedule_expression_is_utc_and_never_early() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 23, 14, 0, 0).unwrap();
-        assert_eq!(expiry_schedule_expression(at), "at(2026-11-23T14:00:00)");
-        let fractional = at + chrono::Duration::milliseconds(1);
-        assert_eq!(expiry_schedule_expression(fractional), "at(2026-11-23T14:00:01)");
-    }
-
-    #[test]
-    fn event_types_are_spelled_as_documented() {
-        assert_eq!(EventType::GrantCreated.detail_type(), "Grant Created");
-        assert_eq!(EventType::GrantRevoked.detail_type(), "Grant Revoked");
-        assert_eq!(EventType::GrantExpired.detail_type(), "Grant Expired");
-        assert_eq!(EventType::RevocationFailed.detail_type(), "Revocation Failed");
-        assert_eq!(EventType::SyncCompleted.detail_type(), "Sync Completed");
-        assert_eq!(EventType::DriftDetected.detail_type(), "Drift Detected");
-        assert_eq!(EventType::PolicyChanged.detail_type(), "Policy Changed");
-        for t in
-            [EventType::GrantCreated, EventType::RevocationFailed, EventType::GrantFailed, EventType::PolicyChanged]
-        {
-            assert_eq!(serde_json::to_value(t).unwrap(), t.detail_type());
-        }
-        let event = GrantEvent::for_grant(
-            EventType::GrantCreated,
-            &GrantEventDetail {
-                grant: sample_grant(),
-                actor: "me".into(),
-                membership: None,
-                error: None,
-                notify: vec![],
-                drift: None,
-            },
-        );
-        assert_eq!(event.grant_id(), Some(sample_grant().id.as_str()));
     }
 
     #[test]

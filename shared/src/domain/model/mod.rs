@@ -3,10 +3,14 @@
 
 pub mod directory;
 pub mod duration;
+pub mod events;
 pub mod grant;
 pub mod input;
+pub mod schedules;
 
 pub use directory::*;
 pub use duration::*;
+pub use events::*;
 pub use grant::*;
 pub use input::*;
+pub use schedules::*;

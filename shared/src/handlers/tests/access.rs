@@ -122,24 +122,8 @@ async fn events_from_another_api_than_the_deployed_one_are_refused() {
     let mut identity = w.grant.lifecycle.identity.clone();
     // The sample events come through API `abc123`.
     identity.api_id = Some("abc123".into());
-    let lifecycle = |identity: IdentityConfig| {
-        let l = &w.grant.lifecycle;
-        GrantHandler {
-            lifecycle: Arc::new(crate::wiring::Lifecycle {
-                store: l.store.clone(),
-                scheduler: l.scheduler.clone(),
-                events: l.events.clone(),
-                catalog: l.catalog.clone(),
-                directories: l.directories.clone(),
-                oracle: l.oracle.clone(),
-                directory_store: l.directory_store.clone(),
-                clock: l.clock.clone(),
-                policy: l.policy.clone(),
-                identity,
-                policies: l.policies.clone(),
-                policy_store: l.policy_store.clone(),
-            }),
-        }
+    let lifecycle = |identity: IdentityConfig| GrantHandler {
+        lifecycle: Arc::new(crate::wiring::Lifecycle { identity, ..(*w.grant.lifecycle).clone() }),
     };
     let deployed = lifecycle(identity.clone());
     assert_eq!(call(&deployed, event("grant-list.json")).await.0, 200);

@@ -77,6 +77,17 @@ fn check_pending(grant: &Grant, hold: &LeaseHold) -> Result<(), GrantStoreError>
     Ok(())
 }
 
+/// The grant becomes a holder of its lease. The lock is kept: `activate` or `fail_for_cleanup`
+/// follows under it.
+fn join_lease(store: &DynamoGrantStore, grant: &Grant, hold: &LeaseHold) -> Result<Write, GrantStoreError> {
+    Ok(store.lease_write(
+        hold,
+        LeaseChange::Update("ADD #holders :ids"),
+        Expr::default().names(&[HOLDERS]).value(":ids", AttributeValue::Ss(vec![grant.id.clone()])),
+        None,
+    )?)
+}
+
 pub(super) async fn insert_pending(
     store: &DynamoGrantStore,
     grant: &Grant,
@@ -92,14 +103,7 @@ pub(super) async fn insert_pending(
         Some(("attribute_not_exists(#pk)", Expr::default().names(&[PK]))),
         format!("grant {} exists", grant.id),
     )?;
-    // The lock is kept: `activate` or `fail_for_cleanup` follows under it.
-    let join = store.lease_write(
-        hold,
-        LeaseChange::Update("ADD #holders :ids"),
-        Expr::default().names(&[HOLDERS]).value(":ids", AttributeValue::Ss(vec![grant.id.clone()])),
-        None,
-    )?;
-    store.transact_with_audit(vec![put, join], audit).await
+    store.transact_with_audit(vec![put, join_lease(store, grant, hold)?], audit).await
 }
 
 pub(super) async fn insert_request(
@@ -165,14 +169,7 @@ pub(super) async fn promote_request(
         return Err(GrantStoreError::Conflict("not a pending grant of this lease".into()));
     }
     let replace = replace_request(store, grant, grant.expires_at)?;
-    // The lock is kept, as by `insert_pending`.
-    let join = store.lease_write(
-        hold,
-        LeaseChange::Update("ADD #holders :ids"),
-        Expr::default().names(&[HOLDERS]).value(":ids", AttributeValue::Ss(vec![grant.id.clone()])),
-        None,
-    )?;
-    store.transact_with_audit(vec![replace, join], audit).await
+    store.transact_with_audit(vec![replace, join_lease(store, grant, hold)?], audit).await
 }
 
 pub(super) async fn extend_grant(
