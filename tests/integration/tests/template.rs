@@ -324,16 +324,21 @@ fn role_denials(t: &Template, role_id: &str) -> Vec<Value> {
 }
 
 #[test]
-fn revoke_and_sync_have_reserved_concurrency_from_parameters() {
+fn every_function_has_reserved_concurrency_from_a_parameter() {
     let t = Template::load();
-    for (function, parameter, default) in
-        [("RevokeFunction", "RevokeReservedConcurrency", "5"), ("SyncFunction", "SyncReservedConcurrency", "2")]
-    {
+    let expected = [
+        ("RevokeFunction", "RevokeReservedConcurrency", "5"),
+        ("SyncFunction", "SyncReservedConcurrency", "2"),
+        ("GrantFunction", "GrantReservedConcurrency", "10"),
+    ];
+    for (function, parameter, default) in expected {
         let properties = &t.resource(function)["Properties"];
         assert_eq!(properties["ReservedConcurrentExecutions"], reference(parameter), "{function}");
         assert_eq!(t.parameter_default(parameter).as_deref(), Some(default), "{parameter}");
     }
-    assert!(t.resource("GrantFunction")["Properties"].get("ReservedConcurrentExecutions").is_none());
+    let functions: BTreeSet<&str> = t.of_type("AWS::Serverless::Function").map(|(id, _)| id.as_str()).collect();
+    let covered: BTreeSet<&str> = expected.iter().map(|(function, _, _)| *function).collect();
+    assert_eq!(functions, covered, "each function needs its reserved concurrency parameter here");
 }
 
 #[test]
