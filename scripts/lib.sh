@@ -38,6 +38,12 @@ SAM_VENV="$ROOT/.venv-sam"
 SAM_REQUIREMENTS="aws-sam-cli==1.170.0 cfn-lint==1.58.0"
 ensure_sam_venv() { ensure_python_env "$SAM_VENV" "$SAM_REQUIREMENTS" "the deployment checks' Python tools"; }
 
+# checkov, the template's security scan. Its own venv too: it pins boto3, PyYAML and friends of
+# its own, which would fight SAM CLI's and moto's.
+CHECKOV_VENV="$ROOT/.venv-checkov"
+CHECKOV_REQUIREMENTS="checkov==3.3.30"
+ensure_checkov_venv() { ensure_python_env "$CHECKOV_VENV" "$CHECKOV_REQUIREMENTS" "the template's security scan"; }
+
 # cargo-audit, built once from crates.io into .tools/ (about 8 minutes on 2 cores).
 CARGO_AUDIT_VERSION=0.22.0
 ensure_cargo_audit() {
