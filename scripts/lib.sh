@@ -38,8 +38,8 @@ SAM_VENV="$ROOT/.venv-sam"
 SAM_REQUIREMENTS="aws-sam-cli==1.170.0 cfn-lint==1.58.0"
 ensure_sam_venv() { ensure_python_env "$SAM_VENV" "$SAM_REQUIREMENTS" "the deployment checks' Python tools"; }
 
-# checkov, the template's security scan. Its own venv too: it pins boto3, PyYAML and friends of
-# its own, which would fight SAM CLI's and moto's.
+# checkov, the template's security scan. Its own venv too: it pins boto3==1.35.49 and networkx<2.7,
+# where SAM CLI and cfn-lint bring boto3 1.43 and networkx 3.
 CHECKOV_VENV="$ROOT/.venv-checkov"
 CHECKOV_REQUIREMENTS="checkov==3.3.30"
 ensure_checkov_venv() { ensure_python_env "$CHECKOV_VENV" "$CHECKOV_REQUIREMENTS" "the template's security scan"; }
