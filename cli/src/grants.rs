@@ -134,7 +134,7 @@ pub fn operator() -> String {
     format!("cli:{user}")
 }
 
-fn lifecycle(sdk: &aws_config::SdkConfig, config: &Config, function: Function) -> anyhow::Result<Lifecycle> {
+pub(crate) fn lifecycle(sdk: &aws_config::SdkConfig, config: &Config, function: Function) -> anyhow::Result<Lifecycle> {
     Lifecycle::from_config(sdk, config, function).context("configuration")
 }
 
@@ -267,7 +267,7 @@ pub(crate) fn grant_id(id: &str) -> anyhow::Result<String> {
 }
 
 /// An RFC 3339 time, or a duration back from `now`.
-fn instant(flag: &str, value: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+pub(crate) fn instant(flag: &str, value: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(at) = DateTime::parse_from_rfc3339(value) {
         return Ok(at.with_timezone(&Utc));
     }

@@ -4,6 +4,7 @@
 //! `policy validate|plan|apply|show` the access policy. Configuration
 //! comes from the same environment variables as the functions (`policy validate` needs none).
 
+mod audit;
 mod grants;
 mod policy;
 mod progress;
@@ -70,8 +71,9 @@ enum Command {
     Deny(requests::DenyArgs),
     /// Extend an active grant: as an admin (the operator), or `--as` its grantee under the policy.
     Extend(requests::ExtendArgs),
-    /// The audit trail: of one grant, or of a time range.
-    Audit(grants::AuditArgs),
+    /// The audit trail: of one grant, or of a time range; `audit verify` proves it whole,
+    /// `audit seal` seals the finished days.
+    Audit(audit::AuditCommand),
     /// Access policy documents (policy as code).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -125,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve(args) => requests::approve_request(&sdk, &config, args).await,
         Command::Deny(args) => requests::deny_request(&sdk, &config, args).await,
         Command::Extend(args) => requests::extend_grant(&sdk, &config, args).await,
-        Command::Audit(args) => grants::audit(&sdk, &config, args).await,
+        Command::Audit(command) => audit::run(&sdk, &config, command).await,
         Command::RunSchedules(args) => schedule_runner::run(&sdk, &config, args).await,
         Command::Policy(command) => policy::run_with_stack(&sdk, &config, command).await,
     }

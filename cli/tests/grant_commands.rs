@@ -165,6 +165,43 @@ async fn an_operator_grants_lists_shows_revokes_and_reads_the_audit_trail() {
     let future =
         w.ok_json(&["audit", "--since", "2099-01-01T00:00:00Z", "--until", "2099-01-02T00:00:00Z", "--json"]).await;
     assert!(future.as_array().unwrap().is_empty());
+
+    // The trail is whole; `audit seal` seals the finished days (none yet: this one is today).
+    let verified = w.ok_json(&["audit", "verify", "--json"]).await;
+    assert_eq!((verified["intact"].as_bool(), verified["records"].as_u64()), (Some(true), Some(4)), "{verified}");
+    let human = w.jitctl(&["audit", "verify", "--since", "1h"]).await;
+    assert!(String::from_utf8_lossy(&human.stdout).contains("intact: no record removed or altered"));
+    let sealed = w.jitctl(&["audit", "seal"]).await;
+    assert!(sealed.status.success(), "{}", String::from_utf8_lossy(&sealed.stderr));
+
+    // Someone with table rights rewrites who revoked it: verify fails, naming the grant.
+    let item = w.stack.item(&format!("AUDIT#{id}"), revocation_sort(&w, &id).await.as_str()).await.unwrap();
+    let mut forged = item.clone();
+    forged.insert("actor".into(), aws_sdk_dynamodb::types::AttributeValue::S("cli:nobody".into()));
+    w.stack.dynamodb.put_item().table_name(&w.stack.table).set_item(Some(forged)).send().await.unwrap();
+    let out = w.jitctl(&["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(1), "a broken trail fails the command");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&format!("BROKEN grant {id}: record 4")), "{printed}");
+    let report = w.jitctl(&["audit", "verify", "--grant", &id, "--json"]).await;
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["intact"], false);
+}
+
+/// The sort key of a grant's third audit record (its revocation).
+async fn revocation_sort(w: &World, id: &str) -> String {
+    let out = w
+        .stack
+        .dynamodb
+        .query()
+        .table_name(&w.stack.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("AUDIT#{id}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.items()[2]["sk"].as_s().unwrap().clone()
 }
 
 #[tokio::test]

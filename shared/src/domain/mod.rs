@@ -1,5 +1,6 @@
 //! What the product does, over the ports only: no network here, every path testable in memory.
 
+pub mod audit;
 pub mod extension;
 pub mod grant;
 pub mod identity;

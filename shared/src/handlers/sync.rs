@@ -6,6 +6,7 @@ use crate::{
     clock::Clock,
     config::{Config, ConfigError, DirectoryPolicy, IdentityConfig},
     domain::model::Name,
+    domain::audit::seal_days,
     domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
     http::{handle_invocation, json, parse_body, Problem},
     ports::{DirectoryProvider, DirectoryStore, IntegrationCatalog},
@@ -85,12 +86,22 @@ impl SyncHandler {
             )));
         }
         let summary = self.run(None).await.map_err(|e| failure::retryable(e.to_string()))?;
+        self.seal_audit_days().await;
         let summary_json = serde_json::to_value(&summary).expect("summaries serialize");
         // A sync already running does the work: only failures everywhere are worth a retry.
         if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| !o.is_success() && !o.is_running()) {
             return Err(failure::retryable(format!("every integration failed to sync: {summary_json}")));
         }
         Ok(summary_json)
+    }
+
+    /// Seals finished days of the audit trail (`domain::audit::seal_days`). Best effort: a
+    /// failure is logged and the next scheduled run catches up; it never fails the sync.
+    async fn seal_audit_days(&self) {
+        let Some(lifecycle) = &self.lifecycle else { return };
+        if let Err(e) = seal_days(lifecycle.store.as_ref(), self.clock.now()).await {
+            tracing::error!(event = "audit_seal_failed", error = %e, "sealing the audit trail's finished days failed");
+        }
     }
 
     async fn http(&self, request: Request) -> Response<Body> {

@@ -7,12 +7,12 @@
 //! to someone else, so a caller whose lock lapsed can never overwrite a newer decision.
 
 use crate::domain::model::{
-    AuditPage, AuditRecord, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Grant, GrantFilter,
+    AuditPage, AuditRecord, ChainHead, DaySeal, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Grant, GrantFilter,
     GrantPage, GrantStatus, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey, MembershipEnd,
     RevocationRequest,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Errors of the store's backend (DynamoDB), as the domain sees them.
@@ -271,6 +271,14 @@ pub trait GrantStore: Send + Sync {
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), GrantStoreError>;
     /// Oldest first.
     async fn audit_for(&self, grant_id: &str) -> Result<Vec<AuditRecord>, GrantStoreError>;
+    /// The head of a grant's audit chain (`None`: no chained record was written for it).
+    async fn chain_head(&self, grant_id: &str) -> Result<Option<ChainHead>, GrantStoreError>;
+    /// Seals of the days `from..=to`, oldest first.
+    async fn seals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DaySeal>, GrantStoreError>;
+    /// The newest seal.
+    async fn last_seal(&self) -> Result<Option<DaySeal>, GrantStoreError>;
+    /// Stores a seal, once: `Conflict` if the day is sealed already.
+    async fn put_seal(&self, seal: &DaySeal) -> Result<(), GrantStoreError>;
     /// Records with `from <= at < to`, oldest first.
     async fn audit_between(
         &self,

@@ -6,7 +6,7 @@
 
 use crate::{
     domain::model::{
-        AuditPage, AuditRecord, Grant, GrantEvent, GrantFilter, GrantPage, GrantStatus, IdempotencyClaim,
+        audit_chain, AuditPage, AuditRecord, ChainHead, DaySeal, Grant, GrantEvent, GrantFilter, GrantPage, GrantStatus, IdempotencyClaim,
         IdempotencyState, Lease, LeaseHold, LeaseKey, LeaseLock, RevocationRequest,
     },
     ports::StoreError,
@@ -16,7 +16,7 @@ use crate::{
     },
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{
@@ -41,10 +41,22 @@ struct State {
     index: HashMap<String, DateTime<Utc>>,
     leases: BTreeMap<LeaseKey, Lease>,
     audit: Vec<AuditRecord>,
+    /// Each grant's audit chain head, as DynamoDB keeps it beside the records.
+    chains: HashMap<String, ChainHead>,
+    seals: BTreeMap<NaiveDate, DaySeal>,
     idempotency: HashMap<String, IdempotencyRecord>,
 }
 
 impl State {
+    /// Appends audit records, each linked into its grant's chain (as the DynamoDB store does).
+    fn record(&mut self, records: &[AuditRecord]) {
+        for record in records {
+            let mut record = record.clone();
+            let head = audit_chain::link(self.chains.get(&record.grant_id), std::slice::from_mut(&mut record));
+            self.chains.insert(record.grant_id.clone(), head.expect("one record linked"));
+            self.audit.push(record);
+        }
+    }
     /// The lease, if `hold` still holds its lock.
     fn held_lease(&mut self, hold: &LeaseHold) -> Result<&mut Lease, GrantStoreError> {
         match self.leases.get_mut(&hold.key) {
@@ -137,6 +149,11 @@ impl MemoryGrantStore {
     pub fn indexed(&self) -> BTreeSet<String> {
         self.state.lock().unwrap().index.keys().cloned().collect()
     }
+    /// Changes stored audit records behind the store's back (what an attacker with table rights
+    /// could do), for tests of verification.
+    pub fn tamper_audit(&self, change: impl FnOnce(&mut Vec<AuditRecord>)) {
+        change(&mut self.state.lock().unwrap().audit);
+    }
     pub fn audit(&self) -> Vec<AuditRecord> {
         self.state.lock().unwrap().audit.clone()
     }
@@ -199,7 +216,7 @@ impl GrantStore for MemoryGrantStore {
         state.held_lease(hold)?.holders.insert(grant.id.clone());
         state.grants.insert(grant.id.clone(), grant.clone());
         state.index.insert(grant.id.clone(), grant.expiry());
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(())
     }
 
@@ -213,7 +230,7 @@ impl GrantStore for MemoryGrantStore {
         }
         state.grants.insert(request.id.clone(), request.clone());
         state.index.insert(request.id.clone(), request.expiry());
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(())
     }
 
@@ -228,7 +245,7 @@ impl GrantStore for MemoryGrantStore {
             return Err(GrantStoreError::Conflict(format!("{} does not end a request", new.status.as_str())));
         }
         state.grants.insert(new.id.clone(), new.clone());
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(())
     }
 
@@ -246,7 +263,7 @@ impl GrantStore for MemoryGrantStore {
         state.held_lease(hold)?.holders.insert(grant.id.clone());
         state.grants.insert(grant.id.clone(), grant.clone());
         state.index.insert(grant.id.clone(), grant.expiry());
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(())
     }
 
@@ -264,7 +281,7 @@ impl GrantStore for MemoryGrantStore {
             None => return Err(GrantStoreError::NotFound(new.id.clone())),
         }
         state.index.insert(new.id.clone(), new.expiry());
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(())
     }
 
@@ -280,7 +297,7 @@ impl GrantStore for MemoryGrantStore {
         grant.preexisting_membership = activation.preexisting;
         grant.schedule_name = activation.schedule_name.clone();
         let grant = grant.clone();
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(grant)
     }
 
@@ -297,7 +314,7 @@ impl GrantStore for MemoryGrantStore {
         let grant = grant.clone();
         // Stays in the sweep's index, due at `ended_at`: the sweep cleans up.
         state.index.insert(grant.id.clone(), failure.ended_at);
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(grant)
     }
 
@@ -330,7 +347,7 @@ impl GrantStore for MemoryGrantStore {
             grant.membership_end = ending.membership;
         }
         let grant = grant.clone();
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(grant)
     }
 
@@ -353,7 +370,7 @@ impl GrantStore for MemoryGrantStore {
                 }
             }
         }
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(())
     }
 
@@ -404,12 +421,12 @@ impl GrantStore for MemoryGrantStore {
         }
         grant.membership_missing = true;
         let grant = grant.clone();
-        state.audit.extend_from_slice(audit);
+        state.record(audit);
         Ok(grant)
     }
 
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), GrantStoreError> {
-        self.enter("append_audit")?.audit.extend_from_slice(records);
+        self.enter("append_audit")?.record(records);
         Ok(())
     }
 
@@ -418,6 +435,27 @@ impl GrantStore for MemoryGrantStore {
         let mut records: Vec<AuditRecord> = state.audit.iter().filter(|r| r.grant_id == grant_id).cloned().collect();
         records.sort_by_key(|r| r.at); // stable: appended order within one instant
         Ok(records)
+    }
+
+    async fn chain_head(&self, grant_id: &str) -> Result<Option<ChainHead>, GrantStoreError> {
+        Ok(self.enter("chain_head")?.chains.get(grant_id).cloned())
+    }
+
+    async fn seals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DaySeal>, GrantStoreError> {
+        Ok(self.enter("seals")?.seals.range(from..=to).map(|(_, seal)| seal.clone()).collect())
+    }
+
+    async fn last_seal(&self) -> Result<Option<DaySeal>, GrantStoreError> {
+        Ok(self.enter("last_seal")?.seals.values().next_back().cloned())
+    }
+
+    async fn put_seal(&self, seal: &DaySeal) -> Result<(), GrantStoreError> {
+        let mut state = self.enter("put_seal")?;
+        if state.seals.contains_key(&seal.day) {
+            return Err(GrantStoreError::Conflict(format!("{} is sealed already", seal.day)));
+        }
+        state.seals.insert(seal.day, seal.clone());
+        Ok(())
     }
 
     async fn audit_between(

@@ -347,14 +347,16 @@ impl Minimum {
 
 pub const GRANT_MIN: Minimum = Minimum {
     jumpcloud: 3,
-    dynamodb: 3,
+    dynamodb: 4,
     scheduler: 1,
     events: 1,
     why: "JumpCloud: find the user (id; suspended?), find the group (id; dynamic?), add = 3. DynamoDB: lock the \
           lease (conditional update returning holders and `preexisting`); record the grant pending, join the \
           lease and audit in one transaction before JumpCloud is touched (a crash then leaves a grant the sweep \
-          finds); activate, release the lock and audit in one transaction = 3 writes. No read is needed: the \
-          handler holds the grant it wrote, and the transaction's conditions check what a read would. \
+          finds); activate, release the lock and audit in one transaction = 3 writes; and 1 read of the audit chain's \
+          head before the activation (its record names the hash of the one before; the new grant's first \
+          record needs none). No other read: the handler holds the grant it wrote, and the transaction's \
+          conditions check what a read would. \
           1 CreateSchedule (the expiry), 1 PutEvents (Grant Created).",
 };
 

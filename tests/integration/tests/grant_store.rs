@@ -434,17 +434,17 @@ async fn transactions_respect_the_limit_of_100_items_by_construction() {
     let grant = pending("u1", "g1", t0(), 2);
     db.store.lock_lease(&grant.lease_key(), "a", t0(), minutes(3)).await.unwrap();
     let hold = hold(&grant, "a");
-    let audit: Vec<AuditRecord> = (0..99).map(|_| record(&grant, t0(), AuditAction::Created)).collect();
+    let audit: Vec<AuditRecord> = (0..98).map(|_| record(&grant, t0(), AuditAction::Created)).collect();
     db.calls.take();
-    // Grant + lease + 99 records = 101 items: refused before anything is sent.
+    // Grant + lease + 98 records + the chain's head = 101 items: refused before anything is sent.
     match db.store.insert_pending(&grant, &hold, &audit).await {
         Err(GrantStoreError::Store(StoreError::Mapping(m))) => assert!(m.contains("100"), "{m}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(count(&db.calls.take()), 0);
     // 100 items is fine.
-    db.store.insert_pending(&grant, &hold, &audit[..98]).await.unwrap();
-    assert_eq!(db.store.audit_for(&grant.id).await.unwrap().len(), 98);
+    db.store.insert_pending(&grant, &hold, &audit[..97]).await.unwrap();
+    assert_eq!(db.store.audit_for(&grant.id).await.unwrap().len(), 97);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -464,7 +464,8 @@ async fn activate_makes_the_grant_active_releases_the_lock_and_returns_the_store
     db.calls.take();
     let active = db.store.activate(&activation, &hold, &[record(&grant, t0(), AuditAction::Activated)]).await.unwrap();
     let calls = db.calls.take();
-    assert_eq!(calls, BTreeMap::from([("TransactWriteItems".to_owned(), 1)]), "one write, no read");
+    let expected = BTreeMap::from([("GetItem".to_owned(), 1), ("TransactWriteItems".to_owned(), 1)]);
+    assert_eq!(calls, expected, "one write, and the read of the audit chain's head only");
     assert_eq!(active.status, GrantStatus::Active);
     assert!(active.preexisting_membership);
     assert_eq!(active.schedule_name.as_deref(), Some("jit-expire-x"));
@@ -586,7 +587,8 @@ async fn end_as_last_holder_deletes_the_lease_and_as_one_of_several_keeps_the_ot
     };
     db.calls.take();
     let ended = db.store.end(&ending, &hold1, &[record(&first, t0(), AuditAction::Expired)]).await.unwrap();
-    assert_eq!(db.calls.take(), BTreeMap::from([("TransactWriteItems".to_owned(), 1)]), "one write, no read");
+    let expected = BTreeMap::from([("GetItem".to_owned(), 1), ("TransactWriteItems".to_owned(), 1)]);
+    assert_eq!(db.calls.take(), expected, "one write, and the read of the audit chain's head only");
     assert_eq!((ended.status, ended.ended_at), (GrantStatus::Expired, Some(t0() + minutes(60))));
     assert_eq!(db.store.get(&first.id).await.unwrap(), Some(ended));
     assert_eq!(db.leases("corp").await[&alice_g1()], (BTreeSet::from([second.id.clone()]), false, None));
@@ -671,7 +673,7 @@ async fn a_failed_revocation_releases_the_lock_and_records_the_first_request_as_
         .revocation_failed(&grant.id, Some(&request), &hold, &[record(&grant, t0(), AuditAction::RevocationFailed)])
         .await
         .unwrap();
-    assert_eq!(count(&db.calls.take()), 2);
+    assert_eq!(count(&db.calls.take()), 3, "the grant, the audit chain's head, one transaction");
     assert_eq!(db.lock_owner(&grant.lease_key()).await, None);
     let stored = db.store.get(&grant.id).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.revocation_requested.as_ref()), (GrantStatus::Active, Some(&request)));
@@ -930,7 +932,9 @@ async fn audit_is_kept_per_grant_in_writing_order_and_by_time_across_days() {
     let whole = db.store.audit_for(&other.id).await.unwrap();
     assert_eq!(whole.len(), 5);
     assert!(whole.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
-    assert_eq!(whole[1], in_range[0], "stored as given");
+    let mut stored = whole[1].clone();
+    assert_eq!(stored.chain.take().map(|l| l.n), Some(1), "the first written of other's records");
+    assert_eq!(stored, in_range[0], "stored as given");
 
     // From (inclusive) to (exclusive), across two days, in pages of 3.
     let expected: Vec<String> = same
@@ -969,8 +973,13 @@ async fn many_audit_records_are_written_in_transactions_of_at_most_100() {
         (0..150).map(|i| record(&grant, t0() + Duration::seconds(i), AuditAction::MembershipKept)).collect();
     db.calls.take();
     db.store.append_audit(&records).await.unwrap();
-    assert_eq!(db.calls.take(), BTreeMap::from([("TransactWriteItems".to_owned(), 2)]));
-    assert_eq!(db.store.audit_for(&grant.id).await.unwrap(), records);
+    // 50 records and the chain's head per transaction, each after a read of the head.
+    let expected = BTreeMap::from([("GetItem".to_owned(), 3), ("TransactWriteItems".to_owned(), 3)]);
+    assert_eq!(db.calls.take(), expected);
+    let stored = db.store.audit_for(&grant.id).await.unwrap();
+    assert_eq!(stored.iter().map(|r| r.chain.as_ref().unwrap().n).collect::<Vec<_>>(), (1..=150).collect::<Vec<_>>());
+    let unlinked: Vec<AuditRecord> = stored.into_iter().map(|r| AuditRecord { chain: None, ..r }).collect();
+    assert_eq!(unlinked, records);
     // Free text too long for an item is cut, not refused.
     let huge = record(&grant, t0(), AuditAction::RevocationFailed).detail("x".repeat(500_000));
     db.store.append_audit(&[huge]).await.unwrap();
@@ -1210,11 +1219,16 @@ async fn a_grant_and_its_revocation_run_over_dynamodb_with_a_measured_number_of_
     assert!(!again.changed);
     assert_eq!(count(&w.db.calls.take()), 1, "one read");
 
-    // A grant: lock (UpdateItem), record pending, activate (a TransactWriteItems each). A
-    // revocation: read (GetItem), lock (UpdateItem), end (TransactWriteItems).
-    let expected_grant = BTreeMap::from([("TransactWriteItems".to_owned(), 2), ("UpdateItem".to_owned(), 1)]);
+    // A grant: lock (UpdateItem), record pending, activate (a TransactWriteItems each; activating
+    // reads the audit chain's head first). A revocation: read (GetItem), lock (UpdateItem), the
+    // chain's head (GetItem), end (TransactWriteItems).
+    let expected_grant = BTreeMap::from([
+        ("GetItem".to_owned(), 1),
+        ("TransactWriteItems".to_owned(), 2),
+        ("UpdateItem".to_owned(), 1),
+    ]);
     let expected_revoke =
-        BTreeMap::from([("GetItem".to_owned(), 1), ("TransactWriteItems".to_owned(), 1), ("UpdateItem".to_owned(), 1)]);
+        BTreeMap::from([("GetItem".to_owned(), 2), ("TransactWriteItems".to_owned(), 1), ("UpdateItem".to_owned(), 1)]);
     println!("DynamoDB calls: grant {grant_calls:?}, revoke {revoke_calls:?}");
     assert_eq!((grant_calls, revoke_calls), (expected_grant, expected_revoke));
 
@@ -1225,20 +1239,20 @@ async fn a_grant_and_its_revocation_run_over_dynamodb_with_a_measured_number_of_
     w.db.calls.take();
     let first = request_grant(&w.ctx(), request.clone()).await.unwrap();
     let keyed = w.db.calls.take();
-    assert_eq!(count(&keyed), 5, "{keyed:?}");
+    assert_eq!(count(&keyed), 6, "{keyed:?}");
     let replay = request_grant(&w.ctx(), request).await.unwrap();
     assert!(replay.replayed && replay.grant == first.grant);
     assert_eq!(w.db.calls.take(), BTreeMap::from([("GetItem".to_owned(), 1), ("PutItem".to_owned(), 1)]));
     assert_eq!(w.jc.adds.load(Ordering::SeqCst), 2, "the replay added nothing");
 
-    // The sweep at expiry: one query, then lock and end: three calls.
+    // The sweep at expiry: one query, then lock, the audit chain's head and end: four calls.
     w.advance(Duration::hours(1));
     w.db.calls.take();
     let report = w.sweep().await;
     assert_eq!((report.examined, report.ended), (1, 1));
     let sweep_calls = w.db.calls.take();
     println!("DynamoDB calls: sweep of one grant {sweep_calls:?}");
-    assert_eq!(count(&sweep_calls), 3, "{sweep_calls:?}");
+    assert_eq!(count(&sweep_calls), 4, "{sweep_calls:?}");
     w.assert_consistent().await;
 }
 

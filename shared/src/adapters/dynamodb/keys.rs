@@ -77,6 +77,15 @@ pub fn audit(grant_id: &str) -> String {
 pub fn audit_sort(at: DateTime<Utc>, seq: u64, id: &str) -> String {
     format!("{}#{seq:020}#{id}", sortable_time(at))
 }
+/// The sort key of a grant's audit chain head, in the grant's audit partition: after every record
+/// (their sort keys start with a time), so that reading the records is a range up to it.
+pub const AUDIT_CHAIN_HEAD: &str = "~CHAIN";
+/// The partition of the audit trail's daily seals (not a grant id: those are UUIDs or `policy`);
+/// under `AUDIT#`, so the functions' roles may not update or delete them either.
+pub const AUDIT_SEALS: &str = "AUDIT#~SEALS";
+pub fn audit_seal_sort(day: NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
+}
 /// `gsi1pk` of an audit record: one partition per UTC day.
 pub fn audit_day(day: NaiveDate) -> String {
     format!("AUDIT#{}", day.format("%Y-%m-%d"))

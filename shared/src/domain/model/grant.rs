@@ -9,7 +9,7 @@
 //! the moment it is recorded until it is settled (a request: due at its `request_expires_at`),
 //! so that no outcome depends on one delivery.
 
-use super::GrantDuration;
+use super::{ChainLink, GrantDuration};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -286,9 +286,9 @@ impl Grant {
     }
 }
 
-/// A grant for unit tests: active, granted 2026-11-23 12:00 UTC for two hours.
-#[cfg(test)]
-pub(crate) fn sample_grant() -> Grant {
+/// A grant for tests: active, granted 2026-11-23 12:00 UTC for two hours.
+#[cfg(any(test, feature = "testing"))]
+pub fn sample_grant() -> Grant {
     use chrono::TimeZone;
     let at = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
     Grant {
@@ -463,6 +463,10 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Its place in the grant's hash chain, set by the store as it writes the record
+    /// (`audit_chain::link`); `None` on records written before chains existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainLink>,
 }
 
 impl AuditRecord {
@@ -479,6 +483,7 @@ impl AuditRecord {
             group_id: grant.group.id.clone(),
             reason: None,
             detail: None,
+            chain: None,
         }
     }
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
@@ -513,6 +518,7 @@ impl AuditRecord {
             group_id: String::new(),
             reason: None,
             detail: Some(format!("version {version} (sha256 {sha256}), previous {previous}")),
+            chain: None,
         }
     }
 }

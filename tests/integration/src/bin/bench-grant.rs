@@ -218,7 +218,7 @@ fn id(grant: &Value) -> anyhow::Result<String> {
 // Part 1: calls per operation.
 
 const KEYED_MIN: Minimum = Minimum {
-    dynamodb: 4,
+    dynamodb: 5,
     why: "as a grant, +1: claim the key with a conditional put before any work; recording the outcome can ride \
           in the activation transaction.",
     ..GRANT_MIN
@@ -234,11 +234,12 @@ const REPLAY_MIN: Minimum = Minimum {
 };
 const REVOKE_MIN: Minimum = Minimum {
     jumpcloud: 1,
-    dynamodb: 3,
+    dynamodb: 4,
     scheduler: 1,
     events: 1,
     why: "read the grant (the id alone does not name the lease), lock the lease (returns its holders), end the \
-          grant + leave or delete the lease + audit in one transaction = 3. JumpCloud remove 1. DeleteSchedule \
+          grant + leave or delete the lease + audit in one transaction, after reading the audit chain's head \
+          (the record names the hash of the one before) = 4. JumpCloud remove 1. DeleteSchedule \
           1 (ended before its expiry, the schedule would fire for nothing). PutEvents 1 (Grant Revoked).",
 };
 const AGAIN_MIN: Minimum = Minimum {
@@ -255,15 +256,16 @@ const EXPIRY_MIN: Minimum = Minimum {
 };
 const SWEEP1_MIN: Minimum = Minimum {
     scheduler: 0,
-    why: "one query of the due index returns the grant with its lease key; lock; end transaction = 3.",
+    why: "one query of the due index returns the grant with its lease key; lock; the audit chain's head; end \
+          transaction = 4.",
     ..REVOKE_MIN
 };
 const SWEEP10_MIN: Minimum = Minimum {
     jumpcloud: 10,
-    dynamodb: 21,
+    dynamodb: 31,
     scheduler: 0,
     events: 1,
-    why: "1 query + 2 per grant (lock, end). PutEvents takes 10 entries: 1 call if the sweep batched its events \
+    why: "1 query + 3 per grant (lock, the audit chain's head, end). PutEvents takes 10 entries: 1 call if the sweep batched its events \
           (it publishes each grant as it ends it, which keeps events prompt).",
 };
 

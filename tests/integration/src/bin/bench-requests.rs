@@ -245,20 +245,21 @@ const REQUEST_READ_MIN: Minimum = Minimum {
 };
 const APPROVE_MIN: Minimum = Minimum {
     jumpcloud: 0,
-    dynamodb: 3,
+    dynamodb: 4,
     scheduler: 0,
     events: 0,
     why: "the caller 1 Query; read the request 1 GetItem (who may see it and approve it, its revision); its \
-          successor with the approval, conditioned on the revision read, and the audit in 1 transaction = 3.",
+          successor with the approval, conditioned on the revision read, and the audit in 1 transaction, after \
+          reading the audit chain's head = 4.",
 };
 const LAST_APPROVAL_MIN: Minimum = Minimum {
     jumpcloud: 1,
-    dynamodb: 5,
+    dynamodb: 7,
     scheduler: 1,
     events: 1,
     why: "the caller 1 Query, the request 1 GetItem; then the admin grant's 3 writes: lock the lease, promote \
           (the request's successor conditioned on the revision, joining the lease, audit) in 1 transaction, \
-          activate in 1 transaction = 5. JumpCloud: add 1 (the ids are on the request). Scheduler 1: the \
+          activate in 1 transaction, each after reading the audit chain's head = 7. JumpCloud: add 1 (the ids are on the request). Scheduler 1: the \
           request's schedule can become the grant's expiry (UpdateSchedule) rather than DeleteSchedule + \
           CreateSchedule. PutEvents 1 if Request Approved and Grant Created went in one call (10 entries per \
           call; published apart, Request Approved goes out before JumpCloud is asked).",
@@ -267,7 +268,8 @@ const AUTO_MIN: Minimum = Minimum {
     jumpcloud: GRANT_MIN.jumpcloud,
     dynamodb: 1 + 2 + GRANT_MIN.dynamodb,
     why: "the caller 1 Query, eligibility 2 Queries (no approver is resolved), policy amortized 0; then as an \
-          admin's grant: JumpCloud user, group, add = 3; lock, pending transaction, activation transaction = 3; \
+          admin's grant: JumpCloud user, group, add = 3; lock, pending transaction, chain head, activation \
+          transaction = 4; \
           CreateSchedule 1; PutEvents 1.",
     ..GRANT_MIN
 };

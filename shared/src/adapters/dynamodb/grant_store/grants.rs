@@ -5,10 +5,11 @@
 use super::{
     super::StoreError,
     aws,
-    items::{audit_item, from_item, grant_item, grant_key, s, to_value},
+    chain::RECORDS_PER_TRANSACTION,
+    items::{from_item, grant_item, grant_key, s, to_value},
     leases::LeaseChange,
     transactions::{Expr, Write},
-    DynamoGrantStore, Item, GSI2PK, GSI2SK, HOLDERS, LOCK_UNTIL, PK, STATUS, TRANSACTION_BYTES, TRANSACTION_ITEMS,
+    DynamoGrantStore, Item, GSI2PK, GSI2SK, HOLDERS, LOCK_UNTIL, PK, STATUS,
 };
 use crate::{
     adapters::dynamodb::keys,
@@ -103,7 +104,7 @@ pub(super) async fn insert_pending(
         Some(("attribute_not_exists(#pk)", Expr::default().names(&[PK]))),
         format!("grant {} exists", grant.id),
     )?;
-    store.transact_with_audit(vec![put, join_lease(store, grant, hold)?], audit).await
+    store.transact_with_first_audit(vec![put, join_lease(store, grant, hold)?], audit).await
 }
 
 pub(super) async fn insert_request(
@@ -120,7 +121,7 @@ pub(super) async fn insert_request(
         Some(("attribute_not_exists(#pk)", Expr::default().names(&[PK]))),
         format!("grant {} exists", request.id),
     )?;
-    store.transact_with_audit(vec![put], audit).await
+    store.transact_with_first_audit(vec![put], audit).await
 }
 
 /// Puts `new` over the request it replaces, conditioned on the status and revision the caller
@@ -383,29 +384,9 @@ pub(super) async fn mark_membership_missing(
 }
 
 pub(super) async fn append_audit(store: &DynamoGrantStore, records: &[AuditRecord]) -> Result<(), GrantStoreError> {
-    if let [record] = records {
-        store
-            .client
-            .put_item()
-            .table_name(&store.table)
-            .set_item(Some(audit_item(record)?))
-            .send()
-            .await
-            .map_err(aws)?;
-        return Ok(());
-    }
-    // Atomic up to 100 records (one transaction); more go in several, in order.
-    let mut writes = store.audit_writes(records)?.into_iter().peekable();
-    while writes.peek().is_some() {
-        let mut chunk = Vec::new();
-        let mut bytes = 0;
-        while let Some(write) =
-            writes.next_if(|w| chunk.len() < TRANSACTION_ITEMS && bytes + w.bytes <= TRANSACTION_BYTES)
-        {
-            bytes += write.bytes;
-            chunk.push(write);
-        }
-        store.transact(chunk).await?;
+    // Atomic up to a transaction's worth (records and their chains' heads); more go in several, in order.
+    for chunk in records.chunks(RECORDS_PER_TRANSACTION) {
+        store.transact_with_audit(Vec::new(), chunk).await?;
     }
     Ok(())
 }

@@ -74,15 +74,17 @@ pub(super) fn check_item(item: &Item) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Cuts free text to [`AUDIT_TEXT_BYTES`] (at a character boundary), saying so.
+/// Cuts free text to [`AUDIT_TEXT_BYTES`] (at a character boundary), saying so; the mark counts
+/// in the limit, so text cut once is never cut again.
 fn cut(text: &mut String) {
+    const MARK: &str = " [truncated]";
     if text.len() > AUDIT_TEXT_BYTES {
-        let mut end = AUDIT_TEXT_BYTES;
+        let mut end = AUDIT_TEXT_BYTES - MARK.len();
         while !text.is_char_boundary(end) {
             end -= 1;
         }
         text.truncate(end);
-        text.push_str(" [truncated]");
+        text.push_str(MARK);
     }
 }
 
@@ -116,13 +118,20 @@ pub(super) fn grant_item(grant: &Grant, due: Option<DateTime<Utc>>) -> Result<It
     Ok(item)
 }
 
-pub(super) fn audit_item(record: &AuditRecord) -> Result<Item, StoreError> {
+/// The record as it will be stored: free text cut to fit. Linked into its chain after this, so
+/// the chain's hashes are of what is stored.
+pub(super) fn stored_form(record: &AuditRecord) -> AuditRecord {
     let mut record = record.clone();
     for text in [&mut record.reason, &mut record.detail].into_iter().flatten() {
         cut(text);
     }
+    record
+}
+
+/// The item of a record in its stored form ([`stored_form`]).
+pub(super) fn audit_item(record: &AuditRecord) -> Result<Item, StoreError> {
     let sort = keys::audit_sort(record.at, next_seq(), &record.id);
-    let mut item = to_item(&record)?;
+    let mut item = to_item(record)?;
     item.extend([
         (PK.to_owned(), s(keys::audit(&record.grant_id))),
         (SK.to_owned(), s(sort.clone())),
@@ -176,6 +185,7 @@ mod tests {
         let g = sample_grant();
         let mut record = AuditRecord::new(&g, g.requested_at, "me", AuditAction::Created, AuditOutcome::Succeeded);
         record.detail = Some("é".repeat(AUDIT_TEXT_BYTES));
+        let record = stored_form(&record);
         let first = audit_item(&record).unwrap();
         let second = audit_item(&record).unwrap();
         assert!(text(&first, SK) < text(&second, SK), "same instant: writing order");
@@ -183,9 +193,10 @@ mod tests {
         assert!(!first.contains_key(table::TTL_ATTRIBUTE));
         let back: AuditRecord = from_item(first).unwrap();
         let detail = back.detail.unwrap();
-        assert!(detail.len() <= AUDIT_TEXT_BYTES + 20 && detail.ends_with("[truncated]"));
+        assert!(detail.len() <= AUDIT_TEXT_BYTES && detail.ends_with("[truncated]"));
         // The largest record the domain can write fits, and so do 98 of them in one transaction.
         assert!(item_bytes(&second) < ITEM_BYTES && 98 * item_bytes(&second) < TRANSACTION_BYTES);
+        assert_eq!(stored_form(&record), record, "cutting twice changes nothing more");
     }
 
     #[test]

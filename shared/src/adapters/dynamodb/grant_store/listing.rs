@@ -8,7 +8,7 @@ use super::{
         GSI1_KEY, OPEN_KEY,
     },
     transactions::Expr,
-    DynamoGrantStore, AUDIT_DAYS_MAX, GSI1PK, GSI1SK, GSI2PK, GSI2SK, LIST_EVALUATED_MAX, PK, STATUS,
+    DynamoGrantStore, AUDIT_DAYS_MAX, GSI1PK, GSI1SK, GSI2PK, GSI2SK, LIST_EVALUATED_MAX, PK, SK, STATUS,
 };
 use crate::{
     adapters::dynamodb::{keys, table},
@@ -140,7 +140,14 @@ async fn list_all(
 pub(super) async fn audit_for(store: &DynamoGrantStore, grant_id: &str) -> Result<Vec<AuditRecord>, GrantStoreError> {
     let query = Query {
         consistent: true,
-        ..Query::new(None, "#pk = :pk", Expr::default().names(&[PK]).value(":pk", s(keys::audit(grant_id))))
+        ..Query::new(
+            None,
+            "#pk = :pk AND #sk < :head",
+            Expr::default()
+                .names(&[PK, SK])
+                .value(":pk", s(keys::audit(grant_id)))
+                .value(":head", s(keys::AUDIT_CHAIN_HEAD)),
+        )
     };
     store.query_all(&query).await
 }

@@ -8,7 +8,8 @@
 //!   `gsi2pk=DUE` and `gsi2sk={due}#{id}` (`due` queries `gsi2`, never scans).
 //! - lease: `pk=LEASE#{integration}`, `sk={group}#{user}`, `holders` (a string set, absent when
 //!   empty), `preexisting`, `lock_owner`, `lock_until`.
-//! - audit record: `pk=AUDIT#{grant}`, `sk={at}#{seq}#{id}`, `gsi1pk=AUDIT#{day}`, `gsi1sk=sk`.
+//! - audit record: `pk=AUDIT#{grant}`, `sk={at}#{seq}#{id}`, `gsi1pk=AUDIT#{day}`, `gsi1sk=sk`;
+//!   its chain's head `sk=~CHAIN`, and the daily seals `pk=AUDIT#~SEALS` (see `chain.rs`).
 //! - idempotency record: `pk=IDEMPOTENCY#{key}`, `sk=IDEMPOTENCY`, `ttl` in epoch seconds (the
 //!   only items with a TTL: grants and audit are kept).
 //!
@@ -22,6 +23,7 @@
 //! The port's operations live by topic: [`grants`] (a grant's changes), [`leases`], [`listing`]
 //! (over [`paging`]), [`idempotency`]; items in [`items`], writes in [`transactions`].
 
+mod chain;
 mod grants;
 mod idempotency;
 mod items;
@@ -35,14 +37,14 @@ pub(super) use transactions::{built, write_backoff, Expr, Write};
 use super::{table, StoreError};
 use crate::{
     domain::model::{
-        AuditPage, AuditRecord, Grant, GrantFilter, GrantPage, IdempotencyClaim, IdempotencyState, Lease, LeaseHold,
+        AuditPage, AuditRecord, ChainHead, DaySeal, Grant, GrantFilter, GrantPage, IdempotencyClaim, IdempotencyState, Lease, LeaseHold,
         LeaseKey, RevocationRequest,
     },
     ports::{Activation, Ending, Failure, GrantStore, GrantStoreError},
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 pub(super) use super::item::{from_item, key, text, Item};
 
@@ -197,6 +199,22 @@ impl GrantStore for DynamoGrantStore {
 
     async fn audit_for(&self, grant_id: &str) -> Result<Vec<AuditRecord>, GrantStoreError> {
         listing::audit_for(self, grant_id).await
+    }
+
+    async fn chain_head(&self, grant_id: &str) -> Result<Option<ChainHead>, GrantStoreError> {
+        DynamoGrantStore::chain_head(self, grant_id).await
+    }
+
+    async fn seals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DaySeal>, GrantStoreError> {
+        DynamoGrantStore::seals(self, from, to).await
+    }
+
+    async fn last_seal(&self) -> Result<Option<DaySeal>, GrantStoreError> {
+        DynamoGrantStore::last_seal(self).await
+    }
+
+    async fn put_seal(&self, seal: &DaySeal) -> Result<(), GrantStoreError> {
+        DynamoGrantStore::put_seal(self, seal).await
     }
 
     async fn audit_between(

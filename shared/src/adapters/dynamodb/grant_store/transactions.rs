@@ -5,10 +5,10 @@
 use super::{
     super::StoreError,
     aws,
-    items::{audit_item, item_bytes, value_bytes},
+    items::{item_bytes, value_bytes},
     DynamoGrantStore, Item, TRANSACTION_BYTES, TRANSACTION_ITEMS,
 };
-use crate::{domain::model::AuditRecord, ports::GrantStoreError};
+use crate::ports::GrantStoreError;
 use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
     operation::{
@@ -97,6 +97,7 @@ conditioned!(
 );
 
 /// One write of a transaction.
+#[derive(Clone)]
 pub(in crate::adapters::dynamodb) struct Write {
     item: TransactWriteItem,
     /// What failed when this write's condition fails (the `Conflict` reported).
@@ -223,24 +224,6 @@ impl DynamoGrantStore {
                 Err(aws(e))
             }
         }
-    }
-
-    /// `writes` and the puts of the audit records, in one transaction: a change and its audit
-    /// trail are stored together or not at all ([`Self::transact`] refuses more than 100 writes).
-    pub(in crate::adapters::dynamodb) async fn transact_with_audit(
-        &self,
-        mut writes: Vec<Write>,
-        audit: &[AuditRecord],
-    ) -> Result<(), GrantStoreError> {
-        writes.extend(self.audit_writes(audit)?);
-        self.transact(writes).await
-    }
-
-    pub(super) fn audit_writes(&self, audit: &[AuditRecord]) -> Result<Vec<Write>, StoreError> {
-        audit
-            .iter()
-            .map(|record| Write::put(&self.table, audit_item(record)?, None, "audit record".to_owned()))
-            .collect()
     }
 
     /// A single-item `UpdateItem`, outside a transaction (as [`Write::update`] within one).
