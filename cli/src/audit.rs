@@ -110,10 +110,7 @@ fn as_json(report: &AuditVerification) -> serde_json::Value {
 }
 
 fn print_report(report: &AuditVerification) {
-    println!(
-        "checked {} grants ({} records) and {} sealed days",
-        report.grants, report.records, report.seals
-    );
+    println!("checked {} grants ({} records) and {} sealed days", report.grants, report.records, report.seals);
     if report.unchained > 0 {
         println!("{} records were written before audit chains existed: not verifiable", report.unchained);
     }
@@ -130,6 +127,9 @@ fn print_report(report: &AuditVerification) {
     if report.intact() {
         println!("intact: no record removed or altered");
     } else {
-        println!("the audit trail was tampered with: {} problems", report.chain_breaks.len() + report.seal_breaks.len());
+        println!(
+            "the audit trail was tampered with: {} problems",
+            report.chain_breaks.len() + report.seal_breaks.len()
+        );
     }
 }

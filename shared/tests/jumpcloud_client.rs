@@ -241,6 +241,29 @@ async fn member_changes_report_409_and_404_as_outcomes() {
 }
 
 #[tokio::test]
+async fn a_404_on_remove_is_not_a_member_only_when_the_group_exists_in_this_organization() {
+    // The grant's group lives in the real organization; a key of another one (a secret shadowing
+    // the integration's name) gets 404 for the removal, as for a user who is not a member.
+    let (org, users, groups) = org();
+    let other_key = "other-org-key-0123456789";
+    let sim = Simulator::start(vec![org, Org::new(other_key)]).await.unwrap();
+    sim.handle().org(0).add_member(&groups[0], &users[0]).unwrap();
+    let other = JumpCloudClient::with_credentials(
+        reqwest::Client::new(),
+        &sim.url(),
+        Credentials { token: ApiKey::new(other_key), org_id: None },
+        limits(),
+    );
+    match other.remove_member(&groups[0], &users[0]).await {
+        Err(DirectoryError::NotFound { what }) => assert!(what.contains("another organization"), "{what}"),
+        answer => panic!("a group of another organization is no 'not a member': {answer:?}"),
+    }
+    assert!(sim.handle().org(0).is_member(&groups[0], &users[0]).unwrap(), "the real membership is still there");
+    // Through the right organization, the same 404 for a non-member is an answer.
+    assert_eq!(client(&sim, limits()).remove_member(&groups[0], &users[1]).await.unwrap(), RemoveOutcome::NotMember);
+}
+
+#[tokio::test]
 async fn a_failed_add_reports_whether_it_may_have_been_applied() {
     let (org, users, groups) = org();
     let sim = start(org).await;

@@ -89,20 +89,39 @@ impl SecretsManagerCatalog {
 
     async fn discover(&self) -> Result<Discovered, SecretsError> {
         let mut discovered = Discovered::default();
+        let mut read: Vec<(String, Integration)> = Vec::new();
         for (arn, secret_name) in self.tagged_secrets().await? {
             match self.read(&arn, &secret_name).await {
-                Ok(integration) if discovered.integrations.iter().any(|i| i.name == integration.name) => {
-                    discovered.invalid.push(InvalidIntegration {
-                        secret: secret_name,
-                        reason: SecretsError::DuplicateName(integration.name).to_string(),
-                    });
-                }
-                Ok(integration) => discovered.integrations.push(integration),
+                Ok(integration) => read.push((secret_name, integration)),
                 Err(e) => {
                     tracing::error!(secret = %secret_name, error = %e, "tagged secret cannot be used");
                     discovered.invalid.push(InvalidIntegration { secret: secret_name, reason: e.to_string() });
                 }
             }
+        }
+        // Two secrets claiming one name: neither is used. Picking one (by order, by age) would let
+        // anyone who can tag a secret send that integration's revocations to their organization.
+        for (secret_name, integration) in &read {
+            let claimants: Vec<&str> = read
+                .iter()
+                .filter(|(_, other)| other.name == integration.name)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if claimants.len() == 1 {
+                discovered.integrations.push(integration.clone());
+                continue;
+            }
+            // `event` is what the deployment's metric filter counts (the integration-conflict alarm).
+            tracing::error!(event = "integration_conflict", integration = %integration.name, secret = %secret_name,
+                claimants = %claimants.join(", "), "two tagged secrets claim one integration name: both refused");
+            discovered.invalid.push(InvalidIntegration {
+                secret: secret_name.clone(),
+                reason: format!(
+                    "{} (secrets {})",
+                    SecretsError::DuplicateName(integration.name.clone()),
+                    claimants.join(", ")
+                ),
+            });
         }
         Ok(discovered)
     }
@@ -127,6 +146,10 @@ impl IntegrationCatalog for SecretsManagerCatalog {
         let known = self.list().await?.integrations.into_iter().find(|i| i.name == name);
         let Some(known) = known else { return Err(SecretsError::UnknownIntegration(name.to_owned())) };
         let fresh = self.read(&known.secret_id, name).await?;
+        if fresh.name != known.name {
+            // Renamed in place: the cache is refreshed by the next listing, which checks the names.
+            return Err(SecretsError::UnknownIntegration(name.to_owned()));
+        }
         if let Some((_, discovered)) = self.cache.lock().await.as_mut() {
             for cached in discovered.integrations.iter_mut().filter(|i| i.secret_id == fresh.secret_id) {
                 *cached = fresh.clone();

@@ -61,9 +61,7 @@ pub async fn verify(
     let mut report = AuditVerification::default();
     let grants: BTreeSet<String> = match scope {
         AuditScope::Grant(id) => BTreeSet::from([id.clone()]),
-        AuditScope::Since(from) => {
-            records_between(store, *from, now).await?.into_iter().map(|r| r.grant_id).collect()
-        }
+        AuditScope::Since(from) => records_between(store, *from, now).await?.into_iter().map(|r| r.grant_id).collect(),
         AuditScope::All => {
             let mut ids = BTreeSet::from([POLICY_AUDIT_ID.to_owned()]);
             let mut next = None;
@@ -241,6 +239,12 @@ mod tests {
         // A record removed from a grant's chain (the newest of a's two).
         store.tamper_audit(|records| records.retain(|r| r.at != at(28, 10)));
         let report = verify(&store, &AuditScope::Grant("a".into()), at(29, 2), &mut |_| {}).await.unwrap();
-        assert_eq!(report.chain_breaks, vec![("a".to_owned(), ChainBreak::Missing { n: 2 }), ("a".to_owned(), ChainBreak::Length { head_n: 2, stored_n: 1 })]);
+        assert_eq!(
+            report.chain_breaks,
+            vec![
+                ("a".to_owned(), ChainBreak::Missing { n: 2 }),
+                ("a".to_owned(), ChainBreak::Length { head_n: 2, stored_n: 1 })
+            ]
+        );
     }
 }

@@ -26,7 +26,7 @@ use crate::{
     domain::model::{
         content_hash, ApprovalMode, AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent,
         GrantEventDetail, GrantGroup, GrantStatus, GrantUser, IdempotencyClaim, IdempotencyKey, IdempotencyState,
-        Lease, LeaseHold, LeaseKey, Name,
+        IntegrationSource, Lease, LeaseHold, LeaseKey, Name,
     },
     domain::policy::Refusal,
     domain::request::{self, authorize, Ask, Authorization, Verdict},
@@ -323,6 +323,26 @@ pub(crate) async fn resolve_integration(
     }
 }
 
+/// Why `integration` is not the one `grant` was made through (another secret now claims its name,
+/// or the secret now names another organization); `None` when it is, or the grant predates the
+/// record of its source.
+pub(crate) fn source_mismatch(grant: &Grant, integration: &Integration) -> Option<String> {
+    let source = grant.source.as_ref()?;
+    let why = if source.secret_arn != integration.secret_id {
+        "another secret than the one that made the grant"
+    } else if source.org_id != integration.credentials.org_id {
+        "its secret with another organization than the one the grant was made in"
+    } else {
+        return None;
+    };
+    // ARNs and organization ids in the log (for the operator), not in what callers are answered.
+    tracing::error!(event = "integration_changed", grant_id = %grant.id, integration = %grant.integration,
+        granted_through = %source.secret_arn, granted_org = ?source.org_id,
+        now_through = %integration.secret_id, now_org = ?integration.credentials.org_id,
+        "the grant's integration is configured by another secret or organization now");
+    Some(format!("the integration {:?} is now configured by {why}", grant.integration))
+}
+
 /// A lookup's "not found" is the request's error; any other failure is JumpCloud's.
 pub(crate) fn not_found_as(error: DirectoryError, missing: impl FnOnce() -> GrantError) -> GrantError {
     match error {
@@ -409,6 +429,10 @@ async fn create(ctx: &GrantContext<'_>, request: &CheckedRequest, now: DateTime<
         membership_missing: false,
         schedule_name: None,
         revocation_requested: None,
+        source: Some(IntegrationSource {
+            secret_arn: integration.secret_id.clone(),
+            org_id: integration.credentials.org_id.clone(),
+        }),
     };
     let span = tracing::info_span!("grant", grant_id = %grant.id, integration = %grant.integration,
         user = %grant.user.id, group = %grant.group.id);

@@ -18,7 +18,9 @@
 //! grants past expiry whose schedule never fired or was never created, revocations that failed,
 //! grants left pending by a crash, and failed grants whose add may have left a membership.
 
-use super::grant::{lock, publish, resolve_integration, synced_membership, unlock, GrantContext, GrantError};
+use super::grant::{
+    lock, publish, resolve_integration, source_mismatch, synced_membership, unlock, GrantContext, GrantError,
+};
 use super::request::{end_request, RequestEnd, RequestError};
 use crate::{
     domain::model::{
@@ -47,6 +49,10 @@ pub enum RevokeError {
     Directory(DirectoryError),
     #[error("the grant's integration {0:?} is no longer configured")]
     UnknownIntegration(String),
+    /// Another secret (or organization) stands behind the grant's integration name now: removing
+    /// through it could "succeed" in the wrong organization while the membership stays.
+    #[error("{0}: refusing to revoke through it")]
+    IntegrationChanged(String),
     #[error("integrations unavailable: {0}")]
     Integrations(SecretsError),
     /// Ending a request awaiting approval failed.
@@ -374,6 +380,7 @@ fn end_audit(
 enum RemovalError {
     Directory(DirectoryError),
     UnknownIntegration(String),
+    IntegrationChanged(String),
     Integrations(SecretsError),
 }
 
@@ -382,6 +389,9 @@ async fn remove_membership(ctx: &GrantContext<'_>, grant: &Grant) -> Result<Remo
         GrantError::Integrations(e) => RemovalError::Integrations(e),
         _ => RemovalError::UnknownIntegration(grant.integration.clone()),
     })?;
+    if let Some(why) = source_mismatch(grant, &integration) {
+        return Err(RemovalError::IntegrationChanged(why));
+    }
     let directory = ctx.directories.directory(&integration);
     directory.remove_member(&grant.group.id, &grant.user.id).await.map_err(RemovalError::Directory)
 }
@@ -398,6 +408,7 @@ async fn removal_failed(
     let error = match error {
         RemovalError::Directory(e) => RevokeError::Directory(e),
         RemovalError::UnknownIntegration(name) => RevokeError::UnknownIntegration(name),
+        RemovalError::IntegrationChanged(why) => RevokeError::IntegrationChanged(why),
         RemovalError::Integrations(e) => RevokeError::Integrations(e),
     };
     let now = ctx.clock.now();

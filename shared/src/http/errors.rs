@@ -65,7 +65,9 @@ impl From<&RevokeError> for Problem {
         let status = match error {
             RevokeError::NotFound(_) => StatusCode::NOT_FOUND,
             RevokeError::NotDue { .. } | RevokeError::Busy | RevokeError::Request(_) => StatusCode::CONFLICT,
-            RevokeError::Directory(_) | RevokeError::UnknownIntegration(_) => StatusCode::BAD_GATEWAY,
+            RevokeError::Directory(_) | RevokeError::UnknownIntegration(_) | RevokeError::IntegrationChanged(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             RevokeError::Integrations(_) => StatusCode::SERVICE_UNAVAILABLE,
             RevokeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -23,7 +23,7 @@ pub enum SecretsError {
     Read { secret: String, reason: String },
     #[error("secret {secret} has an invalid value: {reason}")]
     InvalidValue { secret: String, reason: String },
-    #[error("two secrets name the integration {0:?}; names must be unique")]
+    #[error("two or more secrets name the integration {0:?}: all of them are refused until names are unique")]
     DuplicateName(String),
     #[error("unknown integration {0:?}")]
     UnknownIntegration(String),

@@ -7,9 +7,9 @@
 //! to someone else, so a caller whose lock lapsed can never overwrite a newer decision.
 
 use crate::domain::model::{
-    AuditPage, AuditRecord, ChainHead, DaySeal, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Grant, GrantFilter,
-    GrantPage, GrantStatus, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey, MembershipEnd,
-    RevocationRequest,
+    AuditPage, AuditRecord, ChainHead, DaySeal, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser,
+    Grant, GrantFilter, GrantPage, GrantStatus, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey,
+    MembershipEnd, RevocationRequest,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};

@@ -6,8 +6,8 @@
 
 use crate::{
     domain::model::{
-        audit_chain, AuditPage, AuditRecord, ChainHead, DaySeal, Grant, GrantEvent, GrantFilter, GrantPage, GrantStatus, IdempotencyClaim,
-        IdempotencyState, Lease, LeaseHold, LeaseKey, LeaseLock, RevocationRequest,
+        audit_chain, AuditPage, AuditRecord, ChainHead, DaySeal, Grant, GrantEvent, GrantFilter, GrantPage,
+        GrantStatus, IdempotencyClaim, IdempotencyState, Lease, LeaseHold, LeaseKey, LeaseLock, RevocationRequest,
     },
     ports::StoreError,
     ports::{

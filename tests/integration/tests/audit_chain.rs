@@ -28,7 +28,13 @@ fn grant(id: &str) -> Grant {
 }
 
 fn record(grant: &Grant, minute: i64, action: AuditAction) -> AuditRecord {
-    AuditRecord::new(grant, day() + Duration::hours(9) + Duration::minutes(minute), "tester", action, AuditOutcome::Succeeded)
+    AuditRecord::new(
+        grant,
+        day() + Duration::hours(9) + Duration::minutes(minute),
+        "tester",
+        action,
+        AuditOutcome::Succeeded,
+    )
 }
 
 struct Trail {

@@ -219,6 +219,7 @@ fn pending(user: &str, group: &str, at: DateTime<Utc>, hours: i64) -> Grant {
         schedule_name: None,
         requester: None,
         revocation_requested: None,
+        source: None,
     }
 }
 
@@ -1222,11 +1223,8 @@ async fn a_grant_and_its_revocation_run_over_dynamodb_with_a_measured_number_of_
     // A grant: lock (UpdateItem), record pending, activate (a TransactWriteItems each; activating
     // reads the audit chain's head first). A revocation: read (GetItem), lock (UpdateItem), the
     // chain's head (GetItem), end (TransactWriteItems).
-    let expected_grant = BTreeMap::from([
-        ("GetItem".to_owned(), 1),
-        ("TransactWriteItems".to_owned(), 2),
-        ("UpdateItem".to_owned(), 1),
-    ]);
+    let expected_grant =
+        BTreeMap::from([("GetItem".to_owned(), 1), ("TransactWriteItems".to_owned(), 2), ("UpdateItem".to_owned(), 1)]);
     let expected_revoke =
         BTreeMap::from([("GetItem".to_owned(), 2), ("TransactWriteItems".to_owned(), 1), ("UpdateItem".to_owned(), 1)]);
     println!("DynamoDB calls: grant {grant_calls:?}, revoke {revoke_calls:?}");

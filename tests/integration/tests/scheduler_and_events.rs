@@ -104,6 +104,7 @@ fn grant(expires_at: DateTime<Utc>) -> Grant {
         schedule_name: None,
         requester: None,
         revocation_requested: None,
+        source: None,
     }
 }
 

@@ -96,3 +96,29 @@ async fn values_are_cached_for_the_ttl_and_refresh_reads_again() {
     assert_eq!(token(&catalog.list().await.unwrap()), "newer-key", "re-read once the TTL has passed");
     assert!(catalog.refresh("nope").await.is_err());
 }
+
+#[tokio::test]
+async fn two_secrets_claiming_one_name_are_both_refused_whatever_their_order() {
+    let stack = Stack::new().await;
+    let tag = stack.tag_key.clone();
+    // The real one, then a second secret (another organization's key) claiming the same name; its
+    // secret name sorts first, as an attacker would choose it.
+    let real = stack.secret(r#"{"token":"real-key","name":"corp","org_id":"org-real"}"#, &[(&tag, "true")]).await;
+    let shadow = stack.secret(r#"{"token":"shadow-key","name":"corp","org_id":"org-evil"}"#, &[(&tag, "true")]).await;
+    stack.secret(r#"{"token":"other-key","name":"other"}"#, &[(&tag, "true")]).await;
+
+    let found = catalog(&stack, clock()).list().await.unwrap();
+    let names: Vec<&str> = found.integrations.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["other"], "neither claimant of corp is used");
+    let mut refused: Vec<&str> = found.invalid.iter().map(|i| i.secret.as_str()).collect();
+    refused.sort();
+    let mut expected = vec![real.as_str(), shadow.as_str()];
+    expected.sort();
+    assert_eq!(refused, expected);
+    for invalid in &found.invalid {
+        assert!(
+            invalid.reason.contains("\"corp\"") && invalid.reason.contains(&real) && invalid.reason.contains(&shadow)
+        );
+        assert!(!invalid.reason.contains("real-key") && !invalid.reason.contains("shadow-key"), "{}", invalid.reason);
+    }
+}

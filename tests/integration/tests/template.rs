@@ -713,8 +713,10 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
     assert_eq!(grant_env["SCHEDULE_DLQ_ARN"], dlq);
 
     // Alarms: failed revocations (the log line revoke writes) and dead letters.
-    let filters: Vec<_> =
-        t.of_type("AWS::Logs::MetricFilter").filter(|(id, _)| *id != "SweepHeartbeatMetricFilter").collect();
+    let filters: Vec<_> = t
+        .of_type("AWS::Logs::MetricFilter")
+        .filter(|(id, _)| *id != "SweepHeartbeatMetricFilter" && !id.ends_with("IntegrationConflictsMetricFilter"))
+        .collect();
     assert!(filters.iter().any(|(_, f)| f["Properties"]["LogGroupName"] == reference("RevokeLogGroup")));
     for (id, f) in &filters {
         assert_eq!(f["Properties"]["FilterPattern"], r#"{ $.event = "revocation_failed" }"#, "{id}");
@@ -735,6 +737,14 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
     );
     assert_eq!(stopped["TreatMissingData"], "breaching");
     assert_eq!(alarms["RevocationFailuresAlarm"]["MetricName"], "RevocationFailures");
+    // Two secrets claiming one integration name (issue 10 point 1), whichever function lists them.
+    for function in ["Sync", "Grant", "Revoke"] {
+        let conflict = &t.resource(&format!("{function}IntegrationConflictsMetricFilter"))["Properties"];
+        assert_eq!(conflict["LogGroupName"], reference(&format!("{function}LogGroup")));
+        assert_eq!(conflict["FilterPattern"], r#"{ $.event = "integration_conflict" }"#);
+        assert_eq!(conflict["MetricTransformations"][0]["MetricName"], "IntegrationConflicts");
+    }
+    assert_eq!(alarms["IntegrationConflictAlarm"]["MetricName"], "IntegrationConflicts");
     assert_eq!(alarms["DeadLetterQueueAlarm"]["MetricName"], "ApproximateNumberOfMessagesVisible");
     assert_eq!(
         alarms["DeadLetterQueueAlarm"]["Dimensions"][0]["Value"],

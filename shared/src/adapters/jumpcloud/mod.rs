@@ -375,7 +375,20 @@ impl Directory for JumpCloudClient {
     async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, DirectoryError> {
         match self.member_operation("remove", group_id, user_id).await.0 {
             Ok(()) => Ok(RemoveOutcome::Removed),
-            Err(DirectoryError::NotFound { .. }) => Ok(RemoveOutcome::NotMember),
+            // JumpCloud answers 404 both for "not a member" and for a group that does not exist in
+            // this organization (a key of another one): only the first means the access is gone.
+            Err(DirectoryError::NotFound { .. }) => {
+                match self.get(&format!("/api/v2/usergroups/{group_id}"), &[]).await {
+                    Ok(_) => Ok(RemoveOutcome::NotMember),
+                    Err(DirectoryError::NotFound { .. }) => Err(DirectoryError::NotFound {
+                        what: format!(
+                        "group {group_id} in this organization (the removal answered 404 and the group does not exist \
+                         here: is the integration's key for another organization?)"
+                    ),
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }

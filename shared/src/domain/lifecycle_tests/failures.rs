@@ -167,6 +167,49 @@ async fn a_grant_whose_integration_vanished_is_not_ended_silently() {
     assert_eq!(w.bus.types_for(&grant.id).last(), Some(&"Revocation Failed"));
 }
 
+#[tokio::test]
+async fn a_grant_is_never_revoked_through_another_secret_claiming_its_integration() {
+    // Issue 10 point 1: the integration's name now stands for another secret (another
+    // organization's key). Removing through it would "succeed" (404, not a member) elsewhere
+    // while the real membership stays: refused, reported, the grant stays due.
+    let w = World::new(&[]);
+    let grant = w.grant("alice@corp.com", "1h").await;
+    let source = grant.source.clone().expect("a grant records its source");
+    assert!(source.secret_arn.ends_with(":secret:corp"), "{source:?}");
+    let (real, directory) = w.integrations.integrations.lock().unwrap()[0].clone();
+    let mut shadow = real.clone();
+    shadow.secret_id = "arn:aws:secretsmanager:us-east-1:000000000000:secret:corp-shadow".into();
+    w.integrations.remove("corp");
+    w.integrations.integrations.lock().unwrap().push((shadow.clone(), directory.clone()));
+    w.advance(hours(1));
+    let report = w.sweep().await;
+    assert_eq!((report.failed, report.ended), (1, 0));
+    assert!(report.failures[0].error.contains("another secret"), "{:?}", report.failures);
+    assert_eq!(w.status(&grant.id), GrantStatus::Active);
+    assert!(w.alice_member(), "nothing was removed through the shadow");
+    assert_eq!(w.jc.removes.load(Ordering::SeqCst), 0);
+    assert_eq!(w.actions(&grant.id).last(), Some(&AuditAction::RevocationFailed));
+    let err = w.revoke(&grant.id).await.unwrap_err();
+    assert!(matches!(err, RevokeError::IntegrationChanged(_)) && status_of(&err) == 502, "{err}");
+    assert!(!err.to_string().contains("arn:"), "no ARN in what a caller is answered: {err}");
+
+    // The same secret naming another organization is refused too.
+    let mut moved = real.clone();
+    moved.credentials.org_id = Some("another-org".into());
+    w.integrations.remove("corp");
+    w.integrations.integrations.lock().unwrap().push((moved, directory.clone()));
+    w.advance(Duration::minutes(1));
+    assert_eq!(w.sweep().await.failed, 1);
+
+    // The real secret back: the sweep ends it through it.
+    w.integrations.remove("corp");
+    w.integrations.integrations.lock().unwrap().push((real, directory));
+    w.advance(Duration::minutes(1));
+    assert_eq!(w.sweep().await.ended, 1);
+    assert!(!w.alice_member());
+    w.assert_consistent();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crashes and store failures
 

@@ -48,10 +48,8 @@ pub fn record_hash(record: &AuditRecord) -> String {
 pub fn link(head: Option<&ChainHead>, records: &mut [AuditRecord]) -> Option<ChainHead> {
     let mut head = head.cloned();
     for record in records {
-        record.chain = Some(ChainLink {
-            n: head.as_ref().map_or(1, |h| h.n + 1),
-            prev: head.as_ref().map(|h| h.hash.clone()),
-        });
+        record.chain =
+            Some(ChainLink { n: head.as_ref().map_or(1, |h| h.n + 1), prev: head.as_ref().map(|h| h.hash.clone()) });
         head = Some(ChainHead { n: record.chain.as_ref().map_or(0, |l| l.n), hash: record_hash(record) });
     }
     head
@@ -91,8 +89,7 @@ pub fn verify(records: &[AuditRecord], head: Option<&ChainHead>) -> ChainCheck {
     let mut linked: Vec<(&ChainLink, &AuditRecord)> =
         records.iter().filter_map(|r| r.chain.as_ref().map(|l| (l, r))).collect();
     linked.sort_by_key(|(l, _)| l.n);
-    let mut check =
-        ChainCheck { chained: linked.len(), unchained: records.len() - linked.len(), breaks: Vec::new() };
+    let mut check = ChainCheck { chained: linked.len(), unchained: records.len() - linked.len(), breaks: Vec::new() };
     let Some(head) = head else {
         if !linked.is_empty() {
             check.breaks.push(ChainBreak::HeadMissing);
@@ -107,8 +104,7 @@ pub fn verify(records: &[AuditRecord], head: Option<&ChainHead>) -> ChainCheck {
     let mut previous: Option<(u64, String)> = None;
     let mut at = 0;
     for n in 1..=head.n.max(newest.n) {
-        let same: Vec<&AuditRecord> =
-            linked[at..].iter().take_while(|(l, _)| l.n == n).map(|(_, r)| *r).collect();
+        let same: Vec<&AuditRecord> = linked[at..].iter().take_while(|(l, _)| l.n == n).map(|(_, r)| *r).collect();
         at += same.len();
         match same.as_slice() {
             [] => {
@@ -157,12 +153,7 @@ pub struct DaySeal {
 }
 
 impl DaySeal {
-    pub fn new(
-        day: NaiveDate,
-        records: &[AuditRecord],
-        previous: Option<&DaySeal>,
-        sealed_at: DateTime<Utc>,
-    ) -> Self {
+    pub fn new(day: NaiveDate, records: &[AuditRecord], previous: Option<&DaySeal>, sealed_at: DateTime<Utc>) -> Self {
         Self {
             day,
             records: records.len() as u64,
@@ -225,7 +216,13 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap();
         let mut records: Vec<AuditRecord> = (0..count)
             .map(|i| {
-                AuditRecord::new(&grant, at + chrono::Duration::seconds(i as i64), "me", AuditAction::Created, AuditOutcome::Succeeded)
+                AuditRecord::new(
+                    &grant,
+                    at + chrono::Duration::seconds(i as i64),
+                    "me",
+                    AuditAction::Created,
+                    AuditOutcome::Succeeded,
+                )
             })
             .collect();
         let head = link(None, &mut records);
@@ -235,10 +232,14 @@ mod tests {
     #[test]
     fn an_untouched_chain_verifies_and_links_continue_after_a_head() {
         let (mut all, head) = records(3);
-        let mut more = records(2).0.into_iter().map(|mut r| {
-            r.chain = None;
-            r
-        }).collect::<Vec<_>>();
+        let mut more = records(2)
+            .0
+            .into_iter()
+            .map(|mut r| {
+                r.chain = None;
+                r
+            })
+            .collect::<Vec<_>>();
         let head = link(head.as_ref(), &mut more);
         assert_eq!(more[0].chain.as_ref().unwrap().n, 4);
         all.extend(more);
@@ -267,7 +268,10 @@ mod tests {
         assert_eq!(verify(&all, head.as_ref()).breaks, vec![ChainBreak::Missing { n: 2 }]);
         let (mut all, head) = records(4);
         all.pop();
-        assert_eq!(verify(&all, head.as_ref()).breaks, vec![ChainBreak::Missing { n: 4 }, ChainBreak::Length { head_n: 4, stored_n: 3 }]);
+        assert_eq!(
+            verify(&all, head.as_ref()).breaks,
+            vec![ChainBreak::Missing { n: 4 }, ChainBreak::Length { head_n: 4, stored_n: 3 }]
+        );
         let (_, head) = records(2);
         assert_eq!(verify(&[], head.as_ref()).breaks, vec![ChainBreak::RecordsMissing { n: 2 }]);
         let (all, _) = records(2);

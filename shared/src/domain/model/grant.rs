@@ -234,6 +234,20 @@ pub struct Grant {
     pub schedule_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_requested: Option<RevocationRequest>,
+    /// The secret and JumpCloud organization the grant was made through: its membership is
+    /// removed through the same, never through another secret that claims the integration's name
+    /// since. `None` on grants made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<IntegrationSource>,
+}
+
+/// Where an integration's grants were made: the ARN of its secret (never its value) and the
+/// organization its key acts in (`x-org-id`; `None` for a single-organization key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrationSource {
+    pub secret_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
 }
 
 impl Grant {
@@ -322,6 +336,7 @@ pub fn sample_grant() -> Grant {
         schedule_name: None,
         requester: None,
         revocation_requested: None,
+        source: None,
     }
 }
 

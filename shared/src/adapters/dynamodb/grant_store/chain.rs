@@ -64,7 +64,12 @@ impl DynamoGrantStore {
         self.transact_chained(writes, audit, Heads::New).await
     }
 
-    async fn transact_chained(&self, writes: Vec<Write>, audit: &[AuditRecord], heads: Heads) -> Result<(), GrantStoreError> {
+    async fn transact_chained(
+        &self,
+        writes: Vec<Write>,
+        audit: &[AuditRecord],
+        heads: Heads,
+    ) -> Result<(), GrantStoreError> {
         if audit.is_empty() {
             return self.transact(writes).await;
         }
@@ -97,7 +102,11 @@ impl DynamoGrantStore {
     }
 
     /// Puts of the records linked after their grants' current heads, and of the new heads.
-    async fn chained_writes(&self, mut records: Vec<AuditRecord>, heads_are: Heads) -> Result<Vec<Write>, GrantStoreError> {
+    async fn chained_writes(
+        &self,
+        mut records: Vec<AuditRecord>,
+        heads_are: Heads,
+    ) -> Result<Vec<Write>, GrantStoreError> {
         // Read heads in the order grants first appear; link each grant's records in their order.
         let mut read: Vec<(String, Option<ChainHead>)> = Vec::new();
         let mut heads: HashMap<String, Option<ChainHead>> = HashMap::new();
@@ -124,7 +133,9 @@ impl DynamoGrantStore {
             item.insert(KIND.to_owned(), s("audit-chain"));
             let condition = match &seen {
                 None => ("attribute_not_exists(#pk)", Expr::default().names(&[PK])),
-                Some(seen) => ("#n = :n", Expr::default().names(&["n"]).value(":n", AttributeValue::N(seen.n.to_string()))),
+                Some(seen) => {
+                    ("#n = :n", Expr::default().names(&["n"]).value(":n", AttributeValue::N(seen.n.to_string())))
+                }
             };
             writes.push(Write::put(&self.table, item, Some(condition), format!("{CHAIN_MOVED} {grant_id} moved"))?);
         }

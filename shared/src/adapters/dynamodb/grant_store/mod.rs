@@ -37,8 +37,8 @@ pub(super) use transactions::{built, write_backoff, Expr, Write};
 use super::{table, StoreError};
 use crate::{
     domain::model::{
-        AuditPage, AuditRecord, ChainHead, DaySeal, Grant, GrantFilter, GrantPage, IdempotencyClaim, IdempotencyState, Lease, LeaseHold,
-        LeaseKey, RevocationRequest,
+        AuditPage, AuditRecord, ChainHead, DaySeal, Grant, GrantFilter, GrantPage, IdempotencyClaim, IdempotencyState,
+        Lease, LeaseHold, LeaseKey, RevocationRequest,
     },
     ports::{Activation, Ending, Failure, GrantStore, GrantStoreError},
 };
