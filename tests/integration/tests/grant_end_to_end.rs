@@ -13,6 +13,8 @@ use serde_json::Value;
 use std::sync::Arc;
 
 const KEY: &str = "corp-admin-key-2b9c";
+/// A key of another organization, for a secret that shadows `corp`.
+const SHADOW_KEY: &str = "evil-org-key-77aa";
 
 struct World {
     stack: Stack,
@@ -38,7 +40,7 @@ async fn world() -> World {
     let alice = org.add_user(alice_user);
     let db = org.add_group(Group::new("prod-db-admins"));
     org.add_group(Group::new("prod-auto").with_method(MembershipMethod::DynamicAutomated));
-    let sim = Simulator::start(vec![org]).await.unwrap();
+    let sim = Simulator::start(vec![org, Org::new(SHADOW_KEY)]).await.unwrap();
     stack.integration("corp", KEY).await;
     let (schedule_group, bus) = (unique("sg"), unique("bus"));
     setup::ensure_schedule_group(&aws_sdk_scheduler::Client::new(&stack.sdk), &schedule_group).await.unwrap();
@@ -87,6 +89,14 @@ fn at(name: &str, path: &str, method: &str) -> Value {
     e["requestContext"]["http"]["path"] = path.into();
     e["requestContext"]["http"]["method"] = method.into();
     e
+}
+
+impl World {
+    /// A revoke function in a new container (its own secrets cache, read afresh).
+    fn new_revoke_container(&self) -> RevokeHandler {
+        let built = Lifecycle::from_config(&self.stack.sdk, &self.config, Function::Revoke).expect("lifecycle");
+        RevokeHandler { lifecycle: Arc::new(Lifecycle { clock: self.clock.clone(), ..built }) }
+    }
 }
 
 async fn call_grant(w: &World, e: Value) -> (u16, Value) {
@@ -282,4 +292,52 @@ async fn a_request_waits_for_the_managers_approval_through_the_real_handlers() {
     assert_eq!(granted, w.clock.now(), "activated at the approval, not the request");
     let stored = w.grant.lifecycle.store.get(&id).await.unwrap().unwrap();
     assert_eq!(stored.approvals.len(), 1);
+}
+
+#[tokio::test]
+async fn a_secret_shadowing_the_integration_never_ends_a_grant_in_the_wrong_organization() {
+    let w = world().await;
+    let (status, grant) = call_grant(&w, create("alice@example.com", "1h", "k-shadow")).await;
+    assert_eq!(status, 201, "{grant}");
+    let real_arn = grant["source"]["secret_arn"].as_str().expect("the grant records its secret").to_owned();
+    let tag = (w.stack.tag_key.as_str(), "true");
+    // Someone who may tag secrets adds one claiming `corp`, with another organization's key.
+    let shadow = w.stack.secret(&format!(r#"{{"token":"{SHADOW_KEY}","name":"corp"}}"#), &[tag]).await;
+    w.clock.advance(chrono::Duration::minutes(61));
+
+    // Both claimants refused: the expiry cannot be settled, the grant stays due, access stays visible.
+    let revoke = w.new_revoke_container();
+    let report = revoke.handle(lambda_event(event("revoke-sweep.json"))).await.unwrap();
+    assert_eq!((report["ended"].as_u64(), report["failed"].as_u64()), (Some(0), Some(1)), "{report}");
+    assert!(member(&w, &w.alice), "not ended in silence");
+
+    // The real secret untagged (or deleted): the shadow alone claims `corp`. Through it the removal
+    // would answer 404 ("not a member") in the other organization: refused before any call.
+    w.stack.secrets.untag_resource().secret_id(&real_arn).tag_keys(&w.stack.tag_key).send().await.unwrap();
+    let member_calls = || w.sim.handle().request_count("POST /api/v2/usergroups/{id}/members");
+    let before = member_calls();
+    let revoke = w.new_revoke_container();
+    let report = revoke.handle(lambda_event(event("revoke-sweep.json"))).await.unwrap();
+    assert_eq!((report["ended"].as_u64(), report["failed"].as_u64()), (Some(0), Some(1)), "{report}");
+    assert!(report.to_string().contains("another secret"), "{report}");
+    assert_eq!(member_calls(), before, "no removal sent through the shadow");
+    assert!(member(&w, &w.alice));
+    let (_, now) =
+        call_grant(&w, at("grant-get.json", &format!("/grants/{}", grant["id"].as_str().unwrap()), "GET")).await;
+    assert_eq!(now["status"], "active", "still due: {now}");
+
+    // The real secret back and the shadow gone: the next sweep ends the grant where it was made.
+    w.stack
+        .secrets
+        .tag_resource()
+        .secret_id(&real_arn)
+        .tags(aws_sdk_secretsmanager::types::Tag::builder().key(&w.stack.tag_key).value("true").build())
+        .send()
+        .await
+        .unwrap();
+    w.stack.secrets.delete_secret().secret_id(&shadow).force_delete_without_recovery(true).send().await.unwrap();
+    let revoke = w.new_revoke_container();
+    let report = revoke.handle(lambda_event(event("revoke-sweep.json"))).await.unwrap();
+    assert_eq!(report["ended"], 1, "{report}");
+    assert!(!member(&w, &w.alice));
 }
