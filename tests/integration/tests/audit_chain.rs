@@ -5,7 +5,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use integration_tests::Stack;
+use integration_tests::{serial_proxy, Stack};
 use jit_shared::{
     adapters::dynamodb::DynamoGrantStore,
     domain::audit::{seal_days, verify, AuditScope, AuditVerification},
@@ -45,7 +45,10 @@ struct Trail {
 impl Trail {
     async fn new() -> Self {
         let stack = Stack::new().await;
-        let store = Arc::new(DynamoGrantStore::new(stack.dynamodb.clone(), &stack.table));
+        // Through the proxy that hands moto one request at a time: each request atomic, as in
+        // DynamoDB (moto alone lets two racing conditional writes both pass; see `serial_proxy`).
+        let config = aws_sdk_dynamodb::config::Builder::from(&stack.sdk).endpoint_url(serial_proxy()).build();
+        let store = Arc::new(DynamoGrantStore::new(aws_sdk_dynamodb::Client::from_conf(config), &stack.table));
         Self { stack, store }
     }
 
@@ -142,22 +145,30 @@ async fn the_stored_trail_verifies_and_every_kind_of_tampering_is_found() {
     assert_eq!(report.chain_breaks, vec![(c.id.clone(), ChainBreak::HeadMissing)]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_of_one_trail_make_one_chain() {
+    // 16 writers start together: they read the same head, one wins each place, the others link
+    // again after the head that beat them.
     let t = Trail::new().await;
     let a = grant("grant-busy");
-    let writers = (0..8).map(|i| {
-        let store = t.store.clone();
-        let record = record(&a, i, AuditAction::MembershipKept);
-        tokio::spawn(async move { store.append_audit(&[record]).await })
-    });
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, start) = (t.store.clone(), start.clone());
+            let record = record(&a, i, AuditAction::MembershipKept);
+            tokio::spawn(async move {
+                start.wait().await;
+                store.append_audit(&[record]).await
+            })
+        })
+        .collect();
     for writer in writers {
         writer.await.unwrap().unwrap();
     }
     let records = t.store.audit_for(&a.id).await.unwrap();
     let mut places: Vec<u64> = records.iter().map(|r| r.chain.as_ref().unwrap().n).collect();
     places.sort_unstable();
-    assert_eq!(places, (1..=8).collect::<Vec<_>>(), "each record its own place");
+    assert_eq!(places, (1..=16).collect::<Vec<_>>(), "each record its own place");
     let report = t.verify(AuditScope::Grant(a.id.clone())).await;
     assert!(report.intact(), "{report:?}");
 }

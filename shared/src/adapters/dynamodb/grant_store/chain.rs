@@ -23,13 +23,21 @@ use crate::{
     ports::GrantStoreError,
 };
 use aws_sdk_dynamodb::types::AttributeValue;
+use backon::{ExponentialBuilder, Retryable};
 use chrono::NaiveDate;
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::atomic::Ordering, time::Duration};
 
 /// What a refused head condition reports; such a refusal only means another record came first.
 const CHAIN_MOVED: &str = "the audit chain of grant";
-/// Writers racing on one grant's chain: each retry follows a newer head, so a few suffice.
-const CHAIN_ATTEMPTS: u32 = 8;
+/// Writers racing on one grant's chain: each retry follows a newer head (jittered, so that racing
+/// writers spread out); with n writers at once the last one loses at most n - 1 times.
+fn chain_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(5))
+        .with_max_delay(Duration::from_millis(200))
+        .with_max_times(40)
+        .with_jitter()
+}
 /// Records per transaction when only records are written: each may bring its grant's head.
 pub(super) const RECORDS_PER_TRANSACTION: usize = TRANSACTION_ITEMS / 2;
 
@@ -83,22 +91,20 @@ impl DynamoGrantStore {
             .into());
         }
         let records: Vec<AuditRecord> = audit.iter().map(stored_form).collect();
-        let mut attempt = 0;
-        let mut heads = heads;
-        loop {
-            attempt += 1;
+        // Only the first attempt may skip reading the heads; a retry follows whatever head is there.
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let attempt = || async {
+            let heads = if first.swap(false, Ordering::Relaxed) { heads } else { Heads::Read };
             let mut all = writes.clone();
             all.extend(self.chained_writes(records.clone(), heads).await?);
-            // A retry follows whatever head is there now.
-            heads = Heads::Read;
-            match self.transact(all).await {
-                Err(GrantStoreError::Conflict(what)) if what.starts_with(CHAIN_MOVED) && attempt < CHAIN_ATTEMPTS => {
-                    tracing::debug!(what, attempt, "audit chain moved meanwhile; linking again");
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                }
-                other => return other,
-            }
-        }
+            self.transact(all).await
+        };
+        // Each lost race means another writer's records landed: every writer gets through.
+        attempt
+            .retry(chain_backoff())
+            .when(|e| matches!(e, GrantStoreError::Conflict(what) if what.starts_with(CHAIN_MOVED)))
+            .notify(|e, delay| tracing::debug!(error = %e, ?delay, "audit chain moved meanwhile; linking again"))
+            .await
     }
 
     /// Puts of the records linked after their grants' current heads, and of the new heads.
