@@ -213,3 +213,6 @@ print("==> 9. the audit trail (DynamoDB), kept after the grants ended: jitctl au
 for g in (grant, second, approved):
     print(f"  {g['user']['email']}:", flush=True)
     subprocess.run([os.path.join(ROOT, "target/debug/jitctl"), "audit", "--grant", g["id"]], check=True)
+
+print("==> 10. nothing in the trail was removed or altered: jitctl audit verify (hash chains, daily seals)")
+subprocess.run([os.path.join(ROOT, "target/debug/jitctl"), "audit", "verify"], check=True)
