@@ -61,6 +61,14 @@ struct Reply {
     body: Vec<u8>,
 }
 
+/// One logical call: what each of its attempts sends.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a serde_json::Value>,
+}
+
 /// One attempt's failure, with whether the request may have been applied server-side.
 struct AttemptError {
     error: DirectoryError,
@@ -102,21 +110,15 @@ impl JumpCloudClient {
 
     /// One logical call: retried within the budget, and once more with fresh credentials after a 401.
     /// The flag tells whether an earlier attempt may have been applied by JumpCloud before it failed.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
-    ) -> (Result<Reply, DirectoryError>, bool) {
+    async fn send(&self, call: Call<'_>) -> (Result<Reply, DirectoryError>, bool) {
         let maybe_applied = AtomicBool::new(false);
         let mut credentials = self.credentials.current();
         let mut refreshed = false;
         let result = loop {
-            match self.send_with_retries(&method, path, query, body, &credentials, &maybe_applied).await {
+            match self.send_with_retries(&call, &credentials, &maybe_applied).await {
                 Err(DirectoryError::Unauthorized { .. }) if !refreshed => {
                     refreshed = true;
-                    tracing::warn!(path, "JumpCloud answered 401; reading the integration's secret again");
+                    tracing::warn!(path = call.path, "JumpCloud answered 401; reading the integration's secret again");
                     match self.credentials.refresh().await {
                         Ok(fresh) => credentials = fresh,
                         Err(e) => break Err(e),
@@ -130,10 +132,7 @@ impl JumpCloudClient {
 
     async fn send_with_retries(
         &self,
-        method: &Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
+        call: &Call<'_>,
         credentials: &Credentials,
         maybe_applied: &AtomicBool,
     ) -> Result<Reply, DirectoryError> {
@@ -144,7 +143,7 @@ impl JumpCloudClient {
             .with_max_times(usize::MAX)
             .with_jitter();
         (|| async {
-            self.attempt(method, path, query, body, credentials).await.map_err(|e| {
+            self.attempt(call, credentials).await.map_err(|e| {
                 if e.maybe_applied {
                     maybe_applied.store(true, Ordering::Relaxed);
                 }
@@ -160,19 +159,13 @@ impl JumpCloudClient {
         })
         .notify(|error, delay| {
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(path, error = %error, delay_ms = delay.as_millis() as u64, "retrying JumpCloud request");
+            let delay_ms = delay.as_millis() as u64;
+            tracing::info!(path = call.path, error = %error, delay_ms, "retrying JumpCloud request");
         })
         .await
     }
 
-    async fn attempt(
-        &self,
-        method: &Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
-        credentials: &Credentials,
-    ) -> Result<Reply, AttemptError> {
+    async fn attempt(&self, call: &Call<'_>, credentials: &Credentials) -> Result<Reply, AttemptError> {
         // Held only while the request is in flight, not during backoff sleeps.
         let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
         self.rate.until_ready().await;
@@ -180,18 +173,18 @@ impl JumpCloudClient {
 
         let mut request = self
             .http
-            .request(method.clone(), format!("{}{}", self.base_url, path))
+            .request(call.method.clone(), format!("{}{}", self.base_url, call.path))
             .timeout(self.limits.request_timeout)
             .header("x-api-key", credentials.token.expose())
             .header(reqwest::header::ACCEPT, "application/json")
-            .query(query);
+            .query(call.query);
         if let Some(org_id) = &credentials.org_id {
             request = request.header("x-org-id", org_id);
         }
-        if let Some(body) = body {
+        if let Some(body) = call.body {
             request = request.json(body);
         }
-        let sent_body = body.is_some();
+        let sent_body = call.body.is_some();
         let response = request.send().await.map_err(|e| AttemptError {
             // A timeout may hit after JumpCloud applied a change; a refused connection cannot.
             maybe_applied: sent_body && !e.is_connect(),
@@ -214,7 +207,7 @@ impl JumpCloudClient {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 DirectoryError::Unauthorized { status: status.as_u16() }
             }
-            StatusCode::NOT_FOUND => DirectoryError::NotFound { what: path.to_owned() },
+            StatusCode::NOT_FOUND => DirectoryError::NotFound { what: call.path.to_owned() },
             StatusCode::TOO_MANY_REQUESTS => DirectoryError::RateLimited { retry_after: retry_after(&headers) },
             s if s.is_server_error() => DirectoryError::Transient { reason: format!("HTTP {}: {message}", s.as_u16()) },
             s => DirectoryError::Invalid { status: s.as_u16(), message },
@@ -223,7 +216,7 @@ impl JumpCloudClient {
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply, DirectoryError> {
-        self.send(Method::GET, path, query, None).await.0
+        self.send(Call { method: Method::GET, path, query, body: None }).await.0
     }
 
     /// Every page of a listing. With a total count from the first page the rest is fetched
@@ -265,7 +258,8 @@ impl JumpCloudClient {
         }
         let body = serde_json::to_value(MemberOperation { op, kind: "user", id: user_id }).expect("serializable");
         let path = format!("/api/v2/usergroups/{group_id}/members");
-        let (result, maybe_applied) = self.send(Method::POST, &path, &[], Some(&body)).await;
+        let call = Call { method: Method::POST, path: &path, query: &[], body: Some(&body) };
+        let (result, maybe_applied) = self.send(call).await;
         (result.map(|_| ()), maybe_applied)
     }
 }
