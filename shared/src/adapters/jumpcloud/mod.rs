@@ -4,7 +4,13 @@
 //! a token bucket bounds requests per second, and 429 / 5xx / timeouts are retried with jittered
 //! exponential backoff (honouring `Retry-After`) until the call's time budget is spent. A 401 makes
 //! the client read its credentials again, once, then retry.
+//!
+//! Revocations go first: `remove_member` (each of its attempts) waiting for a permit or a token
+//! gets the next one before any other waiting call, so that an expiry, the sweep or reconciliation
+//! never queues behind the listings or lookups waiting on the same client (`budget.rs`). It still
+//! waits for the requests already in flight: at most `max_concurrency`, each bounded by its timeout.
 
+mod budget;
 mod credentials;
 mod provider;
 mod wire;
@@ -21,8 +27,9 @@ use crate::{
 };
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
+use budget::{Budget, Class};
 use futures::future::try_join_all;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 use reqwest::{header::HeaderMap, Method, StatusCode};
 use std::{
     num::NonZeroU32,
@@ -32,7 +39,6 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use tokio::sync::Semaphore;
 use wire::{ErrorBody, GraphConnection, JumpCloudGroup, JumpCloudUser, MemberOperation, UserList};
 
 /// JumpCloud's largest page.
@@ -50,8 +56,8 @@ pub struct JumpCloudClient {
     base_url: String,
     credentials: Arc<dyn CredentialSource>,
     limits: JumpCloudLimits,
-    in_flight: Semaphore,
-    rate: DefaultDirectRateLimiter,
+    /// Permits for requests in flight and tokens per second, removals first.
+    budget: Budget,
     stats: ClientStats,
 }
 
@@ -61,8 +67,9 @@ struct Reply {
     body: Vec<u8>,
 }
 
-/// One logical call: what each of its attempts sends.
+/// One logical call: the request, and the queue each of its attempts waits in for the budget.
 struct Call<'a> {
+    class: Class,
     method: Method,
     path: &'a str,
     query: &'a [(&'a str, String)],
@@ -87,8 +94,7 @@ impl JumpCloudClient {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             credentials,
-            in_flight: Semaphore::new(limits.max_concurrency.max(1)),
-            rate: RateLimiter::direct(Quota::per_second(rps)),
+            budget: Budget::new(limits.max_concurrency, Quota::per_second(rps)),
             limits,
             stats: ClientStats::default(),
         }
@@ -106,6 +112,11 @@ impl JumpCloudClient {
 
     pub fn stats(&self) -> &ClientStats {
         &self.stats
+    }
+
+    /// Calls waiting now for a permit or a rate token, removals and others together.
+    pub fn waiting(&self) -> usize {
+        self.budget.waiting(Class::Priority) + self.budget.waiting(Class::Normal)
     }
 
     /// One logical call: retried within the budget, and once more with fresh credentials after a 401.
@@ -166,9 +177,9 @@ impl JumpCloudClient {
     }
 
     async fn attempt(&self, call: &Call<'_>, credentials: &Credentials) -> Result<Reply, AttemptError> {
-        // Held only while the request is in flight, not during backoff sleeps.
-        let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
-        self.rate.until_ready().await;
+        // Held only while the request is in flight, not during backoff sleeps. Every attempt,
+        // retries included, waits in the call's class.
+        let _permit = self.budget.admit(call.class).await;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
 
         let mut request = self
@@ -216,7 +227,7 @@ impl JumpCloudClient {
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply, DirectoryError> {
-        self.send(Call { method: Method::GET, path, query, body: None }).await.0
+        self.send(Call { class: Class::Normal, method: Method::GET, path, query, body: None }).await.0
     }
 
     /// Every page of a listing. With a total count from the first page the rest is fetched
@@ -258,7 +269,11 @@ impl JumpCloudClient {
         }
         let body = serde_json::to_value(MemberOperation { op, kind: "user", id: user_id }).expect("serializable");
         let path = format!("/api/v2/usergroups/{group_id}/members");
-        let call = Call { method: Method::POST, path: &path, query: &[], body: Some(&body) };
+        // A removal is a revocation: it must never wait behind a sync's listings. An add is not:
+        // a grant adding access is not what an expiry must never wait for, so it queues with the
+        // rest (and would otherwise delay the removals it competes with).
+        let class = if op == "remove" { Class::Priority } else { Class::Normal };
+        let call = Call { class, method: Method::POST, path: &path, query: &[], body: Some(&body) };
         let (result, maybe_applied) = self.send(call).await;
         (result.map(|_| ()), maybe_applied)
     }
