@@ -324,3 +324,90 @@ async fn lookups_refuse_filter_syntax_without_asking_and_take_only_an_exact_uniq
     assert!(matches!(c.find_user("user00").await, Err(DirectoryError::NotFound { .. })));
     assert!(matches!(c.find_group("bi").await, Err(DirectoryError::NotFound { .. })));
 }
+
+const LIST_GROUPS: &str = "GET /api/v2/usergroups";
+const MEMBER_CHANGE: &str = "POST /api/v2/usergroups/{id}/members";
+
+/// Waits for a condition that other tasks bring about (not for a time).
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let stuck = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < stuck, "never came: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// One request at a time, two per second: calls queue for the permit, then for tokens.
+fn one_at_a_time() -> JumpCloudLimits {
+    JumpCloudLimits { max_concurrency: 1, requests_per_second: 2, ..limits() }
+}
+
+fn spawn_listings(c: &Arc<JumpCloudClient>, n: usize) -> Vec<tokio::task::JoinHandle<Vec<SourceGroup>>> {
+    (0..n)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.list_groups().await.unwrap() })
+        })
+        .collect()
+}
+
+fn spawn_removal(
+    c: &Arc<JumpCloudClient>,
+    group: &str,
+    user: &str,
+) -> tokio::task::JoinHandle<Result<RemoveOutcome, DirectoryError>> {
+    let (c, group, user) = (c.clone(), group.to_owned(), user.to_owned());
+    tokio::spawn(async move { c.remove_member(&group, &user).await })
+}
+
+#[tokio::test]
+async fn a_removal_is_served_before_the_listings_queued_ahead_of_it() {
+    let (org, users, groups) = org();
+    let sim = start(org).await;
+    let h = sim.handle();
+    let c = Arc::new(client(&sim, one_at_a_time()));
+    h.hold_requests();
+    // A sync's listings: the first in flight (held by the simulator), three queued behind it.
+    let listings = spawn_listings(&c, 4);
+    until("one listing in flight, three waiting", || h.in_flight() == 1 && c.waiting() == 3).await;
+    // Then an expiry's removal on the same client.
+    let removal = spawn_removal(&c, &groups[1], &users[0]);
+    until("the removal waiting too", || c.waiting() == 4).await;
+
+    h.release_requests();
+    assert_eq!(removal.await.unwrap(), Ok(RemoveOutcome::Removed));
+    for listing in listings {
+        assert_eq!(listing.await.unwrap().len(), 3);
+    }
+    assert_eq!(h.request_log(), [LIST_GROUPS, MEMBER_CHANGE, LIST_GROUPS, LIST_GROUPS, LIST_GROUPS]);
+}
+
+#[tokio::test]
+async fn a_removal_s_retry_is_served_before_the_listings_queued_ahead_of_it() {
+    let (org, users, groups) = org();
+    let sim = start(org).await;
+    let h = sim.handle();
+    let c = Arc::new(client(&sim, one_at_a_time()));
+    h.hold_requests();
+    let removal = spawn_removal(&c, &groups[1], &users[0]);
+    until("the removal in flight", || h.in_flight() == 1).await;
+    let listings = spawn_listings(&c, 3);
+    until("three listings waiting", || c.waiting() == 3).await;
+
+    // The removal's first attempt fails; meanwhile a listing takes the permit (and stays held).
+    h.fail_next(1, FaultKind::ServerError(503));
+    h.release_next(1);
+    until("a listing in flight and the removal's retry waiting", || {
+        h.request_log().len() == 2 && h.in_flight() == 1 && c.waiting() == 3
+    })
+    .await;
+
+    h.release_requests();
+    assert_eq!(removal.await.unwrap(), Ok(RemoveOutcome::Removed));
+    for listing in listings {
+        assert_eq!(listing.await.unwrap().len(), 3);
+    }
+    let log = h.request_log();
+    assert_eq!(log, [MEMBER_CHANGE, LIST_GROUPS, MEMBER_CHANGE, LIST_GROUPS, LIST_GROUPS], "the retry went first");
+    assert_eq!(c.stats().retries.load(Ordering::Relaxed), 1);
+}

@@ -1,7 +1,7 @@
 //! The JumpCloud API operations (`/api/...` and `/api/v2/...`).
 //!
-//! Every operation starts with [`begin`]: count the request, add latency, serve an injected
-//! fault if one is due, then authenticate. Only then is the request itself looked at.
+//! Every operation starts with [`begin`]: count and log the request, wait while requests are held,
+//! add latency, serve an injected fault if one is due, then authenticate. Only then is the request itself looked at.
 
 use std::sync::Arc;
 
@@ -53,6 +53,9 @@ struct Begun {
 
 async fn begin(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap) -> Result<Begun, ApiError> {
     let in_flight = shared.stats.begin(endpoint);
+    if !shared.released().await {
+        return Err(shutting_down());
+    }
     let (latency, fault) = shared.faults.next();
     if !latency.is_zero() && !shared.pause(latency).await {
         return Err(shutting_down());

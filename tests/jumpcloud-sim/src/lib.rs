@@ -24,9 +24,11 @@
 //! organization with that id among them is used (none: 401); without it, the key must open exactly
 //! one (several: 400 "x-org-id required").
 //!
-//! Every API request is counted under its key above (faulted ones too), and the peak number in
-//! flight is tracked. Faults ([`Faults`] rates, or [`SimHandle::fail_next`]) apply to API requests
-//! only, after counting and latency and before authentication. A 429 carries `Retry-After` when
+//! Every API request is counted under its key above (faulted ones too) and logged in arrival
+//! order, and the peak number in flight is tracked. While requests are held
+//! ([`SimHandle::hold_requests`]) they wait, counted and in flight, until released. Faults
+//! ([`Faults`] rates, or [`SimHandle::fail_next`]) apply to API requests only, after counting,
+//! holding and latency and before authentication. A 429 carries `Retry-After` when
 //! configured; a hang waits, then answers 504 without doing anything (so a client that timed out
 //! and retried sees exactly one effect); a faulted write never changes anything.
 //!
@@ -65,7 +67,9 @@
 //! - [`Simulator::start(orgs)`](Simulator::start), [`Simulator::start_on(addr, orgs)`](Simulator::start_on)
 //!   -> [`RunningSimulator`]: `url()`, `addr()`, `handle()`, `shutdown().await`; stops on drop.
 //! - [`SimHandle`] (clone freely): `set_faults(Faults)`, `faults()`, `fail_next(n, FaultKind)`,
-//!   `pending_faults()`, `clear_faults()`; `request_count(key)`, `request_counts()`,
+//!   `pending_faults()`, `clear_faults()`; `hold_requests()`, `release_next(n)`,
+//!   `release_requests()`;
+//!   `request_count(key)`, `request_counts()`, `request_log()` (keys in arrival order),
 //!   `faulted_count()`, `faulted_count_for(key)`, `total_requests()`, `in_flight()`,
 //!   `peak_in_flight()`, `stats()`, `reset_counts()`; `org(index)`, `org_by_id(org_id)`,
 //!   `org_count()`.
@@ -110,5 +114,5 @@ pub use ids::{is_object_id, new_object_id};
 pub use model::{Attribute, Group, MembershipMethod, Org, User, UserState};
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use server::{RunningSimulator, SimHandle, Simulator};
-pub use stats::{Endpoint, StatsSnapshot};
+pub use stats::{Endpoint, StatsSnapshot, LOG_CAPACITY};
 pub use store::OrgHandle;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -10,7 +10,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::faults::{FaultInjector, FaultKind, Faults};
@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     pub faults: FaultInjector,
     pub stats: Arc<Stats>,
     shutdown: watch::Receiver<bool>,
+    /// While API requests are held (see [`SimHandle::hold_requests`]), the gate they wait at:
+    /// each takes a permit, in arrival order.
+    hold: Mutex<Option<Arc<Semaphore>>>,
 }
 
 impl Shared {
@@ -33,6 +36,26 @@ impl Shared {
         tokio::select! {
             _ = tokio::time::sleep(duration) => true,
             // An error means the sender is gone: the simulator is shutting down too.
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        }
+    }
+
+    fn hold(&self) -> MutexGuard<'_, Option<Arc<Semaphore>>> {
+        self.hold.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits while requests are held, unless the simulator shuts down first; false if it did.
+    pub async fn released(&self) -> bool {
+        let Some(gate) = self.hold().clone() else { return true };
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            permit = gate.acquire() => {
+                // Closed: everything was released.
+                if let Ok(permit) = permit {
+                    permit.forget();
+                }
+                true
+            }
             _ = shutdown.wait_for(|stop| *stop) => false,
         }
     }
@@ -58,6 +81,7 @@ impl Simulator {
             faults: FaultInjector::new(Faults::default()),
             stats: Arc::default(),
             shutdown: shutdown_rx.clone(),
+            hold: Mutex::new(None),
         });
         let app = router(Arc::clone(&shared));
         let mut stop = shutdown_rx;
@@ -192,11 +216,40 @@ impl SimHandle {
         self.shared.faults.clear();
     }
 
+    /// API requests arriving from now on are counted, logged and marked in flight, then wait
+    /// unanswered until released ([`release_next`](Self::release_next),
+    /// [`release_requests`](Self::release_requests)): a test can keep requests in flight for as
+    /// long as it needs, without guessing at a latency.
+    pub fn hold_requests(&self) {
+        self.shared.hold().get_or_insert_with(|| Arc::new(Semaphore::new(0)));
+    }
+
+    /// Lets the next `n` held requests go on, in arrival order (or, if fewer are held, the next
+    /// ones to arrive); the others stay held.
+    pub fn release_next(&self, n: usize) {
+        if let Some(gate) = &*self.shared.hold() {
+            gate.add_permits(n);
+        }
+    }
+
+    /// Lets every held request go on, and stops holding.
+    pub fn release_requests(&self) {
+        if let Some(gate) = self.shared.hold().take() {
+            gate.close();
+        }
+    }
+
     /// Requests (faulted ones included) to one endpoint, by its key such as
     /// `"POST /api/v2/usergroups/{id}/members"`. Panics on an unknown key, so that a typo cannot
     /// make an assertion of zero pass.
     pub fn request_count(&self, key: &str) -> u64 {
         self.shared.stats.count(endpoint(key))
+    }
+
+    /// The endpoint keys of the API requests since start or the last reset, in the order they
+    /// arrived (faulted and held ones too; the first [`LOG_CAPACITY`](crate::LOG_CAPACITY)).
+    pub fn request_log(&self) -> Vec<&'static str> {
+        self.shared.stats.ordered()
     }
 
     /// Requests per endpoint key; endpoints never called are left out.
@@ -231,7 +284,8 @@ impl SimHandle {
         self.shared.stats.snapshot()
     }
 
-    /// Zeroes the counts; the peak restarts from the requests in flight now.
+    /// Zeroes the counts and empties the request log; the peak restarts from the requests in
+    /// flight now.
     pub fn reset_counts(&self) {
         self.shared.stats.reset();
     }

@@ -1,8 +1,9 @@
-//! Request counts per endpoint and concurrency, so tests can assert how the product used the API.
+//! Request counts per endpoint, their order and concurrency, so tests can assert how the product
+//! used the API.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -60,12 +61,17 @@ pub struct StatsSnapshot {
     pub peak_in_flight: u64,
 }
 
+/// How many requests the ordered log keeps (one byte each); later ones are counted, not logged.
+pub const LOG_CAPACITY: usize = 1 << 20;
+
 #[derive(Default)]
 pub(crate) struct Stats {
     requests: [AtomicU64; 6],
     faulted: [AtomicU64; 6],
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
+    /// Endpoints in the order their requests arrived (the first `LOG_CAPACITY`).
+    log: Mutex<Vec<Endpoint>>,
 }
 
 /// Counts a request as in flight until dropped.
@@ -81,6 +87,11 @@ impl Stats {
     /// Counts a request to `endpoint` and marks it in flight.
     pub fn begin(self: &Arc<Self>, endpoint: Endpoint) -> InFlight {
         self.requests[endpoint.slot()].fetch_add(1, Ordering::SeqCst);
+        let mut log = self.log();
+        if log.len() < LOG_CAPACITY {
+            log.push(endpoint);
+        }
+        drop(log);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         InFlight(Arc::clone(self))
@@ -106,11 +117,22 @@ impl Stats {
         self.peak_in_flight.load(Ordering::SeqCst)
     }
 
-    /// Zeroes the counts; the peak restarts from the requests in flight now.
+    fn log(&self) -> std::sync::MutexGuard<'_, Vec<Endpoint>> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The endpoint keys of the requests since start or the last reset, in arrival order.
+    pub fn ordered(&self) -> Vec<&'static str> {
+        self.log().iter().map(|e| e.key()).collect()
+    }
+
+    /// Zeroes the counts and empties the ordered log; the peak restarts from the requests in
+    /// flight now.
     pub fn reset(&self) {
         for c in self.requests.iter().chain(&self.faulted) {
             c.store(0, Ordering::SeqCst);
         }
+        self.log().clear();
         self.peak_in_flight.store(self.in_flight(), Ordering::SeqCst);
     }
 

@@ -571,10 +571,59 @@ async fn requests_are_counted_per_endpoint() {
     let stats: Value = reqwest::get(format!("{}/_sim/stats", sim.url())).await.unwrap().json().await.unwrap();
     assert_eq!(stats["requests"][MANAGE_MEMBERS], 2);
     assert_eq!(stats["total_requests"], 9);
+    let order = [
+        LIST_USERS,
+        LIST_USERS,
+        GET_USER,
+        LIST_GROUPS,
+        GET_GROUP,
+        LIST_MEMBERS,
+        MANAGE_MEMBERS,
+        MANAGE_MEMBERS,
+        LIST_GROUPS,
+    ];
+    assert_eq!(handle.request_log(), order, "in arrival order");
 
     handle.reset_counts();
     assert!(handle.request_counts().is_empty());
     assert_eq!(handle.request_count(LIST_USERS), 0);
+    assert!(handle.request_log().is_empty());
+}
+
+#[tokio::test]
+async fn held_requests_wait_in_flight_until_released() {
+    let s = small();
+    let sim = Simulator::start(vec![s.org]).await.unwrap();
+    let handle = sim.handle();
+    let in_flight = |n: u64| {
+        let handle = handle.clone();
+        async move {
+            while handle.in_flight() != n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    handle.hold_requests();
+    let (admins, bob) = (s.admins.clone(), s.bob.clone());
+    let api = Api::new(&sim);
+    let add = tokio::spawn(async move { api.member_op(&admins, "add", &bob).await.status });
+    in_flight(1).await;
+    let api = Api::new(&sim);
+    let list = tokio::spawn(async move { api.get("/api/v2/usergroups").await.status });
+    in_flight(2).await;
+    assert_eq!(handle.request_log(), [MANAGE_MEMBERS, LIST_GROUPS], "counted and logged while held");
+    assert!(!handle.org(0).is_member(&s.admins, &s.bob).unwrap(), "not applied while held");
+
+    handle.release_next(1);
+    assert_eq!(add.await.unwrap(), StatusCode::NO_CONTENT, "the first to arrive goes first");
+    assert!(handle.org(0).is_member(&s.admins, &s.bob).unwrap());
+    assert_eq!(handle.in_flight(), 1);
+    assert!(!list.is_finished(), "the other stays held");
+
+    handle.release_requests();
+    assert_eq!(list.await.unwrap(), StatusCode::OK);
+    assert_eq!(handle.in_flight(), 0);
+    assert_eq!(Api::new(&sim).get("/api/v2/usergroups").await.status, StatusCode::OK, "no longer held");
 }
 
 #[tokio::test]

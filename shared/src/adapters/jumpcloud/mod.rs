@@ -4,7 +4,13 @@
 //! a token bucket bounds requests per second, and 429 / 5xx / timeouts are retried with jittered
 //! exponential backoff (honouring `Retry-After`) until the call's time budget is spent. A 401 makes
 //! the client read its credentials again, once, then retry.
+//!
+//! Revocations go first: `remove_member` (each of its attempts) waiting for a permit or a token
+//! gets the next one before any other waiting call, so that an expiry, the sweep or reconciliation
+//! never queues behind the listings or lookups waiting on the same client (`budget.rs`). It still
+//! waits for the requests already in flight: at most `max_concurrency`, each bounded by its timeout.
 
+mod budget;
 mod credentials;
 mod provider;
 mod wire;
@@ -21,8 +27,9 @@ use crate::{
 };
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
+use budget::{Budget, Class};
 use futures::future::try_join_all;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 use reqwest::{header::HeaderMap, Method, StatusCode};
 use std::{
     num::NonZeroU32,
@@ -32,7 +39,6 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use tokio::sync::Semaphore;
 use wire::{ErrorBody, GraphConnection, JumpCloudGroup, JumpCloudUser, MemberOperation, UserList};
 
 /// JumpCloud's largest page.
@@ -50,8 +56,8 @@ pub struct JumpCloudClient {
     base_url: String,
     credentials: Arc<dyn CredentialSource>,
     limits: JumpCloudLimits,
-    in_flight: Semaphore,
-    rate: DefaultDirectRateLimiter,
+    /// Permits for requests in flight and tokens per second, removals first.
+    budget: Budget,
     stats: ClientStats,
 }
 
@@ -59,6 +65,15 @@ pub struct JumpCloudClient {
 struct Reply {
     headers: HeaderMap,
     body: Vec<u8>,
+}
+
+/// One logical call: the request, and the queue each of its attempts waits in for the budget.
+struct Call<'a> {
+    class: Class,
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a serde_json::Value>,
 }
 
 /// One attempt's failure, with whether the request may have been applied server-side.
@@ -79,8 +94,7 @@ impl JumpCloudClient {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             credentials,
-            in_flight: Semaphore::new(limits.max_concurrency.max(1)),
-            rate: RateLimiter::direct(Quota::per_second(rps)),
+            budget: Budget::new(limits.max_concurrency, Quota::per_second(rps)),
             limits,
             stats: ClientStats::default(),
         }
@@ -100,23 +114,22 @@ impl JumpCloudClient {
         &self.stats
     }
 
+    /// Calls waiting now for a permit or a rate token, removals and others together.
+    pub fn waiting(&self) -> usize {
+        self.budget.waiting(Class::Priority) + self.budget.waiting(Class::Normal)
+    }
+
     /// One logical call: retried within the budget, and once more with fresh credentials after a 401.
     /// The flag tells whether an earlier attempt may have been applied by JumpCloud before it failed.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
-    ) -> (Result<Reply, DirectoryError>, bool) {
+    async fn send(&self, call: Call<'_>) -> (Result<Reply, DirectoryError>, bool) {
         let maybe_applied = AtomicBool::new(false);
         let mut credentials = self.credentials.current();
         let mut refreshed = false;
         let result = loop {
-            match self.send_with_retries(&method, path, query, body, &credentials, &maybe_applied).await {
+            match self.send_with_retries(&call, &credentials, &maybe_applied).await {
                 Err(DirectoryError::Unauthorized { .. }) if !refreshed => {
                     refreshed = true;
-                    tracing::warn!(path, "JumpCloud answered 401; reading the integration's secret again");
+                    tracing::warn!(path = call.path, "JumpCloud answered 401; reading the integration's secret again");
                     match self.credentials.refresh().await {
                         Ok(fresh) => credentials = fresh,
                         Err(e) => break Err(e),
@@ -130,10 +143,7 @@ impl JumpCloudClient {
 
     async fn send_with_retries(
         &self,
-        method: &Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
+        call: &Call<'_>,
         credentials: &Credentials,
         maybe_applied: &AtomicBool,
     ) -> Result<Reply, DirectoryError> {
@@ -144,7 +154,7 @@ impl JumpCloudClient {
             .with_max_times(usize::MAX)
             .with_jitter();
         (|| async {
-            self.attempt(method, path, query, body, credentials).await.map_err(|e| {
+            self.attempt(call, credentials).await.map_err(|e| {
                 if e.maybe_applied {
                     maybe_applied.store(true, Ordering::Relaxed);
                 }
@@ -160,38 +170,32 @@ impl JumpCloudClient {
         })
         .notify(|error, delay| {
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(path, error = %error, delay_ms = delay.as_millis() as u64, "retrying JumpCloud request");
+            let delay_ms = delay.as_millis() as u64;
+            tracing::info!(path = call.path, error = %error, delay_ms, "retrying JumpCloud request");
         })
         .await
     }
 
-    async fn attempt(
-        &self,
-        method: &Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
-        credentials: &Credentials,
-    ) -> Result<Reply, AttemptError> {
-        // Held only while the request is in flight, not during backoff sleeps.
-        let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
-        self.rate.until_ready().await;
+    async fn attempt(&self, call: &Call<'_>, credentials: &Credentials) -> Result<Reply, AttemptError> {
+        // Held only while the request is in flight, not during backoff sleeps. Every attempt,
+        // retries included, waits in the call's class.
+        let _permit = self.budget.admit(call.class).await;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
 
         let mut request = self
             .http
-            .request(method.clone(), format!("{}{}", self.base_url, path))
+            .request(call.method.clone(), format!("{}{}", self.base_url, call.path))
             .timeout(self.limits.request_timeout)
             .header("x-api-key", credentials.token.expose())
             .header(reqwest::header::ACCEPT, "application/json")
-            .query(query);
+            .query(call.query);
         if let Some(org_id) = &credentials.org_id {
             request = request.header("x-org-id", org_id);
         }
-        if let Some(body) = body {
+        if let Some(body) = call.body {
             request = request.json(body);
         }
-        let sent_body = body.is_some();
+        let sent_body = call.body.is_some();
         let response = request.send().await.map_err(|e| AttemptError {
             // A timeout may hit after JumpCloud applied a change; a refused connection cannot.
             maybe_applied: sent_body && !e.is_connect(),
@@ -214,7 +218,7 @@ impl JumpCloudClient {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 DirectoryError::Unauthorized { status: status.as_u16() }
             }
-            StatusCode::NOT_FOUND => DirectoryError::NotFound { what: path.to_owned() },
+            StatusCode::NOT_FOUND => DirectoryError::NotFound { what: call.path.to_owned() },
             StatusCode::TOO_MANY_REQUESTS => DirectoryError::RateLimited { retry_after: retry_after(&headers) },
             s if s.is_server_error() => DirectoryError::Transient { reason: format!("HTTP {}: {message}", s.as_u16()) },
             s => DirectoryError::Invalid { status: s.as_u16(), message },
@@ -223,7 +227,7 @@ impl JumpCloudClient {
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply, DirectoryError> {
-        self.send(Method::GET, path, query, None).await.0
+        self.send(Call { class: Class::Normal, method: Method::GET, path, query, body: None }).await.0
     }
 
     /// Every page of a listing. With a total count from the first page the rest is fetched
@@ -265,7 +269,12 @@ impl JumpCloudClient {
         }
         let body = serde_json::to_value(MemberOperation { op, kind: "user", id: user_id }).expect("serializable");
         let path = format!("/api/v2/usergroups/{group_id}/members");
-        let (result, maybe_applied) = self.send(Method::POST, &path, &[], Some(&body)).await;
+        // A removal is a revocation: it must never wait behind a sync's listings. An add is not:
+        // a grant adding access is not what an expiry must never wait for, so it queues with the
+        // rest (and would otherwise delay the removals it competes with).
+        let class = if op == "remove" { Class::Priority } else { Class::Normal };
+        let call = Call { class, method: Method::POST, path: &path, query: &[], body: Some(&body) };
+        let (result, maybe_applied) = self.send(call).await;
         (result.map(|_| ()), maybe_applied)
     }
 }
