@@ -387,7 +387,10 @@ impl Directory for JumpCloudClient {
             // JumpCloud answers 404 both for "not a member" and for a group that does not exist in
             // this organization (a key of another one): only the first means the access is gone.
             Err(DirectoryError::NotFound { .. }) => {
-                match self.get(&format!("/api/v2/usergroups/{group_id}"), &[]).await {
+                // Part of the revocation: as urgent as the removal itself.
+                let path = format!("/api/v2/usergroups/{group_id}");
+                let confirm = Call { class: Class::Priority, method: Method::GET, path: &path, query: &[], body: None };
+                match self.send(confirm).await.0 {
                     Ok(_) => Ok(RemoveOutcome::NotMember),
                     Err(DirectoryError::NotFound { .. }) => Err(DirectoryError::NotFound {
                         what: format!(
