@@ -17,6 +17,8 @@ pub const SEAL_AFTER: Duration = Duration::minutes(15);
 /// Days sealed by one call at most (a catch-up after an outage continues on the next call).
 pub const SEAL_DAYS_PER_CALL: usize = 31;
 const PAGE: usize = 500;
+/// Before any seal this product can have written: where "every seal" starts looking.
+const FIRST_DAY: NaiveDate = NaiveDate::from_ymd_opt(2020, 1, 1).expect("a valid date");
 
 /// What `verify` checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +91,7 @@ pub async fn verify(
     let days = match scope {
         AuditScope::Grant(_) => None,
         AuditScope::Since(from) => Some(from.date_naive()),
-        AuditScope::All => store.seals(NaiveDate::MIN, now.date_naive()).await?.first().map(|s| s.day),
+        AuditScope::All => store.seals(FIRST_DAY, now.date_naive()).await?.first().map(|s| s.day),
     };
     if let Some(first) = days {
         verify_seals(store, first, now, &mut report).await?;
