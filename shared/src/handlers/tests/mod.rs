@@ -115,6 +115,7 @@ async fn world() -> World {
             admin_group: Some(ADMIN_GROUP.into()),
             ..IdentityConfig::default()
         },
+        slack: None,
     });
     World {
         grant: GrantHandler { lifecycle: lifecycle.clone() },
