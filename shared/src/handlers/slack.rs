@@ -14,11 +14,14 @@
 //!    user of another organization or an unconfirmed email decides nothing) -> the synced
 //!    directory's user of the request's integration (`DirectoryStore::user_by_email`; suspended:
 //!    nothing) -> a non-admin principal `slack:<Slack user id> as <email>`, the audit's actor.
-//! 5. The same `request::approve` / `deny` as `POST /grants/{id}/approve|deny`: the same
+//! 5. Only a request awaiting approval is decided here: a click on a message left stale (its update
+//!    failed) must not approve what the request became since, an extension awaiting the same
+//!    approvers for one; the message is updated and the clicker told instead.
+//! 6. The same `request::approve` / `deny` as `POST /grants/{id}/approve|deny`: the same
 //!    authorization (`approver_of`: never the requester or the grantee, only the request's
 //!    approvers), the same audit records and events. Denying needs a comment: the message's comment
 //!    box. A refusal is told to the clicker alone (`chat.postEphemeral`); nothing changes.
-//! 6. The messages follow: the events of a decision update them (`adapters/slack`); an approval
+//! 7. The messages follow: the events of a decision update them (`adapters/slack`); an approval
 //!    short of the count, which publishes no event, updates them here.
 //!
 //! Slack waits 3 seconds for the answer. The decision is made before answering (a Lambda function
@@ -192,6 +195,13 @@ async fn decide(lifecycle: &Lifecycle, slack: &SlackApprovals, app: &SlackSecret
             return tell("The request could not be read: try again.".into()).await;
         }
     };
+    // The buttons decide requests awaiting approval, nothing else: a click on a message left stale
+    // (its update failed) must not approve what the request has become since, such as an
+    // extension awaiting the same approvers. The message is brought up to date instead.
+    if grant.status != GrantStatus::PendingApproval {
+        slack.refresh(app, &grant).await;
+        return tell(refusal(&RequestError::NotPending(grant.status), d.verdict)).await;
+    }
     let found = lifecycle.directory_store.user_by_email(&grant.integration, &email).await;
     let me = match found {
         Ok(Some(user)) if user.state != UserState::Suspended => user,

@@ -256,6 +256,36 @@ async fn a_denial_needs_the_comment_box_and_ends_the_request() {
 }
 
 #[tokio::test]
+async fn a_stale_button_never_approves_what_the_request_became() {
+    let (s, handler) = slack_world(None).await;
+    let stale = s.message();
+    // carol approves through the API; the message's update fails, so its buttons stay.
+    s.fake.fail_next("chat.update", "ratelimited");
+    s.fake.fail_next("chat.update", "ratelimited");
+    let approve = http("POST", &format!("/grants/{}/approve", s.id), "", None, Some("carol@example.com"));
+    assert_eq!(call(&handler, approve).await.0, 200);
+    assert_eq!(s.message().buttons(), ["approve", "deny"], "the update failed: the buttons are still there");
+    // bob asks for an hour more: an extension awaiting carol, the same approver.
+    let extend = http(
+        "POST",
+        &format!("/grants/{}/extend", s.id),
+        "",
+        Some(r#"{"duration":"1h","reason":"INC-4711 not done"}"#),
+        Some("bob@example.com"),
+    );
+    let (status, extended, _) = call(&handler, extend).await;
+    assert_eq!(status, 202, "{extended}");
+    let before = s.pending();
+    assert!(before.pending_extension.is_some());
+
+    let click = s.fake.click("U0CAROL", &stale, "approve", None, s.now()).unwrap();
+    assert_eq!(send(&handler, signed(&click)).await.0, 200);
+    assert_eq!(s.pending(), before, "the extension still awaits a decision made knowingly");
+    assert!(s.fake.ephemerals()[0].text.contains("already active"), "{:?}", s.fake.ephemerals());
+    assert!(s.message().buttons().is_empty(), "the stale message is brought up to date");
+}
+
+#[tokio::test]
 async fn slack_off_answers_404_and_limits_hold_before_anything_is_read() {
     let (s, handler) = slack_world(None).await;
     let click = s.click("U0CAROL", "approve", None);
