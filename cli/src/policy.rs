@@ -407,7 +407,7 @@ fn summary(rule: &Rule) -> String {
     };
     let auto = rule.approval.auto_approve_up_to.map(|d| format!(", auto-approved up to {d}")).unwrap_or_default();
     format!(
-        "rule {} [{}]: eligible {eligible}; up to {}; {} of [{}]{auto}{}{}",
+        "rule {} [{}]: eligible {eligible}; up to {}; {} of [{}]{auto}{}{}{}",
         rule.number(),
         groups(rule).join(", "),
         rule.max_duration,
@@ -415,6 +415,7 @@ fn summary(rule: &Rule) -> String {
         approvers(rule).join(", "),
         if rule.break_glass { "; break glass" } else { "" },
         rule.ticket.as_ref().map(|t| format!("; ticket {:?}", t.as_str())).unwrap_or_default(),
+        rule.slack_channel.as_ref().map(|c| format!("; Slack {c}")).unwrap_or_default(),
     )
 }
 
@@ -438,6 +439,7 @@ fn describe(policy: &Policy) -> Value {
                 "break_glass": rule.break_glass,
                 "remind_before": rule.remind_before.map(|d| d.to_string()),
                 "extend": { "max_total": rule.extend_max_total.to_string() },
+                "slack_channel": rule.slack_channel,
             })
         })
         .collect();

@@ -32,6 +32,8 @@ fn the_example_policy_is_valid_and_summarized() {
     assert_eq!(doc["valid"], true);
     assert_eq!(doc["policy"]["rules"][0]["approval"]["auto_approve_up_to"], "30m");
     assert_eq!(doc["policy"]["rules"][2]["eligible"], "nobody");
+    assert_eq!(doc["policy"]["rules"][0]["slack_channel"], "#db-access");
+    assert_eq!(doc["policy"]["rules"][1]["slack_channel"], serde_json::Value::Null);
 }
 
 #[test]
@@ -47,6 +49,16 @@ fn a_broken_policy_fails_with_the_line_and_the_reason() {
     assert!(!ok);
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!((doc["valid"].as_bool(), doc["line"].as_u64()), (Some(false), Some(4)));
+    // A Slack channel that is neither a channel id nor `#name`.
+    let channel = dir.join("channel.yaml");
+    std::fs::write(&channel, "version: 1\nrules:\n  - groups: [prod-*]\n    slack_channel: \"#Prod Access\"\n")
+        .unwrap();
+    let (ok, out, err) = validate(&[channel.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("line 3") && err.contains("`slack_channel`: \"#Prod Access\" is not a Slack channel"),
+        "{err}"
+    );
     let (ok, _, err) = validate(&[dir.join("missing.yaml").to_str().unwrap()]);
     assert!(!ok && err.contains("reading"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -123,6 +123,18 @@ pub struct Config {
     pub directory: DirectoryPolicy,
     pub jumpcloud: JumpCloudLimits,
     pub identity: IdentityConfig,
+    pub slack: SlackConfig,
+}
+
+/// Slack approvals (optional: on when a secret carries the tag).
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    /// Slack's Web API (`SLACK_API_URL`, default `https://slack.com/api`; a local fake in tests).
+    pub api_url: String,
+    /// The tag of the Slack app's secret (`SLACK_SECRET_TAG_KEY` = `SLACK_SECRET_TAG_VALUE`,
+    /// default `jit-access-slack` = `true`).
+    pub secret_tag_key: String,
+    pub secret_tag_value: String,
 }
 
 pub const DEFAULT_JUMPCLOUD_API_URL: &str = "https://console.jumpcloud.com";
@@ -131,6 +143,8 @@ pub const DEFAULT_SCHEDULE_GROUP: &str = "jit-access";
 pub const DEFAULT_EVENT_BUS_NAME: &str = "jit-access";
 pub const DEFAULT_SECRET_TAG_KEY: &str = "apono-connector-read";
 pub const DEFAULT_SECRET_TAG_VALUE: &str = "true";
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+pub const DEFAULT_SLACK_SECRET_TAG_KEY: &str = "jit-access-slack";
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -166,6 +180,10 @@ impl Config {
 
         let jumpcloud_api_url = string("JUMPCLOUD_API_URL", DEFAULT_JUMPCLOUD_API_URL);
         check_api_url(&jumpcloud_api_url).map_err(|reason| ConfigError { var: "JUMPCLOUD_API_URL", reason })?;
+
+        let slack_api_url = string("SLACK_API_URL", DEFAULT_SLACK_API_URL);
+        // The bot token travels in a header: as for JumpCloud, plain HTTP only to this machine.
+        check_api_url(&slack_api_url).map_err(|reason| ConfigError { var: "SLACK_API_URL", reason })?;
 
         let min_grant_duration = duration("MIN_GRANT_DURATION", "1m")?;
         let max_grant_duration = duration("MAX_GRANT_DURATION", "12h")?;
@@ -228,6 +246,11 @@ impl Config {
                 admin_group: get("ADMIN_GROUP"),
                 api_id: get("API_ID"),
             },
+            slack: SlackConfig {
+                api_url: slack_api_url.trim_end_matches('/').to_owned(),
+                secret_tag_key: string("SLACK_SECRET_TAG_KEY", DEFAULT_SLACK_SECRET_TAG_KEY),
+                secret_tag_value: string("SLACK_SECRET_TAG_VALUE", DEFAULT_SECRET_TAG_VALUE),
+            },
         })
     }
 }
@@ -263,6 +286,8 @@ mod tests {
         assert!(!c.directory.include_suspended_users);
         assert!(c.directory.requestable_groups.contains("anything"));
         assert_eq!((c.min_grant_duration.as_secs(), c.max_grant_duration.as_secs()), (60, 43_200));
+        assert_eq!(c.slack.api_url, "https://slack.com/api");
+        assert_eq!((c.slack.secret_tag_key.as_str(), c.slack.secret_tag_value.as_str()), ("jit-access-slack", "true"));
     }
 
     #[test]
@@ -283,8 +308,13 @@ mod tests {
             ("INCLUDE_SUSPENDED_USERS", "true"),
             ("JUMPCLOUD_MAX_CONCURRENCY", "3"),
             ("JUMPCLOUD_REQUESTS_PER_SECOND", "7"),
+            ("SLACK_API_URL", "http://localhost:8123/api/"),
+            ("SLACK_SECRET_TAG_KEY", "slack-k"),
+            ("SLACK_SECRET_TAG_VALUE", "yes"),
         ])
         .unwrap();
+        assert_eq!(c.slack.api_url, "http://localhost:8123/api");
+        assert_eq!((c.slack.secret_tag_key.as_str(), c.slack.secret_tag_value.as_str()), ("slack-k", "yes"));
         assert_eq!(c.table_name, "t");
         assert_eq!(c.jumpcloud_api_url, "http://127.0.0.1:9000");
         assert_eq!((c.secret_tag_key.as_str(), c.secret_tag_value.as_str()), ("k", "v"));
@@ -313,6 +343,8 @@ mod tests {
             ("JUMPCLOUD_API_URL", "http://console.jumpcloud.com"),
             ("JUMPCLOUD_API_URL", "not a url"),
             ("REVOKE_FUNCTION_ARN", "revoke"),
+            ("SLACK_API_URL", "http://slack.com/api"),
+            ("SLACK_API_URL", "slack"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();

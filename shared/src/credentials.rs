@@ -31,6 +31,80 @@ impl fmt::Display for ApiKey {
     }
 }
 
+/// A newtype over a secret string whose `Debug` and `Display` show `<redacted>`: the value is read
+/// only through `expose`, where it is used.
+macro_rules! redacted {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("<redacted>")
+            }
+        }
+    };
+}
+
+redacted!(
+    /// The Slack app's bot token (`xoxb-...`): sent as `Authorization: Bearer` to Slack's Web API
+    /// and nowhere else.
+    SlackBotToken
+);
+redacted!(
+    /// The Slack app's signing secret: the HMAC key of Slack's request signatures, used to verify
+    /// them and nothing else.
+    SlackSigningSecret
+);
+
+/// What the Slack secret (tagged `jit-access-slack` = `true`) holds: `bot_token` and
+/// `signing_secret`, required; `team_id` (the workspace's id, `T...`), optional: when set,
+/// interactions from any other workspace are refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlackSecret {
+    pub bot_token: SlackBotToken,
+    pub signing_secret: SlackSigningSecret,
+    pub team_id: Option<String>,
+}
+
+impl SlackSecret {
+    /// Parses the secret's value. Errors name the field, never quote the value.
+    pub fn parse(value: &str) -> Result<Self, SecretValueError> {
+        let json: serde_json::Value = serde_json::from_str(value).map_err(|_| SecretValueError::NotJsonObject)?;
+        let obj = json.as_object().ok_or(SecretValueError::NotJsonObject)?;
+        let required = |field: &'static str| match obj.get(field) {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+            _ => Err(SecretValueError::MissingField(field)),
+        };
+        let team_id = match obj.get("team_id") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Some(_) => return Err(SecretValueError::BadField("team_id")),
+        };
+        Ok(Self {
+            bot_token: SlackBotToken::new(required("bot_token")?),
+            signing_secret: SlackSigningSecret::new(required("signing_secret")?),
+            team_id,
+        })
+    }
+}
+
 /// What an integration's secret holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credentials {
@@ -53,6 +127,8 @@ pub enum SecretValueError {
     MissingToken,
     #[error("the secret value's field `{0}` must be a non-empty string")]
     BadField(&'static str),
+    #[error("the secret value has no non-empty string field `{0}`")]
+    MissingField(&'static str),
 }
 
 impl IntegrationSecret {
@@ -106,6 +182,40 @@ mod tests {
             assert_eq!(err, expected);
             assert!(!err.to_string().contains(KEY));
             assert!(!format!("{err:?}").contains(KEY));
+        }
+    }
+
+    const BOT: &str = "xoxb-1111-2222-botsecretvalue";
+    const SIGNING: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+    #[test]
+    fn the_slack_secret_parses_and_never_shows_its_values() {
+        let s = SlackSecret::parse(&format!(r#"{{"bot_token":"{BOT}","signing_secret":"{SIGNING}"}}"#)).unwrap();
+        assert_eq!((s.bot_token.expose(), s.signing_secret.expose(), s.team_id.as_deref()), (BOT, SIGNING, None));
+        let with_team =
+            SlackSecret::parse(&format!(r#"{{"bot_token":"{BOT}","signing_secret":"{SIGNING}","team_id":"T0123"}}"#))
+                .unwrap();
+        assert_eq!(with_team.team_id.as_deref(), Some("T0123"));
+        let shown = format!("{s:?} {} {} {:?}", s.bot_token, s.signing_secret, with_team);
+        assert!(!shown.contains(BOT) && !shown.contains(SIGNING), "{shown}");
+        assert!(shown.contains("SlackBotToken(<redacted>)") && shown.contains("T0123"), "{shown}");
+        let cases = [
+            (format!(r#"{{"bot_token":"{BOT}"}}"#), SecretValueError::MissingField("signing_secret")),
+            (
+                format!(r#"{{"signing_secret":"{SIGNING}","bot_token":" "}}"#),
+                SecretValueError::MissingField("bot_token"),
+            ),
+            (
+                format!(r#"{{"bot_token":"{BOT}","signing_secret":"{SIGNING}","team_id":1}}"#),
+                SecretValueError::BadField("team_id"),
+            ),
+            (format!("{BOT} {SIGNING}"), SecretValueError::NotJsonObject),
+        ];
+        for (value, expected) in cases {
+            let err = SlackSecret::parse(&value).unwrap_err();
+            assert_eq!(err, expected);
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(BOT) && !shown.contains(SIGNING), "{shown}");
         }
     }
 

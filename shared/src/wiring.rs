@@ -2,10 +2,12 @@
 //! functions and `jitctl` alike; and the domain context over them.
 
 use crate::{
-    adapters::dynamodb::{DynamoGrantStore, DynamoPolicyStore, DynamoStore},
+    adapters::dynamodb::{DynamoGrantStore, DynamoPolicyStore, DynamoSlackMessages, DynamoStore},
     adapters::eventbridge::EventBridgeBus,
     adapters::policy_cache::PolicyCache,
     adapters::scheduler::{self, EventBridgeScheduler},
+    adapters::secrets_manager::SecretsManagerSlackApp,
+    adapters::slack::{SlackApi, SlackApprovals, SlackEventBus},
     clock::{Clock, SystemClock},
     config::{Config, ConfigError, IdentityConfig},
     domain::grant::{GrantContext, GrantPolicy},
@@ -35,6 +37,9 @@ pub struct Lifecycle {
     pub policies: Arc<dyn PolicySource>,
     /// The policy's versions (`GET /policy`, `jitctl policy`).
     pub policy_store: Arc<dyn PolicyStore>,
+    /// Slack approvals (`POST /slack/interactions`); also behind `events`, which it decorates.
+    /// `None`: not wired (tests); wired, it is on only while its secret exists.
+    pub slack: Option<Arc<SlackApprovals>>,
 }
 
 /// Which function a lifecycle serves: only `grant` creates expiry schedules (and holds the ARNs
@@ -60,12 +65,26 @@ impl Lifecycle {
             Function::Revoke => Arc::new(EventBridgeScheduler::delete_only(scheduler_client, &config.schedule_group)),
         };
         let policy_store: Arc<dyn PolicyStore> = Arc::new(DynamoPolicyStore::new(dynamodb.clone(), &config.table_name));
+        let slack = Arc::new(SlackApprovals::new(
+            Arc::new(SecretsManagerSlackApp::new(
+                aws_sdk_secretsmanager::Client::new(sdk),
+                &config.slack.secret_tag_key,
+                &config.slack.secret_tag_value,
+                config.secrets_cache_ttl,
+                clock.clone(),
+            )),
+            SlackApi::new(http_client(), &config.slack.api_url),
+            Arc::new(DynamoSlackMessages::new(dynamodb.clone(), &config.table_name)),
+            policy_store.clone(),
+            clock.clone(),
+        ));
+        let bus = Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus_name));
         Ok(Self {
             policies: Arc::new(PolicyCache::with_default_ttl(policy_store.clone(), clock.clone())),
             policy_store,
             store: store.clone(),
             scheduler,
-            events: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus_name)),
+            events: Arc::new(SlackEventBus::new(bus, slack.clone())),
             catalog,
             directories,
             oracle: store,
@@ -73,6 +92,7 @@ impl Lifecycle {
             clock,
             policy: GrantPolicy::from_config(config),
             identity: config.identity.clone(),
+            slack: Some(slack),
         })
     }
 

@@ -20,11 +20,7 @@ pub async fn principal(
     catalog: &dyn IntegrationCatalog,
     directory: &dyn DirectoryStore,
 ) -> Result<Principal, Problem> {
-    if let Some(expected) = &identity.api_id {
-        if api_id(request).as_deref() != Some(expected.as_str()) {
-            return Err(Problem::new(StatusCode::FORBIDDEN, "this request did not come through this product's API"));
-        }
-    }
+    through_this_api(request, identity)?;
     let credential = credential(request).ok_or_else(|| {
         Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -32,6 +28,17 @@ pub async fn principal(
         )
     })?;
     resolve(&credential, identity, catalog, directory).await.map_err(|e| Problem::from(&e))
+}
+
+/// With `API_ID` set (deployed), a request must have come through that API: anything else (another
+/// stack's API, a forged invocation) is refused (403).
+pub fn through_this_api(request: &Request, identity: &IdentityConfig) -> Result<(), Problem> {
+    match &identity.api_id {
+        Some(expected) if api_id(request).as_deref() != Some(expected.as_str()) => {
+            Err(Problem::new(StatusCode::FORBIDDEN, "this request did not come through this product's API"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The API Gateway API the request came through.

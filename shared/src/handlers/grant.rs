@@ -1,6 +1,6 @@
 //! The `grant` function: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`, and
 //! the decisions on requests: `POST /grants/{id}/approve`, `POST /grants/{id}/deny`, and
-//! `POST /grants/{id}/extend`.
+//! `POST /grants/{id}/extend`; and Slack's clicks on them, `POST /slack/interactions` (`slack.rs`).
 
 use super::{access, failure, routing};
 use crate::wiring::Lifecycle;
@@ -100,6 +100,8 @@ impl GrantHandler {
             self.extend(&request).await
         } else if routing::matches(&request, &Method::GET, &["policy"]) {
             super::policy::get(&self.lifecycle, &request).await
+        } else if routing::matches(&request, &Method::POST, &["slack", "interactions"]) {
+            super::slack::interactions(&self.lifecycle, &request).await
         } else if routing::path_known(&request, &["grants"])
             || routing::path_known(&request, &["policy"])
             || routing::path_known(&request, &["grants", "*"])
@@ -107,6 +109,7 @@ impl GrantHandler {
             || routing::path_known(&request, &["grants", "*", "deny"])
             || routing::path_known(&request, &["grants", "*", "extend"])
             || routing::path_known(&request, &["groups"])
+            || routing::path_known(&request, &["slack", "interactions"])
         {
             problem(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed here", request.method()))
         } else {

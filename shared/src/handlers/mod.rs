@@ -7,6 +7,7 @@ pub mod grant;
 pub mod policy;
 pub mod revoke;
 pub mod routing;
+pub mod slack;
 pub mod sync;
 #[cfg(test)]
 mod tests;

@@ -7,9 +7,11 @@ mod grants;
 pub mod lifecycle;
 mod policy;
 mod policy_store;
+mod slack;
 
 pub use directory::*;
 pub use directory_store::*;
 pub use grants::*;
 pub use policy::*;
 pub use policy_store::*;
+pub use slack::*;

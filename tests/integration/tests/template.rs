@@ -377,6 +377,13 @@ fn sub(text: &str) -> Value {
 }
 
 const SECRET_ARNS: &str = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*";
+
+/// The tag of the Slack app's secret, as the functions' environment and IAM name it.
+const SLACK_TAG_KEY: &str = "jit-access-slack";
+
+fn slack_tag_condition() -> Value {
+    json!({ "StringEquals": { format!("secretsmanager:ResourceTag/{SLACK_TAG_KEY}"): "true" } })
+}
 const GROUP_SCHEDULES: &str =
     "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ScheduleGroup}/*";
 
@@ -403,13 +410,15 @@ fn check_statement(t: &Template, origin: &str, statement: &Value) {
             "secretsmanager" => {
                 assert!(SECRETS_ACTIONS.contains(&action.as_str()), "{origin}: {action}");
                 if action == "secretsmanager:GetSecretValue" {
-                    // Only secrets carrying the integration tag, through the resource-tag condition.
+                    // Only secrets carrying the integration tag (or the Slack app's), through the
+                    // resource-tag condition.
                     assert_eq!(actions, ["secretsmanager:GetSecretValue"], "{origin}: keep GetSecretValue alone");
                     assert_eq!(resources, [json!(SECRET_ARNS)], "{origin}: secrets of this account and region");
-                    assert_eq!(
-                        statement["Condition"],
-                        json!({ "StringEquals": { "secretsmanager:ResourceTag/${SecretTagKey}": "${SecretTagValue}" } }),
-                        "{origin}: GetSecretValue only on tagged secrets"
+                    let integration = json!({ "StringEquals": { "secretsmanager:ResourceTag/${SecretTagKey}": "${SecretTagValue}" } });
+                    assert!(
+                        statement["Condition"] == integration || statement["Condition"] == slack_tag_condition(),
+                        "{origin}: GetSecretValue only on tagged secrets: {}",
+                        statement["Condition"]
                     );
                 }
             }
@@ -593,6 +602,11 @@ fn resolve_if(value: &Value, jwt: bool) -> Value {
     }
 }
 
+/// Routes that API Gateway does not authorize: their function authenticates the request itself.
+/// `POST /slack/interactions`: Slack's signature (`handlers/slack.rs`), throttled harder than the
+/// rest (`the_slack_route_is_signed_throttled_and_its_secret_read_by_tag`).
+const UNAUTHENTICATED_ROUTES: &[&str] = &["POST /slack/interactions"];
+
 #[test]
 fn every_route_requires_iam_authorization_by_default() {
     let t = Template::load();
@@ -609,6 +623,16 @@ fn every_route_requires_iam_authorization_by_default() {
     for (id, route) in t.of_type("AWS::ApiGatewayV2::Route") {
         let p = &route["Properties"];
         assert_eq!(p["ApiId"], reference("HttpApi"), "{id}");
+        let key = p["RouteKey"].as_str().unwrap();
+        if UNAUTHENTICATED_ROUTES.contains(&key) {
+            // Slack signs its requests; the function checks that before anything else.
+            assert_eq!(p["AuthorizationType"], "NONE", "{id}: whatever ApiAuthorization says");
+            assert!(p.get("AuthorizerId").is_none(), "{id}");
+            let target = p["Target"]["Fn::Sub"].as_str().expect("Target: !Sub integrations/${...}");
+            let integration = target.strip_prefix("integrations/${").and_then(|s| s.strip_suffix('}')).unwrap();
+            routes.insert(key.to_owned(), integrations[integration].to_owned());
+            continue;
+        }
         let by_default = resolve_if(&p["AuthorizationType"], false);
         assert_eq!(by_default, "AWS_IAM", "{id}: IAM authorization by default");
         assert_eq!(resolve_if(&p["AuthorizerId"], false), reference("AWS::NoValue"), "{id}");
@@ -629,6 +653,7 @@ fn every_route_requires_iam_authorization_by_default() {
         ("GET /policy", "GrantFunction"),
         ("DELETE /grants/{id}", "RevokeFunction"),
         ("POST /sync", "SyncFunction"),
+        ("POST /slack/interactions", "GrantFunction"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -680,6 +705,46 @@ fn every_route_requires_iam_authorization_by_default() {
     assert_eq!(invocable, route_arns, "each route's function may be invoked through that route, and no other way");
 }
 
+#[test]
+fn the_slack_route_is_signed_throttled_and_its_secret_read_by_tag() {
+    let t = Template::load();
+    // Throttled harder than the authorized routes: unsigned traffic cannot crowd out people.
+    let stage = &t.resource("HttpApiStage")["Properties"];
+    let slack = &stage["RouteSettings"]["POST /slack/interactions"];
+    let default = &stage["DefaultRouteSettings"];
+    assert!(slack["ThrottlingRateLimit"].as_u64().unwrap() < default["ThrottlingRateLimit"].as_u64().unwrap());
+    assert!(slack["ThrottlingBurstLimit"].as_u64().unwrap() < default["ThrottlingBurstLimit"].as_u64().unwrap());
+
+    // The Slack secret: readable by grant (clicks, posts) and revoke (updates at the end), by its
+    // tag only, which is the one the functions look for.
+    let env = &t.0["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(env["SLACK_SECRET_TAG_KEY"], SLACK_TAG_KEY);
+    assert_eq!(env["SLACK_API_URL"], reference("SlackApiUrl"));
+    assert_eq!(t.parameter_default("SlackApiUrl").as_deref(), Some(jit_shared::config::DEFAULT_SLACK_API_URL));
+    assert_eq!(jit_shared::config::DEFAULT_SLACK_SECRET_TAG_KEY, SLACK_TAG_KEY);
+    for (_, _, role_id) in FUNCTIONS {
+        let reads_slack = role_statements(&t, role_id).iter().any(|(_, s)| s["Condition"] == slack_tag_condition());
+        assert_eq!(reads_slack, role_id != "SyncRole", "{role_id}: the Slack secret is for grant and revoke only");
+    }
+
+    // Failures and refused signatures are counted.
+    for (id, group, pattern, metric) in [
+        ("GrantSlackFailuresMetricFilter", "GrantLogGroup", "slack_failed", "SlackFailures"),
+        ("RevokeSlackFailuresMetricFilter", "RevokeLogGroup", "slack_failed", "SlackFailures"),
+        ("SlackSignatureRefusalsMetricFilter", "GrantLogGroup", "slack_signature_refused", "SlackSignatureRefusals"),
+    ] {
+        let f = &t.resource(id)["Properties"];
+        assert_eq!(f["LogGroupName"], reference(group), "{id}");
+        assert_eq!(f["FilterPattern"], format!(r#"{{ $.event = "{pattern}" }}"#), "{id}");
+        assert_eq!(f["MetricTransformations"][0]["MetricName"], metric, "{id}");
+    }
+    assert_eq!(
+        t.0["Outputs"]["SlackInteractivityUrl"]["Value"],
+        sub("${HttpApi.ApiEndpoint}/slack/interactions"),
+        "the URL to paste into the Slack app's Interactivity settings"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schedules, dead letters, alarms
 // ---------------------------------------------------------------------------------------------
@@ -715,7 +780,11 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
     // Alarms: failed revocations (the log line revoke writes) and dead letters.
     let filters: Vec<_> = t
         .of_type("AWS::Logs::MetricFilter")
-        .filter(|(id, _)| *id != "SweepHeartbeatMetricFilter" && !id.ends_with("IntegrationConflictsMetricFilter"))
+        .filter(|(id, _)| {
+            *id != "SweepHeartbeatMetricFilter"
+                && !id.ends_with("IntegrationConflictsMetricFilter")
+                && !id.contains("Slack")
+        })
         .collect();
     assert!(filters.iter().any(|(_, f)| f["Properties"]["LogGroupName"] == reference("RevokeLogGroup")));
     for (id, f) in &filters {
@@ -897,6 +966,8 @@ const COMMON_VARIABLES: &[&str] = &[
     "ADMIN_GROUP",
     "IDENTITY_CLAIM",
     "API_ID",
+    "SLACK_API_URL",
+    "SLACK_SECRET_TAG_KEY",
 ];
 
 /// A plausible deployed value: parameters take their defaults, resources a name or an ARN.
@@ -950,6 +1021,13 @@ fn functions_get_the_configuration_the_code_reads_and_its_defaults_are_valid() {
         assert_eq!(config.directory.include_suspended_users, defaults.directory.include_suspended_users, "{id}");
         assert_eq!(config.jumpcloud.max_concurrency, defaults.jumpcloud.max_concurrency, "{id}");
         assert_eq!(config.jumpcloud.requests_per_second, defaults.jumpcloud.requests_per_second, "{id}");
+        assert_eq!(config.slack.api_url, defaults.slack.api_url, "{id}");
+        assert_eq!(config.slack.secret_tag_key, SLACK_TAG_KEY, "{id}");
+        assert_eq!(
+            (config.slack.secret_tag_key.as_str(), config.slack.secret_tag_value.as_str()),
+            (defaults.slack.secret_tag_key.as_str(), defaults.slack.secret_tag_value.as_str()),
+            "{id}"
+        );
         // grant answers before API Gateway's 30 s: its JumpCloud retry budget must fit in its timeout.
         let timeout = t.resource(id)["Properties"]["Timeout"].as_u64().unwrap();
         assert!(config.jumpcloud.retry_budget.as_secs() < timeout, "{id}: retry budget within the timeout");
@@ -1017,13 +1095,23 @@ fn http_sample_events_are_requests_to_the_templates_routes() {
         }
         let authorizer: Option<Vec<String>> =
             event["requestContext"]["authorizer"].as_object().map(|a| a.keys().cloned().collect());
-        assert!(
-            matches!(authorizer.as_deref(), Some([k]) if k == "iam" || k == "jwt"),
-            "{name}: one IAM or JWT authorizer context, as the routes require: {authorizer:?}"
-        );
+        if UNAUTHENTICATED_ROUTES.contains(&key) {
+            assert!(authorizer.is_none(), "{name}: {key} has no authorizer: {authorizer:?}");
+        } else {
+            assert!(
+                matches!(authorizer.as_deref(), Some([k]) if k == "iam" || k == "jwt"),
+                "{name}: one IAM or JWT authorizer context, as the routes require: {authorizer:?}"
+            );
+        }
         seen.insert(key.to_owned());
     }
-    for key in ["POST /grants/{id}/approve", "POST /grants/{id}/deny", "POST /grants/{id}/extend", "GET /policy"] {
+    for key in [
+        "POST /grants/{id}/approve",
+        "POST /grants/{id}/deny",
+        "POST /grants/{id}/extend",
+        "GET /policy",
+        "POST /slack/interactions",
+    ] {
         assert!(seen.contains(key), "no sample event for {key}");
     }
 }

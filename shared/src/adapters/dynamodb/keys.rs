@@ -125,6 +125,15 @@ fn fnv1a_128(bytes: &[u8]) -> u128 {
     bytes.iter().fold(OFFSET, |h, b| (h ^ u128::from(*b)).wrapping_mul(PRIME))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Slack approvals (see `slack_messages`): where a request's messages are.
+
+/// The partition of a request's Slack messages (one item, sort key [`SLACK_MESSAGES`]).
+pub fn slack_messages(grant_id: &str) -> String {
+    format!("SLACK#{grant_id}")
+}
+pub const SLACK_MESSAGES: &str = "MESSAGES";
+
 #[cfg(test)]
 mod tests {
     use super::*;

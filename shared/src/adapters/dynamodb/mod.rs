@@ -1,5 +1,5 @@
-//! State in DynamoDB (one table, see [`table`]): the synced directory, the grants and the access
-//! policy's versions.
+//! State in DynamoDB (one table, see [`table`]): the synced directory, the grants, the access
+//! policy's versions, and where each request's Slack messages are.
 
 mod directory_store;
 mod directory_view;
@@ -8,11 +8,13 @@ mod item;
 mod keys;
 mod membership_oracle;
 mod policy_store;
+mod slack_messages;
 pub mod table;
 
 pub use directory_store::DynamoStore;
 pub use grant_store::DynamoGrantStore;
 pub use policy_store::DynamoPolicyStore;
+pub use slack_messages::DynamoSlackMessages;
 
 pub use crate::ports::StoreError;
 

@@ -96,6 +96,8 @@ struct Settings {
     #[serde(default, deserialize_with = "remind_before")]
     remind_before: Option<DurationValue>,
     extend: Option<ExtendDocument>,
+    #[serde(default, deserialize_with = "slack_channel")]
+    slack_channel: Option<SlackChannel>,
 }
 
 /// `Settings` plus `groups`, spelt out: serde's `flatten` would lose `deny_unknown_fields`, and an
@@ -116,6 +118,8 @@ struct RuleDocument {
     #[serde(default, deserialize_with = "remind_before")]
     remind_before: Option<DurationValue>,
     extend: Option<ExtendDocument>,
+    #[serde(default, deserialize_with = "slack_channel")]
+    slack_channel: Option<SlackChannel>,
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -188,6 +192,7 @@ impl Document {
                     break_glass: rule.break_glass.or(defaults.break_glass).unwrap_or(false),
                     remind_before: rule.remind_before.or(defaults.remind_before).map(|d| d.0),
                     extend_max_total,
+                    slack_channel: rule.slack_channel.or_else(|| defaults.slack_channel.clone()).map(|c| c.0),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -224,6 +229,7 @@ named_fields! {
     required: Required,
     auto_approve_up_to: AutoApproveLimit,
     timeout: DurationValue,
+    slack_channel: SlackChannel,
 }
 
 fn groups<'de, D: Deserializer<'de>>(d: D) -> Result<GroupList, D::Error> {
@@ -298,6 +304,35 @@ impl<'de> Deserialize<'de> for TicketPattern {
             return Err(de::Error::custom("a ticket pattern is at most 512 characters"));
         }
         regex_lite::Regex::new(&text).map(Self).map_err(|e| de::Error::custom(format!("bad ticket pattern: {e}")))
+    }
+}
+
+/// `slack_channel`: where Slack posts the rule's requests (instead of a direct message to each
+/// approver). A channel id (`C0123ABCD`, `G...` for an old private channel), as Slack's channel
+/// details show it, or a public channel's name (`#access-requests`): lower case letters, digits,
+/// `-` and `_`, at most 80 characters, as Slack allows.
+#[derive(Clone)]
+struct SlackChannel(String);
+
+impl<'de> Deserialize<'de> for SlackChannel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        let is_id = (9..=21).contains(&text.len())
+            && text.starts_with(['C', 'G'])
+            && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        let is_name = text.strip_prefix('#').is_some_and(|name| {
+            (1..=80).contains(&name.len())
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        });
+        if is_id || is_name {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(de::Error::custom(format!(
+                "{text:?} is not a Slack channel: a channel id (`C0123ABCD`) or `#name` (lower case letters, digits, \
+                 `-`, `_`)"
+            )))
+        }
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Rule {
     pub remind_before: Option<GrantDuration>,
     /// A grant's total length with extensions, counted from `granted_at`.
     pub extend_max_total: GrantDuration,
+    /// Slack approvals (optional): the channel its requests are posted to, rather than a
+    /// direct message to each approver. A channel id (`C0123ABCD`) or `#name`.
+    pub slack_channel: Option<String>,
 }
 
 /// How a rule names groups: a glob on the name, or a JumpCloud id.

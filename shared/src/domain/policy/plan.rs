@@ -250,7 +250,7 @@ fn optional_duration(d: Option<GrantDuration>) -> String {
 }
 
 /// The settings of a rule that the plan compares, in words.
-fn settings(rule: &Rule) -> [(&'static str, String); 7] {
+fn settings(rule: &Rule) -> [(&'static str, String); 8] {
     [
         ("eligible", eligibility_text(&rule.eligible)),
         ("max_duration", rule.max_duration.to_string()),
@@ -259,6 +259,7 @@ fn settings(rule: &Rule) -> [(&'static str, String); 7] {
         ("approval.auto_approve_up_to", optional_duration(rule.approval.auto_approve_up_to)),
         ("break_glass", rule.break_glass.to_string()),
         ("ticket", rule.ticket.as_ref().map_or_else(|| "none".to_owned(), |t| t.as_str().to_owned())),
+        ("slack_channel", rule.slack_channel.clone().unwrap_or_else(|| "none".to_owned())),
     ]
 }
 

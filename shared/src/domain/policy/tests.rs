@@ -31,6 +31,7 @@ fn the_shipped_example_parses_with_its_defaults_applied() {
     assert_eq!(db.approval.timeout, d("24h"));
     assert!(db.break_glass && db.ticket.is_some());
     assert_eq!((db.remind_before, db.extend_max_total), (Some(d("15m")), d("8h")));
+    assert_eq!(db.slack_channel.as_deref(), Some("#db-access"));
     let readonly = &policy.rules[1];
     assert_eq!(readonly.eligible, Eligibility::Everyone);
     assert_eq!(readonly.approval.approvers, vec![Approver::Manager], "from defaults");
@@ -54,7 +55,7 @@ fn json_documents_parse_too() {
 fn malformed_documents_are_refused_with_the_line_and_the_reason() {
     // serde_yaml_ng places a value's error at the mapping that holds it (the rule, or its
     // `approval`); the message names the path and the field.
-    let cases: [(&str, &str, Option<usize>); 13] = [
+    let cases: [(&str, &str, Option<usize>); 14] = [
         ("version: 2\nrules: []\n", "version 2 is not supported", Some(1)),
         (
             "version: 1\nrules:\n  - groups: [a]\n    max_duration: soon\n",
@@ -84,6 +85,11 @@ fn malformed_documents_are_refused_with_the_line_and_the_reason() {
         ),
         ("version: 1\ndefaults:\n  max_duration: 2x\nrules: []\n", "defaults: `max_duration`", Some(3)),
         ("version: 1\n", "missing field `rules`", Some(1)),
+        (
+            "version: 1\nrules:\n  - groups: [a]\n    slack_channel: \"#Access Requests\"\n",
+            "`slack_channel`: \"#Access Requests\" is not a Slack channel",
+            Some(3),
+        ),
     ];
     for (text, reason, line) in cases {
         let err = refused(text);
@@ -91,6 +97,26 @@ fn malformed_documents_are_refused_with_the_line_and_the_reason() {
         assert_eq!(err.line, line, "{text:?}: {err}");
         assert!(err.to_string().starts_with(&format!("line {}", line.unwrap())), "{err}");
     }
+}
+
+#[test]
+fn a_rules_slack_channel_is_a_channel_id_or_name_and_inherits_from_defaults() {
+    let policy = parse_policy(
+        "version: 1\ndefaults:\n  slack_channel: \"#access-requests\"\nrules:\n  - groups: [a]\n  - groups: [b]\n    slack_channel: C0123ABCD\n",
+    )
+    .unwrap();
+    assert_eq!(policy.rules[0].slack_channel.as_deref(), Some("#access-requests"), "from defaults");
+    assert_eq!(policy.rules[1].slack_channel.as_deref(), Some("C0123ABCD"));
+    assert_eq!(parse_policy(EXAMPLE).unwrap().rules[1].slack_channel, None, "none unless said");
+    for bad in ["general", "#", "#UPPER", "#with space", "U0123ABCD", "C01", "c0123abcd", "#a.b", ""] {
+        let doc = format!("version: 1\nrules:\n  - groups: [a]\n    slack_channel: {bad:?}\n");
+        let err = refused(&doc);
+        assert!(err.reason.contains("`slack_channel`") && err.reason.contains("not a Slack channel"), "{bad}: {err}");
+    }
+    let long = format!("version: 1\nrules:\n  - groups: [a]\n    slack_channel: \"#{}\"\n", "a".repeat(81));
+    assert!(refused(&long).reason.contains("not a Slack channel"));
+    let longest = format!("version: 1\nrules:\n  - groups: [a]\n    slack_channel: \"#{}\"\n", "a".repeat(80));
+    assert!(parse_policy(&longest).is_ok());
 }
 
 #[test]
@@ -233,7 +259,7 @@ fn the_schema_describes_the_same_fields_the_parser_reads() {
     assert_eq!(keys(&schema["properties"]), ["defaults", "rules", "version"]);
     assert_eq!(
         keys(&schema["$defs"]["settings"]["properties"]),
-        ["approval", "break_glass", "eligible", "extend", "max_duration", "remind_before", "ticket"]
+        ["approval", "break_glass", "eligible", "extend", "max_duration", "remind_before", "slack_channel", "ticket"]
     );
     assert_eq!(
         keys(&schema["$defs"]["approval"]["properties"]),
@@ -247,6 +273,7 @@ fn the_schema_describes_the_same_fields_the_parser_reads() {
             "eligible" => "everyone",
             "extend" => "{max_total: 12h}",
             "ticket" => "x",
+            "slack_channel" => "C0123ABCD",
             _ => "1h",
         };
         let doc = format!("version: 1\ndefaults:\n  {field}: {value}\nrules:\n  - groups: [a]\n    {field}: {value}\n");

@@ -3,6 +3,7 @@
 mod access;
 mod policy;
 mod requests;
+mod slack;
 
 use super::{grant::GrantHandler, revoke::RevokeHandler};
 use crate::{config::IdentityConfig, wiring::Lifecycle};
@@ -115,6 +116,7 @@ async fn world() -> World {
             admin_group: Some(ADMIN_GROUP.into()),
             ..IdentityConfig::default()
         },
+        slack: None,
     });
     World {
         grant: GrantHandler { lifecycle: lifecycle.clone() },
@@ -135,7 +137,11 @@ async fn call(handler: &GrantHandler, e: Value) -> (u16, Value, Value) {
 
 fn split(response: Value) -> (u16, Value, Value) {
     let status = response["statusCode"].as_u64().unwrap() as u16;
-    let body = response["body"].as_str().map(|b| serde_json::from_str(b).unwrap()).unwrap_or(Value::Null);
+    let body = response["body"]
+        .as_str()
+        .filter(|b| !b.is_empty())
+        .map(|b| serde_json::from_str(b).unwrap())
+        .unwrap_or(Value::Null);
     (status, body, response["headers"].clone())
 }
 

@@ -8,7 +8,7 @@ use crate::{
 };
 use serde_json::json;
 
-const POLICY: &str = r#"
+pub(super) const POLICY: &str = r#"
 version: 1
 defaults: {max_duration: 4h, approval: {approvers: [manager], required: 1, timeout: 24h}}
 rules:
@@ -20,7 +20,7 @@ rules:
 
 /// An HTTP API event of `method path?query` with `body`, signed in as `email` (JWT), or as the
 /// admin IAM user when `email` is `None`.
-fn http(method: &str, path: &str, query: &str, body: Option<&str>, email: Option<&str>) -> Value {
+pub(super) fn http(method: &str, path: &str, query: &str, body: Option<&str>, email: Option<&str>) -> Value {
     let mut e = event("grant-create.json");
     e["headers"].as_object_mut().unwrap().remove("idempotency-key");
     e["routeKey"] = format!("{method} {path}").into();
@@ -44,7 +44,7 @@ fn http(method: &str, path: &str, query: &str, body: Option<&str>, email: Option
 }
 
 /// bob (manager carol) is in engineering; erin is in nothing.
-async fn world_with_policy() -> World {
+pub(super) async fn world_with_policy() -> World {
     let w = world().await;
     let mut bob = crate::domain::model::fixtures::user("u-bob", "bob@example.com");
     bob.manager_id = Some("u-carol".into());
@@ -58,7 +58,7 @@ async fn world_with_policy() -> World {
     w
 }
 
-const ASK: &str = r#"{"group":"prod-db-admins","duration":"2h","reason":"INC-4711 replica lag"}"#;
+pub(super) const ASK: &str = r#"{"group":"prod-db-admins","duration":"2h","reason":"INC-4711 replica lag"}"#;
 
 #[tokio::test]
 async fn a_request_goes_pending_and_the_managers_approval_activates_it() {
