@@ -29,7 +29,7 @@ start_moto
 # The simulator's organization: generated, with suspended users, dynamic groups and managers.
 SIM_KEY="local-sim-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
 SIM_PORT_FILE="$LOCAL/sim.port"; rm -f "$SIM_PORT_FILE"
-start_background jumpcloud-sim "$ROOT/target/debug/jumpcloud-sim" --port 0 --port-file "$SIM_PORT_FILE" \
+start_background jumpcloud-sim "$JIT_BIN/jumpcloud-sim" --port 0 --port-file "$SIM_PORT_FILE" \
   --users 500 --groups 40 --avg-members 25 --seed 7 --api-key "$SIM_KEY"
 for _ in $(seq 1 100); do [[ -s "$SIM_PORT_FILE" ]] && break; sleep 0.1; done
 [[ -s "$SIM_PORT_FILE" ]] || { cat "$LOCAL/jumpcloud-sim.log" >&2; exit 1; }
@@ -56,7 +56,7 @@ ENV_FILE="$LOCAL/functions.env"
 } > "$ENV_FILE"
 
 say "jitctl setup: table, schedule group, event bus and a tagged secret for the simulator"
-JUMPCLOUD_API_KEY="$SIM_KEY" "$ROOT/target/debug/jitctl" setup --integration local-demo
+JUMPCLOUD_API_KEY="$SIM_KEY" "$JIT_BIN/jitctl" setup --integration local-demo
 
 LAMBDA_PORT=$(free_port)
 start_background lambda cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --env-file "$ENV_FILE"
@@ -94,7 +94,7 @@ req = urllib.request.Request(f"{url}/_sim/orgs/0/groups/{gid}/members", method="
 urllib.request.urlopen(req).read()
 print(f"  removed user {victim} from 'engineering' directly in JumpCloud (outside the product)")
 PY
-"$ROOT/target/debug/jitctl" sync
+"$JIT_BIN/jitctl" sync
 
 say "4. what the directory holds now (DynamoDB on moto)"
 "$VENV/bin/python" - <<'PY'
@@ -117,11 +117,11 @@ print(f"  last sync: {status['state']}, finished {status['finished_at']}")
 PY
 
 say "5. the local schedule runner starts (it delivers due expiry schedules, and the sweep every 20 s)"
-start_background runner "$ROOT/target/debug/jitctl" run-schedules --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --sweep-every 20
+start_background runner "$JIT_BIN/jitctl" run-schedules --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --sweep-every 20
 "$VENV/bin/python" "$ROOT/scripts/walkthrough.py" "http://127.0.0.1:$LAMBDA_PORT" "$SIM_URL"
 
 say "10. the operator CLI: jitctl grant, grants list, revoke (early), audit"
-JITCTL="$ROOT/target/debug/jitctl"
+JITCTL="$JIT_BIN/jitctl"
 export RUST_LOG=warn   # the commands' own output, without the info logs
 # A third user who is not a member yet (the walk-through used the first two).
 CAROL=$("$VENV/bin/python" - "$SIM_URL" <<'PY'

@@ -12,6 +12,7 @@ import urllib.request
 
 LAMBDA, SIM = sys.argv[1], sys.argv[2]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("JIT_BIN", os.path.join(ROOT, "target/debug"))  # set by scripts/lib.sh
 
 
 def load(name):
@@ -111,7 +112,7 @@ if len(mine["grants"]) != 1 or other.get("status") != 404 or status != 403:
 print("==> 6c. an access policy is applied; a person asks, their manager approves")
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-JITCTL = os.path.join(ROOT, "target/debug/jitctl")
+JITCTL = os.path.join(BIN, "jitctl")
 POLICY = """version: 1
 defaults:
   max_duration: 4h
@@ -212,7 +213,7 @@ if is_member(glass) or is_member(asker):
 print("==> 9. the audit trail (DynamoDB), kept after the grants ended: jitctl audit --grant <id>")
 for g in (grant, second, approved):
     print(f"  {g['user']['email']}:", flush=True)
-    subprocess.run([os.path.join(ROOT, "target/debug/jitctl"), "audit", "--grant", g["id"]], check=True)
+    subprocess.run([os.path.join(BIN, "jitctl"), "audit", "--grant", g["id"]], check=True)
 
 print("==> 10. nothing in the trail was removed or altered: jitctl audit verify (hash chains, daily seals)")
-subprocess.run([os.path.join(ROOT, "target/debug/jitctl"), "audit", "verify"], check=True)
+subprocess.run([os.path.join(BIN, "jitctl"), "audit", "verify"], check=True)
