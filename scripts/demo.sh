@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job, locally: moto's server and the JumpCloud simulator on free loopback ports, the
 # resources created by `jitctl setup`, the functions served by `cargo lambda watch`, the local
+# OIDC issuer (people sign in as the simulator's users) and the local API in front of the
+# functions (the template's routes, tokens checked as API Gateway's JWT authorizer does), the local
 # schedule runner (moto stores schedules but never fires them), then a walk-through:
 # sync -> grant -> the membership in JumpCloud -> expiry -> revoke -> membership gone, audit trail;
 # and a grant whose schedule is lost, ended by the sweep. Everything stops on exit or Ctrl-C;
@@ -21,7 +23,7 @@ ensure_rust
 ensure_venv
 export PATH="$VENV/bin:$PATH"   # cargo-lambda
 
-say "building the functions, jitctl and the simulator"
+say "building the functions, jitctl, the simulator, the local OIDC issuer and the local API"
 cargo build --workspace --bins --quiet
 
 start_moto
@@ -29,12 +31,22 @@ start_moto
 # The simulator's organization: generated, with suspended users, dynamic groups and managers.
 SIM_KEY="local-sim-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
 SIM_PORT_FILE="$LOCAL/sim.port"; rm -f "$SIM_PORT_FILE"
-start_background jumpcloud-sim "$ROOT/target/debug/jumpcloud-sim" --port 0 --port-file "$SIM_PORT_FILE" \
+start_background jumpcloud-sim "$JIT_BIN/jumpcloud-sim" --port 0 --port-file "$SIM_PORT_FILE" \
   --users 500 --groups 40 --avg-members 25 --seed 7 --api-key "$SIM_KEY"
 for _ in $(seq 1 100); do [[ -s "$SIM_PORT_FILE" ]] && break; sleep 0.1; done
 [[ -s "$SIM_PORT_FILE" ]] || { cat "$LOCAL/jumpcloud-sim.log" >&2; exit 1; }
 SIM_URL="http://127.0.0.1:$(cat "$SIM_PORT_FILE")"
 say "JumpCloud simulator on $SIM_URL (500 users, 40 groups)"
+
+# People sign in at the local OIDC issuer (JumpCloud's OIDC SSO application in production) as any
+# activated user of the simulator; the portal is the local API's `/`, its client id jit-portal.
+ISSUER_PORT=$(free_port) API_PORT=$(free_port)
+API_URL="http://127.0.0.1:$API_PORT"
+export OIDC_ISSUER="http://127.0.0.1:$ISSUER_PORT" OIDC_CLIENT_ID=jit-portal
+start_background oidc-issuer "$JIT_BIN/jit-oidc-issuer" --port "$ISSUER_PORT" \
+  --client "$OIDC_CLIENT_ID=$API_URL/" --sim-url "$SIM_URL"
+wait_port "$ISSUER_PORT" 30 || { cat "$LOCAL/oidc-issuer.log" >&2; exit 1; }
+say "local OIDC issuer on $OIDC_ISSUER (client $OIDC_CLIENT_ID, redirect $API_URL/)"
 
 # The functions' configuration: the SPEC's variables, pointed at the local stack.
 export TABLE_NAME=jit-access-local SCHEDULE_GROUP=jit-access-local EVENT_BUS_NAME=jit-access-local
@@ -50,18 +62,25 @@ ENV_FILE="$LOCAL/functions.env"
 {
   for var in TABLE_NAME SCHEDULE_GROUP EVENT_BUS_NAME JUMPCLOUD_API_URL REQUESTABLE_GROUPS RUST_LOG \
              REVOKE_FUNCTION_ARN SCHEDULER_ROLE_ARN MIN_GRANT_DURATION ADMIN_PRINCIPALS \
-             AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+             OIDC_ISSUER OIDC_CLIENT_ID AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
     echo "$var=${!var}"
   done
 } > "$ENV_FILE"
 
 say "jitctl setup: table, schedule group, event bus and a tagged secret for the simulator"
-JUMPCLOUD_API_KEY="$SIM_KEY" "$ROOT/target/debug/jitctl" setup --integration local-demo
+JUMPCLOUD_API_KEY="$SIM_KEY" "$JIT_BIN/jitctl" setup --integration local-demo
 
 LAMBDA_PORT=$(free_port)
 start_background lambda cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --env-file "$ENV_FILE"
 wait_port "$LAMBDA_PORT" 120 || { cat "$LOCAL/lambda.log" >&2; exit 1; }
 say "functions served by cargo lambda watch on http://127.0.0.1:$LAMBDA_PORT"
+
+# The HTTP API as deployed (ApiAuthorization JWT): the template's routes, each request's ID token
+# checked against the issuer before its function runs.
+start_background local-api "$JIT_BIN/jit-local-api" --port "$API_PORT" \
+  --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --issuer "$OIDC_ISSUER" --audience "$OIDC_CLIENT_ID"
+wait_port "$API_PORT" 30 || { cat "$LOCAL/local-api.log" >&2; exit 1; }
+say "the HTTP API (local API, JWT authorizer) on $API_URL"
 
 invoke() { # invoke FUNCTION EVENT_FILE
   curl --silent --show-error --fail-with-body --max-time 300 \
@@ -94,7 +113,7 @@ req = urllib.request.Request(f"{url}/_sim/orgs/0/groups/{gid}/members", method="
 urllib.request.urlopen(req).read()
 print(f"  removed user {victim} from 'engineering' directly in JumpCloud (outside the product)")
 PY
-"$ROOT/target/debug/jitctl" sync
+"$JIT_BIN/jitctl" sync
 
 say "4. what the directory holds now (DynamoDB on moto)"
 "$VENV/bin/python" - <<'PY'
@@ -117,11 +136,11 @@ print(f"  last sync: {status['state']}, finished {status['finished_at']}")
 PY
 
 say "5. the local schedule runner starts (it delivers due expiry schedules, and the sweep every 20 s)"
-start_background runner "$ROOT/target/debug/jitctl" run-schedules --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --sweep-every 20
-"$VENV/bin/python" "$ROOT/scripts/walkthrough.py" "http://127.0.0.1:$LAMBDA_PORT" "$SIM_URL"
+start_background runner "$JIT_BIN/jitctl" run-schedules --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --sweep-every 20
+"$VENV/bin/python" "$ROOT/scripts/walkthrough.py" "http://127.0.0.1:$LAMBDA_PORT" "$SIM_URL" "$API_URL" "$OIDC_ISSUER" "$OIDC_CLIENT_ID"
 
 say "10. the operator CLI: jitctl grant, grants list, revoke (early), audit"
-JITCTL="$ROOT/target/debug/jitctl"
+JITCTL="$JIT_BIN/jitctl"
 export RUST_LOG=warn   # the commands' own output, without the info logs
 # A third user who is not a member yet (the walk-through used the first two).
 CAROL=$("$VENV/bin/python" - "$SIM_URL" <<'PY'
@@ -141,7 +160,7 @@ OPERATOR_GRANT=$("$JITCTL" grant --user "$CAROL" --group prod-db-admins --durati
 "$JITCTL" audit --since 15m
 
 if $KEEP; then
-  say "the stack keeps running (Ctrl-C stops it): moto $AWS_ENDPOINT_URL, simulator $SIM_URL, functions http://127.0.0.1:$LAMBDA_PORT"
+  say "the stack keeps running (Ctrl-C stops it): moto $AWS_ENDPOINT_URL, simulator $SIM_URL, functions http://127.0.0.1:$LAMBDA_PORT, OIDC issuer $OIDC_ISSUER, the API and portal $API_URL/"
   wait
 fi
 say "done; logs are in .local/"

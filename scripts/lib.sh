@@ -6,6 +6,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 LOCAL="$ROOT/.local"          # logs, seeds, ports of the local stack (git-ignored)
 mkdir -p "$LOCAL"
+# Where cargo puts the binaries: CARGO_TARGET_DIR when set (relative to the repository), else target/.
+TARGET="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET" == /* ]] || TARGET="$ROOT/$TARGET"
+export JIT_BIN="$TARGET/debug"
 export SAM_CLI_TELEMETRY=0 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test   # moto accepts any; never real credentials
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"

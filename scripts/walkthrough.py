@@ -1,17 +1,27 @@
 """The grant part of the local walk-through (scripts/demo.sh): grant -> membership -> expiry -> revoke.
 
-Talks only to the local stack: the functions served by `cargo lambda watch`, the JumpCloud simulator's
-admin endpoints, and `jitctl audit` for the audit trail.
+Talks only to the local stack: the functions served by `cargo lambda watch` (the security team's IAM
+calls, invoked directly), the local API in front of them (people, signed in at the local OIDC issuer,
+with their ID tokens), the JumpCloud simulator's admin endpoints, and `jitctl audit` for the audit trail.
 """
+import base64
 import copy
+import hashlib
+import html
 import json
 import os
+import re
+import secrets
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
-LAMBDA, SIM = sys.argv[1], sys.argv[2]
+LAMBDA, SIM, API, ISSUER, CLIENT = sys.argv[1:6]
+REDIRECT = API + "/"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("JIT_BIN", os.path.join(ROOT, "target/debug"))  # set by scripts/lib.sh
 
 
 def load(name):
@@ -71,13 +81,66 @@ def request_grant(user, key):
     return grant
 
 
-def as_person(event, user):
-    """The event as API Gateway's JWT authorizer passes it: the signed-in person's claims."""
-    e = copy.deepcopy(event)
-    e["requestContext"]["authorizer"] = {"jwt": {"claims": {
-        "iss": "https://sso.local", "sub": user["_id"], "email": user["email"], "email_verified": "true"},
-        "scopes": None}}
-    return e
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_no_redirect = urllib.request.build_opener(_NoRedirect)
+_tokens = {}
+
+
+def sign_in(user):
+    """Signs `user` in at the local issuer as the portal does (authorization code + PKCE): the sign-in
+    form, the click on their email, the redirect with the code, the token request. Returns the ID token."""
+    if user["email"] in _tokens:
+        return _tokens[user["email"]]
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    state = secrets.token_urlsafe(16)
+    params = {"response_type": "code", "client_id": CLIENT, "redirect_uri": REDIRECT, "scope": "openid email profile",
+              "state": state, "nonce": secrets.token_urlsafe(16), "code_challenge": challenge,
+              "code_challenge_method": "S256"}
+    query = urllib.parse.urlencode({**params, "q": user["email"]})
+    with urllib.request.urlopen(f"{ISSUER}/authorize?{query}", timeout=30) as r:
+        page = r.read().decode()
+    button = re.search(r'value="([^"]*)">' + re.escape(html.escape(user["email"])) + "</button>", page)
+    if not button:
+        sys.exit(f"{user['email']} is not on the sign-in form")
+    form = urllib.parse.urlencode({**params, "user": html.unescape(button.group(1))}).encode()
+    try:
+        _no_redirect.open(urllib.request.Request(f"{ISSUER}/authorize", data=form), timeout=30)
+        sys.exit("the sign-in form did not redirect")
+    except urllib.error.HTTPError as e:
+        if e.code != 303:
+            raise
+        back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(e.headers["Location"]).query))
+    if back.get("state") != state or "code" not in back:
+        sys.exit(f"sign-in failed: {back}")
+    token = urllib.parse.urlencode({"grant_type": "authorization_code", "code": back["code"], "redirect_uri": REDIRECT,
+                                    "client_id": CLIENT, "code_verifier": verifier}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{ISSUER}/token", data=token), timeout=30) as r:
+        _tokens[user["email"]] = json.load(r)["id_token"]
+    return _tokens[user["email"]]
+
+
+def api(method, path, token=None, body=None, query=None):
+    """A request to the local API (the HTTP API as deployed with JWT authorization)."""
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(API + path + (f"?{query}" if query else ""), data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def as_call(user, method, path, body=None, query=None):
+    """`user` signed in, calling the API with their ID token."""
+    return api(method, path, sign_in(user), body, query)
 
 
 def wait_ended(grant_id, limit=150):
@@ -95,23 +158,23 @@ grant = request_grant(alice, f"walkthrough-{int(time.time())}-a")
 print(f"  in JumpCloud now: member = {is_member(alice)}")
 print("  (the caller is the security team's IAM role, an admin by ADMIN_PRINCIPALS)")
 
-print("==> 6b. people sign in (JWT) and see only what is theirs")
-status, mine = http("grant", as_person(load("grant-list.json"), alice))
+print(f"==> 6b. people sign in at the local OIDC issuer and call the API ({API}) with their ID token")
+status, nobody = api("GET", "/grants")
+print(f"  without a token: GET /grants -> HTTP {status} {nobody} (the JWT authorizer; no function ran)")
+status, mine = as_call(alice, "GET", "/grants", query="status=active")
 print(f"  {alice['email']}: GET /grants -> HTTP {status}, {len(mine['grants'])} grant(s), their own")
-status, other = http("grant", as_person(with_path(load("grant-get.json"), f"/grants/{grant['id']}", "GET"), bob))
+status, other = as_call(bob, "GET", f"/grants/{grant['id']}")
 print(f"  {bob['email']}: GET /grants/{grant['id'][:8]}... -> HTTP {status} (someone else's grant does not exist for them)")
-request = as_person(load("grant-create.json"), bob)
-request["headers"].pop("idempotency-key", None)
-request["body"] = json.dumps({"user": bob["email"], "group": "prod-db-admins", "duration": "1h", "reason": "please"})
-status, refused = http("grant", request)
+ask_for_self = {"user": bob["email"], "group": "prod-db-admins", "duration": "1h", "reason": "please"}
+status, refused = as_call(bob, "POST", "/grants", ask_for_self)
 print(f"  {bob['email']}: POST /grants for themselves -> HTTP {status}: {refused.get('detail')}")
-if len(mine["grants"]) != 1 or other.get("status") != 404 or status != 403:
+if nobody != {"message": "Unauthorized"} or len(mine["grants"]) != 1 or other.get("status") != 404 or status != 403:
     sys.exit("identity checks did not hold")
 
 print("==> 6c. an access policy is applied; a person asks, their manager approves")
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-JITCTL = os.path.join(ROOT, "target/debug/jitctl")
+JITCTL = os.path.join(BIN, "jitctl")
 POLICY = """version: 1
 defaults:
   max_duration: 4h
@@ -135,17 +198,6 @@ by_id = {u["_id"]: u for u in seed["users"]}
 asker = next(u for u in candidates[3:] if by_id.get(u.get("manager") or "", {}).get("state") == "ACTIVATED")
 manager = by_id[asker["manager"]]
 glass = next(u for u in candidates[3:] if u["_id"] not in (asker["_id"], manager["_id"]))
-
-
-def as_call(user, method, path, body=None, query=None):
-    e = as_person(with_path(load("grant-get.json"), path, method), user)
-    e["headers"].pop("idempotency-key", None)
-    e["body"] = json.dumps(body) if body is not None else None
-    if body is not None:
-        e["headers"]["content-type"] = "application/json"
-    e["rawQueryString"] = query or ""
-    e["queryStringParameters"] = dict(kv.split("=", 1) for kv in query.split("&")) if query else None
-    return http("grant", e)
 
 
 # The grant function reads the applied policy at most every 30 s: a change takes effect within a minute.
@@ -212,7 +264,12 @@ if is_member(glass) or is_member(asker):
 print("==> 9. the audit trail (DynamoDB), kept after the grants ended: jitctl audit --grant <id>")
 for g in (grant, second, approved):
     print(f"  {g['user']['email']}:", flush=True)
-    subprocess.run([os.path.join(ROOT, "target/debug/jitctl"), "audit", "--grant", g["id"]], check=True)
+    subprocess.run([os.path.join(BIN, "jitctl"), "audit", "--grant", g["id"]], check=True)
 
 print("==> 10. nothing in the trail was removed or altered: jitctl audit verify (hash chains, daily seals)")
-subprocess.run([os.path.join(ROOT, "target/debug/jitctl"), "audit", "verify"], check=True)
+subprocess.run([os.path.join(BIN, "jitctl"), "audit", "verify"], check=True)
+
+print(f"==> people's interfaces: the portal is {API}/ (sign-in at the local OIDC issuer {ISSUER}, no password)")
+print(f"  sign in as {asker['email']} to request prod-db-admins (up to 10m; approval by their manager; ticket INC-n)")
+print(f"  sign in as {manager['email']}, their manager, to approve it")
+print(f"  sign in as {glass['email']} for break glass; the sign-in form lists every activated user of the simulator")

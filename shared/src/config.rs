@@ -105,6 +105,18 @@ impl IdentityConfig {
     }
 }
 
+/// The portal's sign-in (SPEC "People's interfaces"): an OpenID Connect issuer and the portal's
+/// client id there. Both or neither; neither: no portal sign-in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OidcConfig {
+    /// `OIDC_ISSUER`: the issuer identifier (its discovery document is under it), https (http only
+    /// for 127.0.0.1 / localhost), no query or fragment; kept exactly as given, since API Gateway
+    /// compares the tokens' `iss` with it character for character.
+    pub issuer: Option<String>,
+    /// `OIDC_CLIENT_ID`: the portal's client id at the issuer (the ID token's `aud`).
+    pub client_id: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
@@ -124,6 +136,7 @@ pub struct Config {
     pub jumpcloud: JumpCloudLimits,
     pub identity: IdentityConfig,
     pub slack: SlackConfig,
+    pub oidc: OidcConfig,
 }
 
 /// Slack approvals (optional: on when a secret carries the tag).
@@ -215,6 +228,28 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let oidc = OidcConfig { issuer: get("OIDC_ISSUER"), client_id: get("OIDC_CLIENT_ID") };
+        if let Some(issuer) = &oidc.issuer {
+            check_issuer(issuer).map_err(|reason| ConfigError { var: "OIDC_ISSUER", reason })?;
+        }
+        if let Some(client_id) = &oidc.client_id {
+            if client_id.chars().count() > 255 || client_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError {
+                    var: "OIDC_CLIENT_ID",
+                    reason: format!("{client_id:?} is not a client id (at most 255 characters, no spaces)"),
+                });
+            }
+        }
+        match (&oidc.issuer, &oidc.client_id) {
+            (Some(_), None) => {
+                return Err(ConfigError { var: "OIDC_CLIENT_ID", reason: "required with OIDC_ISSUER".into() })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError { var: "OIDC_ISSUER", reason: "required with OIDC_CLIENT_ID".into() })
+            }
+            _ => {}
+        }
+
         Ok(Self {
             table_name: string("TABLE_NAME", DEFAULT_TABLE_NAME),
             jumpcloud_api_url: jumpcloud_api_url.trim_end_matches('/').to_owned(),
@@ -251,6 +286,7 @@ impl Config {
                 secret_tag_key: string("SLACK_SECRET_TAG_KEY", DEFAULT_SLACK_SECRET_TAG_KEY),
                 secret_tag_value: string("SLACK_SECRET_TAG_VALUE", DEFAULT_SECRET_TAG_VALUE),
             },
+            oidc,
         })
     }
 }
@@ -264,6 +300,20 @@ fn check_api_url(url: &str) -> Result<(), String> {
         "http" if loopback => Ok(()),
         _ => Err(format!("{url:?} must be https (http only for 127.0.0.1 / localhost)")),
     }
+}
+
+/// An OpenID Connect issuer identifier: a URL, https (http only to this machine), without query or
+/// fragment (OpenID Connect Discovery 1.0, section 2).
+fn check_issuer(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if !(parsed.scheme() == "https" || parsed.scheme() == "http" && loopback) {
+        return Err(format!("{url:?} must be https (http only for 127.0.0.1 / localhost)"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{url:?}: an issuer has no query or fragment"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -353,6 +403,34 @@ mod tests {
         }
         let err = config(&[("MIN_GRANT_DURATION", "2h"), ("MAX_GRANT_DURATION", "1h")]).unwrap_err();
         assert_eq!(err.var, "MIN_GRANT_DURATION");
+    }
+
+    #[test]
+    fn the_portals_issuer_and_client_id_come_together_and_are_checked() {
+        assert_eq!(config(&[]).unwrap().oidc, OidcConfig::default());
+        let c =
+            config(&[("OIDC_ISSUER", "https://oauth.id.jumpcloud.com/"), ("OIDC_CLIENT_ID", "jit-portal")]).unwrap();
+        // As given: API Gateway compares `iss` with the configured issuer exactly.
+        assert_eq!(c.oidc.issuer.as_deref(), Some("https://oauth.id.jumpcloud.com/"));
+        assert_eq!(c.oidc.client_id.as_deref(), Some("jit-portal"));
+        let local = config(&[("OIDC_ISSUER", "http://127.0.0.1:4180"), ("OIDC_CLIENT_ID", "jit-portal")]).unwrap();
+        assert_eq!(local.oidc.issuer.as_deref(), Some("http://127.0.0.1:4180"));
+
+        let client = ("OIDC_CLIENT_ID", "jit-portal");
+        let issuer = ("OIDC_ISSUER", "https://sso.example.com");
+        for (vars, var) in [
+            (vec![("OIDC_ISSUER", "http://sso.example.com"), client], "OIDC_ISSUER"),
+            (vec![("OIDC_ISSUER", "sso.example.com"), client], "OIDC_ISSUER"),
+            (vec![("OIDC_ISSUER", "https://sso.example.com/?tenant=1"), client], "OIDC_ISSUER"),
+            (vec![("OIDC_ISSUER", "https://sso.example.com/#x"), client], "OIDC_ISSUER"),
+            (vec![issuer, ("OIDC_CLIENT_ID", "jit portal")], "OIDC_CLIENT_ID"),
+            (vec![issuer], "OIDC_CLIENT_ID"),
+            (vec![client], "OIDC_ISSUER"),
+        ] {
+            let err = config(&vars).unwrap_err();
+            assert_eq!(err.var, var, "{vars:?}: {err}");
+            assert!(err.to_string().contains(var));
+        }
     }
 }
 
