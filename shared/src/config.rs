@@ -91,11 +91,56 @@ pub struct IdentityConfig {
     /// The deployed HTTP API's id (`API_ID`, set by the template): HTTP events from any other
     /// API (another stack's, a forged invocation) are refused. `None`: not checked (local use).
     pub api_id: Option<String>,
+    /// The portal's sign-in (`OIDC_ISSUER`, `OIDC_CLIENT_ID`); `None`: the portal cannot sign in.
+    pub oidc: Option<OidcClient>,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        Self { claim: "email".into(), admin_principals: vec![], admin_group: None, api_id: None }
+        Self { claim: "email".into(), admin_principals: vec![], admin_group: None, api_id: None, oidc: None }
+    }
+}
+
+/// The portal's OpenID Connect client (SPEC "People's interfaces"): the issuer whose ID tokens are
+/// the API's bearer tokens (JumpCloud's OIDC SSO application in production), and the portal's
+/// client id there (the tokens' `aud`). A public client: no secret, authorization code with PKCE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcClient {
+    /// As configured, compared with the `iss` claim as is (JumpCloud's ends with `/`).
+    pub issuer: String,
+    pub client_id: String,
+    /// `scheme://host[:port]` of the issuer: what the portal's Content-Security-Policy lets it reach.
+    pub issuer_origin: String,
+}
+
+impl OidcClient {
+    /// `OIDC_ISSUER`: https (http only to 127.0.0.1 / localhost), no query, fragment or user;
+    /// `OIDC_CLIENT_ID`: 1 to 255 visible ASCII characters. Both or neither.
+    pub fn from_values(issuer: Option<String>, client_id: Option<String>) -> Result<Option<Self>, ConfigError> {
+        let (issuer, client_id) = match (issuer, client_id) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(ConfigError { var: "OIDC_CLIENT_ID", reason: "is required with OIDC_ISSUER".into() })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError { var: "OIDC_ISSUER", reason: "is required with OIDC_CLIENT_ID".into() })
+            }
+            (Some(issuer), Some(client_id)) => (issuer, client_id),
+        };
+        let bad_issuer = |reason: String| ConfigError { var: "OIDC_ISSUER", reason };
+        check_api_url(&issuer).map_err(bad_issuer)?;
+        let url = reqwest::Url::parse(&issuer).map_err(|e| bad_issuer(e.to_string()))?;
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(bad_issuer(format!("{issuer:?} must have no query, fragment or user")));
+        }
+        if client_id.len() > 255 || !client_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError {
+                var: "OIDC_CLIENT_ID",
+                reason: "must be 1 to 255 visible ASCII characters (no spaces)".into(),
+            });
+        }
+        let issuer_origin = url.origin().ascii_serialization();
+        Ok(Some(Self { issuer, client_id, issuer_origin }))
     }
 }
 
@@ -227,12 +272,14 @@ impl Config {
                 admin_principals,
                 admin_group: get("ADMIN_GROUP"),
                 api_id: get("API_ID"),
+                oidc: OidcClient::from_values(get("OIDC_ISSUER"), get("OIDC_CLIENT_ID"))?,
             },
         })
     }
 }
 
-/// The API key travels in a header: plain HTTP is allowed only to this machine (the simulator).
+/// The API key (or a token) travels over it: plain HTTP is allowed only to this machine (the
+/// simulator, the local OIDC issuer).
 fn check_api_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
@@ -360,6 +407,47 @@ mod identity_tests {
         for bad in ["alice", "arn:aws:iam::1:user/[x"] {
             let err = config(&[("ADMIN_PRINCIPALS", bad)]).unwrap_err();
             assert_eq!(err.var, "ADMIN_PRINCIPALS", "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod oidc_tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn the_portal_sign_in_is_optional_and_read_as_given() {
+        assert_eq!(config(&[]).unwrap().identity.oidc, None);
+        let c = config(&[("OIDC_ISSUER", "https://oauth.id.jumpcloud.com/"), ("OIDC_CLIENT_ID", " 0a1b2c-portal ")])
+            .unwrap();
+        let oidc = c.identity.oidc.unwrap();
+        assert_eq!(oidc.issuer, "https://oauth.id.jumpcloud.com/", "kept as is: `iss` is compared exactly");
+        assert_eq!(oidc.client_id, "0a1b2c-portal");
+        assert_eq!(oidc.issuer_origin, "https://oauth.id.jumpcloud.com");
+        let local = config(&[("OIDC_ISSUER", "http://127.0.0.1:9400/issuer"), ("OIDC_CLIENT_ID", "portal")]).unwrap();
+        assert_eq!(local.identity.oidc.unwrap().issuer_origin, "http://127.0.0.1:9400");
+    }
+
+    #[test]
+    fn a_bad_or_half_sign_in_configuration_names_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("OIDC_ISSUER", "https://sso.example.com")], "OIDC_CLIENT_ID"),
+            (&[("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "http://sso.example.com"), ("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "not a url"), ("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "https://sso.example.com/?x=1"), ("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "https://u:p@sso.example.com"), ("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "https://sso.example.com"), ("OIDC_CLIENT_ID", "has space")], "OIDC_CLIENT_ID"),
+            (&[("OIDC_ISSUER", "https://sso.example.com"), ("OIDC_CLIENT_ID", &"x".repeat(256))], "OIDC_CLIENT_ID"),
+        ];
+        for (vars, var) in cases {
+            let err = config(vars).unwrap_err();
+            assert_eq!(err.var, *var, "{vars:?}: {err}");
+            assert!(err.to_string().contains(var), "{err}");
         }
     }
 }
