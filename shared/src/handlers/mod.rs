@@ -2,6 +2,7 @@
 //! `main.rs` only builds its handler once per container and hands it to the runtime.
 
 pub mod access;
+pub mod admin;
 pub mod failure;
 pub mod grant;
 pub mod policy;

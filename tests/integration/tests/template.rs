@@ -627,6 +627,9 @@ fn every_route_requires_iam_authorization_by_default() {
         ("POST /grants/{id}/extend", "GrantFunction"),
         ("GET /groups", "GrantFunction"),
         ("GET /policy", "GrantFunction"),
+        ("GET /me", "GrantFunction"),
+        ("GET /integrations", "GrantFunction"),
+        ("GET /audit", "GrantFunction"),
         ("DELETE /grants/{id}", "RevokeFunction"),
         ("POST /sync", "SyncFunction"),
     ]
@@ -1023,7 +1026,15 @@ fn http_sample_events_are_requests_to_the_templates_routes() {
         );
         seen.insert(key.to_owned());
     }
-    for key in ["POST /grants/{id}/approve", "POST /grants/{id}/deny", "POST /grants/{id}/extend", "GET /policy"] {
+    for key in [
+        "POST /grants/{id}/approve",
+        "POST /grants/{id}/deny",
+        "POST /grants/{id}/extend",
+        "GET /policy",
+        "GET /me",
+        "GET /integrations",
+        "GET /audit",
+    ] {
         assert!(seen.contains(key), "no sample event for {key}");
     }
 }

@@ -1,6 +1,7 @@
 //! The grant and revoke handlers with in-memory doubles, driven by the sample events in `events/`.
 
 mod access;
+mod admin;
 mod policy;
 mod requests;
 
