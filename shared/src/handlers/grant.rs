@@ -1,9 +1,9 @@
 //! The `grant` function: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`, and
 //! the decisions on requests: `POST /grants/{id}/approve`, `POST /grants/{id}/deny`, and
-//! `POST /grants/{id}/extend`; `GET /policy` (`policy.rs`); the portal's routes `GET /me`,
-//! `GET /integrations`, `GET /audit` (`admin.rs`).
+//! `POST /grants/{id}/extend`; `GET /policy` (`policy.rs`); the portal's pages and its routes
+//! `GET /me`, `GET /integrations`, `GET /audit` (`portal.rs`, `admin.rs`).
 
-use super::{access, admin, failure, routing};
+use super::{access, admin, failure, portal, routing};
 use crate::wiring::Lifecycle;
 use crate::{
     domain::identity::{Principal, PrincipalUser},
@@ -85,7 +85,11 @@ impl GrantHandler {
     }
 
     async fn http(&self, request: Request) -> Response<Body> {
+        // The portal's page and files need no caller: it must load before anyone signs in.
         let l = &self.lifecycle;
+        if let Some(page) = portal::respond(&request, l.identity.oidc.as_ref(), &l.policy) {
+            return page;
+        }
         if let Some(response) = admin::respond(l, &request).await {
             return log_failure(&request, response);
         }
@@ -113,6 +117,7 @@ impl GrantHandler {
             || routing::path_known(&request, &["grants", "*", "extend"])
             || routing::path_known(&request, &["groups"])
             || [admin::ME, admin::INTEGRATIONS, admin::AUDIT].iter().any(|r| routing::path_known(&request, r))
+            || portal::path_known(&request)
         {
             problem(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed here", request.method()))
         } else {

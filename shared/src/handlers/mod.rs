@@ -6,6 +6,7 @@ pub mod admin;
 pub mod failure;
 pub mod grant;
 pub mod policy;
+pub mod portal;
 pub mod revoke;
 pub mod routing;
 pub mod sync;

@@ -3,6 +3,7 @@
 mod access;
 mod admin;
 mod policy;
+mod portal;
 mod requests;
 
 use super::{grant::GrantHandler, revoke::RevokeHandler};
