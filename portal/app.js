@@ -395,7 +395,7 @@ async function route({ focus } = { focus: true }) {
     }
   }
   if (seq !== state.renderSeq) return;
-  container.replaceChildren(...[content].flat());
+  container.replaceChildren(...[content].flat(Infinity).filter((node) => node !== null && node !== undefined && node !== false));
   if (focus) {
     const heading = container.querySelector('h1');
     if (heading) heading.focus();
@@ -462,10 +462,11 @@ async function renderRequest() {
   const durationHint = h('p', { class: 'hint', id: nextId('hint') });
   const reasonHint = h('p', { class: 'hint', id: nextId('hint') });
   const reason = h('textarea', { id: nextId('reason'), name: 'reason', required: true, maxlength: 1000, 'aria-describedby': reasonHint.id, 'data-testid': 'reason' });
-  const breakGlass = h('input', { type: 'checkbox', id: nextId('break-glass'), name: 'break_glass', 'data-testid': 'break-glass' });
+  const breakGlassHint = h('p', { class: 'hint', id: nextId('hint') }, 'Only in an emergency: access starts at once, and the use of break glass is recorded and announced.');
+  const breakGlass = h('input', { type: 'checkbox', id: nextId('break-glass'), name: 'break_glass', 'aria-describedby': breakGlassHint.id, 'data-testid': 'break-glass' });
   const breakGlassField = h('div', { class: 'field', hidden: true },
     h('div', { class: 'check' }, breakGlass, h('label', { for: breakGlass.id }, 'Break glass: skip approval')),
-    h('p', { class: 'hint' }, 'Only in an emergency: access starts at once, and the use of break glass is recorded and announced.'));
+    breakGlassHint);
   let select = durationSelect(durationId, null, durationHint.id);
   const durationField = h('div', { class: 'field' }, h('label', { for: durationId }, 'Duration'), durationHint, select);
 
