@@ -57,6 +57,31 @@ ensure_cargo_audit() {
   cargo install --locked --quiet cargo-audit --version "$CARGO_AUDIT_VERSION" --root "$ROOT/.tools"
 }
 
+# The portal's browser tests: Debian's Chromium (apt; nothing downloads a browser of its own) and
+# playwright-core, pinned by tests/browser/package-lock.json, in tests/browser/node_modules.
+# Installed on first use; CHROMIUM names another Chromium binary.
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+ensure_browser_tools() {
+  if [[ ! -x "$CHROMIUM" ]]; then
+    say "installing Debian's chromium package (first use only)"
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+      command -v sudo >/dev/null || { echo "the browser tests need Chromium: apt-get install chromium (or set CHROMIUM)" >&2; exit 1; }
+      sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium
+  fi
+  command -v npm >/dev/null || { echo "the browser tests need Node.js (20 or newer) and npm" >&2; exit 1; }
+  local dir="$ROOT/tests/browser" want
+  want="$(sha256sum < "$dir/package-lock.json")"
+  if [[ -f "$dir/node_modules/.installed" && "$(cat "$dir/node_modules/.installed")" == "$want" ]]; then return; fi
+  say "installing playwright-core into tests/browser/node_modules (first use only)"
+  # --ignore-scripts: no install script runs (playwright-core has none that fetches a browser anyway).
+  (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --silent)
+  echo "$want" > "$dir/node_modules/.installed"
+}
+
 ensure_rust() {
   command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 }

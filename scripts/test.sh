@@ -55,3 +55,10 @@ export JIT_TEST_AWS_ENDPOINT="$AWS_ENDPOINT_URL"
 
 say "unit and integration tests"
 cargo test --workspace --locked
+
+say "the portal in headless Chromium: loads, no CSP violation, sign-in round trip, each page (tests/browser/)"
+ensure_browser_tools
+cargo build --locked -p integration-tests --bin portal-serve
+export PORTAL_SERVE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/portal-serve"
+node tests/browser/smoke.mjs
+node tests/browser/pages.mjs

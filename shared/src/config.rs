@@ -91,11 +91,56 @@ pub struct IdentityConfig {
     /// The deployed HTTP API's id (`API_ID`, set by the template): HTTP events from any other
     /// API (another stack's, a forged invocation) are refused. `None`: not checked (local use).
     pub api_id: Option<String>,
+    /// The portal's sign-in (`OIDC_ISSUER`, `OIDC_CLIENT_ID`); `None`: the portal cannot sign in.
+    pub oidc: Option<OidcClient>,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        Self { claim: "email".into(), admin_principals: vec![], admin_group: None, api_id: None }
+        Self { claim: "email".into(), admin_principals: vec![], admin_group: None, api_id: None, oidc: None }
+    }
+}
+
+/// The portal's OpenID Connect client (SPEC "People's interfaces"): the issuer whose ID tokens are
+/// the API's bearer tokens (JumpCloud's OIDC SSO application in production), and the portal's
+/// client id there (the tokens' `aud`). A public client: no secret, authorization code with PKCE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcClient {
+    /// As configured, compared with the `iss` claim as is (JumpCloud's ends with `/`).
+    pub issuer: String,
+    pub client_id: String,
+    /// `scheme://host[:port]` of the issuer: what the portal's Content-Security-Policy lets it reach.
+    pub issuer_origin: String,
+}
+
+impl OidcClient {
+    /// `OIDC_ISSUER`: https (http only to 127.0.0.1 / localhost), no query, fragment or user;
+    /// `OIDC_CLIENT_ID`: 1 to 255 visible ASCII characters. Both or neither.
+    pub fn from_values(issuer: Option<String>, client_id: Option<String>) -> Result<Option<Self>, ConfigError> {
+        let (issuer, client_id) = match (issuer, client_id) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(ConfigError { var: "OIDC_CLIENT_ID", reason: "is required with OIDC_ISSUER".into() })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError { var: "OIDC_ISSUER", reason: "is required with OIDC_CLIENT_ID".into() })
+            }
+            (Some(issuer), Some(client_id)) => (issuer, client_id),
+        };
+        let bad_issuer = |reason: String| ConfigError { var: "OIDC_ISSUER", reason };
+        check_api_url(&issuer).map_err(bad_issuer)?;
+        let url = reqwest::Url::parse(&issuer).map_err(|e| bad_issuer(e.to_string()))?;
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(bad_issuer(format!("{issuer:?} must have no query, fragment or user")));
+        }
+        if client_id.len() > 255 || !client_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError {
+                var: "OIDC_CLIENT_ID",
+                reason: "must be 1 to 255 visible ASCII characters (no spaces)".into(),
+            });
+        }
+        let issuer_origin = url.origin().ascii_serialization();
+        Ok(Some(Self { issuer, client_id, issuer_origin }))
     }
 }
 
@@ -103,18 +148,6 @@ impl IdentityConfig {
     pub fn is_admin_principal(&self, arn: &str) -> bool {
         self.admin_principals.iter().any(|p| p.matches(arn))
     }
-}
-
-/// The portal's sign-in (SPEC "People's interfaces"): an OpenID Connect issuer and the portal's
-/// client id there. Both or neither; neither: no portal sign-in.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OidcConfig {
-    /// `OIDC_ISSUER`: the issuer identifier (its discovery document is under it), https (http only
-    /// for 127.0.0.1 / localhost), no query or fragment; kept exactly as given, since API Gateway
-    /// compares the tokens' `iss` with it character for character.
-    pub issuer: Option<String>,
-    /// `OIDC_CLIENT_ID`: the portal's client id at the issuer (the ID token's `aud`).
-    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,7 +169,6 @@ pub struct Config {
     pub jumpcloud: JumpCloudLimits,
     pub identity: IdentityConfig,
     pub slack: SlackConfig,
-    pub oidc: OidcConfig,
 }
 
 /// Slack approvals (optional: on when a secret carries the tag).
@@ -228,28 +260,6 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let oidc = OidcConfig { issuer: get("OIDC_ISSUER"), client_id: get("OIDC_CLIENT_ID") };
-        if let Some(issuer) = &oidc.issuer {
-            check_issuer(issuer).map_err(|reason| ConfigError { var: "OIDC_ISSUER", reason })?;
-        }
-        if let Some(client_id) = &oidc.client_id {
-            if client_id.chars().count() > 255 || client_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(ConfigError {
-                    var: "OIDC_CLIENT_ID",
-                    reason: format!("{client_id:?} is not a client id (at most 255 characters, no spaces)"),
-                });
-            }
-        }
-        match (&oidc.issuer, &oidc.client_id) {
-            (Some(_), None) => {
-                return Err(ConfigError { var: "OIDC_CLIENT_ID", reason: "required with OIDC_ISSUER".into() })
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError { var: "OIDC_ISSUER", reason: "required with OIDC_CLIENT_ID".into() })
-            }
-            _ => {}
-        }
-
         Ok(Self {
             table_name: string("TABLE_NAME", DEFAULT_TABLE_NAME),
             jumpcloud_api_url: jumpcloud_api_url.trim_end_matches('/').to_owned(),
@@ -280,18 +290,19 @@ impl Config {
                 admin_principals,
                 admin_group: get("ADMIN_GROUP"),
                 api_id: get("API_ID"),
+                oidc: OidcClient::from_values(get("OIDC_ISSUER"), get("OIDC_CLIENT_ID"))?,
             },
             slack: SlackConfig {
                 api_url: slack_api_url.trim_end_matches('/').to_owned(),
                 secret_tag_key: string("SLACK_SECRET_TAG_KEY", DEFAULT_SLACK_SECRET_TAG_KEY),
                 secret_tag_value: string("SLACK_SECRET_TAG_VALUE", DEFAULT_SECRET_TAG_VALUE),
             },
-            oidc,
         })
     }
 }
 
-/// The API key travels in a header: plain HTTP is allowed only to this machine (the simulator).
+/// The API key (or a token) travels over it: plain HTTP is allowed only to this machine (the
+/// simulator, the local OIDC issuer).
 fn check_api_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
@@ -300,20 +311,6 @@ fn check_api_url(url: &str) -> Result<(), String> {
         "http" if loopback => Ok(()),
         _ => Err(format!("{url:?} must be https (http only for 127.0.0.1 / localhost)")),
     }
-}
-
-/// An OpenID Connect issuer identifier: a URL, https (http only to this machine), without query or
-/// fragment (OpenID Connect Discovery 1.0, section 2).
-fn check_issuer(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    if !(parsed.scheme() == "https" || parsed.scheme() == "http" && loopback) {
-        return Err(format!("{url:?} must be https (http only for 127.0.0.1 / localhost)"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("{url:?}: an issuer has no query or fragment"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -407,14 +404,14 @@ mod tests {
 
     #[test]
     fn the_portals_issuer_and_client_id_come_together_and_are_checked() {
-        assert_eq!(config(&[]).unwrap().oidc, OidcConfig::default());
+        assert_eq!(config(&[]).unwrap().identity.oidc, None);
         let c =
             config(&[("OIDC_ISSUER", "https://oauth.id.jumpcloud.com/"), ("OIDC_CLIENT_ID", "jit-portal")]).unwrap();
         // As given: API Gateway compares `iss` with the configured issuer exactly.
-        assert_eq!(c.oidc.issuer.as_deref(), Some("https://oauth.id.jumpcloud.com/"));
-        assert_eq!(c.oidc.client_id.as_deref(), Some("jit-portal"));
+        let oidc = c.identity.oidc.unwrap();
+        assert_eq!((oidc.issuer.as_str(), oidc.client_id.as_str()), ("https://oauth.id.jumpcloud.com/", "jit-portal"));
         let local = config(&[("OIDC_ISSUER", "http://127.0.0.1:4180"), ("OIDC_CLIENT_ID", "jit-portal")]).unwrap();
-        assert_eq!(local.oidc.issuer.as_deref(), Some("http://127.0.0.1:4180"));
+        assert_eq!(local.identity.oidc.unwrap().issuer, "http://127.0.0.1:4180");
 
         let client = ("OIDC_CLIENT_ID", "jit-portal");
         let issuer = ("OIDC_ISSUER", "https://sso.example.com");
@@ -470,6 +467,47 @@ mod identity_tests {
         for bad in ["alice", "arn:aws:iam::1:user/[x"] {
             let err = config(&[("ADMIN_PRINCIPALS", bad)]).unwrap_err();
             assert_eq!(err.var, "ADMIN_PRINCIPALS", "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod oidc_tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn the_portal_sign_in_is_optional_and_read_as_given() {
+        assert_eq!(config(&[]).unwrap().identity.oidc, None);
+        let c = config(&[("OIDC_ISSUER", "https://oauth.id.jumpcloud.com/"), ("OIDC_CLIENT_ID", " 0a1b2c-portal ")])
+            .unwrap();
+        let oidc = c.identity.oidc.unwrap();
+        assert_eq!(oidc.issuer, "https://oauth.id.jumpcloud.com/", "kept as is: `iss` is compared exactly");
+        assert_eq!(oidc.client_id, "0a1b2c-portal");
+        assert_eq!(oidc.issuer_origin, "https://oauth.id.jumpcloud.com");
+        let local = config(&[("OIDC_ISSUER", "http://127.0.0.1:9400/issuer"), ("OIDC_CLIENT_ID", "portal")]).unwrap();
+        assert_eq!(local.identity.oidc.unwrap().issuer_origin, "http://127.0.0.1:9400");
+    }
+
+    #[test]
+    fn a_bad_or_half_sign_in_configuration_names_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("OIDC_ISSUER", "https://sso.example.com")], "OIDC_CLIENT_ID"),
+            (&[("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "http://sso.example.com"), ("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "not a url"), ("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "https://sso.example.com/?x=1"), ("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "https://u:p@sso.example.com"), ("OIDC_CLIENT_ID", "portal")], "OIDC_ISSUER"),
+            (&[("OIDC_ISSUER", "https://sso.example.com"), ("OIDC_CLIENT_ID", "has space")], "OIDC_CLIENT_ID"),
+            (&[("OIDC_ISSUER", "https://sso.example.com"), ("OIDC_CLIENT_ID", &"x".repeat(256))], "OIDC_CLIENT_ID"),
+        ];
+        for (vars, var) in cases {
+            let err = config(vars).unwrap_err();
+            assert_eq!(err.var, *var, "{vars:?}: {err}");
+            assert!(err.to_string().contains(var), "{err}");
         }
     }
 }

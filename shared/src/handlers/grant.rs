@@ -1,8 +1,10 @@
 //! The `grant` function: `POST /grants`, `GET /grants`, `GET /grants/{id}`, `GET /groups`, and
 //! the decisions on requests: `POST /grants/{id}/approve`, `POST /grants/{id}/deny`, and
-//! `POST /grants/{id}/extend`; and Slack's clicks on them, `POST /slack/interactions` (`slack.rs`).
+//! `POST /grants/{id}/extend`; Slack's clicks on them, `POST /slack/interactions` (`slack.rs`);
+//! `GET /policy` (`policy.rs`); the portal's pages and its routes `GET /me`, `GET /integrations`,
+//! `GET /audit` (`portal.rs`, `admin.rs`).
 
-use super::{access, failure, routing};
+use super::{access, admin, failure, portal, routing};
 use crate::wiring::Lifecycle;
 use crate::{
     domain::identity::{Principal, PrincipalUser},
@@ -84,6 +86,14 @@ impl GrantHandler {
     }
 
     async fn http(&self, request: Request) -> Response<Body> {
+        // The portal's page and files need no caller: it must load before anyone signs in.
+        let l = &self.lifecycle;
+        if let Some(page) = portal::respond(&request, l.identity.oidc.as_ref(), &l.policy) {
+            return page;
+        }
+        if let Some(response) = admin::respond(l, &request).await {
+            return log_failure(&request, response);
+        }
         let response = if routing::matches(&request, &Method::POST, &["grants"]) {
             self.create(&request).await
         } else if routing::matches(&request, &Method::GET, &["grants"]) {
@@ -110,15 +120,14 @@ impl GrantHandler {
             || routing::path_known(&request, &["grants", "*", "extend"])
             || routing::path_known(&request, &["groups"])
             || routing::path_known(&request, &["slack", "interactions"])
+            || [admin::ME, admin::INTEGRATIONS, admin::AUDIT].iter().any(|r| routing::path_known(&request, r))
+            || portal::path_known(&request)
         {
             problem(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed here", request.method()))
         } else {
             problem(StatusCode::NOT_FOUND, format!("no route {} {}", request.method(), request.uri().path()))
         };
-        if response.status().is_server_error() {
-            tracing::error!(status = response.status().as_u16(), path = request.uri().path(), "request failed");
-        }
-        response
+        log_failure(&request, response)
     }
 
     async fn principal(&self, request: &Request) -> Result<Principal, Problem> {
@@ -347,6 +356,13 @@ impl GrantHandler {
     }
 }
 
+fn log_failure(request: &Request, response: Response<Body>) -> Response<Body> {
+    if response.status().is_server_error() {
+        tracing::error!(status = response.status().as_u16(), path = request.uri().path(), "request failed");
+    }
+    response
+}
+
 /// The requestable groups of one integration that the caller may request, with their rule's terms.
 async fn requestable_groups(
     l: &Lifecycle,
@@ -392,6 +408,9 @@ async fn requestable_groups(
             entry["approval_required"] = (approval.required > 0).into();
             entry["auto_approve_up_to"] = approval.auto_approve_up_to.map(|d| d.to_string()).into();
             entry["break_glass"] = rule.break_glass.into();
+            // The reason must contain a match (the portal shows it as the reason's hint).
+            entry["ticket"] = rule.ticket.as_ref().map(|t| t.as_str()).into();
+            entry["extend_max_total"] = rule.extend_max_total.to_string().into();
         }
         out.push(entry);
     }

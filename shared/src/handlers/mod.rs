@@ -2,9 +2,11 @@
 //! `main.rs` only builds its handler once per container and hands it to the runtime.
 
 pub mod access;
+pub mod admin;
 pub mod failure;
 pub mod grant;
 pub mod policy;
+pub mod portal;
 pub mod revoke;
 pub mod routing;
 pub mod slack;

@@ -341,3 +341,46 @@ async fn a_secret_shadowing_the_integration_never_ends_a_grant_in_the_wrong_orga
     assert_eq!(report["ended"], 1, "{report}");
     assert!(!member(&w, &w.alice));
 }
+
+/// The portal's reads against DynamoDB: `GET /audit` by grant and by window (the day index),
+/// `GET /integrations` (the stored sync status), `GET /me`.
+#[tokio::test]
+async fn the_portals_reads_find_the_audit_trail_and_sync_status_in_dynamodb() {
+    let w = world().await;
+    let (status, grant) = call_grant(&w, create("alice@example.com", "1h", "k-portal")).await;
+    assert_eq!(status, 201, "{grant}");
+    let id = grant["id"].as_str().unwrap().to_owned();
+    w.clock.advance(chrono::Duration::seconds(1));
+
+    let audit = |query: &str| {
+        let mut e = at("audit-get.json", "/audit", "GET");
+        e["rawQueryString"] = query.into();
+        e["queryStringParameters"] = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), Value::from(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        e
+    };
+    let (status, trail) = call_grant(&w, audit(&format!("grant={id}"))).await;
+    assert_eq!(status, 200, "{trail}");
+    let actions: Vec<&str> =
+        trail["records"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["created", "activated"], "{trail}");
+    // The window's records come from the per-day index; other tests' grants share the table's
+    // index only if they share the table: each test has its own.
+    let (status, window) = call_grant(&w, audit("user=alice@example.com")).await;
+    assert_eq!(status, 200, "{window}");
+    let ids: Vec<&str> =
+        window["records"].as_array().unwrap().iter().map(|r| r["grant_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id.as_str(), id.as_str()], "{window}");
+    let (_, none) = call_grant(&w, audit("user=bob@example.com")).await;
+    assert_eq!(none["records"], serde_json::json!([]), "{none}");
+
+    let (status, integrations) = call_grant(&w, at("integrations-get.json", "/integrations", "GET")).await;
+    assert_eq!(status, 200, "{integrations}");
+    assert_eq!(integrations["integrations"], serde_json::json!([{ "name": "corp", "sync": null }]), "never synced");
+    let (status, me) = call_grant(&w, at("me-get.json", "/me", "GET")).await;
+    assert_eq!((status, &me["admin"]), (200, &Value::Bool(true)), "{me}");
+}

@@ -606,6 +606,9 @@ fn resolve_if(value: &Value, jwt: bool) -> Value {
 /// `POST /slack/interactions`: Slack's signature (`handlers/slack.rs`), throttled harder than the
 /// rest (`the_slack_route_is_signed_throttled_and_its_secret_read_by_tag`).
 const UNAUTHENTICATED_ROUTES: &[&str] = &["POST /slack/interactions"];
+/// The portal's routes (JWT mode only): its page, files and configuration load before sign-in,
+/// so they alone have no authorization. They serve only what ships in the grant binary.
+const PUBLIC_ROUTES: [&str; 3] = ["GET /", "GET /assets/{version}/{file}", "GET /portal/config.json"];
 
 #[test]
 fn every_route_requires_iam_authorization_by_default() {
@@ -633,6 +636,15 @@ fn every_route_requires_iam_authorization_by_default() {
             routes.insert(key.to_owned(), integrations[integration].to_owned());
             continue;
         }
+        if PUBLIC_ROUTES.contains(&key) {
+            assert_eq!(route["Condition"], "UseJwt", "{id}: the portal exists in JWT mode only");
+            assert_eq!(p["AuthorizationType"], "NONE", "{id}");
+            assert!(p.get("AuthorizerId").is_none(), "{id}");
+            assert_eq!(p["Target"], json!({ "Fn::Sub": "integrations/${GrantIntegration}" }), "{id}: served by grant");
+            routes.insert(key.to_owned(), "GrantFunction".to_owned());
+            continue;
+        }
+        assert!(route.get("Condition").is_none(), "{id}: an API route exists whatever the authorization");
         let by_default = resolve_if(&p["AuthorizationType"], false);
         assert_eq!(by_default, "AWS_IAM", "{id}: IAM authorization by default");
         assert_eq!(resolve_if(&p["AuthorizerId"], false), reference("AWS::NoValue"), "{id}");
@@ -651,6 +663,12 @@ fn every_route_requires_iam_authorization_by_default() {
         ("POST /grants/{id}/extend", "GrantFunction"),
         ("GET /groups", "GrantFunction"),
         ("GET /policy", "GrantFunction"),
+        ("GET /me", "GrantFunction"),
+        ("GET /integrations", "GrantFunction"),
+        ("GET /audit", "GrantFunction"),
+        ("GET /", "GrantFunction"),
+        ("GET /assets/{version}/{file}", "GrantFunction"),
+        ("GET /portal/config.json", "GrantFunction"),
         ("DELETE /grants/{id}", "RevokeFunction"),
         ("POST /sync", "SyncFunction"),
         ("POST /slack/interactions", "GrantFunction"),
@@ -686,6 +704,9 @@ fn every_route_requires_iam_authorization_by_default() {
                 let function = p["FunctionName"]["Ref"].as_str().unwrap_or_else(|| panic!("{id}: FunctionName"));
                 let previous = invocable.insert(route.to_owned(), function.to_owned());
                 assert!(previous.is_none(), "{id}: a second permission for {route}");
+                let public = ["GET/", "GET/assets/*/*", "GET/portal/config.json"].contains(&route);
+                let condition = permission.get("Condition").cloned().unwrap_or(Value::Null);
+                assert_eq!(condition == "UseJwt", public, "{id}: only the portal's permissions are JWT mode only");
             }
             "events.amazonaws.com" => assert_eq!(source, get_att("SyncScheduleRule", "Arn"), "{id}"),
             other => panic!("{id}: unexpected principal {other}"),
@@ -983,6 +1004,8 @@ fn deployed_value(t: &Template, value: &Value) -> String {
             let resource = map["Fn::GetAtt"][0].as_str().unwrap();
             format!("arn:aws:service:us-east-1:123456789012:{resource}")
         }
+        // The default: ApiAuthorization AWS_IAM, so UseJwt is false.
+        Value::Object(map) if map.contains_key("Fn::If") => deployed_value(t, &resolve_if(value, false)),
         other => panic!("unexpected environment value {other}"),
     }
 }
@@ -1103,6 +1126,15 @@ fn http_sample_events_are_requests_to_the_templates_routes() {
                 "{name}: one IAM or JWT authorizer context, as the routes require: {authorizer:?}"
             );
         }
+        if PUBLIC_ROUTES.contains(&key) {
+            assert!(authorizer.is_none(), "{name}: {key} has no authorization, so no authorizer context");
+            seen.insert(key.to_owned());
+            continue;
+        }
+        assert!(
+            matches!(authorizer.as_deref(), Some([k]) if k == "iam" || k == "jwt"),
+            "{name}: one IAM or JWT authorizer context, as the routes require: {authorizer:?}"
+        );
         seen.insert(key.to_owned());
     }
     for key in [
@@ -1111,7 +1143,40 @@ fn http_sample_events_are_requests_to_the_templates_routes() {
         "POST /grants/{id}/extend",
         "GET /policy",
         "POST /slack/interactions",
+        "GET /me",
+        "GET /integrations",
+        "GET /audit",
+        "GET /",
+        "GET /portal/config.json",
     ] {
         assert!(seen.contains(key), "no sample event for {key}");
     }
+}
+
+#[test]
+fn the_portal_signs_in_at_the_jwt_authorizers_issuer_for_its_first_audience() {
+    let t = Template::load();
+    let env = &t.resource("GrantFunction")["Properties"]["Environment"]["Variables"];
+    // JWT mode: the authorizer's issuer, and its first audience as the portal's client id.
+    assert_eq!(resolve_if(&env["OIDC_ISSUER"], true), reference("JwtIssuer"));
+    assert_eq!(
+        resolve_if(&env["OIDC_CLIENT_ID"], true),
+        json!({ "Fn::Select": [0, { "Fn::Split": [",", reference("JwtAudience")] }] })
+    );
+    let jwt = &t.resource("JwtAuthorizer")["Properties"]["JwtConfiguration"];
+    assert_eq!(jwt["Issuer"], reference("JwtIssuer"));
+    assert_eq!(jwt["Audience"], json!({ "Fn::Split": [",", reference("JwtAudience")] }));
+    // IAM mode (the default): no sign-in, so the portal cannot reach any issuer.
+    assert_eq!(
+        (resolve_if(&env["OIDC_ISSUER"], false), resolve_if(&env["OIDC_CLIENT_ID"], false)),
+        (json!(""), json!(""))
+    );
+    for (id, function) in t.of_type("AWS::Serverless::Function") {
+        let vars = &function["Properties"]["Environment"]["Variables"];
+        assert_eq!(vars.get("OIDC_ISSUER").is_some(), id == "GrantFunction", "{id}: the portal is grant's");
+    }
+    // Its URL is the redirect URI to register at the issuer.
+    let output = &t.0["Outputs"]["PortalUrl"];
+    assert_eq!(output["Condition"], "UseJwt");
+    assert_eq!(output["Value"], json!({ "Fn::Sub": "${HttpApi.ApiEndpoint}/" }));
 }

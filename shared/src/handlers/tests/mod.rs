@@ -1,7 +1,9 @@
 //! The grant and revoke handlers with in-memory doubles, driven by the sample events in `events/`.
 
 mod access;
+mod admin;
 mod policy;
+mod portal;
 mod requests;
 mod slack;
 

@@ -156,7 +156,8 @@ async fn get_groups_lists_what_each_caller_may_request_with_its_terms() {
     assert_eq!(
         bobs["groups"],
         json!([{ "integration": "corp", "id": "g-db", "name": "prod-db-admins", "description": null,
-                 "max_duration": "4h", "approval_required": true, "auto_approve_up_to": null, "break_glass": false }])
+                 "max_duration": "4h", "approval_required": true, "auto_approve_up_to": null, "break_glass": false,
+                 "ticket": null, "extend_max_total": "4h" }])
     );
     let (_, erins, _) = call(&w.grant, http("GET", "/groups", "", None, Some("erin@example.com"))).await;
     assert_eq!(erins["groups"], json!([]), "erin is in no eligible group");

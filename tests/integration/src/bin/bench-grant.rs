@@ -7,10 +7,15 @@
 //!    revocations, one at a time and then `--concurrency` at a time, with moto's own share
 //!    (time the relay waits for moto, and a bare `GetItem` round trip) set apart;
 //! 3. the cold start of each function binary (host build) under a fake Lambda Runtime API, and
-//!    the binaries' sizes.
+//!    the binaries' sizes (grant twice: an API request, and the portal's page `GET /`).
 //!
 //! `cargo run --release -p integration-tests --bin bench-grant -- [--grants N] [--batch N]
-//!  [--concurrency N] [--concurrent-grants N] [--baseline N] [--cold-runs N] [--skip-cold-start]`
+//!  [--concurrency N] [--concurrent-grants N] [--baseline N] [--cold-runs N] [--skip-cold-start]
+//!  [--cold-start-only] [--bin-dir DIR]`
+//!
+//! `--cold-start-only`: part 3 alone. `--bin-dir DIR`: cold-start the binaries in DIR (another
+//! commit's `target/release`, say) instead of building this one's; a binary missing there is
+//! skipped.
 //!
 //! `--batch`: grants per table. moto copies the whole table in every TransactWriteItems (its
 //! rollback state), so its transactions slow down as the table grows (DynamoDB's do not): each
@@ -63,6 +68,8 @@ struct Args {
     baseline: usize,
     cold_runs: usize,
     cold_start: bool,
+    cold_start_only: bool,
+    bin_dir: Option<PathBuf>,
 }
 
 fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
@@ -74,10 +81,16 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         baseline: 500,
         cold_runs: 20,
         cold_start: true,
+        cold_start_only: false,
+        bin_dir: None,
     };
     while let Some(flag) = raw.next() {
         if flag == "--skip-cold-start" {
             a.cold_start = false;
+            continue;
+        }
+        if flag == "--cold-start-only" {
+            a.cold_start_only = true;
             continue;
         }
         let value = raw.next().with_context(|| format!("{flag} needs a value"))?;
@@ -88,6 +101,7 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             "--concurrent-grants" => a.concurrent_grants = value.parse()?,
             "--baseline" => a.baseline = value.parse()?,
             "--cold-runs" => a.cold_runs = value.parse()?,
+            "--bin-dir" => a.bin_dir = Some(PathBuf::from(value)),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -899,7 +913,10 @@ fn summary(response: &str) -> String {
 
 async fn cold_starts(proxy: &CountingProxy, moto: &str, a: &Args) -> anyhow::Result<()> {
     let fx = fixture(proxy, 20).await?;
-    let release = tokio::task::block_in_place(build_functions)?;
+    let release = match &a.bin_dir {
+        Some(dir) => dir.clone(),
+        None => tokio::task::block_in_place(build_functions)?,
+    };
     let unknown = uuid::Uuid::new_v4().to_string();
     let functions = [
         Lambda {
@@ -915,6 +932,12 @@ async fn cold_starts(proxy: &CountingProxy, moto: &str, a: &Args) -> anyhow::Res
             doing: "GET /grants/{unknown id}",
         },
         Lambda {
+            name: "grant",
+            memory: 512,
+            event: http_event("GET", "/", None),
+            doing: "GET / (the portal's page; 404 before the portal existed)",
+        },
+        Lambda {
             name: "revoke",
             memory: 512,
             event: json!({"action": "expire", "grant_id": unknown}),
@@ -927,6 +950,10 @@ async fn cold_starts(proxy: &CountingProxy, moto: &str, a: &Args) -> anyhow::Res
     println!("|---|---|---|---|---|---|");
     for f in &functions {
         let binary = release.join(f.name);
+        if !binary.exists() {
+            println!("| {} | {} | not in {} | | | 0 |", f.name, f.doing, release.display());
+            continue;
+        }
         let env = lambda_env(&fx, moto, f);
         let arn = format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:jit-access-{}", f.name);
         let trials = tokio::task::block_in_place(|| {
@@ -949,9 +976,10 @@ async fn cold_starts(proxy: &CountingProxy, moto: &str, a: &Args) -> anyhow::Res
     }
     println!();
     println!("Binary sizes (MB = 10^6 bytes; gzip -9 approximates the zip Lambda stores):");
-    for f in &functions {
+    for f in functions.iter().filter(|f| f.event["rawPath"] != "/") {
         let host = release.join(f.name);
-        let host_size = size_mb(&host).map_or("missing".to_owned(), |s| format!("{s:.1} MB"));
+        let host_size = std::fs::metadata(&host)
+            .map_or("missing".to_owned(), |m| format!("{:.1} MB ({} bytes)", m.len() as f64 / 1e6, m.len()));
         let host_gz = gzip_mb(&host).map_or(String::new(), |s| format!(" (gzip {s:.1} MB)"));
         let mut arm64 = Vec::new();
         let sam = workspace_root().join(".aws-sam/build").join(format!(
@@ -991,9 +1019,11 @@ async fn main() -> anyhow::Result<()> {
         proxy.url
     );
     println!();
-    calls_per_operation(&proxy).await?;
-    handler_times(&proxy, &a).await?;
-    if a.cold_start {
+    if !a.cold_start_only {
+        calls_per_operation(&proxy).await?;
+        handler_times(&proxy, &a).await?;
+    }
+    if a.cold_start || a.cold_start_only {
         cold_starts(&proxy, &moto, &a).await?;
     }
     Ok(())
