@@ -144,11 +144,13 @@ fn the_routes_are_the_templates_with_the_function_behind_each() {
     .map(|(k, f)| (k, (f, &jwt)))
     .collect();
     // Every route of the template is served (a new one shows up here), each in JWT mode but
-    // Slack's, which Slack signs instead (the handler verifies the signature).
+    // Slack's, which Slack signs instead (the handler verifies the signature), and the portal's
+    // page, files and configuration, which load before anyone signs in.
     for (key, behind) in &expected {
         assert_eq!(table.get(key), Some(behind), "{key}");
     }
-    const UNAUTHENTICATED: &[&str] = &["POST /slack/interactions"];
+    const UNAUTHENTICATED: &[&str] =
+        &["POST /slack/interactions", "GET /", "GET /assets/{version}/{file}", "GET /portal/config.json"];
     for (key, (_, auth)) in &table {
         let wanted = if UNAUTHENTICATED.contains(key) { &Auth::None } else { &jwt };
         assert_eq!(*auth, wanted, "{key}: every deployed route but Slack's takes the JWT authorizer in JWT mode");
@@ -156,7 +158,8 @@ fn the_routes_are_the_templates_with_the_function_behind_each() {
     assert_eq!(table.get("POST /slack/interactions"), Some(&("grant", &Auth::None)));
     assert!(routes.routes().iter().all(|r| r.timeout == Duration::from_secs(30)));
 
-    // IAM mode: every route AWS_IAM, as deployed by default, but Slack's.
+    // IAM mode: every route AWS_IAM, as deployed by default, but Slack's (the portal's exist in
+    // JWT mode only).
     let iam = RouteTable::from_template(jit_local_api::routes::TEMPLATE, &BTreeMap::from([("UseJwt".into(), false)]));
     assert!(iam
         .unwrap()
