@@ -164,13 +164,11 @@ async fn by_policy(
             rule.number()
         ))));
     }
-    if let Some(ticket) = &rule.ticket {
-        if !ticket.is_match(reason) {
-            return Err(rejected(GrantError::Refused(Refusal::TicketMissing {
-                pattern: ticket.as_str().to_owned(),
-                rule: rule.number(),
-            })));
-        }
+    if let Some(ticket) = rule.ticket.as_ref().filter(|_| !rule.reason_names_ticket(reason)) {
+        return Err(rejected(GrantError::Refused(Refusal::TicketMissing {
+            pattern: ticket.as_str().to_owned(),
+            rule: rule.number(),
+        })));
     }
     let approval = &rule.approval;
     if approval.auto_approve_up_to.is_some_and(|limit| request.duration <= limit) {

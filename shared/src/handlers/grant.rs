@@ -408,7 +408,7 @@ async fn requestable_groups(
             entry["approval_required"] = (approval.required > 0).into();
             entry["auto_approve_up_to"] = approval.auto_approve_up_to.map(|d| d.to_string()).into();
             entry["break_glass"] = rule.break_glass.into();
-            // The reason must contain a match (the portal shows it as the reason's hint).
+            // The reason must name a ticket matching it (the portal shows it as the reason's hint).
             entry["ticket"] = rule.ticket.as_ref().map(|t| t.as_str()).into();
             entry["extend_max_total"] = rule.extend_max_total.to_string().into();
         }

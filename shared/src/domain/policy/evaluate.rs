@@ -101,10 +101,8 @@ impl Policy {
                 rule: rule.number(),
             });
         }
-        if let Some(ticket) = &rule.ticket {
-            if !ticket.is_match(request.reason) {
-                return Err(Refusal::TicketMissing { pattern: ticket.as_str().to_owned(), rule: rule.number() });
-            }
+        if let Some(ticket) = rule.ticket.as_ref().filter(|_| !rule.reason_names_ticket(request.reason)) {
+            return Err(Refusal::TicketMissing { pattern: ticket.as_str().to_owned(), rule: rule.number() });
         }
         if request.break_glass {
             if !rule.break_glass {

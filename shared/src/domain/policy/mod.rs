@@ -40,7 +40,7 @@ pub struct Rule {
     pub eligible: Eligibility,
     pub max_duration: GrantDuration,
     pub approval: Approval,
-    /// The reason must contain a match.
+    /// The reason must name a ticket: see [`Rule::reason_names_ticket`].
     pub ticket: Option<regex_lite::Regex>,
     pub break_glass: bool,
     pub remind_before: Option<GrantDuration>,
@@ -49,6 +49,24 @@ pub struct Rule {
     /// Slack approvals (optional): the channel its requests are posted to, rather than a
     /// direct message to each approver. A channel id (`C0123ABCD`) or `#name`.
     pub slack_channel: Option<String>,
+}
+
+impl Rule {
+    /// Whether `reason` satisfies the rule's `ticket` (always, without one): the pattern matches
+    /// the whole reason or one of its words (split at white space, with the punctuation around a
+    /// word dropped). So an anchored pattern such as `^INC-[0-9]+$` means "a ticket reference
+    /// somewhere in the reason" (`INC-4711: restore the orders table`), as people write it,
+    /// without the reason having to be the bare reference.
+    pub fn reason_names_ticket(&self, reason: &str) -> bool {
+        let Some(ticket) = &self.ticket else { return true };
+        ticket.is_match(reason)
+            || reason
+                .split_whitespace()
+                .map(|word| {
+                    word.trim_matches(|c: char| c.is_ascii_punctuation() && !matches!(c, '#' | '-' | '_' | '/'))
+                })
+                .any(|word| !word.is_empty() && ticket.is_match(word))
+    }
 }
 
 /// How a rule names groups: a glob on the name, or a JumpCloud id.

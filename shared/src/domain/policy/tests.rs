@@ -173,6 +173,21 @@ fn evaluate(
 }
 
 #[test]
+fn a_ticket_pattern_is_matched_by_the_reason_or_one_of_its_words() {
+    let policy = parse_policy(EXAMPLE).unwrap();
+    let rule = &policy.rules[0];
+    assert_eq!(rule.ticket.as_ref().map(|t| t.as_str()), Some("^INC-[0-9]+$"), "anchored, as people write it");
+    for named in ["INC-4711", "INC-4711 restore the orders table", "restore (INC-4711), urgently", "see INC-12."] {
+        assert!(rule.reason_names_ticket(named), "{named:?} names a ticket");
+    }
+    for unnamed in ["because", "INC-", "xINC-4711 restore", "INC-4711x", "INC 4711", ""] {
+        assert!(!rule.reason_names_ticket(unnamed), "{unnamed:?} names no ticket");
+    }
+    let engineer = person("u1", "eve@corp.com", &["engineering"]);
+    assert!(evaluate(&policy, &engineer, "prod-db-admins", "1h", "INC-4711: restore a table", false).is_ok());
+}
+
+#[test]
 fn each_policy_path_decides_as_the_rule_says() {
     let policy = parse_policy(EXAMPLE).unwrap();
     let engineer = person("u1", "eve@corp.com", &["engineering"]);
