@@ -139,7 +139,7 @@ say "5. the local schedule runner starts (it delivers due expiry schedules, and 
 start_background runner "$JIT_BIN/jitctl" run-schedules --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --sweep-every 20
 "$VENV/bin/python" "$ROOT/scripts/walkthrough.py" "http://127.0.0.1:$LAMBDA_PORT" "$SIM_URL" "$API_URL" "$OIDC_ISSUER" "$OIDC_CLIENT_ID"
 
-say "10. the operator CLI: jitctl grant, grants list, revoke (early), audit"
+say "11. the operator CLI: jitctl grant, grants list, revoke (early), audit"
 JITCTL="$JIT_BIN/jitctl"
 export RUST_LOG=warn   # the commands' own output, without the info logs
 # A third user who is not a member yet (the walk-through used the first two).

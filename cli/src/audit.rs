@@ -109,8 +109,18 @@ fn as_json(report: &AuditVerification) -> serde_json::Value {
     })
 }
 
+/// `1 grant`, `2 grants`.
+fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
+}
+
 fn print_report(report: &AuditVerification) {
-    println!("checked {} grants ({} records) and {} sealed days", report.grants, report.records, report.seals);
+    println!(
+        "checked {} ({}) and {}",
+        count(report.grants, "grant"),
+        count(report.records, "record"),
+        count(report.seals, "sealed day")
+    );
     if report.unchained > 0 {
         println!("{} records were written before audit chains existed: not verifiable", report.unchained);
     }
