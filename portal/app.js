@@ -579,7 +579,7 @@ function cardHeading(grant, id) {
 
 function activeCard(grant) {
   const headingId = nextId('grant');
-  const card = h('li', { class: 'card', 'data-testid': 'grant-card', 'data-status': grant.status, 'data-group': grant.group.name, 'aria-labelledby': headingId });
+  const card = h('li', { class: 'card', 'data-testid': 'grant-card', 'data-grant-id': grant.id, 'data-status': grant.status, 'data-group': grant.group.name, 'aria-labelledby': headingId });
   const ext = grant.pending_extension;
   const extendButton = h('button', { type: 'button', class: 'secondary', 'aria-expanded': 'false', 'data-testid': 'extend' }, 'Extend', hidden(` access to ${grant.group.name}`));
   const giveUp = h('button', { type: 'button', class: 'danger', 'data-testid': 'give-up' }, 'Give up', hidden(` access to ${grant.group.name}`));
@@ -661,7 +661,7 @@ function pendingCard(grant) {
       byId('page').querySelector('h1').focus();
     });
   });
-  return h('li', { class: 'card', 'data-testid': 'grant-card', 'data-status': grant.status, 'data-group': grant.group.name, 'aria-labelledby': headingId },
+  return h('li', { class: 'card', 'data-testid': 'grant-card', 'data-grant-id': grant.id, 'data-status': grant.status, 'data-group': grant.group.name, 'aria-labelledby': headingId },
     cardHeading(grant, headingId),
     details([
       ['Duration', words(parseDuration(grant.duration))],

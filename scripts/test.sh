@@ -56,9 +56,11 @@ export JIT_TEST_AWS_ENDPOINT="$AWS_ENDPOINT_URL"
 say "unit and integration tests"
 cargo test --workspace --locked
 
-say "the portal in headless Chromium: loads, no CSP violation, sign-in round trip, each page (tests/browser/)"
+say "the portal in headless Chromium: loads, no CSP violation, sign-in round trip, each page, end to end (tests/browser/)"
 ensure_browser_tools
-cargo build --locked -p integration-tests --bin portal-serve
+cargo build --locked -p integration-tests --bin portal-serve --bin portal-e2e-stack
 export PORTAL_SERVE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/portal-serve"
 node tests/browser/smoke.mjs
 node tests/browser/pages.mjs
+# The real stack: moto (JIT_TEST_AWS_ENDPOINT), the simulator, the local issuer and API, the handlers.
+node tests/browser/e2e.mjs

@@ -10,23 +10,13 @@
 // - administration for admins only: active grants, sync status, audit search;
 // - on every page: one h1, focused after navigation; every field labelled; no CSP violation,
 //   no script error. Screenshots of each page go to .local/browser/.
-// The end-to-end tests against the real API, signed in at a local issuer, come with issue 11's
-// points 2 and 3.
+// e2e.mjs runs the same pages against the real handlers, signed in at the local issuer.
 //
 // Usage: PORTAL_SERVE=target/debug/portal-serve node tests/browser/pages.mjs
 
-import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { checkPage, launchBrowser, navigate, newTab, run, startPortalServe, stop } from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const ARTIFACTS = path.join(ROOT, '.local', 'browser');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SERVER = process.env.PORTAL_SERVE || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug', 'portal-serve');
 const ISSUER = 'http://127.0.0.1:9/issuer';
 const CLIENT_ID = 'portal-pages';
 
@@ -52,38 +42,15 @@ function grant(fields) {
   };
 }
 
-function startPortal() {
-  assert.ok(fs.existsSync(SERVER), `no ${SERVER}: cargo build -p integration-tests --bin portal-serve`);
-  const child = spawn(SERVER, [], {
-    env: {
-      PATH: process.env.PATH, OIDC_ISSUER: ISSUER, OIDC_CLIENT_ID: CLIENT_ID, AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
-      AWS_EC2_METADATA_DISABLED: 'true',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code) => reject(new Error(`portal-serve exited (${code})`)));
-    readline.createInterface({ input: child.stdout }).on('line', (line) => {
-      const match = /^portal: (http:\/\/\S+)$/.exec(line);
-      if (match) resolve({ child, url: match[1] });
-    });
-  });
-}
-
 /** A browser tab signed in as `email`, the API answered by `api(method, path, params, body, headers)`. */
 async function signedIn(browser, portalUrl, email, api) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const problems = [];
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(m.text()); });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  // The 4xx answered on purpose (a 422's detail shown) log console errors: expected.
+  const tab = await newTab(browser, /status of 4\d\d/);
+  const { page, problems } = tab;
   const now = Math.floor(Date.now() / 1000);
   const claims = { iss: ISSUER, aud: CLIENT_ID, sub: `sub-${email.split('@')[0]}`, email, exp: now + 3600, iat: now };
   const token = `eyJhbGciOiJub25lIn0.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.`;
   await page.addInitScript(([session]) => {
-    window.__violations = [];
-    document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
     if (!sessionStorage.getItem('jit.session')) sessionStorage.setItem('jit.session', session);
   }, [JSON.stringify({ idToken: token, claims })]);
   const sent = [];
@@ -99,43 +66,12 @@ async function signedIn(browser, portalUrl, email, api) {
     await route.fulfill({ status, contentType: type, body: JSON.stringify(answer) });
   });
   await page.goto(portalUrl);
-  return { page, problems, sent };
+  return { ...tab, sent };
 }
 
-/** What every page keeps to: one h1; every field labelled; no CSP violation or script error. */
-async function checkPage(tab, name) {
-  const { page, problems } = tab;
-  assert.equal(await page.locator('h1').count(), 1, `${name}: one h1`);
-  const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button')]
-    .filter((el) => el.offsetParent !== null)
-    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !(el.tagName === 'BUTTON' && el.textContent.trim()))
-    .map((el) => el.outerHTML));
-  assert.deepEqual(unlabelled, [], `${name}: unlabelled controls`);
-  assert.deepEqual(await page.evaluate(() => window.__violations), [], `${name}: CSP violations`);
-  assert.deepEqual(problems, [], `${name}: console errors`);
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
-
-/** Navigates with the keyboard (focus the link, Enter) and checks that focus lands on the h1. */
-async function navigate(page, link, heading) {
-  await page.getByRole('link', { name: link, exact: true }).focus();
-  await page.keyboard.press('Enter');
-  await page.getByRole('heading', { level: 1, name: heading }).waitFor();
-  await page.waitForFunction((h) => document.activeElement && document.activeElement.tagName === 'H1'
-    && document.activeElement.textContent === h, heading);
-}
-
-const portal = await startPortal();
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
-let failed = null;
-try {
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-
+const portal = await startPortalServe(ISSUER, CLIENT_ID);
+const browser = await launchBrowser();
+await run(async () => {
   // --- bob, a requester -------------------------------------------------------------------
   let rejectNext = false;
   let active = [grant({})];
@@ -256,14 +192,7 @@ try {
   assert.deepEqual(dave.sent.find((s) => s.path === '/audit').params, { grant: '3f9a1c2e-5b7d-4e8f-9a0b-000000000001' });
   await checkPage(dave, 'administration');
   console.log('browser page tests: passed (screenshots in .local/browser/)');
-} catch (error) {
-  failed = error;
-} finally {
+}, async () => {
   await browser.close();
-  portal.child.removeAllListeners('exit');
-  portal.child.kill();
-}
-if (failed) {
-  console.error(failed);
-  process.exit(1);
-}
+  stop(portal.child);
+}, { browser, prefix: 'pages' });

@@ -4,7 +4,7 @@
 // - sign-in runs authorization code + PKCE against a stand-in issuer started here, which checks
 //   the S256 challenge against the verifier, and the ID token goes to the API as the bearer
 //   token (portal-serve verifies no token, so the API answers 401 and the page asks to sign in
-//   again: the local JWT-verifying gateway is issue 11's point 2);
+//   again; e2e.mjs signs in for real, through the local issuer and the JWT-checking local API);
 // - a sign-in answer whose `state` was not issued here is refused;
 // - prints the first load's transferred bytes (asserted under 100 KB) and its time to interactive.
 //
@@ -12,21 +12,13 @@
 // (scripts/test.sh builds portal-serve and installs Chromium and playwright-core first).
 // Screenshots go to .local/browser/.
 
-import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { ARTIFACTS, launchBrowser, newTab, run, startPortalServe, stop } from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const ARTIFACTS = path.join(ROOT, '.local', 'browser');
 const CLIENT_ID = 'portal-smoke';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SERVER = process.env.PORTAL_SERVE || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug', 'portal-serve');
 
 const b64url = (buffer) => Buffer.from(buffer).toString('base64url');
 
@@ -90,48 +82,13 @@ function startIssuer() {
   }));
 }
 
-/** portal-serve on a free port, with the stand-in issuer as OIDC_ISSUER. */
-function startPortal(issuerUrl) {
-  assert.ok(fs.existsSync(SERVER), `no ${SERVER}: cargo build -p integration-tests --bin portal-serve`);
-  const child = spawn(SERVER, [], {
-    env: {
-      PATH: process.env.PATH, OIDC_ISSUER: issuerUrl, OIDC_CLIENT_ID: CLIENT_ID, AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
-      AWS_EC2_METADATA_DISABLED: 'true',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code) => reject(new Error(`portal-serve exited (${code})`)));
-    readline.createInterface({ input: child.stdout }).on('line', (line) => {
-      const match = /^portal: (http:\/\/\S+)$/.exec(line);
-      if (match) resolve({ child, url: match[1] });
-    });
-  });
-}
-
 const issuer = await startIssuer();
-const portal = await startPortal(issuer.url);
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  // As ../shared/.library's machine notes say: no sandbox as root, no background connections
-  // (this machine's network is closed), a fresh profile.
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
-const failures = [];
-try {
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const consoleErrors = [];
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
-  await page.addInitScript(() => {
-    window.__violations = [];
-    document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
-  });
+const portal = await startPortalServe(issuer.url, CLIENT_ID);
+const browser = await launchBrowser();
+await run(async () => {
+  // The 401 of /me is expected: portal-serve verifies no token.
+  const tab = await newTab(browser, /status of 401/);
+  const { context, page } = tab;
 
   // First load: transferred bytes (headers included) of every request, and time to interactive.
   const cdp = await context.newCDPSession(page);
@@ -196,19 +153,10 @@ try {
 
   const violations = await page.evaluate(() => window.__violations);
   assert.deepEqual(violations, [], 'Content-Security-Policy violations');
-  const unexpected = consoleErrors.filter((m) => !/status of 401/.test(m));
-  assert.deepEqual(unexpected, [], 'console errors (the 401 of /me is expected)');
-  assert.ok(!consoleErrors.some((m) => /Content.Security.Policy|Trusted Type/i.test(m)), consoleErrors.join('\n'));
+  assert.deepEqual(tab.problems, [], 'console errors (but the 401 of /me)');
   console.log('browser smoke test: passed');
-} catch (error) {
-  failures.push(error);
-} finally {
+}, async () => {
   await browser.close();
-  portal.child.removeAllListeners('exit');
-  portal.child.kill();
+  stop(portal.child);
   issuer.server.close();
-}
-if (failures.length) {
-  console.error(failures[0]);
-  process.exit(1);
-}
+}, { browser, prefix: 'smoke' });

@@ -18,6 +18,7 @@ use std::{
 pub use jumpcloud_sim;
 
 pub mod bench;
+pub mod functions;
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {

@@ -1,9 +1,8 @@
 //! The grant lifecycle end to end: the real `grant` and `revoke` handlers and adapters, moto's
 //! server (DynamoDB, Scheduler, EventBridge), the JumpCloud simulator, the real SDK.
 
-use integration_tests::{event, http_response, lambda_event, unique, Stack};
+use integration_tests::{event, functions::Functions, http_response, lambda_event, Stack};
 use jit_shared::{
-    adapters::setup,
     clock::ManualClock,
     handlers::{grant::GrantHandler, revoke::RevokeHandler},
     wiring::{Function, Lifecycle},
@@ -19,8 +18,9 @@ const SHADOW_KEY: &str = "evil-org-key-77aa";
 struct World {
     stack: Stack,
     sim: RunningSimulator,
-    grant: GrantHandler,
-    revoke: RevokeHandler,
+    functions: Functions,
+    grant: Arc<GrantHandler>,
+    revoke: Arc<RevokeHandler>,
     clock: Arc<ManualClock>,
     schedule_group: String,
     alice: String,
@@ -42,35 +42,20 @@ async fn world() -> World {
     org.add_group(Group::new("prod-auto").with_method(MembershipMethod::DynamicAutomated));
     let sim = Simulator::start(vec![org, Org::new(SHADOW_KEY)]).await.unwrap();
     stack.integration("corp", KEY).await;
-    let (schedule_group, bus) = (unique("sg"), unique("bus"));
-    setup::ensure_schedule_group(&aws_sdk_scheduler::Client::new(&stack.sdk), &schedule_group).await.unwrap();
-    setup::ensure_event_bus(&aws_sdk_eventbridge::Client::new(&stack.sdk), &bus).await.unwrap();
-    let config = stack.config(
-        &sim.url(),
-        &[
-            ("SCHEDULE_GROUP", &schedule_group),
-            ("EVENT_BUS_NAME", &bus),
-            ("REVOKE_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:revoke"),
-            ("SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/jit-access-scheduler"),
-            ("REQUESTABLE_GROUPS", "prod-*"),
-        ],
-    );
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-    let lifecycle = |function| {
-        let built = Lifecycle::from_config(&stack.sdk, &config, function).expect("lifecycle");
-        Arc::new(Lifecycle { clock: clock.clone(), ..built })
-    };
+    let functions = Functions::new(&stack, &sim.url(), &[], Some(clock.clone())).await;
     World {
-        grant: GrantHandler { lifecycle: lifecycle(Function::Grant) },
-        revoke: RevokeHandler { lifecycle: lifecycle(Function::Revoke) },
+        grant: functions.grant.clone(),
+        revoke: functions.revoke.clone(),
         stack,
         sim,
         clock,
-        schedule_group,
+        schedule_group: functions.schedule_group.clone(),
         alice,
         bob,
         db,
-        config,
+        config: functions.config.clone(),
+        functions,
     }
 }
 
@@ -256,20 +241,11 @@ fn signed_in(mut e: Value, email: &str, body: Option<Value>) -> Value {
 /// synced directory from a real sync, alice's request pending until her manager approves it.
 #[tokio::test]
 async fn a_request_waits_for_the_managers_approval_through_the_real_handlers() {
-    use jit_shared::{clock::Clock, domain::policy::parse_policy, handlers::sync::SyncHandler, ports::PolicyChange};
+    use jit_shared::clock::Clock;
     let w = world().await;
-    let sync = SyncHandler::from_config(&w.stack.sdk, &w.config).unwrap();
-    let synced = sync.handle(lambda_event(integration_tests::http_event("POST", "/sync", Some("{}")))).await.unwrap();
-    assert_eq!(http_response(&synced).0, 200);
+    w.functions.sync_now().await;
     let document = "version: 1\nrules:\n  - groups: [\"prod-db-*\"]\n    eligible: everyone\n    max_duration: 4h\n    approval: {approvers: [manager], required: 1, timeout: 1h}\n";
-    let change = PolicyChange {
-        document: document.into(),
-        policy: Arc::new(parse_policy(document).unwrap()),
-        previous: None,
-        by: "test".into(),
-        at: w.clock.now(),
-    };
-    w.grant.lifecycle.policy_store.apply(&change).await.unwrap();
+    w.functions.apply_policy(document).await;
 
     let ask = serde_json::json!({"group": "prod-db-admins", "duration": "2h", "reason": "INC-7 replica"});
     let (status, request) = call_grant(&w, signed_in(event("grant-create.json"), "alice@example.com", Some(ask))).await;

@@ -4,15 +4,10 @@
 //! not pass API Gateway never reaches a handler.
 
 use async_trait::async_trait;
-use integration_tests::{event, http_response, lambda_event, unique, Stack};
+use integration_tests::{event, functions::Functions, http_response, lambda_event, unique, Stack};
 use jit_local_api::{Handlers, InvokeError, Invoker, JwtConfiguration, LocalApiConfig, RouteTable, RunningLocalApi};
 use jit_oidc_issuer::{ClientRegistration, IssuerConfig, RunningIssuer, UserSource};
-use jit_shared::{
-    adapters::setup,
-    clock::ManualClock,
-    handlers::{grant::GrantHandler, revoke::RevokeHandler, sync::SyncHandler},
-    wiring::{Function, Lifecycle},
-};
+use jit_shared::{clock::ManualClock, handlers::grant::GrantHandler};
 use jumpcloud_sim::{Group, Org, RunningSimulator, Simulator, User};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -57,29 +52,10 @@ async fn world() -> World {
     org.add_group(Group::new("prod-db-admins"));
     let sim = Simulator::start(vec![org]).await.unwrap();
     stack.integration("corp", KEY).await;
-    let (schedule_group, bus) = (unique("sg"), unique("bus"));
-    setup::ensure_schedule_group(&aws_sdk_scheduler::Client::new(&stack.sdk), &schedule_group).await.unwrap();
-    setup::ensure_event_bus(&aws_sdk_eventbridge::Client::new(&stack.sdk), &bus).await.unwrap();
-    let config = stack.config(
-        &sim.url(),
-        &[
-            ("SCHEDULE_GROUP", &schedule_group),
-            ("EVENT_BUS_NAME", &bus),
-            ("REVOKE_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:revoke"),
-            ("SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/jit-access-scheduler"),
-            ("REQUESTABLE_GROUPS", "prod-*"),
-        ],
-    );
-    let lifecycle = |function| Arc::new(Lifecycle::from_config(&stack.sdk, &config, function).expect("lifecycle"));
-    let grant = Arc::new(GrantHandler { lifecycle: lifecycle(Function::Grant) });
-    let handlers = Handlers {
-        grant: grant.clone(),
-        revoke: Arc::new(RevokeHandler { lifecycle: lifecycle(Function::Revoke) }),
-        sync: Arc::new(SyncHandler::from_config(&stack.sdk, &config).unwrap()),
-    };
+    let functions = Functions::new(&stack, &sim.url(), &[], None).await;
     // The directory the callers resolve against (the sample event's caller is the admin).
-    let synced = handlers.sync.handle(lambda_event(event("sync-http-post.json"))).await.unwrap();
-    assert_eq!(http_response(&synced).0, 200, "{synced}");
+    functions.sync_now().await;
+    let (grant, handlers) = (functions.grant.clone(), functions.handlers());
 
     let issuer = jit_oidc_issuer::start(IssuerConfig::new(
         vec![
