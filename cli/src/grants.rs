@@ -237,17 +237,7 @@ pub async fn audit(sdk: &aws_config::SdkConfig, config: &Config, args: AuditArgs
             if from >= to {
                 bail!("--since ({from}) must be before --until ({to})");
             }
-            let mut records = Vec::new();
-            let mut next = None;
-            loop {
-                let page = lifecycle.store.audit_between(from, to, 100, next.as_deref()).await?;
-                records.extend(page.records);
-                next = page.next;
-                if next.is_none() {
-                    break;
-                }
-            }
-            records
+            jit_shared::domain::audit::records_between(lifecycle.store.as_ref(), from, to).await?
         }
         (None, None) => unreachable!("clap requires --grant or --since"),
     };

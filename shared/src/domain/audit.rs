@@ -166,8 +166,8 @@ fn start_of(day: NaiveDate) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
 }
 
-/// Every record with `from <= at < to`, in the per-day index's order.
-async fn records_between(
+/// Every record with `from <= at < to`, in the per-day index's order (all pages).
+pub async fn records_between(
     store: &dyn GrantStore,
     from: DateTime<Utc>,
     to: DateTime<Utc>,

@@ -256,6 +256,27 @@ impl Stack {
         }
     }
 
+    /// Every item of one partition, in sort-key order (strongly consistent, all pages).
+    pub async fn partition(
+        &self,
+        pk: &str,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let pages = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Vec<_>>()
+            .await;
+        pages.into_iter().map(|item| item.expect("partition query")).collect()
+    }
+
     pub async fn item(
         &self,
         pk: &str,

@@ -58,18 +58,7 @@ impl Trail {
 
     /// Every item of a grant's audit partition (records and the chain's head), by sort key.
     async fn items(&self, grant_id: &str) -> Vec<Item> {
-        let out = self
-            .stack
-            .dynamodb
-            .query()
-            .table_name(&self.stack.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("AUDIT#{grant_id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap();
-        out.items().to_vec()
+        self.stack.partition(&format!("AUDIT#{grant_id}")).await
     }
 
     async fn put_raw(&self, item: Item) {

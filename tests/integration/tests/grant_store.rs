@@ -123,18 +123,9 @@ impl Db {
 
     /// Every lease of an integration: holders, preexisting, lock owner.
     async fn leases(&self, integration: &str) -> BTreeMap<LeaseKey, (BTreeSet<String>, bool, Option<String>)> {
-        let out = self
-            .stack
-            .dynamodb
-            .query()
-            .table_name(&self.stack.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("LEASE#{integration}")))
-            .consistent_read(true)
-            .send()
+        self.stack
+            .partition(&format!("LEASE#{integration}"))
             .await
-            .unwrap();
-        out.items()
             .iter()
             .map(|item| {
                 let (group_id, user_id) = item["sk"].as_s().unwrap().split_once('#').unwrap();

@@ -11,6 +11,7 @@
 
 use super::{
     items::{audit_item, from_item, s, stored_form},
+    paging::Query,
     transactions::{Expr, Write},
     DynamoGrantStore, Item, KIND, PK, SK, TRANSACTION_ITEMS,
 };
@@ -153,40 +154,21 @@ impl DynamoGrantStore {
     }
 
     pub(super) async fn seals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DaySeal>, GrantStoreError> {
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(keys::AUDIT_SEALS))
-            .expression_attribute_values(":from", s(keys::audit_seal_sort(from)))
-            .expression_attribute_values(":to", s(keys::audit_seal_sort(to)))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Vec<_>>()
-            .await;
-        output.into_iter().map(|item| Ok(from_item(item.map_err(super::aws)?)?)).collect()
+        let expr = Expr::default()
+            .names(&[PK, SK])
+            .value(":pk", s(keys::AUDIT_SEALS))
+            .value(":from", s(keys::audit_seal_sort(from)))
+            .value(":to", s(keys::audit_seal_sort(to)));
+        let query = Query { consistent: true, ..Query::new(None, "#pk = :pk AND #sk BETWEEN :from AND :to", expr) };
+        self.query_all(&query).await
     }
 
     pub(super) async fn last_seal(&self) -> Result<Option<DaySeal>, GrantStoreError> {
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", s(keys::AUDIT_SEALS))
-            .scan_index_forward(false)
-            .limit(1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(super::aws)?;
-        output.items.unwrap_or_default().into_iter().next().map(from_item).transpose().map_err(Into::into)
+        let expr = Expr::default().names(&[PK]).value(":pk", s(keys::AUDIT_SEALS));
+        let query = Query { consistent: true, newest_first: true, ..Query::new(None, "#pk = :pk", expr) };
+        let mut found = Vec::with_capacity(2);
+        self.read_page(&query, None, 1, &mut found).await?;
+        Ok(found.pop())
     }
 
     pub(super) async fn put_seal(&self, seal: &DaySeal) -> Result<(), GrantStoreError> {
