@@ -7,14 +7,13 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use jit_local_api::{Auth, JwtConfiguration, LambdaWatch, LocalApiConfig, RouteTable};
+use jit_oidc_issuer::process;
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::Arc,
 };
-use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,10 +58,7 @@ fn parse_condition(value: &str) -> Result<(String, bool), String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    process::init_logging();
     let args = Args::parse();
     if !args.host.is_loopback() {
         bail!("--host {} is not a loopback address", args.host);
@@ -93,19 +89,9 @@ async fn main() -> anyhow::Result<()> {
     config.addr = SocketAddr::new(args.host, args.port);
     config.api_id = args.api_id;
 
-    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let stopped = process::stop_signal()?;
     let api = jit_local_api::start(config, Arc::new(LambdaWatch::new(args.lambda_url))).await?;
-    if let Some(path) = &args.port_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, api.addr().port().to_string()).with_context(|| format!("writing {}", path.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    }
-    println!("jit-local-api listening on {}", api.url());
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down");
+    process::announce("jit-local-api", api.addr(), args.port_file.as_deref())?;
+    stopped.await;
     api.shutdown().await
 }

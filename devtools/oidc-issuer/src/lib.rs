@@ -34,6 +34,7 @@ pub mod clock;
 pub mod flow;
 pub mod jwt;
 mod pages;
+pub mod process;
 mod server;
 pub mod users;
 

@@ -3,16 +3,14 @@
 //! Prints `jit-oidc-issuer listening on http://HOST:PORT` on stdout once ready (logs go to stderr),
 //! and stops on SIGINT or SIGTERM. Loopback only: anyone listed signs in without a password.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
-use jit_oidc_issuer::{ClientRegistration, IssuerConfig, SignInUser, UserSource};
+use jit_oidc_issuer::{process, ClientRegistration, IssuerConfig, SignInUser, UserSource};
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     time::Duration,
 };
-use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A local OpenID Connect issuer for development and tests (never for production)")]
@@ -65,10 +63,7 @@ fn parse_user(value: &str) -> Result<SignInUser, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    process::init_logging();
     let args = Args::parse();
     if !args.host.is_loopback() {
         bail!("--host {} is not a loopback address: this issuer signs anyone in without a password", args.host);
@@ -83,20 +78,9 @@ async fn main() -> anyhow::Result<()> {
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.code_ttl = Duration::from_secs(args.code_ttl_secs);
 
-    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let stopped = process::stop_signal()?;
     let issuer = jit_oidc_issuer::start(config).await?;
-    if let Some(path) = &args.port_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, issuer.addr().port().to_string())
-            .with_context(|| format!("writing {}", path.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    }
-    println!("jit-oidc-issuer listening on {}", issuer.url());
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down");
+    process::announce("jit-oidc-issuer", issuer.addr(), args.port_file.as_deref())?;
+    stopped.await;
     issuer.shutdown().await
 }
