@@ -48,6 +48,12 @@ CHECKOV_VENV="$ROOT/.venv-checkov"
 CHECKOV_REQUIREMENTS="checkov==3.3.30"
 ensure_checkov_venv() { ensure_python_env "$CHECKOV_VENV" "$CHECKOV_REQUIREMENTS" "the template's security scan"; }
 
+# schemathesis, the API's contract fuzzer (tests/api/fuzz.py). Its own venv: it pins hypothesis,
+# jsonschema and friends that nothing else here needs.
+FUZZ_VENV="$ROOT/.venv-schemathesis"
+FUZZ_REQUIREMENTS="schemathesis==4.32.5"
+ensure_fuzz_venv() { ensure_python_env "$FUZZ_VENV" "$FUZZ_REQUIREMENTS" "the API's contract fuzzer"; }
+
 # cargo-audit, built once from crates.io into .tools/ (about 8 minutes on 2 cores).
 CARGO_AUDIT_VERSION=0.22.0
 ensure_cargo_audit() {

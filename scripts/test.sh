@@ -58,9 +58,13 @@ cargo test --workspace --locked
 
 say "the portal in headless Chromium: loads, no CSP violation, sign-in round trip, each page, end to end (tests/browser/)"
 ensure_browser_tools
-cargo build --locked -p integration-tests --bin portal-serve --bin portal-e2e-stack
+cargo build --locked -p integration-tests --bin portal-serve --bin e2e-stack
 export PORTAL_SERVE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/portal-serve"
 node tests/browser/smoke.mjs
 node tests/browser/pages.mjs
 # The real stack: moto (JIT_TEST_AWS_ENDPOINT), the simulator, the local issuer and API, the handlers.
 node tests/browser/e2e.mjs
+
+say "the API's contract under schemathesis: the real handlers behind the local API, as a user the policy allows nothing and as an admin (tests/api/fuzz.py)"
+ensure_fuzz_venv
+"$FUZZ_VENV/bin/python" tests/api/fuzz.py

@@ -1,4 +1,4 @@
-// The portal end to end in headless Chromium, nothing faked: portal-e2e-stack runs moto's
+// The portal end to end in headless Chromium, nothing faked: e2e-stack runs moto's
 // server, the JumpCloud simulator, the local OIDC issuer, and the local API (ID tokens checked as
 // API Gateway's JWT authorizer does) in front of the real handlers. People sign in at the
 // issuer's form, by authorization code + PKCE, and act through the portal's pages only:
@@ -12,14 +12,14 @@
 // Each page is checked (one h1, labelled controls, no CSP violation or script error) and kept as
 // a screenshot in .local/browser/e2e-*.png.
 //
-// Usage: node tests/browser/e2e.mjs (after `cargo build -p integration-tests --bin portal-e2e-stack`;
+// Usage: node tests/browser/e2e.mjs (after `cargo build -p integration-tests --bin e2e-stack`;
 // JIT_TEST_AWS_ENDPOINT names a running moto server, else the stack starts one from the venv).
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { ARTIFACTS, checkPage, launchBrowser, navigate, newTab, run, startReady, stop, targetBinary } from './lib.mjs';
 
-const stack = await startReady(targetBinary('portal-e2e-stack'), [], process.env, /^portal-e2e-stack: (\{.*\})$/);
+const stack = await startReady(targetBinary('e2e-stack'), [], process.env, /^e2e-stack: (\{.*\})$/);
 const facts = JSON.parse(stack.match[1]);
 const { people, directory } = facts;
 const browser = await launchBrowser();

@@ -13,7 +13,7 @@ use crate::handlers::openapi::document;
 use serde_json::Value;
 
 /// Keywords that describe and do not constrain.
-const ANNOTATIONS: &[&str] = &["description", "default", "example", "title", "pattern", "bearerFormat"];
+const ANNOTATIONS: &[&str] = &["description", "default", "example", "examples", "title", "pattern", "bearerFormat"];
 const CHECKED: &[&str] = &[
     "type",
     "enum",
