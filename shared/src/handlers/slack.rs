@@ -3,7 +3,8 @@
 //! SigV4 or hold a token of ours); Slack's own signature is the authentication, checked before
 //! anything else of the request is read:
 //!
-//! 1. Slack approvals off (no secret carries the tag): 404, as if the route did not exist. A body
+//! 1. Slack approvals off (`SLACK_ENABLED` false, or no secret carries the tag): 404, as if the
+//!    route did not exist. A body
 //!    over [`MAX_INTERACTION_BYTES`]: 413.
 //! 2. `X-Slack-Signature` / `X-Slack-Request-Timestamp` checked against the raw body with the
 //!    signing secret, within five minutes of the function's clock (`adapters/slack/signature.rs`):

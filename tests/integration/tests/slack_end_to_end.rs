@@ -38,8 +38,19 @@ struct World {
     db: String,
 }
 
-/// A stack with the Slack secret tagged (`with_slack`) or not, the directory synced and `policy` applied.
-async fn world(policy: &str, with_slack: bool) -> World {
+/// How Slack is set up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slack {
+    /// `SLACK_ENABLED=true` and the secret tagged.
+    On,
+    /// `SLACK_ENABLED=true`, no secret yet.
+    NoSecret,
+    /// The secret tagged, but `SLACK_ENABLED` unset (the default: off).
+    Disabled,
+}
+
+/// A stack with Slack set up as `slack`, the directory synced and `policy` applied.
+async fn world(policy: &str, slack_setup: Slack) -> World {
     let stack = Stack::new().await;
     let mut org = Org::new(KEY);
     let bob = org.add_user(User::new("bob", "bob@example.com"));
@@ -60,7 +71,7 @@ async fn world(policy: &str, with_slack: bool) -> World {
         .with_channel(Channel::new("C0DBACCESS", "db-access", &members));
     let slack = FakeSlack::start(workspace).await.unwrap();
     let slack_tag = unique("slack-tag");
-    if with_slack {
+    if slack_setup != Slack::NoSecret {
         let value = json!({ "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET, "team_id": "T0CORP" });
         stack.secret(&value.to_string(), &[(&slack_tag, "true")]).await;
     }
@@ -68,9 +79,11 @@ async fn world(policy: &str, with_slack: bool) -> World {
     let (schedule_group, bus) = (unique("sg"), unique("bus"));
     setup::ensure_schedule_group(&aws_sdk_scheduler::Client::new(&stack.sdk), &schedule_group).await.unwrap();
     setup::ensure_event_bus(&aws_sdk_eventbridge::Client::new(&stack.sdk), &bus).await.unwrap();
+    let enabled = if slack_setup == Slack::Disabled { "" } else { "true" };
     let config = stack.config(
         &sim.url(),
         &[
+            ("SLACK_ENABLED", enabled),
             ("SCHEDULE_GROUP", &schedule_group),
             ("EVENT_BUS_NAME", &bus),
             ("REVOKE_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:revoke"),
@@ -176,7 +189,7 @@ impl World {
 
 #[tokio::test]
 async fn a_request_approved_in_slack_is_active_and_its_message_follows_it_to_the_end() {
-    let w = world(DM_POLICY, true).await;
+    let w = world(DM_POLICY, Slack::On).await;
     let id = w.request().await;
     // Posted to the approver, found by email, with the two buttons.
     let message = w.only_message();
@@ -216,7 +229,7 @@ async fn a_request_approved_in_slack_is_active_and_its_message_follows_it_to_the
 
 #[tokio::test]
 async fn in_the_rules_channel_a_non_approver_is_refused_and_the_expired_request_is_marked() {
-    let w = world(CHANNEL_POLICY, true).await;
+    let w = world(CHANNEL_POLICY, Slack::On).await;
     let id = w.request().await;
     let message = w.only_message();
     assert_eq!(message.channel, "C0DBACCESS", "the rule's slack_channel, not a direct message");
@@ -252,17 +265,21 @@ async fn in_the_rules_channel_a_non_approver_is_refused_and_the_expired_request_
 
 #[tokio::test]
 async fn slack_down_never_fails_a_request_and_without_its_secret_the_route_is_not_there() {
-    let w = world(DM_POLICY, true).await;
+    let w = world(DM_POLICY, Slack::On).await;
     w.fake.set_unavailable(true);
     let id = w.request().await;
     assert_eq!(w.status(&id).await, "pending_approval", "requested, whatever Slack says");
     assert!(w.fake.messages().is_empty());
     assert!(w.stack.item(&format!("SLACK#{id}"), "MESSAGES").await.is_none(), "nothing to update later");
 
-    let off = world(DM_POLICY, false).await;
-    let id = off.request().await;
-    assert!(off.fake.calls().is_empty(), "no Slack secret: Slack is never called");
     let click = SignedRequest { body: "payload=%7B%7D".into(), timestamp: "1".into(), signature: "v0=00".into() };
-    assert_eq!(off.call_grant(delivered(&click)).await.0, 404);
-    assert_eq!(off.status(&id).await, "pending_approval");
+    for (setup, why) in [(Slack::NoSecret, "no Slack secret"), (Slack::Disabled, "SLACK_ENABLED unset")] {
+        let off = world(DM_POLICY, setup).await;
+        let id = off.request().await;
+        assert!(off.fake.calls().is_empty(), "{why}: Slack is never called");
+        assert_eq!(off.call_grant(delivered(&click)).await.0, 404, "{why}");
+        assert_eq!(off.status(&id).await, "pending_approval");
+        // Disabled: no Slack adapter at all, so nothing that could look for its secret.
+        assert_eq!(off.grant.lifecycle.slack.is_none(), setup == Slack::Disabled, "{why}");
+    }
 }

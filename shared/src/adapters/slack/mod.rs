@@ -2,9 +2,9 @@
 //! to Slack with Approve / Deny buttons, the clicks come back to `POST /slack/interactions`
 //! (`handlers/slack.rs`), and the messages follow the request to its end.
 //!
-//! Slack is on when one Secrets Manager secret carries the tag `SLACK_SECRET_TAG_KEY` =
-//! `SLACK_SECRET_TAG_VALUE` (`jit-access-slack` = `true`) with `bot_token` and `signing_secret`
-//! ([`SlackAppSource`]; two such secrets: off, and logged). Nothing in the domain knows of
+//! Built only with `SLACK_ENABLED` (`wiring.rs`); then on when one Secrets Manager secret carries
+//! the tag `SLACK_SECRET_TAG_KEY` = `SLACK_SECRET_TAG_VALUE` (`jit-access-slack` = `true`) with
+//! `bot_token` and `signing_secret` ([`SlackAppSource`]; two such secrets: off, and logged). Nothing in the domain knows of
 //! Slack: [`SlackEventBus`] decorates the event bus, so every path that publishes a request's
 //! events (the API, `jitctl`, a Slack click, the request's expiry schedule and the sweep) drives the
 //! messages the same way, after EventBridge has the event:
