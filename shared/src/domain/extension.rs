@@ -198,6 +198,16 @@ async fn by_policy(
     }))
 }
 
+/// The caller as an approver of the grant's pending extension: one of that extension's approvers,
+/// never the grantee (who asked for it) nor the grant's requester ([`approver_of_among`]).
+pub fn approver_of_extension<'p>(
+    grant: &Grant,
+    caller: &'p Principal,
+) -> Result<&'p crate::domain::identity::PrincipalUser, RequestError> {
+    let Some(pending) = &grant.pending_extension else { return Err(RequestError::NotPending(grant.status)) };
+    approver_of_among(grant, caller, &pending.approvers)
+}
+
 /// Approves a grant's pending extension (`approve` on an active grant).
 pub(crate) async fn approve_extension(
     ctx: &GrantContext<'_>,
@@ -205,8 +215,8 @@ pub(crate) async fn approve_extension(
     caller: &Principal,
     comment: Option<String>,
 ) -> Result<Option<Grant>, RequestError> {
+    let me = approver_of_extension(&seen, caller)?;
     let Some(pending) = seen.pending_extension.clone() else { return Err(RequestError::NotPending(seen.status)) };
-    let me = approver_of_among(&seen, caller, &pending.approvers)?;
     let now = ctx.clock.now();
     let expires_at = seen.expiry();
     if now >= pending.request_expires_at || now >= expires_at {
@@ -260,8 +270,8 @@ pub(crate) async fn deny_extension(
     caller: &Principal,
     comment: String,
 ) -> Result<Option<Grant>, RequestError> {
+    let me = approver_of_extension(&seen, caller)?;
     let Some(pending) = seen.pending_extension.clone() else { return Err(RequestError::NotPending(seen.status)) };
-    let me = approver_of_among(&seen, caller, &pending.approvers)?;
     let now = ctx.clock.now();
     let mut next = seen.clone();
     next.revision += 1;

@@ -324,6 +324,24 @@ pub(crate) fn approver_of_among<'p>(
     Ok(me)
 }
 
+/// Whether the caller may decide something of `grant` now, as `approve` / `deny` would let them:
+/// a request awaiting approval, or an active grant's pending extension (by that extension's own
+/// approvers); never its requester or grantee, never past its timeout (nor, for an extension,
+/// past the grant's expiry). What `GET /grants?awaiting=me` lists.
+pub fn awaits(grant: &Grant, caller: &Principal, now: DateTime<Utc>) -> bool {
+    match grant.status {
+        GrantStatus::PendingApproval => {
+            approver_of(grant, caller).is_ok() && grant.request_expires_at.is_none_or(|t| now < t)
+        }
+        GrantStatus::Active => grant.pending_extension.as_ref().is_some_and(|pending| {
+            now < pending.request_expires_at
+                && now < grant.expiry()
+                && extension::approver_of_extension(grant, caller).is_ok()
+        }),
+        _ => false,
+    }
+}
+
 /// The checks every decision makes on the request it read.
 fn decidable(grant: &Grant, now: DateTime<Utc>) -> Result<(), RequestError> {
     if grant.status != GrantStatus::PendingApproval {
