@@ -10,7 +10,7 @@
 //! its expiry (moved with it); its delivery publishes `Grant Expiring Soon` if the grant is
 //! still active and due then.
 
-use super::grant::{publish, GrantContext, GrantError, MAX_REASON_CHARS};
+use super::grant::{publish, publish_extension_decision, GrantContext, GrantError, MAX_REASON_CHARS};
 use super::request::{approver_of_among, resolve_approvers, RequestError, CONFLICT_ATTEMPTS};
 use crate::{
     domain::identity::Principal,
@@ -230,6 +230,7 @@ pub(crate) async fn approve_extension(
     let mut approvals = pending.approvals.clone();
     approvals.push(Approval { by: me.email.clone(), at: now, comment: comment.clone() });
     let complete = approvals.len() >= pending.approvals_required as usize;
+    let decided = PendingExtension { approvals: approvals.clone(), ..pending.clone() };
     let (action, event) = if complete {
         next.expires_at = Some(expires_at + pending.duration.to_chrono());
         next.extensions.push(Extension {
@@ -241,7 +242,7 @@ pub(crate) async fn approve_extension(
         next.pending_extension = None;
         (AuditAction::Extended, Some(EventType::GrantExtended))
     } else {
-        next.pending_extension = Some(PendingExtension { approvals, ..pending.clone() });
+        next.pending_extension = Some(decided.clone());
         (AuditAction::Approved, None)
     };
     let audit = AuditRecord::new(&next, now, &caller.id, action, AuditOutcome::Succeeded)
@@ -258,7 +259,7 @@ pub(crate) async fn approve_extension(
     }
     if let Some(event) = event {
         moved(ctx, &next).await;
-        publish(ctx.events, event, &next, &caller.id, None, None).await;
+        publish_extension_decision(ctx.events, event, &next, &caller.id, &decided).await;
     }
     Ok(Some(next))
 }
@@ -284,7 +285,7 @@ pub(crate) async fn deny_extension(
         Err(GrantStoreError::Conflict(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    publish(ctx.events, EventType::RequestDenied, &next, &caller.id, None, None).await;
+    publish_extension_decision(ctx.events, EventType::RequestDenied, &next, &caller.id, &pending).await;
     Ok(Some(next))
 }
 

@@ -8,7 +8,13 @@ use integration_tests::{event, lambda_event, unique, Stack};
 use jit_shared::{
     adapters::setup,
     clock::{Clock, ManualClock},
-    domain::{model::AuditAction, policy::parse_policy},
+    domain::{
+        model::{
+            schedules::{expiry_schedule_expression, expiry_schedule_name},
+            AuditAction,
+        },
+        policy::parse_policy,
+    },
     handlers::{grant::GrantHandler, revoke::RevokeHandler, sync::SyncHandler},
     ports::PolicyChange,
     wiring::{Function, Lifecycle},
@@ -36,6 +42,7 @@ struct World {
     clock: Arc<ManualClock>,
     alice: String,
     db: String,
+    schedule_group: String,
 }
 
 /// How Slack is set up.
@@ -120,6 +127,7 @@ async fn world(policy: &str, slack_setup: Slack) -> World {
         clock,
         alice,
         db,
+        schedule_group,
     }
 }
 
@@ -131,6 +139,20 @@ fn alice_asks() -> Value {
     });
     e["headers"].as_object_mut().unwrap().remove("idempotency-key");
     e["body"] = json!({"group": "prod-db-admins", "duration": "2h", "reason": "INC-7 replica lag"}).to_string().into();
+    e
+}
+
+/// alice (signed in) asks for `duration` more of grant `id`.
+fn alice_extends(id: &str, duration: &str) -> Value {
+    let mut e = event("grant-extend.json");
+    let path = format!("/grants/{id}/extend");
+    e["rawPath"] = path.clone().into();
+    e["requestContext"]["http"]["path"] = path.into();
+    e["pathParameters"]["id"] = id.into();
+    e["requestContext"]["authorizer"] = json!({
+        "jwt": { "claims": { "iss": "https://sso.example.com", "sub": "alice", "email": "alice@example.com", "email_verified": "true" } }
+    });
+    e["body"] = json!({"duration": duration, "reason": "INC-7 the rebuild runs long"}).to_string().into();
     e
 }
 
@@ -225,6 +247,61 @@ async fn a_request_approved_in_slack_is_active_and_its_message_follows_it_to_the
         "updated at the approval, the activation and the expiry: {}",
         message.history.len()
     );
+}
+
+#[tokio::test]
+async fn an_extension_approved_in_slack_moves_the_grants_expiry_and_its_schedule() {
+    let w = world(DM_POLICY, Slack::On).await;
+    let id = w.request().await;
+    assert_eq!(w.click("U0BOB", "approve", None).await, 200);
+    let granted = w.grant.lifecycle.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(granted.status.as_str(), "active");
+    let expiry = granted.expires_at.unwrap();
+
+    // alice asks for an hour more: bob, her manager, gets a message of its own.
+    w.clock.advance(chrono::Duration::minutes(30));
+    let (status, pending) = w.call_grant(alice_extends(&id, "1h")).await;
+    assert_eq!(status, 202, "{pending}");
+    let messages = w.fake.messages();
+    assert_eq!(messages.len(), 2, "the request's message, then the extension's: {messages:?}");
+    let message = messages[1].clone();
+    assert_eq!(message.channel, SlackHandle::dm_channel("U0BOB"));
+    assert_eq!(message.buttons(), ["approve_extension", "deny_extension"]);
+    assert!(message.shown().contains("INC-7 the rebuild runs long"), "{}", message.shown());
+    let at = pending["pending_extension"]["at"].as_str().unwrap();
+    let subject = format!(
+        "SLACK#{id}#extension#{}",
+        chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    );
+    let stored = w.stack.item(&subject, "MESSAGES").await.expect("the extension's message is recorded apart");
+    assert_eq!(stored["messages"].as_l().unwrap().len(), 1);
+
+    // bob approves it in Slack: a signed click on the extension's message.
+    w.clock.advance(chrono::Duration::minutes(1));
+    let click = w.fake.click("U0BOB", &message, "approve_extension", None, w.clock.now().timestamp()).unwrap();
+    assert_eq!(w.call_grant(delivered(&click)).await.0, 200);
+    let extended = w.grant.lifecycle.store.get(&id).await.unwrap().unwrap();
+    let new_expiry = expiry + chrono::Duration::hours(1);
+    assert_eq!(extended.expires_at, Some(new_expiry), "the expiry moved by the hour");
+    assert!(extended.pending_extension.is_none());
+    let audit = w.grant.lifecycle.store.audit_for(&id).await.unwrap();
+    let record = audit.iter().find(|r| r.action == AuditAction::Extended).expect("the extension is audited");
+    assert_eq!(record.actor, "slack:U0BOB as bob@example.com");
+    // The expiry schedule moved with it.
+    let schedule = aws_sdk_scheduler::Client::new(&w.stack.sdk)
+        .get_schedule()
+        .group_name(&w.schedule_group)
+        .name(expiry_schedule_name(&id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schedule.schedule_expression(), Some(expiry_schedule_expression(new_expiry).as_str()));
+    // Both messages say so.
+    let messages = w.fake.messages();
+    assert!(messages[1].buttons().is_empty(), "decided: no buttons");
+    assert!(messages[1].shown().contains("Extended, approved by bob@example.com"), "{}", messages[1].shown());
+    assert!(messages[0].shown().contains(&new_expiry.timestamp().to_string()), "{}", messages[0].shown());
+    assert!(w.member());
 }
 
 #[tokio::test]
