@@ -140,7 +140,7 @@ async fn a_denied_request_and_a_cancelled_one_add_nothing() {
     assert_eq!(w.store.grants().len(), 2);
 }
 
-fn with_id_as(e: Value, id: &str, email: &str) -> Value {
+pub(super) fn with_id_as(e: Value, id: &str, email: &str) -> Value {
     let mut e = with_id(e, id);
     let sub = format!("sub-{}", email.split('@').next().unwrap());
     e["requestContext"]["authorizer"] = json!({

@@ -492,3 +492,19 @@ mod base64_engine {
         out
     }
 }
+
+#[tokio::test]
+async fn an_extension_left_pending_when_the_grant_ends_is_marked_moot() {
+    let (s, handler) = slack_world(None).await;
+    s.approved(&handler).await;
+    s.bob_extends(&handler, "INC-4711 not done").await;
+    let message = s.extension_message();
+    // bob gives his access up (revoke, wired with Slack as grant is).
+    let revoke = crate::handlers::revoke::RevokeHandler { lifecycle: handler.lifecycle.clone() };
+    let delete = super::requests::with_id_as(event("grant-revoke-http.json"), &s.id, "bob@example.com");
+    let (status, revoked, _) = split(revoke.handle(LambdaEvent::new(delete, Context::default())).await.unwrap());
+    assert_eq!((status, revoked["status"].as_str()), (200, Some("revoked")), "{revoked}");
+    let message = s.now_of(&message);
+    assert!(message.buttons().is_empty(), "nothing left to decide");
+    assert!(message.shown().contains("The grant ended before the extension was decided"), "{}", message.shown());
+}
