@@ -786,6 +786,16 @@ fn the_slack_route_is_signed_throttled_and_its_secret_read_by_tag() {
         assert_eq!(f["FilterPattern"], format!(r#"{{ $.event = "{pattern}" }}"#), "{id}");
         assert_eq!(f["MetricTransformations"][0]["MetricName"], metric, "{id}");
     }
+    // Their alarms: in the stack's namespace, with Slack on only.
+    for (alarm, metric) in
+        [("SlackFailuresAlarm", "SlackFailures"), ("SlackSignatureRefusalsAlarm", "SlackSignatureRefusals")]
+    {
+        let a = t.resource(alarm);
+        assert_eq!(a["Condition"], "SlackOn", "{alarm}");
+        assert_eq!(a["Properties"]["MetricName"], metric, "{alarm}");
+        assert_eq!(a["Properties"]["Namespace"], sub("JitAccess/${AWS::StackName}"), "{alarm}");
+        assert_eq!(a["Properties"]["TreatMissingData"], "notBreaching", "{alarm}");
+    }
     assert_eq!(
         t.0["Outputs"]["SlackInteractivityUrl"]["Value"],
         sub("${HttpApi.ApiEndpoint}/slack/interactions"),
@@ -862,6 +872,13 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
         assert_eq!(conflict["MetricTransformations"][0]["MetricName"], "IntegrationConflicts");
     }
     assert_eq!(alarms["IntegrationConflictAlarm"]["MetricName"], "IntegrationConflicts");
+    // Slack's (with Slack on): any failure; signature refusals only when they spike.
+    assert_eq!(alarms["SlackFailuresAlarm"]["MetricName"], "SlackFailures");
+    let refusals = alarms.remove("SlackSignatureRefusalsAlarm").expect("an alarm on refused Slack signatures");
+    assert_eq!(refusals["MetricName"], "SlackSignatureRefusals");
+    assert_eq!(refusals["ComparisonOperator"], "GreaterThanThreshold");
+    assert!(refusals["Threshold"].as_u64().unwrap() > 0, "a stale click now and then is no alarm");
+    assert_eq!(refusals["AlarmActions"], alarms["SlackFailuresAlarm"]["AlarmActions"]);
     assert_eq!(alarms["DeadLetterQueueAlarm"]["MetricName"], "ApproximateNumberOfMessagesVisible");
     assert_eq!(
         alarms["DeadLetterQueueAlarm"]["Dimensions"][0]["Value"],
