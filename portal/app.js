@@ -677,34 +677,59 @@ function pendingCard(grant) {
 // ---------------------------------------------------------------------------------------------
 // Approvals
 
+// Pages of what awaits the caller, followed to the end (a bounded number): the requests come
+// first, then the active grants whose extension awaits them.
+const APPROVAL_PAGES = 10;
+
 async function renderApprovals() {
-  const { data } = await api('GET', `grants${query({ awaiting: 'me', limit: '100' })}`);
-  const requests = data.grants || [];
+  const requests = [];
+  let next = null;
+  for (let page = 0; page < APPROVAL_PAGES && (page === 0 || next); page += 1) {
+    const { data } = await api('GET', `grants${query({ awaiting: 'me', limit: '100', next })}`);
+    requests.push(...(data.grants || []));
+    next = data.next;
+  }
   const heading = pageHeading('Approvals');
   if (!requests.length) {
     return [heading, h('p', { class: 'empty', 'data-testid': 'no-approvals' }, 'Nothing awaits your approval.')];
   }
-  return [heading, h('p', null, 'Requests you may approve or deny. A denial needs a comment.'),
+  return [heading, h('p', null, 'Requests and extensions you may approve or deny. A denial needs a comment.'),
     h('ul', { class: 'cards', 'data-testid': 'approval-list' }, requests.map(approvalCard))];
 }
+
+/** An extension awaiting approval: an active grant with a `pending_extension`. */
+const extensionOf = (grant) => (grant.status === 'active' && grant.pending_extension) || null;
 
 function approvalCard(grant) {
   const headingId = nextId('request');
   const who = grant.user.email;
+  const ext = extensionOf(grant);
+  // What is decided, as the buttons' names and the outcome say it.
+  const subject = ext ? `${who}'s extension of ${grant.group.name}` : `${who} for ${grant.group.name}`;
   const comment = h('textarea', { id: nextId('comment'), maxlength: 1000, 'data-testid': 'comment' });
-  const approve = h('button', { type: 'button', 'data-testid': 'approve' }, 'Approve', hidden(` ${who} for ${grant.group.name}`));
-  const deny = h('button', { type: 'button', class: 'danger', 'data-testid': 'deny' }, 'Deny', hidden(` ${who} for ${grant.group.name}`));
-  const card = h('li', { class: 'card', 'data-testid': 'approval-card', 'data-group': grant.group.name, 'aria-labelledby': headingId },
-    h('h2', { id: headingId }, `${who}: ${grant.group.name}`),
-    details([
-      ['Duration', words(parseDuration(grant.duration))],
+  const approve = h('button', { type: 'button', 'data-testid': 'approve' }, 'Approve', hidden(` ${subject}`));
+  const deny = h('button', { type: 'button', class: 'danger', 'data-testid': 'deny' }, 'Deny', hidden(` ${subject}`));
+  const decided = ext ? ext.approvals || [] : grant.approvals || [];
+  const required = ext ? ext.approvals_required : grant.approvals_required;
+  const tally = ['Approvals', `${decided.length} of ${required}`
+    + (decided.length ? ` (${decided.map((a) => a.by).join(', ')})` : '')];
+  const facts = ext
+    ? [['Asks', `extend by ${words(parseDuration(ext.duration))}`],
+      ['Reason', ext.reason],
+      ['Expires now', time(grant.expires_at)],
+      ['Asked', time(ext.at)],
+      tally,
+      ['Lapses', time(ext.request_expires_at)]]
+    : [['Duration', words(parseDuration(grant.duration))],
       ['Reason', grant.reason],
       ['Requested by', (grant.requester && grant.requester.email) || grant.requested_by],
       ['Requested', time(grant.requested_at)],
-      ['Approvals', `${(grant.approvals || []).length} of ${grant.approvals_required}`
-        + ((grant.approvals || []).length ? ` (${grant.approvals.map((a) => a.by).join(', ')})` : '')],
-      ['Lapses', time(grant.request_expires_at)],
-    ]),
+      tally,
+      ['Lapses', time(grant.request_expires_at)]];
+  const card = h('li', { class: 'card', 'data-testid': 'approval-card', 'data-kind': ext ? 'extension' : 'request', 'data-group': grant.group.name, 'aria-labelledby': headingId },
+    h('h2', { id: headingId }, `${who}: ${grant.group.name}`,
+      ...(ext ? [' ', h('span', { class: 'badge pending' }, 'extension')] : [])),
+    details(facts),
     h('form', { novalidate: true, onsubmit: (e) => e.preventDefault() },
       h('div', { class: 'field' }, h('label', { for: comment.id }, 'Comment'), comment),
       h('div', { class: 'actions' }, approve, deny)));
@@ -716,11 +741,14 @@ function approvalCard(grant) {
       throw new Error('Say why you deny it: a denial needs a comment.');
     }
     const { data } = await api('POST', `grants/${encodeURIComponent(grant.id)}/${verdict}`, text ? { comment: text } : {});
-    const outcome = verdict === 'deny' ? 'denied'
-      : data.status === 'active' ? 'approved: access has started' : 'approved; it needs more approvals';
+    const what = ext ? `${who}'s extension of ${grant.group.name}` : `${who}'s request for ${grant.group.name}`;
+    let outcome = ['approved; it needs more approvals'];
+    if (verdict === 'deny') outcome = ['denied'];
+    else if (ext && !data.pending_extension) outcome = ['approved: access now lasts until ', time(data.expires_at)];
+    else if (!ext && data.status === 'active') outcome = ['approved: access has started'];
     const next = card.nextElementSibling || card.previousElementSibling;
     card.remove();
-    showResult(`${who}'s request for ${grant.group.name} is ${outcome}.`);
+    showResult(`${what} is `, ...outcome, '.');
     const target = next ? next.querySelector('h2') : null;
     if (target) {
       target.setAttribute('tabindex', '-1');

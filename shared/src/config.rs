@@ -171,9 +171,12 @@ pub struct Config {
     pub slack: SlackConfig,
 }
 
-/// Slack approvals (optional: on when a secret carries the tag).
+/// Slack approvals (optional: on with `SLACK_ENABLED`, and then used while a secret carries the tag).
 #[derive(Debug, Clone)]
 pub struct SlackConfig {
+    /// `SLACK_ENABLED` (default false). Off: no Slack adapter is built, nothing looks for the
+    /// Slack secret, nothing calls Slack, and `POST /slack/interactions` answers 404.
+    pub enabled: bool,
     /// Slack's Web API (`SLACK_API_URL`, default `https://slack.com/api`; a local fake in tests).
     pub api_url: String,
     /// The tag of the Slack app's secret (`SLACK_SECRET_TAG_KEY` = `SLACK_SECRET_TAG_VALUE`,
@@ -293,6 +296,7 @@ impl Config {
                 oidc: OidcClient::from_values(get("OIDC_ISSUER"), get("OIDC_CLIENT_ID"))?,
             },
             slack: SlackConfig {
+                enabled: boolean("SLACK_ENABLED", false)?,
                 api_url: slack_api_url.trim_end_matches('/').to_owned(),
                 secret_tag_key: string("SLACK_SECRET_TAG_KEY", DEFAULT_SLACK_SECRET_TAG_KEY),
                 secret_tag_value: string("SLACK_SECRET_TAG_VALUE", DEFAULT_SECRET_TAG_VALUE),
@@ -333,6 +337,7 @@ mod tests {
         assert!(!c.directory.include_suspended_users);
         assert!(c.directory.requestable_groups.contains("anything"));
         assert_eq!((c.min_grant_duration.as_secs(), c.max_grant_duration.as_secs()), (60, 43_200));
+        assert!(!c.slack.enabled, "Slack is off unless switched on");
         assert_eq!(c.slack.api_url, "https://slack.com/api");
         assert_eq!((c.slack.secret_tag_key.as_str(), c.slack.secret_tag_value.as_str()), ("jit-access-slack", "true"));
     }
@@ -355,11 +360,13 @@ mod tests {
             ("INCLUDE_SUSPENDED_USERS", "true"),
             ("JUMPCLOUD_MAX_CONCURRENCY", "3"),
             ("JUMPCLOUD_REQUESTS_PER_SECOND", "7"),
+            ("SLACK_ENABLED", "true"),
             ("SLACK_API_URL", "http://localhost:8123/api/"),
             ("SLACK_SECRET_TAG_KEY", "slack-k"),
             ("SLACK_SECRET_TAG_VALUE", "yes"),
         ])
         .unwrap();
+        assert!(c.slack.enabled);
         assert_eq!(c.slack.api_url, "http://localhost:8123/api");
         assert_eq!((c.slack.secret_tag_key.as_str(), c.slack.secret_tag_value.as_str()), ("slack-k", "yes"));
         assert_eq!(c.table_name, "t");
@@ -386,6 +393,7 @@ mod tests {
             ("JUMPCLOUD_MAX_CONCURRENCY", "0"),
             ("JUMPCLOUD_REQUESTS_PER_SECOND", "many"),
             ("INCLUDE_SUSPENDED_USERS", "maybe"),
+            ("SLACK_ENABLED", "sometimes"),
             ("REQUESTABLE_GROUPS", "prod-[a"),
             ("JUMPCLOUD_API_URL", "http://console.jumpcloud.com"),
             ("JUMPCLOUD_API_URL", "not a url"),

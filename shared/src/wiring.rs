@@ -38,7 +38,8 @@ pub struct Lifecycle {
     /// The policy's versions (`GET /policy`, `jitctl policy`).
     pub policy_store: Arc<dyn PolicyStore>,
     /// Slack approvals (`POST /slack/interactions`); also behind `events`, which it decorates.
-    /// `None`: not wired (tests); wired, it is on only while its secret exists.
+    /// `None`: off (`SLACK_ENABLED` false, the default) or not wired (tests); on, it acts only
+    /// while its secret exists.
     pub slack: Option<Arc<SlackApprovals>>,
 }
 
@@ -65,26 +66,34 @@ impl Lifecycle {
             Function::Revoke => Arc::new(EventBridgeScheduler::delete_only(scheduler_client, &config.schedule_group)),
         };
         let policy_store: Arc<dyn PolicyStore> = Arc::new(DynamoPolicyStore::new(dynamodb.clone(), &config.table_name));
-        let slack = Arc::new(SlackApprovals::new(
-            Arc::new(SecretsManagerSlackApp::new(
-                aws_sdk_secretsmanager::Client::new(sdk),
-                &config.slack.secret_tag_key,
-                &config.slack.secret_tag_value,
-                config.secrets_cache_ttl,
+        // Slack off (`SLACK_ENABLED`): nothing built, so nothing ever lists secrets for its tag.
+        let slack = config.slack.enabled.then(|| {
+            Arc::new(SlackApprovals::new(
+                Arc::new(SecretsManagerSlackApp::new(
+                    aws_sdk_secretsmanager::Client::new(sdk),
+                    &config.slack.secret_tag_key,
+                    &config.slack.secret_tag_value,
+                    config.secrets_cache_ttl,
+                    clock.clone(),
+                )),
+                SlackApi::new(http_client(), &config.slack.api_url),
+                Arc::new(DynamoSlackMessages::new(dynamodb.clone(), &config.table_name)),
+                policy_store.clone(),
                 clock.clone(),
-            )),
-            SlackApi::new(http_client(), &config.slack.api_url),
-            Arc::new(DynamoSlackMessages::new(dynamodb.clone(), &config.table_name)),
-            policy_store.clone(),
-            clock.clone(),
-        ));
-        let bus = Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus_name));
+            ))
+        });
+        let bus: Arc<dyn EventBus> =
+            Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus_name));
+        let events: Arc<dyn EventBus> = match &slack {
+            Some(slack) => Arc::new(SlackEventBus::new(bus, slack.clone())),
+            None => bus,
+        };
         Ok(Self {
             policies: Arc::new(PolicyCache::with_default_ttl(policy_store.clone(), clock.clone())),
             policy_store,
             store: store.clone(),
             scheduler,
-            events: Arc::new(SlackEventBus::new(bus, slack.clone())),
+            events,
             catalog,
             directories,
             oracle: store,
@@ -92,7 +101,7 @@ impl Lifecycle {
             clock,
             policy: GrantPolicy::from_config(config),
             identity: config.identity.clone(),
-            slack: Some(slack),
+            slack,
         })
     }
 

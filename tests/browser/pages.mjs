@@ -147,24 +147,46 @@ await run(async () => {
   await page.getByText('Only admins see this page.').waitFor();
 
   // --- carol, bob's manager: approvals -------------------------------------------------------
+  // Two pages awaiting her: bob's request, then (`next`) bob's extension of an active grant.
   const pending = grant({ n: 2, status: 'pending_approval', granted_at: null, expires_at: null, request_expires_at: hours(23) });
+  const extension = grant({ n: 4, expires_at: hours(1), pending_extension: {
+    duration: '1h', reason: 'INC-42 the restore runs long', by: 'bob@example.com', at: hours(-0.1),
+    approvals_required: 1, approvals: [], approvers: ['carol@example.com'], request_expires_at: hours(23) } });
   const carol = await signedIn(browser, `${portal.url}#/approvals`, 'carol@example.com', (method, p, params, body) => {
     if (method === 'GET' && p === '/me') return [200, { id: `${ISSUER}#sub-carol`, admin: false, users: [user('carol@example.com')] }];
     if (method === 'GET' && p === '/groups') return [200, { groups: [] }];
-    if (method === 'GET' && p === '/grants' && params.awaiting === 'me') return [200, { grants: [pending], next: null }];
+    if (method === 'GET' && p === '/grants' && params.awaiting === 'me' && params.next === 'ext:') return [200, { grants: [extension], next: null }];
+    if (method === 'GET' && p === '/grants' && params.awaiting === 'me') return [200, { grants: [pending], next: 'ext:' }];
+    if (method === 'POST' && p === `/grants/${extension.id}/approve`) {
+      return [200, { ...extension, expires_at: hours(2), pending_extension: null, extensions: [{ duration: '1h', by: 'bob@example.com', at: hours(0), reason: 'INC-42 the restore runs long' }] }];
+    }
     if (method === 'POST' && p.endsWith('/approve')) return [200, { ...pending, status: 'active', approvals: [{ by: 'carol@example.com', at: hours(0), comment: body.comment }] }];
     return null;
   });
   await carol.page.getByRole('heading', { level: 1, name: 'Approvals' }).waitFor();
+  const extensionCard = carol.page.locator('[data-testid="approval-card"][data-kind="extension"]');
+  await extensionCard.waitFor();
+  assert.ok(carol.sent.some((s) => s.params.awaiting === 'me' && s.params.next === 'ext:'), 'the second page is read');
   await checkPage(carol, 'approvals');
+  const shown = await extensionCard.textContent();
+  assert.match(shown, /extension/, 'labelled as an extension');
+  assert.match(shown, /extend by 1 hour/);
+  assert.match(shown, /INC-42 the restore runs long/);
+  assert.match(shown, /Expires now/);
+  assert.equal(await carol.page.locator('[data-kind="request"]').count(), 1, 'the request is still a request');
   await carol.page.getByRole('button', { name: 'Deny bob@example.com for prod-db-admins' }).click();
   await carol.page.getByTestId('problem').filter({ hasText: 'a denial needs a comment' }).waitFor();
   assert.equal(await carol.page.evaluate(() => document.activeElement.dataset.testid), 'comment', 'focus on the comment');
   assert.ok(!carol.sent.some((s) => s.path.endsWith('/deny')), 'nothing sent');
-  await carol.page.getByLabel('Comment').fill('ok for INC-42');
+  await carol.page.locator('[data-kind="request"]').getByLabel('Comment').fill('ok for INC-42');
   await carol.page.getByRole('button', { name: 'Approve bob@example.com for prod-db-admins' }).click();
   await carol.page.getByTestId('result').filter({ hasText: 'approved: access has started' }).waitFor();
-  assert.deepEqual(carol.sent.find((s) => s.path.endsWith('/approve')).body, { comment: 'ok for INC-42' });
+  assert.deepEqual(carol.sent.find((s) => s.path === `/grants/${pending.id}/approve`).body, { comment: 'ok for INC-42' });
+  // The extension: the same buttons and endpoint, named for the extension.
+  await carol.page.getByRole('button', { name: 'Approve bob@example.com\'s extension of prod-db-admins' }).click();
+  await carol.page.getByTestId('result').filter({ hasText: 'bob@example.com\'s extension of prod-db-admins is approved: access now lasts until' }).waitFor();
+  const approved = carol.sent.find((s) => s.path === `/grants/${extension.id}/approve`);
+  assert.deepEqual([approved.method, approved.body], ['POST', {}], 'approving the extension sends its POST');
   await carol.page.getByTestId('no-approvals').waitFor();
 
   // --- dave, an admin ----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //! EventBridge Scheduler, EventBridge and Secrets Manager over the AWS SDK; `policy_cache`, the
 //! applied policy read at most once per TTL; and `setup`, which creates the resources the template
 //! declares (for `jitctl setup` and the local stack); `slack`, Slack approvals over Slack's Web API
-//! (a decorator of the event bus, and what `POST /slack/interactions` calls).
+//! (a decorator of the event bus, and what `POST /slack/interactions` calls); `ttl_cache`, the one
+//! read-through cache with a time to live that the secrets and the policy are read through.
 
 pub mod aws;
 pub mod dynamodb;
@@ -13,3 +14,4 @@ pub mod scheduler;
 pub mod secrets_manager;
 pub mod setup;
 pub mod slack;
+pub mod ttl_cache;

@@ -3,34 +3,25 @@
 //! minute; the default 30 s keeps it well inside). A failed read is not cached: the next request
 //! reads again. Concurrent requests of one container wait for one read.
 
+use super::ttl_cache::TtlCache;
 use crate::{
     clock::Clock,
     ports::{AppliedPolicy, PolicySource, PolicyStore, PolicyStoreError},
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 /// How long a read of the applied policy is used.
 pub const DEFAULT_POLICY_TTL: chrono::Duration = chrono::Duration::seconds(30);
 
 pub struct PolicyCache {
     store: Arc<dyn PolicyStore>,
-    clock: Arc<dyn Clock>,
-    ttl: chrono::Duration,
-    cached: Mutex<Option<Read>>,
-}
-
-/// The last successful read: when it was made, and what it found.
-struct Read {
-    at: DateTime<Utc>,
-    policy: Option<Arc<AppliedPolicy>>,
+    cached: TtlCache<Option<Arc<AppliedPolicy>>>,
 }
 
 impl PolicyCache {
     pub fn new(store: Arc<dyn PolicyStore>, clock: Arc<dyn Clock>, ttl: chrono::Duration) -> Self {
-        Self { store, clock, ttl, cached: Mutex::new(None) }
+        Self { store, cached: TtlCache::new(ttl, clock) }
     }
 
     pub fn with_default_ttl(store: Arc<dyn PolicyStore>, clock: Arc<dyn Clock>) -> Self {
@@ -41,17 +32,7 @@ impl PolicyCache {
 #[async_trait]
 impl PolicySource for PolicyCache {
     async fn current(&self) -> Result<Option<Arc<AppliedPolicy>>, PolicyStoreError> {
-        let mut cached = self.cached.lock().await;
-        let now = self.clock.now();
-        if let Some(read) = cached.as_ref() {
-            // A clock set back (`now` before the read) reads again rather than trusting it.
-            if now >= read.at && now < read.at + self.ttl {
-                return Ok(read.policy.clone());
-            }
-        }
-        let policy = self.store.applied().await?.map(Arc::new);
-        *cached = Some(Read { at: now, policy: policy.clone() });
-        Ok(policy)
+        self.cached.get_or_read(|| async { Ok(self.store.applied().await?.map(Arc::new)) }).await
     }
 }
 
@@ -59,7 +40,7 @@ impl PolicySource for PolicyCache {
 mod tests {
     use super::*;
     use crate::{clock::ManualClock, testing::MemoryPolicyStore};
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
     use std::sync::atomic::Ordering;
 
     const V1: &str = "version: 1\nrules:\n  - groups: [\"prod-*\"]\n    eligible: everyone\n";

@@ -3,24 +3,20 @@
 //! own tag ([`SecretsManagerSlackApp`]).
 
 use crate::{
-    adapters::slack::SlackAppSource,
+    adapters::{slack::SlackAppSource, ttl_cache::TtlCache},
     clock::Clock,
     credentials::{IntegrationSecret, SlackSecret},
     ports::{Discovered, Integration, IntegrationCatalog, InvalidIntegration, SecretsError},
 };
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
-use chrono::{DateTime, Utc};
 use std::{sync::Arc, time::Duration};
-use tokio::sync::Mutex;
 
 pub struct SecretsManagerCatalog {
     client: aws_sdk_secretsmanager::Client,
     tag_key: String,
     tag_value: String,
-    ttl: chrono::Duration,
-    clock: Arc<dyn Clock>,
-    cache: Mutex<Option<(DateTime<Utc>, Discovered)>>,
+    cache: TtlCache<Discovered>,
 }
 
 impl SecretsManagerCatalog {
@@ -31,14 +27,7 @@ impl SecretsManagerCatalog {
         ttl: Duration,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self {
-            client,
-            tag_key: tag_key.into(),
-            tag_value: tag_value.into(),
-            ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
-            clock,
-            cache: Mutex::new(None),
-        }
+        Self { client, tag_key: tag_key.into(), tag_value: tag_value.into(), cache: TtlCache::from_std(ttl, clock) }
     }
 
     async fn tagged_secrets(&self) -> Result<Vec<(String, String)>, SecretsError> {
@@ -146,16 +135,7 @@ async fn secret_string(
 #[async_trait]
 impl IntegrationCatalog for SecretsManagerCatalog {
     async fn list(&self) -> Result<Discovered, SecretsError> {
-        let mut cache = self.cache.lock().await;
-        let now = self.clock.now();
-        if let Some((read_at, discovered)) = cache.as_ref() {
-            if now - *read_at < self.ttl {
-                return Ok(discovered.clone());
-            }
-        }
-        let discovered = self.discover().await?;
-        *cache = Some((now, discovered.clone()));
-        Ok(discovered)
+        self.cache.get_or_read(|| self.discover()).await
     }
 
     async fn refresh(&self, name: &str) -> Result<Integration, SecretsError> {
@@ -166,11 +146,13 @@ impl IntegrationCatalog for SecretsManagerCatalog {
             // Renamed in place: the cache is refreshed by the next listing, which checks the names.
             return Err(SecretsError::UnknownIntegration(name.to_owned()));
         }
-        if let Some((_, discovered)) = self.cache.lock().await.as_mut() {
-            for cached in discovered.integrations.iter_mut().filter(|i| i.secret_id == fresh.secret_id) {
-                *cached = fresh.clone();
-            }
-        }
+        self.cache
+            .update(|discovered| {
+                for cached in discovered.integrations.iter_mut().filter(|i| i.secret_id == fresh.secret_id) {
+                    *cached = fresh.clone();
+                }
+            })
+            .await;
         Ok(fresh)
     }
 }
@@ -184,9 +166,7 @@ pub struct SecretsManagerSlackApp {
     client: aws_sdk_secretsmanager::Client,
     tag_key: String,
     tag_value: String,
-    ttl: chrono::Duration,
-    clock: Arc<dyn Clock>,
-    cache: Mutex<Option<(DateTime<Utc>, SlackApp)>>,
+    cache: TtlCache<SlackApp>,
 }
 
 /// What discovery found: the secret, or `None` (Slack off).
@@ -200,14 +180,7 @@ impl SecretsManagerSlackApp {
         ttl: Duration,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self {
-            client,
-            tag_key: tag_key.into(),
-            tag_value: tag_value.into(),
-            ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
-            clock,
-            cache: Mutex::new(None),
-        }
+        Self { client, tag_key: tag_key.into(), tag_value: tag_value.into(), cache: TtlCache::from_std(ttl, clock) }
     }
 
     async fn discover(&self) -> Result<SlackApp, SecretsError> {
@@ -233,15 +206,6 @@ impl SecretsManagerSlackApp {
 #[async_trait]
 impl SlackAppSource for SecretsManagerSlackApp {
     async fn current(&self) -> Result<Option<Arc<SlackSecret>>, SecretsError> {
-        let mut cache = self.cache.lock().await;
-        let now = self.clock.now();
-        if let Some((read_at, app)) = cache.as_ref() {
-            if now - *read_at < self.ttl {
-                return Ok(app.clone());
-            }
-        }
-        let app = self.discover().await?;
-        *cache = Some((now, app.clone()));
-        Ok(app)
+        self.cache.get_or_read(|| self.discover()).await
     }
 }

@@ -10,7 +10,7 @@
 //! its expiry (moved with it); its delivery publishes `Grant Expiring Soon` if the grant is
 //! still active and due then.
 
-use super::grant::{publish, GrantContext, GrantError, MAX_REASON_CHARS};
+use super::grant::{publish, publish_extension_decision, GrantContext, GrantError, MAX_REASON_CHARS};
 use super::request::{approver_of_among, resolve_approvers, RequestError, CONFLICT_ATTEMPTS};
 use crate::{
     domain::identity::Principal,
@@ -196,6 +196,16 @@ async fn by_policy(
     }))
 }
 
+/// The caller as an approver of the grant's pending extension: one of that extension's approvers,
+/// never the grantee (who asked for it) nor the grant's requester ([`approver_of_among`]).
+pub fn approver_of_extension<'p>(
+    grant: &Grant,
+    caller: &'p Principal,
+) -> Result<&'p crate::domain::identity::PrincipalUser, RequestError> {
+    let Some(pending) = &grant.pending_extension else { return Err(RequestError::NotPending(grant.status)) };
+    approver_of_among(grant, caller, &pending.approvers)
+}
+
 /// Approves a grant's pending extension (`approve` on an active grant).
 pub(crate) async fn approve_extension(
     ctx: &GrantContext<'_>,
@@ -203,8 +213,8 @@ pub(crate) async fn approve_extension(
     caller: &Principal,
     comment: Option<String>,
 ) -> Result<Option<Grant>, RequestError> {
+    let me = approver_of_extension(&seen, caller)?;
     let Some(pending) = seen.pending_extension.clone() else { return Err(RequestError::NotPending(seen.status)) };
-    let me = approver_of_among(&seen, caller, &pending.approvers)?;
     let now = ctx.clock.now();
     let expires_at = seen.expiry();
     if now >= pending.request_expires_at || now >= expires_at {
@@ -218,6 +228,7 @@ pub(crate) async fn approve_extension(
     let mut approvals = pending.approvals.clone();
     approvals.push(Approval { by: me.email.clone(), at: now, comment: comment.clone() });
     let complete = approvals.len() >= pending.approvals_required as usize;
+    let decided = PendingExtension { approvals: approvals.clone(), ..pending.clone() };
     let (action, event) = if complete {
         next.expires_at = Some(expires_at + pending.duration.to_chrono());
         next.extensions.push(Extension {
@@ -229,7 +240,7 @@ pub(crate) async fn approve_extension(
         next.pending_extension = None;
         (AuditAction::Extended, Some(EventType::GrantExtended))
     } else {
-        next.pending_extension = Some(PendingExtension { approvals, ..pending.clone() });
+        next.pending_extension = Some(decided.clone());
         (AuditAction::Approved, None)
     };
     let audit = AuditRecord::new(&next, now, &caller.id, action, AuditOutcome::Succeeded)
@@ -246,7 +257,7 @@ pub(crate) async fn approve_extension(
     }
     if let Some(event) = event {
         moved(ctx, &next).await;
-        publish(ctx.events, event, &next, &caller.id, None, None).await;
+        publish_extension_decision(ctx.events, event, &next, &caller.id, &decided).await;
     }
     Ok(Some(next))
 }
@@ -258,8 +269,8 @@ pub(crate) async fn deny_extension(
     caller: &Principal,
     comment: String,
 ) -> Result<Option<Grant>, RequestError> {
+    let me = approver_of_extension(&seen, caller)?;
     let Some(pending) = seen.pending_extension.clone() else { return Err(RequestError::NotPending(seen.status)) };
-    let me = approver_of_among(&seen, caller, &pending.approvers)?;
     let now = ctx.clock.now();
     let mut next = seen.clone();
     next.revision += 1;
@@ -272,7 +283,7 @@ pub(crate) async fn deny_extension(
         Err(GrantStoreError::Conflict(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    publish(ctx.events, EventType::RequestDenied, &next, &caller.id, None, None).await;
+    publish_extension_decision(ctx.events, EventType::RequestDenied, &next, &caller.id, &pending).await;
     Ok(Some(next))
 }
 

@@ -684,8 +684,36 @@ pub(crate) async fn publish(
         error,
         notify: notify_list(grant),
         drift: None,
+        extension: None,
     };
-    if let Err(e) = events.publish(&[GrantEvent::for_grant(detail_type, &detail)]).await {
-        tracing::error!(error = %e, detail_type = detail_type.detail_type(), grant_id = %grant.id, "could not publish an event");
+    publish_detail(events, detail_type, &detail).await;
+}
+
+/// Publishes the decision on a pending extension (`Grant Extended`, `Request Denied`): the event
+/// carries the extension decided, and tells its approvers too.
+pub(crate) async fn publish_extension_decision(
+    events: &dyn EventBus,
+    detail_type: EventType,
+    grant: &Grant,
+    actor: &str,
+    extension: &crate::domain::model::PendingExtension,
+) {
+    let mut notify = notify_list(grant);
+    notify.extend(extension.approvers.iter().filter(|a| !notify.contains(a)).cloned().collect::<Vec<_>>());
+    let detail = GrantEventDetail {
+        grant: grant.clone(),
+        actor: actor.to_owned(),
+        membership: None,
+        error: None,
+        notify,
+        drift: None,
+        extension: Some(extension.clone()),
+    };
+    publish_detail(events, detail_type, &detail).await;
+}
+
+async fn publish_detail(events: &dyn EventBus, detail_type: EventType, detail: &GrantEventDetail) {
+    if let Err(e) = events.publish(&[GrantEvent::for_grant(detail_type, detail)]).await {
+        tracing::error!(error = %e, detail_type = detail_type.detail_type(), grant_id = %detail.grant.id, "could not publish an event");
     }
 }

@@ -193,6 +193,7 @@ async fn publish_drift(ctx: &GrantContext<'_>, grant: &Grant, kind: &str, error:
         error: Some(error.to_owned()),
         notify: notify_list(grant),
         drift: Some(kind.to_owned()),
+        extension: None,
     };
     if let Err(e) = ctx.events.publish(&[GrantEvent::for_grant(EventType::DriftDetected, &detail)]).await {
         tracing::error!(error = %e, grant_id = %grant.id, "could not publish a drift event");

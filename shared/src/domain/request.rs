@@ -324,6 +324,24 @@ pub(crate) fn approver_of_among<'p>(
     Ok(me)
 }
 
+/// Whether the caller may decide something of `grant` now, as `approve` / `deny` would let them:
+/// a request awaiting approval, or an active grant's pending extension (by that extension's own
+/// approvers); never its requester or grantee, never past its timeout (nor, for an extension,
+/// past the grant's expiry). What `GET /grants?awaiting=me` lists.
+pub fn awaits(grant: &Grant, caller: &Principal, now: DateTime<Utc>) -> bool {
+    match grant.status {
+        GrantStatus::PendingApproval => {
+            approver_of(grant, caller).is_ok() && grant.request_expires_at.is_none_or(|t| now < t)
+        }
+        GrantStatus::Active => grant.pending_extension.as_ref().is_some_and(|pending| {
+            now < pending.request_expires_at
+                && now < grant.expiry()
+                && extension::approver_of_extension(grant, caller).is_ok()
+        }),
+        _ => false,
+    }
+}
+
 /// The checks every decision makes on the request it read.
 fn decidable(grant: &Grant, now: DateTime<Utc>) -> Result<(), RequestError> {
     if grant.status != GrantStatus::PendingApproval {
@@ -340,6 +358,35 @@ async fn read(ctx: &GrantContext<'_>, grant_id: &str) -> Result<Grant, RequestEr
     ctx.store.get(grant_id).await?.ok_or_else(|| RequestError::NotFound(grant_id.to_owned()))
 }
 
+/// What a decision is for, when the caller names it (a Slack button does): decided only while
+/// that is what awaits, whatever the grant has become since the caller saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Whatever awaits: the request, or the active grant's pending extension (the API).
+    Any,
+    /// The request, while it awaits approval.
+    Request,
+    /// The pending extension asked for at this time (`PendingExtension::at`), while it awaits
+    /// approval: never another extension of the same grant.
+    Extension(DateTime<Utc>),
+}
+
+impl Target {
+    /// Checked on every read of a decision, so a change between the caller's read and the
+    /// decision's cannot slip another target in.
+    fn check(self, grant: &Grant) -> Result<(), RequestError> {
+        let this_extension =
+            |at| grant.status == GrantStatus::Active && grant.pending_extension.as_ref().is_some_and(|p| p.at == at);
+        match self {
+            Self::Any => Ok(()),
+            Self::Request if grant.status == GrantStatus::PendingApproval => Ok(()),
+            Self::Request => Err(RequestError::NotPending(grant.status)),
+            Self::Extension(at) if this_extension(at) => Ok(()),
+            Self::Extension(_) => Err(RequestError::Conflict("this extension no longer awaits approval".into())),
+        }
+    }
+}
+
 /// `POST /grants/{id}/approve`. The same approver twice counts once (the request is returned
 /// unchanged); the approval that completes `approvals_required` activates the grant.
 pub async fn approve(
@@ -348,9 +395,21 @@ pub async fn approve(
     caller: &Principal,
     comment: Option<&str>,
 ) -> Result<Grant, RequestError> {
+    approve_target(ctx, grant_id, caller, comment, Target::Any).await
+}
+
+/// [`approve`], only while `target` is what awaits approval.
+pub async fn approve_target(
+    ctx: &GrantContext<'_>,
+    grant_id: &str,
+    caller: &Principal,
+    comment: Option<&str>,
+    target: Target,
+) -> Result<Grant, RequestError> {
     let comment = check_comment(comment, false)?;
     for _ in 0..CONFLICT_ATTEMPTS {
         let seen = read(ctx, grant_id).await?;
+        target.check(&seen)?;
         if seen.status == GrantStatus::Active && seen.pending_extension.is_some() {
             match extension::approve_extension(ctx, seen, caller, comment.clone()).await? {
                 Some(grant) => return Ok(grant),
@@ -433,16 +492,29 @@ async fn activate_request(
     add_and_activate(ctx, grant, directory.as_ref(), &lease, &hold).await.map_err(RequestError::Activation)
 }
 
-/// `POST /grants/{id}/deny`: by an approver, with a comment; the request ends `denied`.
+/// `POST /grants/{id}/deny`: by an approver, with a comment; the request ends `denied` (a
+/// pending extension is dropped, the grant unchanged).
 pub async fn deny(
     ctx: &GrantContext<'_>,
     grant_id: &str,
     caller: &Principal,
     comment: Option<&str>,
 ) -> Result<Grant, RequestError> {
+    deny_target(ctx, grant_id, caller, comment, Target::Any).await
+}
+
+/// [`deny`], only while `target` is what awaits approval.
+pub async fn deny_target(
+    ctx: &GrantContext<'_>,
+    grant_id: &str,
+    caller: &Principal,
+    comment: Option<&str>,
+    target: Target,
+) -> Result<Grant, RequestError> {
     let comment = check_comment(comment, true)?.unwrap_or_default();
     for _ in 0..CONFLICT_ATTEMPTS {
         let seen = read(ctx, grant_id).await?;
+        target.check(&seen)?;
         if seen.status == GrantStatus::Active && seen.pending_extension.is_some() {
             match extension::deny_extension(ctx, seen, caller, comment.clone()).await? {
                 Some(grant) => return Ok(grant),

@@ -66,6 +66,9 @@ enum Verdict {
     Deny,
 }
 
+/// `GET /grants?awaiting=me`: a `next` that continues in the active grants (pending extensions).
+const EXTENSIONS_CURSOR: &str = "ext:";
+
 const DEFAULT_PAGE: usize = 25;
 const MAX_PAGE: usize = 100;
 
@@ -303,24 +306,44 @@ impl GrantHandler {
         }
     }
 
-    /// `GET /grants?awaiting=me`: requests awaiting approval that the caller may approve, newest
-    /// first. A page holds the caller's among `limit` requests; `next` continues.
+    /// `GET /grants?awaiting=me`: what the caller may decide now (`request::awaits`): requests
+    /// awaiting approval, newest first, then active grants whose pending extension awaits them,
+    /// newest first. A page holds the caller's among `limit` grants read; `next` continues: the
+    /// store's token while in the requests, `ext:` followed by the store's token (none at first)
+    /// once in the active grants.
     async fn awaiting(&self, principal: &Principal, limit: usize, next: Option<&str>) -> Response<Body> {
-        let filter = GrantFilter { status: Some(GrantStatus::PendingApproval), ..GrantFilter::default() };
         let now = self.lifecycle.clock.now();
-        match self.lifecycle.store.list(&filter, limit, next).await {
-            Ok(page) => {
-                let mine: Vec<_> = page
-                    .grants
-                    .into_iter()
-                    .filter(|g| {
-                        request::approver_of(g, principal).is_ok() && g.request_expires_at.is_none_or(|t| now < t)
-                    })
-                    .collect();
-                json(StatusCode::OK, &json_value!({ "grants": mine, "next": page.next }))
+        let store = &self.lifecycle.store;
+        let of = |status| GrantFilter { status: Some(status), ..GrantFilter::default() };
+        let (in_requests, mut token) = match next {
+            None => (true, None),
+            Some(n) => match n.strip_prefix(EXTENSIONS_CURSOR) {
+                Some(t) => (false, Some(t).filter(|t| !t.is_empty())),
+                None => (true, Some(n)),
+            },
+        };
+        let mut mine = Vec::new();
+        let mut read = 0;
+        if in_requests {
+            let page = match store.list(&of(GrantStatus::PendingApproval), limit, token).await {
+                Ok(page) => page,
+                Err(e) => return Problem::from(&e).into_response(),
+            };
+            read = page.grants.len();
+            mine.extend(page.grants.into_iter().filter(|g| request::awaits(g, principal, now)));
+            if page.next.is_some() || read >= limit {
+                let next = page.next.unwrap_or_else(|| EXTENSIONS_CURSOR.to_owned());
+                return json(StatusCode::OK, &json_value!({ "grants": mine, "next": next }));
             }
-            Err(e) => Problem::from(&e).into_response(),
+            token = None;
         }
+        let page = match store.list(&of(GrantStatus::Active), limit - read, token).await {
+            Ok(page) => page,
+            Err(e) => return Problem::from(&e).into_response(),
+        };
+        mine.extend(page.grants.into_iter().filter(|g| request::awaits(g, principal, now)));
+        let next = page.next.map(|t| format!("{EXTENSIONS_CURSOR}{t}"));
+        json(StatusCode::OK, &json_value!({ "grants": mine, "next": next }))
     }
 
     /// `GET /groups`: what the caller may request. Admins: every requestable group; anyone else:

@@ -3,26 +3,33 @@
 //! SigV4 or hold a token of ours); Slack's own signature is the authentication, checked before
 //! anything else of the request is read:
 //!
-//! 1. Slack approvals off (no secret carries the tag): 404, as if the route did not exist. A body
+//! 1. Slack approvals off (`SLACK_ENABLED` false, or no secret carries the tag): 404, as if the
+//!    route did not exist. A body
 //!    over [`MAX_INTERACTION_BYTES`]: 413.
 //! 2. `X-Slack-Signature` / `X-Slack-Request-Timestamp` checked against the raw body with the
 //!    signing secret, within five minutes of the function's clock (`adapters/slack/signature.rs`):
 //!    missing, stale, future or wrong gets 401 and changes nothing.
-//! 3. The payload: a click on Approve / Deny of one request (anything else is acknowledged and
-//!    ignored). From a workspace other than the secret's `team_id`, when set: 403.
+//! 3. The payload: a click on Approve / Deny of one request, or of one extension of an active
+//!    grant (its buttons name the grant and the extension's request time; anything else is
+//!    acknowledged and ignored). From a workspace other than the secret's `team_id`, when set: 403.
 //! 4. The Slack user is mapped to the approver by email: `users.info` (a deleted user, a bot, a
 //!    user of another organization or an unconfirmed email decides nothing) -> the synced
 //!    directory's user of the request's integration (`DirectoryStore::user_by_email`; suspended:
 //!    nothing) -> a non-admin principal `slack:<Slack user id> as <email>`, the audit's actor.
-//! 5. Only a request awaiting approval is decided here: a click on a message left stale (its update
-//!    failed) must not approve what the request became since, an extension awaiting the same
-//!    approvers for one; the message is updated and the clicker told instead.
+//! 5. A button decides what it was posted for, and only while that awaits approval: a request's
+//!    buttons a request still `pending_approval`, an extension's buttons that same extension still
+//!    pending on the active grant (`request::Target`, checked again on every read of the decision).
+//!    A click on a message left stale (its update failed) must not approve what the grant became
+//!    since (an extension awaiting the same approvers, or a later extension); the message is
+//!    updated where it can be and the clicker told instead.
 //! 6. The same `request::approve` / `deny` as `POST /grants/{id}/approve|deny`: the same
-//!    authorization (`approver_of`: never the requester or the grantee, only the request's
-//!    approvers), the same audit records and events. Denying needs a comment: the message's comment
-//!    box. A refusal is told to the clicker alone (`chat.postEphemeral`); nothing changes.
+//!    authorization (`approver_of`: never the requester or the grantee, only the request's or
+//!    the extension's approvers), the same audit records and events. Denying needs a comment: the
+//!    message's comment box. A refusal is told to the clicker alone (`chat.postEphemeral`);
+//!    nothing changes.
 //! 7. The messages follow: the events of a decision update them (`adapters/slack`); an approval
-//!    short of the count, which publishes no event, updates them here.
+//!    short of the count, which publishes no event, updates them here, and so does a click on an
+//!    extension found lapsed.
 //!
 //! Slack waits 3 seconds for the answer. The decision is made before answering (a Lambda function
 //! cannot work on after its response): a decision is a few DynamoDB calls, and the last approval a
@@ -34,14 +41,15 @@
 
 use crate::{
     adapters::slack::{
+        blocks::ExtensionState,
         interaction::{self, Decision, Interaction, Verdict},
         signature, SlackApprovals, SlackUser,
     },
     credentials::SlackSecret,
     domain::{
         identity::{Principal, PrincipalUser},
-        model::{GrantStatus, UserState},
-        request::{self, RequestError},
+        model::{Grant, GrantStatus, PendingExtension, UserState},
+        request::{self, RequestError, Target},
         snapshot::canonical_email,
     },
     handlers::access,
@@ -195,13 +203,21 @@ async fn decide(lifecycle: &Lifecycle, slack: &SlackApprovals, app: &SlackSecret
             return tell("The request could not be read: try again.".into()).await;
         }
     };
-    // The buttons decide requests awaiting approval, nothing else: a click on a message left stale
-    // (its update failed) must not approve what the request has become since, such as an
-    // extension awaiting the same approvers. The message is brought up to date instead.
-    if grant.status != GrantStatus::PendingApproval {
-        slack.refresh(app, &grant).await;
-        return tell(refusal(&RequestError::NotPending(grant.status), d.verdict)).await;
-    }
+    // A button decides what it was posted for, nothing else: a click on a message left stale (its
+    // update failed) must not approve what the grant has become since, such as an extension
+    // awaiting the same approvers, or a later extension. The message is brought up to date
+    // instead where the grant still tells how (`request::Target` checks again in the decision).
+    let target = match d.extension {
+        None if grant.status != GrantStatus::PendingApproval => {
+            slack.refresh(app, &grant).await;
+            return tell(refusal(&RequestError::NotPending(grant.status), d.verdict)).await;
+        }
+        None => Target::Request,
+        Some(at) if pending_extension(&grant, at).is_none() => {
+            return tell("This extension no longer awaits approval: nothing was done.".into()).await;
+        }
+        Some(at) => Target::Extension(at),
+    };
     let found = lifecycle.directory_store.user_by_email(&grant.integration, &email).await;
     let me = match found {
         Ok(Some(user)) if user.state != UserState::Suspended => user,
@@ -224,20 +240,42 @@ async fn decide(lifecycle: &Lifecycle, slack: &SlackApprovals, app: &SlackSecret
     let ctx = lifecycle.ctx();
     let comment = d.comment.as_deref();
     let decided = match d.verdict {
-        Verdict::Approve => request::approve(&ctx, &grant.id, &principal, comment).await,
-        Verdict::Deny => request::deny(&ctx, &grant.id, &principal, comment).await,
+        Verdict::Approve => request::approve_target(&ctx, &grant.id, &principal, comment, target).await,
+        Verdict::Deny => request::deny_target(&ctx, &grant.id, &principal, comment, target).await,
     };
     match decided {
         Ok(now) => {
             tracing::info!(grant_id = %now.id, actor = %principal.id, status = now.status.as_str(), "decided in Slack");
             // An approval short of the count publishes no event: the messages are updated here.
-            if now.status == GrantStatus::PendingApproval {
-                slack.refresh(app, &now).await;
+            match target {
+                Target::Request if now.status == GrantStatus::PendingApproval => slack.refresh(app, &now).await,
+                Target::Extension(at) => {
+                    if let Some(ext) = pending_extension(&now, at) {
+                        slack.refresh_extension(app, &now, ext, ExtensionState::Awaiting).await;
+                    }
+                }
+                _ => {}
             }
         }
         Err(e) => {
             tracing::info!(grant_id = %grant.id, actor = %principal.id, reason = %e, "a decision in Slack was refused");
+            // An extension found past its approval timeout: its messages say so.
+            if let (RequestError::Expired(_), Target::Extension(at)) = (&e, target) {
+                if let Some(ext) = pending_extension(&grant, at) {
+                    let state = if grant.status == GrantStatus::Active && ctx.clock.now() < grant.expiry() {
+                        ExtensionState::Lapsed
+                    } else {
+                        ExtensionState::GrantEnded
+                    };
+                    slack.refresh_extension(app, &grant, ext, state).await;
+                }
+            }
             tell(refusal(&e, d.verdict)).await;
         }
     }
+}
+
+/// The grant's pending extension asked for at `at`, while the grant is active.
+fn pending_extension(grant: &Grant, at: chrono::DateTime<chrono::Utc>) -> Option<&PendingExtension> {
+    grant.pending_extension.as_ref().filter(|p| p.at == at && grant.status == GrantStatus::Active)
 }

@@ -26,11 +26,11 @@ pub struct MemorySlackMessages(Mutex<HashMap<String, Vec<PostedMessage>>>);
 
 #[async_trait]
 impl SlackMessageStore for MemorySlackMessages {
-    async fn record(&self, grant_id: &str, messages: &[PostedMessage], _: DateTime<Utc>) -> Result<(), StoreError> {
-        self.0.lock().expect("lock").entry(grant_id.to_owned()).or_default().extend_from_slice(messages);
+    async fn record(&self, subject: &str, messages: &[PostedMessage], _: DateTime<Utc>) -> Result<(), StoreError> {
+        self.0.lock().expect("lock").entry(subject.to_owned()).or_default().extend_from_slice(messages);
         Ok(())
     }
-    async fn messages(&self, grant_id: &str) -> Result<Vec<PostedMessage>, StoreError> {
-        Ok(self.0.lock().expect("lock").get(grant_id).cloned().unwrap_or_default())
+    async fn messages(&self, subject: &str) -> Result<Vec<PostedMessage>, StoreError> {
+        Ok(self.0.lock().expect("lock").get(subject).cloned().unwrap_or_default())
     }
 }

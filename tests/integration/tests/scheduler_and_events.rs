@@ -433,6 +433,7 @@ fn grant_event(detail_type: EventType) -> GrantEvent {
         error: None,
         notify: vec![],
         drift: None,
+        extension: None,
     };
     GrantEvent::for_grant(detail_type, &detail)
 }

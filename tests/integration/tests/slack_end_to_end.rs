@@ -8,7 +8,13 @@ use integration_tests::{event, lambda_event, unique, Stack};
 use jit_shared::{
     adapters::setup,
     clock::{Clock, ManualClock},
-    domain::{model::AuditAction, policy::parse_policy},
+    domain::{
+        model::{
+            schedules::{expiry_schedule_expression, expiry_schedule_name},
+            AuditAction,
+        },
+        policy::parse_policy,
+    },
     handlers::{grant::GrantHandler, revoke::RevokeHandler, sync::SyncHandler},
     ports::PolicyChange,
     wiring::{Function, Lifecycle},
@@ -36,10 +42,22 @@ struct World {
     clock: Arc<ManualClock>,
     alice: String,
     db: String,
+    schedule_group: String,
 }
 
-/// A stack with the Slack secret tagged (`with_slack`) or not, the directory synced and `policy` applied.
-async fn world(policy: &str, with_slack: bool) -> World {
+/// How Slack is set up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slack {
+    /// `SLACK_ENABLED=true` and the secret tagged.
+    On,
+    /// `SLACK_ENABLED=true`, no secret yet.
+    NoSecret,
+    /// The secret tagged, but `SLACK_ENABLED` unset (the default: off).
+    Disabled,
+}
+
+/// A stack with Slack set up as `slack`, the directory synced and `policy` applied.
+async fn world(policy: &str, slack_setup: Slack) -> World {
     let stack = Stack::new().await;
     let mut org = Org::new(KEY);
     let bob = org.add_user(User::new("bob", "bob@example.com"));
@@ -60,7 +78,7 @@ async fn world(policy: &str, with_slack: bool) -> World {
         .with_channel(Channel::new("C0DBACCESS", "db-access", &members));
     let slack = FakeSlack::start(workspace).await.unwrap();
     let slack_tag = unique("slack-tag");
-    if with_slack {
+    if slack_setup != Slack::NoSecret {
         let value = json!({ "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET, "team_id": "T0CORP" });
         stack.secret(&value.to_string(), &[(&slack_tag, "true")]).await;
     }
@@ -68,9 +86,11 @@ async fn world(policy: &str, with_slack: bool) -> World {
     let (schedule_group, bus) = (unique("sg"), unique("bus"));
     setup::ensure_schedule_group(&aws_sdk_scheduler::Client::new(&stack.sdk), &schedule_group).await.unwrap();
     setup::ensure_event_bus(&aws_sdk_eventbridge::Client::new(&stack.sdk), &bus).await.unwrap();
+    let enabled = if slack_setup == Slack::Disabled { "" } else { "true" };
     let config = stack.config(
         &sim.url(),
         &[
+            ("SLACK_ENABLED", enabled),
             ("SCHEDULE_GROUP", &schedule_group),
             ("EVENT_BUS_NAME", &bus),
             ("REVOKE_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:revoke"),
@@ -107,6 +127,7 @@ async fn world(policy: &str, with_slack: bool) -> World {
         clock,
         alice,
         db,
+        schedule_group,
     }
 }
 
@@ -118,6 +139,20 @@ fn alice_asks() -> Value {
     });
     e["headers"].as_object_mut().unwrap().remove("idempotency-key");
     e["body"] = json!({"group": "prod-db-admins", "duration": "2h", "reason": "INC-7 replica lag"}).to_string().into();
+    e
+}
+
+/// alice (signed in) asks for `duration` more of grant `id`.
+fn alice_extends(id: &str, duration: &str) -> Value {
+    let mut e = event("grant-extend.json");
+    let path = format!("/grants/{id}/extend");
+    e["rawPath"] = path.clone().into();
+    e["requestContext"]["http"]["path"] = path.into();
+    e["pathParameters"]["id"] = id.into();
+    e["requestContext"]["authorizer"] = json!({
+        "jwt": { "claims": { "iss": "https://sso.example.com", "sub": "alice", "email": "alice@example.com", "email_verified": "true" } }
+    });
+    e["body"] = json!({"duration": duration, "reason": "INC-7 the rebuild runs long"}).to_string().into();
     e
 }
 
@@ -176,7 +211,7 @@ impl World {
 
 #[tokio::test]
 async fn a_request_approved_in_slack_is_active_and_its_message_follows_it_to_the_end() {
-    let w = world(DM_POLICY, true).await;
+    let w = world(DM_POLICY, Slack::On).await;
     let id = w.request().await;
     // Posted to the approver, found by email, with the two buttons.
     let message = w.only_message();
@@ -215,8 +250,63 @@ async fn a_request_approved_in_slack_is_active_and_its_message_follows_it_to_the
 }
 
 #[tokio::test]
+async fn an_extension_approved_in_slack_moves_the_grants_expiry_and_its_schedule() {
+    let w = world(DM_POLICY, Slack::On).await;
+    let id = w.request().await;
+    assert_eq!(w.click("U0BOB", "approve", None).await, 200);
+    let granted = w.grant.lifecycle.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(granted.status.as_str(), "active");
+    let expiry = granted.expires_at.unwrap();
+
+    // alice asks for an hour more: bob, her manager, gets a message of its own.
+    w.clock.advance(chrono::Duration::minutes(30));
+    let (status, pending) = w.call_grant(alice_extends(&id, "1h")).await;
+    assert_eq!(status, 202, "{pending}");
+    let messages = w.fake.messages();
+    assert_eq!(messages.len(), 2, "the request's message, then the extension's: {messages:?}");
+    let message = messages[1].clone();
+    assert_eq!(message.channel, SlackHandle::dm_channel("U0BOB"));
+    assert_eq!(message.buttons(), ["approve_extension", "deny_extension"]);
+    assert!(message.shown().contains("INC-7 the rebuild runs long"), "{}", message.shown());
+    let at = pending["pending_extension"]["at"].as_str().unwrap();
+    let subject = format!(
+        "SLACK#{id}#extension#{}",
+        chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    );
+    let stored = w.stack.item(&subject, "MESSAGES").await.expect("the extension's message is recorded apart");
+    assert_eq!(stored["messages"].as_l().unwrap().len(), 1);
+
+    // bob approves it in Slack: a signed click on the extension's message.
+    w.clock.advance(chrono::Duration::minutes(1));
+    let click = w.fake.click("U0BOB", &message, "approve_extension", None, w.clock.now().timestamp()).unwrap();
+    assert_eq!(w.call_grant(delivered(&click)).await.0, 200);
+    let extended = w.grant.lifecycle.store.get(&id).await.unwrap().unwrap();
+    let new_expiry = expiry + chrono::Duration::hours(1);
+    assert_eq!(extended.expires_at, Some(new_expiry), "the expiry moved by the hour");
+    assert!(extended.pending_extension.is_none());
+    let audit = w.grant.lifecycle.store.audit_for(&id).await.unwrap();
+    let record = audit.iter().find(|r| r.action == AuditAction::Extended).expect("the extension is audited");
+    assert_eq!(record.actor, "slack:U0BOB as bob@example.com");
+    // The expiry schedule moved with it.
+    let schedule = aws_sdk_scheduler::Client::new(&w.stack.sdk)
+        .get_schedule()
+        .group_name(&w.schedule_group)
+        .name(expiry_schedule_name(&id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schedule.schedule_expression(), Some(expiry_schedule_expression(new_expiry).as_str()));
+    // Both messages say so.
+    let messages = w.fake.messages();
+    assert!(messages[1].buttons().is_empty(), "decided: no buttons");
+    assert!(messages[1].shown().contains("Extended, approved by bob@example.com"), "{}", messages[1].shown());
+    assert!(messages[0].shown().contains(&new_expiry.timestamp().to_string()), "{}", messages[0].shown());
+    assert!(w.member());
+}
+
+#[tokio::test]
 async fn in_the_rules_channel_a_non_approver_is_refused_and_the_expired_request_is_marked() {
-    let w = world(CHANNEL_POLICY, true).await;
+    let w = world(CHANNEL_POLICY, Slack::On).await;
     let id = w.request().await;
     let message = w.only_message();
     assert_eq!(message.channel, "C0DBACCESS", "the rule's slack_channel, not a direct message");
@@ -252,17 +342,21 @@ async fn in_the_rules_channel_a_non_approver_is_refused_and_the_expired_request_
 
 #[tokio::test]
 async fn slack_down_never_fails_a_request_and_without_its_secret_the_route_is_not_there() {
-    let w = world(DM_POLICY, true).await;
+    let w = world(DM_POLICY, Slack::On).await;
     w.fake.set_unavailable(true);
     let id = w.request().await;
     assert_eq!(w.status(&id).await, "pending_approval", "requested, whatever Slack says");
     assert!(w.fake.messages().is_empty());
     assert!(w.stack.item(&format!("SLACK#{id}"), "MESSAGES").await.is_none(), "nothing to update later");
 
-    let off = world(DM_POLICY, false).await;
-    let id = off.request().await;
-    assert!(off.fake.calls().is_empty(), "no Slack secret: Slack is never called");
     let click = SignedRequest { body: "payload=%7B%7D".into(), timestamp: "1".into(), signature: "v0=00".into() };
-    assert_eq!(off.call_grant(delivered(&click)).await.0, 404);
-    assert_eq!(off.status(&id).await, "pending_approval");
+    for (setup, why) in [(Slack::NoSecret, "no Slack secret"), (Slack::Disabled, "SLACK_ENABLED unset")] {
+        let off = world(DM_POLICY, setup).await;
+        let id = off.request().await;
+        assert!(off.fake.calls().is_empty(), "{why}: Slack is never called");
+        assert_eq!(off.call_grant(delivered(&click)).await.0, 404, "{why}");
+        assert_eq!(off.status(&id).await, "pending_approval");
+        // Disabled: no Slack adapter at all, so nothing that could look for its secret.
+        assert_eq!(off.grant.lifecycle.slack.is_none(), setup == Slack::Disabled, "{why}");
+    }
 }

@@ -296,6 +296,8 @@ fn role_statements(t: &Template, role_id: &str) -> Vec<(String, Value)> {
         out.extend(statements(&policy["PolicyDocument"]).into_iter().map(|s| (format!("{role_id}/{name}"), s)));
     }
     for arn in one_or_many(&role["ManagedPolicyArns"]) {
+        // A policy attached only with Slack on is checked as if it were on (the widest case).
+        let arn = slack_on(&arn);
         let id = arn["Ref"].as_str().unwrap_or_else(|| {
             panic!("{role_id}: managed policy {arn} is not one of this template's: its actions cannot be checked")
         });
@@ -312,6 +314,15 @@ fn role_statements(t: &Template, role_id: &str) -> Vec<(String, Value)> {
     // Denials only narrow what the rest allows (see `audit_records_cannot_be_changed_or_deleted`).
     out.retain(|(_, s)| s["Effect"] != "Deny");
     out
+}
+
+/// Resolves `Fn::If [SlackOn, ...]` as with `SlackEnabled` "true".
+fn slack_on(value: &Value) -> Value {
+    match value.get("Fn::If").and_then(Value::as_array) {
+        Some(args) if args[0] == "SlackOn" => args[1].clone(),
+        Some(args) => panic!("unexpected condition {}", args[0]),
+        None => value.clone(),
+    }
 }
 
 /// The Deny statements of a role's inline policies.
@@ -737,9 +748,25 @@ fn the_slack_route_is_signed_throttled_and_its_secret_read_by_tag() {
     assert!(slack["ThrottlingRateLimit"].as_u64().unwrap() < default["ThrottlingRateLimit"].as_u64().unwrap());
     assert!(slack["ThrottlingBurstLimit"].as_u64().unwrap() < default["ThrottlingBurstLimit"].as_u64().unwrap());
 
+    // Off unless switched on: then no function may read the Slack secret (nor looks for it).
+    let env = &t.0["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(env["SLACK_ENABLED"], reference("SlackEnabled"));
+    assert_eq!(t.parameter_default("SlackEnabled").as_deref(), Some("false"));
+    assert_eq!(t.0["Conditions"]["SlackOn"], json!({ "Fn::Equals": [reference("SlackEnabled"), "true"] }));
+    assert_eq!(t.resource("SlackSecretPolicy")["Condition"], "SlackOn");
+    let only_when_on = json!({ "Fn::If": ["SlackOn", reference("SlackSecretPolicy"), reference("AWS::NoValue")] });
+    for (_, _, role_id) in FUNCTIONS {
+        let attached = one_or_many(&t.resource(role_id)["Properties"]["ManagedPolicyArns"]);
+        assert_eq!(
+            attached.contains(&only_when_on),
+            role_id != "SyncRole",
+            "{role_id}: the Slack secret, Slack on only"
+        );
+        assert!(!attached.contains(&reference("SlackSecretPolicy")), "{role_id}: never unconditionally");
+    }
+
     // The Slack secret: readable by grant (clicks, posts) and revoke (updates at the end), by its
     // tag only, which is the one the functions look for.
-    let env = &t.0["Globals"]["Function"]["Environment"]["Variables"];
     assert_eq!(env["SLACK_SECRET_TAG_KEY"], SLACK_TAG_KEY);
     assert_eq!(env["SLACK_API_URL"], reference("SlackApiUrl"));
     assert_eq!(t.parameter_default("SlackApiUrl").as_deref(), Some(jit_shared::config::DEFAULT_SLACK_API_URL));
@@ -759,6 +786,16 @@ fn the_slack_route_is_signed_throttled_and_its_secret_read_by_tag() {
         assert_eq!(f["LogGroupName"], reference(group), "{id}");
         assert_eq!(f["FilterPattern"], format!(r#"{{ $.event = "{pattern}" }}"#), "{id}");
         assert_eq!(f["MetricTransformations"][0]["MetricName"], metric, "{id}");
+    }
+    // Their alarms: in the stack's namespace, with Slack on only.
+    for (alarm, metric) in
+        [("SlackFailuresAlarm", "SlackFailures"), ("SlackSignatureRefusalsAlarm", "SlackSignatureRefusals")]
+    {
+        let a = t.resource(alarm);
+        assert_eq!(a["Condition"], "SlackOn", "{alarm}");
+        assert_eq!(a["Properties"]["MetricName"], metric, "{alarm}");
+        assert_eq!(a["Properties"]["Namespace"], sub("JitAccess/${AWS::StackName}"), "{alarm}");
+        assert_eq!(a["Properties"]["TreatMissingData"], "notBreaching", "{alarm}");
     }
     assert_eq!(
         t.0["Outputs"]["SlackInteractivityUrl"]["Value"],
@@ -836,6 +873,13 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
         assert_eq!(conflict["MetricTransformations"][0]["MetricName"], "IntegrationConflicts");
     }
     assert_eq!(alarms["IntegrationConflictAlarm"]["MetricName"], "IntegrationConflicts");
+    // Slack's (with Slack on): any failure; signature refusals only when they spike.
+    assert_eq!(alarms["SlackFailuresAlarm"]["MetricName"], "SlackFailures");
+    let refusals = alarms.remove("SlackSignatureRefusalsAlarm").expect("an alarm on refused Slack signatures");
+    assert_eq!(refusals["MetricName"], "SlackSignatureRefusals");
+    assert_eq!(refusals["ComparisonOperator"], "GreaterThanThreshold");
+    assert!(refusals["Threshold"].as_u64().unwrap() > 0, "a stale click now and then is no alarm");
+    assert_eq!(refusals["AlarmActions"], alarms["SlackFailuresAlarm"]["AlarmActions"]);
     assert_eq!(alarms["DeadLetterQueueAlarm"]["MetricName"], "ApproximateNumberOfMessagesVisible");
     assert_eq!(
         alarms["DeadLetterQueueAlarm"]["Dimensions"][0]["Value"],
@@ -988,6 +1032,7 @@ const COMMON_VARIABLES: &[&str] = &[
     "ADMIN_GROUP",
     "IDENTITY_CLAIM",
     "API_ID",
+    "SLACK_ENABLED",
     "SLACK_API_URL",
     "SLACK_SECRET_TAG_KEY",
 ];
@@ -1046,6 +1091,7 @@ fn functions_get_the_configuration_the_code_reads_and_its_defaults_are_valid() {
         assert_eq!(config.jumpcloud.max_concurrency, defaults.jumpcloud.max_concurrency, "{id}");
         assert_eq!(config.jumpcloud.requests_per_second, defaults.jumpcloud.requests_per_second, "{id}");
         assert_eq!(config.slack.api_url, defaults.slack.api_url, "{id}");
+        assert!(!config.slack.enabled, "{id}: Slack is off by default");
         assert_eq!(config.slack.secret_tag_key, SLACK_TAG_KEY, "{id}");
         assert_eq!(
             (config.slack.secret_tag_key.as_str(), config.slack.secret_tag_value.as_str()),

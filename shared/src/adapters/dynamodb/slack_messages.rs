@@ -1,5 +1,7 @@
 //! Where a request's Slack messages are ([`SlackMessageStore`]): one item per request,
-//! `pk=SLACK#{grant id}`, `sk=MESSAGES`, holding `messages` (a list of `{channel, ts}`) and `ttl`.
+//! `pk=SLACK#{grant id}`, `sk=MESSAGES`, and one per extension of a grant,
+//! `pk=SLACK#{grant id}#extension#{its request time}` (`slack::extension_subject`), each holding
+//! `messages` (a list of `{channel, ts}`) and `ttl`.
 //! `record` appends with one `UpdateItem` (`list_append`), so a second post adds to the first
 //! instead of replacing it; the item expires `ttl` after the request's first post. Not an
 //! audit record: nothing under `AUDIT#`.
@@ -37,7 +39,7 @@ struct MessagesItem {
 impl SlackMessageStore for DynamoSlackMessages {
     async fn record(
         &self,
-        grant_id: &str,
+        subject: &str,
         messages: &[PostedMessage],
         keep_until: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -53,7 +55,7 @@ impl SlackMessageStore for DynamoSlackMessages {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(keys::slack_messages(grant_id), keys::SLACK_MESSAGES)))
+            .set_key(Some(key(keys::slack_messages(subject), keys::SLACK_MESSAGES)))
             .update_expression("SET #messages = list_append(if_not_exists(#messages, :none), :new), #ttl = :ttl")
             .expression_attribute_names("#messages", "messages")
             .expression_attribute_names("#ttl", table::TTL_ATTRIBUTE)
@@ -66,12 +68,12 @@ impl SlackMessageStore for DynamoSlackMessages {
         Ok(())
     }
 
-    async fn messages(&self, grant_id: &str) -> Result<Vec<PostedMessage>, StoreError> {
+    async fn messages(&self, subject: &str) -> Result<Vec<PostedMessage>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(keys::slack_messages(grant_id), keys::SLACK_MESSAGES)))
+            .set_key(Some(key(keys::slack_messages(subject), keys::SLACK_MESSAGES)))
             .consistent_read(true)
             .send()
             .await

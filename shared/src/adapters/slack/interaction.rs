@@ -6,7 +6,8 @@
 //! `value`) and `state.values` (`{block_id: {action_id: {value}}}`: what the message's inputs
 //! hold, here the comment box). Parse only after the signature holds.
 
-use super::blocks::{APPROVE, COMMENT, DENY};
+use super::blocks::{parse_extension_value, APPROVE, APPROVE_EXTENSION, COMMENT, DENY, DENY_EXTENSION};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -21,8 +22,10 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
-    /// The button's value.
+    /// The grant the button names.
     pub grant_id: String,
+    /// An extension's button: the request time of the extension it decides. `None`: a request's.
+    pub extension: Option<DateTime<Utc>>,
     /// The Slack user who clicked.
     pub user_id: String,
     /// Their workspace (`team.id`, or the user's `team_id`).
@@ -103,13 +106,24 @@ pub fn parse(body: &[u8]) -> Result<Interaction, PayloadError> {
     let [action] = payload.actions.as_slice() else {
         return Ok(Interaction::Ignored(format!("{} actions", payload.actions.len())));
     };
-    let verdict = match action.action_id.as_str() {
-        APPROVE => Verdict::Approve,
-        DENY => Verdict::Deny,
+    let (verdict, of_extension) = match action.action_id.as_str() {
+        APPROVE => (Verdict::Approve, false),
+        DENY => (Verdict::Deny, false),
+        APPROVE_EXTENSION => (Verdict::Approve, true),
+        DENY_EXTENSION => (Verdict::Deny, true),
         other => return Ok(Interaction::Ignored(format!("action {other:?}"))),
     };
-    let grant_id = action.value.clone().filter(|v| uuid::Uuid::parse_str(v).is_ok());
-    let Some(grant_id) = grant_id else { return Err(PayloadError("the button's value is not a request id".into())) };
+    let value = action.value.as_deref().unwrap_or_default();
+    let (grant_id, extension) = if of_extension {
+        let Some((grant_id, at)) = parse_extension_value(value) else {
+            return Err(PayloadError("the button's value does not name an extension".into()));
+        };
+        (grant_id, Some(at))
+    } else if uuid::Uuid::parse_str(value).is_ok() {
+        (value.to_owned(), None)
+    } else {
+        return Err(PayloadError("the button's value is not a request id".into()));
+    };
     let user = payload.user.ok_or_else(|| PayloadError("no `user`".into()))?;
     let comment = payload
         .state
@@ -121,6 +135,7 @@ pub fn parse(body: &[u8]) -> Result<Interaction, PayloadError> {
     Ok(Interaction::Decision(Decision {
         verdict,
         grant_id,
+        extension,
         team_id: payload.team.map(|t| t.id).or(user.team_id),
         user_id: user.id,
         channel_id: payload.container.and_then(|c| c.channel_id).or(payload.channel.map(|c| c.id)),
@@ -160,6 +175,7 @@ mod tests {
             Interaction::Decision(Decision {
                 verdict: Verdict::Deny,
                 grant_id: ID.into(),
+                extension: None,
                 user_id: "U0BOB".into(),
                 team_id: Some("T0CORP".into()),
                 channel_id: Some("D0BOB".into()),
@@ -168,6 +184,24 @@ mod tests {
         );
         let Interaction::Decision(approve) = parse(&body(&click("approve", ID, None))).unwrap() else { panic!() };
         assert_eq!((approve.verdict, approve.comment), (Verdict::Approve, None));
+    }
+
+    #[test]
+    fn a_click_on_an_extensions_button_names_that_extension() {
+        let at = "2026-11-23T13:00:00.123456789Z";
+        let value = format!("{ID}/{at}");
+        let Interaction::Decision(d) = parse(&body(&click("approve_extension", &value, None))).unwrap() else {
+            panic!()
+        };
+        let expected = DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc);
+        assert_eq!((d.verdict, d.grant_id.as_str(), d.extension), (Verdict::Approve, ID, Some(expected)));
+        let Interaction::Decision(d) = parse(&body(&click("deny_extension", &value, Some("no")))).unwrap() else {
+            panic!()
+        };
+        assert_eq!((d.verdict, d.comment.as_deref()), (Verdict::Deny, Some("no")));
+        // A request's button with an extension's value, or the reverse: refused.
+        assert!(parse(&body(&click("approve", &value, None))).is_err());
+        assert!(parse(&body(&click("approve_extension", ID, None))).is_err());
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! to Slack with Approve / Deny buttons, the clicks come back to `POST /slack/interactions`
 //! (`handlers/slack.rs`), and the messages follow the request to its end.
 //!
-//! Slack is on when one Secrets Manager secret carries the tag `SLACK_SECRET_TAG_KEY` =
-//! `SLACK_SECRET_TAG_VALUE` (`jit-access-slack` = `true`) with `bot_token` and `signing_secret`
-//! ([`SlackAppSource`]; two such secrets: off, and logged). Nothing in the domain knows of
+//! Built only with `SLACK_ENABLED` (`wiring.rs`); then on when one Secrets Manager secret carries
+//! the tag `SLACK_SECRET_TAG_KEY` = `SLACK_SECRET_TAG_VALUE` (`jit-access-slack` = `true`) with
+//! `bot_token` and `signing_secret` ([`SlackAppSource`]; two such secrets: off, and logged). Nothing in the domain knows of
 //! Slack: [`SlackEventBus`] decorates the event bus, so every path that publishes a request's
 //! events (the API, `jitctl`, a Slack click, the request's expiry schedule and the sweep) drives the
 //! messages the same way, after EventBridge has the event:
@@ -14,7 +14,14 @@
 //!   table ([`SlackMessageStore`]) to update it later;
 //! - `Request Approved`, `Grant Created`, `Grant Failed`, `Request Denied`, `Request Cancelled`,
 //!   `Request Expired`, `Grant Extended`, `Grant Expired`, `Grant Revoked` of a request that awaited
-//!   approval: every message of the request updated (`chat.update`) with where it stands.
+//!   approval: every message of the request updated (`chat.update`) with where it stands;
+//! - `Extension Requested` (an active grant's extension awaiting approval, whatever the grant's
+//!   own approval was): posted as a message of its own ([`blocks::render_extension`]) to the
+//!   channel of the applied policy's rule for the group (the rule the extension was decided by),
+//!   or else to each of the extension's approvers; kept apart from the request's messages, one
+//!   set per extension ([`extension_subject`]). `Grant Extended` / `Request Denied` carrying the
+//!   extension decided, and `Grant Expired` / `Grant Revoked` of a grant whose extension still
+//!   awaited approval, update them.
 //!
 //! Slack is a notification: a failure never fails a grant or a decision. It is logged as
 //! `"event": "slack_failed"` with the method and Slack's error code (counted by the template's
@@ -30,10 +37,12 @@ pub use api::{PostedMessage, SlackApi, SlackError, SlackUser, CALL_TIMEOUT};
 use crate::{
     clock::Clock,
     credentials::SlackSecret,
-    domain::model::{ApprovalMode, EventType, Grant, GrantEvent, GrantEventDetail},
+    domain::model::{ApprovalMode, EventType, Grant, GrantEvent, GrantEventDetail, PendingExtension},
+    domain::policy::GroupRef,
     ports::{EventBus, EventBusError, PolicyStore, SecretsError, StoreError},
 };
 use async_trait::async_trait;
+use blocks::ExtensionState;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -52,18 +61,24 @@ pub trait SlackAppSource: Send + Sync {
     async fn current(&self) -> Result<Option<Arc<SlackSecret>>, SecretsError>;
 }
 
-/// Where a request's Slack messages are, to update them.
+/// Where a request's (or an extension's) Slack messages are, to update them. `subject`: the grant
+/// id for its request's messages, [`extension_subject`] for one extension's.
 #[async_trait]
 pub trait SlackMessageStore: Send + Sync {
-    /// Adds messages of the request (kept until `keep_until`).
+    /// Adds messages of the subject (kept until `keep_until`).
     async fn record(
         &self,
-        grant_id: &str,
+        subject: &str,
         messages: &[PostedMessage],
         keep_until: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Every message recorded for the request, in the order posted.
-    async fn messages(&self, grant_id: &str) -> Result<Vec<PostedMessage>, StoreError>;
+    /// Every message recorded for the subject, in the order posted.
+    async fn messages(&self, subject: &str) -> Result<Vec<PostedMessage>, StoreError>;
+}
+
+/// Where one extension's messages are kept: apart from the request's, by its request time.
+pub fn extension_subject(grant_id: &str, requested_at: DateTime<Utc>) -> String {
+    format!("{grant_id}#extension#{}", blocks::stamp(requested_at))
 }
 
 /// Slack approvals: the app's secret, the Web API, and where the messages are.
@@ -103,9 +118,9 @@ impl SlackApprovals {
 
     /// Follows one published event (see the module's list); never fails.
     pub async fn on_event(&self, event: &GrantEvent) {
-        let announce = match event.detail_type {
-            EventType::ApprovalRequested => true,
-            EventType::RequestApproved
+        let of_request = match event.detail_type {
+            EventType::ApprovalRequested
+            | EventType::RequestApproved
             | EventType::GrantCreated
             | EventType::GrantFailed
             | EventType::RequestDenied
@@ -113,13 +128,28 @@ impl SlackApprovals {
             | EventType::RequestExpired
             | EventType::GrantExtended
             | EventType::GrantExpired
-            | EventType::GrantRevoked => false,
+            | EventType::GrantRevoked => true,
+            EventType::ExtensionRequested => false,
             _ => return,
         };
         let Ok(detail) = serde_json::from_value::<GrantEventDetail>(event.detail.clone()) else { return };
-        let grant = detail.grant;
-        // Only requests that awaited approval have messages.
-        if grant.approval != ApprovalMode::Approvers {
+        let grant = &detail.grant;
+        // An extension's messages: which extension, and where it now stands.
+        let extension = match event.detail_type {
+            EventType::ExtensionRequested => grant.pending_extension.clone().map(|p| (p, ExtensionState::Awaiting)),
+            EventType::GrantExtended => detail.extension.clone().map(|p| (p, ExtensionState::Approved)),
+            EventType::RequestDenied => detail.extension.clone().map(|p| (p, ExtensionState::Denied)),
+            EventType::GrantExpired | EventType::GrantRevoked => {
+                grant.pending_extension.clone().map(|p| (p, ExtensionState::GrantEnded))
+            }
+            _ => None,
+        };
+        // Only requests that awaited approval have messages; a denied extension leaves its
+        // request's as they were.
+        let request = of_request
+            && grant.approval == ApprovalMode::Approvers
+            && !(event.detail_type == EventType::RequestDenied && detail.extension.is_some());
+        if !request && extension.is_none() {
             return;
         }
         let app = match self.app().await {
@@ -127,60 +157,110 @@ impl SlackApprovals {
             Ok(None) => return,
             Err(e) => return failed(&grant.id, &e, "the Slack secret could not be read"),
         };
-        if announce {
-            self.announce(&app, &grant).await;
-        } else {
-            self.refresh(&app, &grant).await;
+        if request && event.detail_type == EventType::ApprovalRequested {
+            self.announce(&app, grant).await;
+        } else if request {
+            self.refresh(&app, grant).await;
+        }
+        match extension {
+            Some((ext, ExtensionState::Awaiting)) => self.announce_extension(&app, grant, &ext).await,
+            Some((ext, state)) => self.refresh_extension(&app, grant, &ext, state).await,
+            None => {}
         }
     }
 
     /// Posts a request awaiting approval to its rule's channel, or to each approver.
     pub async fn announce(&self, app: &SlackSecret, grant: &Grant) {
-        let token = &app.bot_token;
         let targets = match self.channel_of(grant).await {
             Some(channel) => vec![channel],
-            None => self.approvers_in_slack(app, grant).await,
+            None => self.approvers_in_slack(app, &grant.id, &grant.approvers).await,
         };
+        let (text, blocks) = blocks::render(grant);
+        self.post(app, &grant.id, &grant.id, &targets, &text, &blocks).await;
+    }
+
+    /// Posts an extension awaiting approval to the channel of the applied rule for the grant's
+    /// group, or to each of the extension's approvers.
+    pub async fn announce_extension(&self, app: &SlackSecret, grant: &Grant, ext: &PendingExtension) {
+        let targets = match self.current_channel(grant).await {
+            Some(channel) => vec![channel],
+            None => self.approvers_in_slack(app, &grant.id, &ext.approvers).await,
+        };
+        let (text, blocks) = blocks::render_extension(grant, ext, ExtensionState::Awaiting);
+        self.post(app, &grant.id, &extension_subject(&grant.id, ext.at), &targets, &text, &blocks).await;
+    }
+
+    /// Posts one message to each target and records where they are, under `subject`.
+    async fn post(
+        &self,
+        app: &SlackSecret,
+        grant_id: &str,
+        subject: &str,
+        targets: &[String],
+        text: &str,
+        blocks: &serde_json::Value,
+    ) {
         if targets.is_empty() {
-            tracing::warn!(grant_id = %grant.id, "Slack: no approver of the request has a Slack account; nothing posted");
+            tracing::warn!(grant_id, "Slack: no approver has a Slack account; nothing posted");
             return;
         }
-        let (text, blocks) = blocks::render(grant);
-        let posts: Vec<_> = targets.iter().map(|target| self.api.post_message(token, target, &text, &blocks)).collect();
+        let token = &app.bot_token;
+        let posts: Vec<_> = targets.iter().map(|target| self.api.post_message(token, target, text, blocks)).collect();
         let results: Vec<_> = futures::stream::iter(posts).buffered(CONCURRENT_CALLS).collect().await;
         let mut posted = Vec::new();
-        for (result, target) in results.into_iter().zip(&targets) {
+        for (result, target) in results.into_iter().zip(targets) {
             match result {
                 Ok(message) => posted.push(message),
-                Err(e) => failed(&grant.id, &e, &format!("could not post the request to {target}")),
+                Err(e) => failed(grant_id, &e, &format!("could not post to {target}")),
             }
         }
         if posted.is_empty() {
             return;
         }
         let keep_until = self.clock.now() + chrono::Duration::days(MESSAGES_KEPT_DAYS);
-        if let Err(e) = self.messages.record(&grant.id, &posted, keep_until).await {
-            failed(&grant.id, &e, "the posted messages could not be recorded: they will not be updated");
+        if let Err(e) = self.messages.record(subject, &posted, keep_until).await {
+            failed(grant_id, &e, "the posted messages could not be recorded: they will not be updated");
         }
-        tracing::info!(grant_id = %grant.id, messages = posted.len(), "request posted to Slack");
+        tracing::info!(grant_id, messages = posted.len(), "posted to Slack");
+    }
+
+    /// Updates every message of the extension with where it stands.
+    pub async fn refresh_extension(
+        &self,
+        app: &SlackSecret,
+        grant: &Grant,
+        ext: &PendingExtension,
+        state: ExtensionState,
+    ) {
+        let (text, blocks) = blocks::render_extension(grant, ext, state);
+        self.update_all(app, &grant.id, &extension_subject(&grant.id, ext.at), &text, &blocks).await;
     }
 
     /// Updates every message of the request with where it stands.
     pub async fn refresh(&self, app: &SlackSecret, grant: &Grant) {
-        let messages = match self.messages.messages(&grant.id).await {
-            Ok(messages) => messages,
-            Err(e) => return failed(&grant.id, &e, "the request's messages could not be read"),
-        };
-        if messages.is_empty() {
-            return;
-        }
         let (text, blocks) = blocks::render(grant);
+        self.update_all(app, &grant.id, &grant.id, &text, &blocks).await;
+    }
+
+    /// Updates every message recorded under `subject` to `text` and `blocks`.
+    async fn update_all(
+        &self,
+        app: &SlackSecret,
+        grant_id: &str,
+        subject: &str,
+        text: &str,
+        blocks: &serde_json::Value,
+    ) {
+        let messages = match self.messages.messages(subject).await {
+            Ok(messages) => messages,
+            Err(e) => return failed(grant_id, &e, "the messages could not be read"),
+        };
         let updates: Vec<_> =
-            messages.iter().map(|message| self.api.update(&app.bot_token, message, &text, &blocks)).collect();
+            messages.iter().map(|message| self.api.update(&app.bot_token, message, text, blocks)).collect();
         let results: Vec<_> = futures::stream::iter(updates).buffered(CONCURRENT_CALLS).collect().await;
         for (result, message) in results.into_iter().zip(&messages) {
             if let Err(e) = result {
-                failed(&grant.id, &e, &format!("could not update the message in {}", message.channel));
+                failed(grant_id, &e, &format!("could not update the message in {}", message.channel));
             }
         }
     }
@@ -198,31 +278,45 @@ impl SlackApprovals {
         }
     }
 
-    /// The Slack users of the request's approvers, by email.
-    async fn approvers_in_slack(&self, app: &SlackSecret, grant: &Grant) -> Vec<String> {
-        if grant.approvers.len() > MAX_DIRECT_MESSAGES {
-            tracing::warn!(grant_id = %grant.id, approvers = grant.approvers.len(),
-                "Slack: more approvers than direct messages sent; set the rule's slack_channel");
+    /// The `slack_channel` of the applied policy's rule for the grant's group: the rule an
+    /// extension is decided by (`domain::extension`).
+    async fn current_channel(&self, grant: &Grant) -> Option<String> {
+        let group = GroupRef { id: &grant.group.id, name: &grant.group.name };
+        match self.policies.applied().await {
+            Ok(applied) => applied?.policy.rule_for(&group).and_then(|r| r.slack_channel.clone()),
+            Err(e) => {
+                failed(&grant.id, &e, "the applied policy could not be read: posting to the approvers");
+                None
+            }
         }
-        let emails: Vec<&String> = grant.approvers.iter().take(MAX_DIRECT_MESSAGES).collect();
+    }
+
+    /// The Slack users of `approvers`, by email (at most [`MAX_DIRECT_MESSAGES`]).
+    async fn approvers_in_slack(&self, app: &SlackSecret, grant_id: &str, approvers: &[String]) -> Vec<String> {
+        if approvers.len() > MAX_DIRECT_MESSAGES {
+            tracing::warn!(
+                grant_id,
+                approvers = approvers.len(),
+                "Slack: more approvers than direct messages sent; set the rule's slack_channel"
+            );
+        }
+        let emails: Vec<&String> = approvers.iter().take(MAX_DIRECT_MESSAGES).collect();
         let lookups: Vec<_> = emails.iter().map(|email| self.api.lookup_by_email(&app.bot_token, email)).collect();
         let results: Vec<_> = futures::stream::iter(lookups).buffered(CONCURRENT_CALLS).collect().await;
         let mut users = Vec::new();
         for (found, email) in results.into_iter().zip(emails) {
             match found {
                 Ok(Some(user)) => users.push(user),
-                Ok(None) => {
-                    tracing::info!(grant_id = %grant.id, approver = %email, "Slack: the approver has no Slack account")
-                }
-                Err(e) => failed(&grant.id, &e, &format!("could not look up the approver {email}")),
+                Ok(None) => tracing::info!(grant_id, approver = %email, "Slack: the approver has no Slack account"),
+                Err(e) => failed(grant_id, &e, &format!("could not look up the approver {email}")),
             }
         }
         users
     }
 }
 
-/// The event bus, then Slack: every event is published as before; those of requests awaiting
-/// approval then drive their Slack messages ([`SlackApprovals::on_event`]). Slack never changes
+/// The event bus, then Slack: every event is published as before; those of requests and
+/// extensions awaiting approval then drive their Slack messages ([`SlackApprovals::on_event`]). Slack never changes
 /// the publication's result.
 pub struct SlackEventBus {
     inner: Arc<dyn EventBus>,

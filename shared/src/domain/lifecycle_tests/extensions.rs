@@ -6,7 +6,7 @@ use crate::{
     domain::extension::{extend, remind, ExtendRequest},
     domain::identity::Principal,
     domain::model::{reminder_schedule_name, EndReason, EventType, Grant},
-    domain::request::{approve, deny, RequestError},
+    domain::request::{approve, approve_target, deny, RequestError, Target},
     domain::revoke::revoke_grant,
     testing::lifecycle::{person, REQUEST_POLICY},
 };
@@ -144,4 +144,35 @@ async fn the_reminder_is_published_once_due_and_only_for_an_active_grant() {
     assert_eq!(soon.detail["notify"][0], "alice@corp.com");
     revoke_grant(&ctx, &grant.id, ADMIN, EndReason::Revoked).await.unwrap();
     assert!(!remind(&ctx, &grant.id, "system:schedule").await.unwrap(), "revoked: nothing to remind of");
+}
+
+#[tokio::test]
+async fn a_decision_for_one_extension_never_decides_another_or_the_request() {
+    let w = world().await;
+    let grant = short_grant(&w).await;
+    let ctx = w.ctx();
+    let bob = person("u2", "bob@corp.com");
+    let first = extend(&ctx, &grant.id, &alice(), &by("1h")).await.unwrap().pending_extension.unwrap();
+    deny(&ctx, &grant.id, &bob, Some("finish tomorrow")).await.unwrap();
+    let denied = w.bus.published().into_iter().rfind(|e| e.detail_type == EventType::RequestDenied).unwrap();
+    assert_eq!(denied.detail["extension"]["at"], serde_json::to_value(first.at).unwrap(), "the event names it");
+    assert!(denied.detail["notify"].as_array().unwrap().contains(&"bob@corp.com".into()), "its approvers told");
+
+    w.clock.advance(Duration::minutes(1));
+    let second = extend(&ctx, &grant.id, &alice(), &by("1h")).await.unwrap().pending_extension.unwrap();
+    let before = w.store.grant(&grant.id).unwrap();
+    // A decision meant for the first extension, or for a request, decides nothing now.
+    let stale = approve_target(&ctx, &grant.id, &bob, None, Target::Extension(first.at)).await.unwrap_err();
+    assert!(matches!(&stale, RequestError::Conflict(why) if why.contains("no longer awaits")), "{stale}");
+    let request = approve_target(&ctx, &grant.id, &bob, None, Target::Request).await.unwrap_err();
+    assert!(matches!(request, RequestError::NotPending(GrantStatus::Active)), "{request}");
+    assert_eq!(w.store.grant(&grant.id).unwrap(), before, "nothing changed");
+
+    let once = approve_target(&ctx, &grant.id, &bob, None, Target::Extension(second.at)).await.unwrap();
+    assert_eq!(once.pending_extension.unwrap().approvals.len(), 1);
+    let user12 = person("u12", "user12@corp.com");
+    let done = approve_target(&ctx, &grant.id, &user12, None, Target::Extension(second.at)).await.unwrap();
+    assert_eq!(done.expires_at, Some(grant.expires_at.unwrap() + hours(1)));
+    let extended = w.bus.published().into_iter().rfind(|e| e.detail_type == EventType::GrantExtended).unwrap();
+    assert_eq!(extended.detail["extension"]["approvals"].as_array().unwrap().len(), 2, "as it stood when decided");
 }

@@ -1,6 +1,6 @@
 //! The product's events: `detail-type`s and the `detail` of a grant's event.
 
-use super::{Grant, MembershipEnd};
+use super::{Grant, MembershipEnd, PendingExtension};
 use serde::{Deserialize, Serialize};
 
 /// The `source` of every event the product publishes.
@@ -86,6 +86,10 @@ pub struct GrantEventDetail {
     /// `Drift Detected`: its kind (`outlived_grant`, `readded_outside`, `membership_missing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
+    /// `Grant Extended` and `Request Denied` that decided a pending extension: that extension as
+    /// it stood when decided (with its approvals); the grant no longer carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<PendingExtension>,
 }
 
 /// One event for the bus: `source` is [`EVENT_SOURCE`], `detail-type` is
@@ -134,6 +138,7 @@ mod tests {
                 error: None,
                 notify: vec![],
                 drift: None,
+                extension: None,
             },
         );
         assert_eq!(event.grant_id(), Some(sample_grant().id.as_str()));

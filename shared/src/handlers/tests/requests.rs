@@ -138,7 +138,7 @@ async fn a_denied_request_and_a_cancelled_one_add_nothing() {
     assert_eq!(w.store.grants().len(), 2);
 }
 
-fn with_id_as(e: Value, id: &str, email: &str) -> Value {
+pub(super) fn with_id_as(e: Value, id: &str, email: &str) -> Value {
     let mut e = with_id(e, id);
     let sub = format!("sub-{}", email.split('@').next().unwrap());
     e["requestContext"]["authorizer"] = json!({
@@ -191,4 +191,117 @@ async fn an_extension_waits_for_the_managers_approval_and_then_moves_the_expiry(
     assert_eq!(extended["expires_at"], "2026-11-23T15:00:00Z");
     assert_eq!(extended["extensions"][0]["duration"], "1h");
     assert_eq!(extended["pending_extension"], Value::Null);
+}
+
+/// `GET /grants?awaiting=me` as `email`, with `query` added.
+fn awaiting_me(email: Option<&str>, query: &str) -> Value {
+    let query = if query.is_empty() { "awaiting=me".to_owned() } else { format!("awaiting=me&{query}") };
+    http("GET", "/grants", &query, None, email)
+}
+
+/// The ids of an `awaiting=me` answer.
+fn ids(listing: &Value) -> Vec<String> {
+    listing["grants"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// bob's request, approved by carol: an active grant of 2 hours.
+async fn bobs_active_grant(w: &World) -> String {
+    let (_, request, _) = call(&w.grant, http("POST", "/grants", "", Some(ASK), Some("bob@example.com"))).await;
+    let id = request["id"].as_str().unwrap().to_owned();
+    let approve = http("POST", &format!("/grants/{id}/approve"), "", None, Some("carol@example.com"));
+    let (_, active, _) = call(&w.grant, approve).await;
+    assert_eq!(active["status"], "active", "{active}");
+    id
+}
+
+const ONE_HOUR_MORE: &str = r#"{"duration":"1h","reason":"INC-4711 the restore runs long"}"#;
+
+async fn bob_extends(w: &World, id: &str) {
+    let extend = http("POST", &format!("/grants/{id}/extend"), "", Some(ONE_HOUR_MORE), Some("bob@example.com"));
+    let (status, pending, _) = call(&w.grant, extend).await;
+    assert_eq!(status, 202, "{pending}");
+}
+
+#[tokio::test]
+async fn a_pending_extension_awaits_its_approver_and_nobody_else_until_it_is_decided() {
+    let w = world_with_policy().await;
+    let (bob, carol) = (Some("bob@example.com"), Some("carol@example.com"));
+    let id = bobs_active_grant(&w).await;
+    let (_, before, _) = call(&w.grant, awaiting_me(carol, "")).await;
+    assert_eq!(before["grants"], json!([]), "an active grant without an extension awaits nobody");
+
+    bob_extends(&w, &id).await;
+    let (status, mine, _) = call(&w.grant, awaiting_me(carol, "")).await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(ids(&mine), std::slice::from_ref(&id), "carol, the extension's approver, sees it");
+    let listed = &mine["grants"][0];
+    assert_eq!(listed["status"], "active");
+    assert_eq!(listed["pending_extension"]["duration"], "1h");
+    assert_eq!(listed["pending_extension"]["reason"], "INC-4711 the restore runs long");
+    assert_eq!(mine["next"], Value::Null);
+    // bob asked for it (no self-approval); erin is nobody's approver; dave is an admin but no
+    // approver; the admin IAM user is no user at all.
+    for who in [bob, Some("erin@example.com"), Some("dave@example.com"), None] {
+        let (status, theirs, _) = call(&w.grant, awaiting_me(who, "")).await;
+        assert_eq!((status, &theirs["grants"]), (200, &json!([])), "{who:?}");
+    }
+
+    let approve = http("POST", &format!("/grants/{id}/approve"), "", None, carol);
+    let (status, extended, _) = call(&w.grant, approve).await;
+    assert_eq!((status, &extended["pending_extension"]), (200, &Value::Null), "{extended}");
+    let (_, after, _) = call(&w.grant, awaiting_me(carol, "")).await;
+    assert_eq!(after["grants"], json!([]), "decided: it awaits nobody");
+}
+
+#[tokio::test]
+async fn a_pending_extension_stops_awaiting_at_its_approval_timeout() {
+    let w = world_with_policy().await;
+    let carol = Some("carol@example.com");
+    let id = bobs_active_grant(&w).await;
+    // Extensions of this rule lapse after 30 minutes without approval.
+    w.policies.apply(&POLICY.replace("timeout: 24h", "timeout: 30m"), w.clock.now());
+    bob_extends(&w, &id).await;
+    w.clock.advance(chrono::Duration::minutes(29));
+    assert_eq!(ids(&call(&w.grant, awaiting_me(carol, "")).await.1), std::slice::from_ref(&id));
+    w.clock.advance(chrono::Duration::minutes(1));
+    let (_, lapsed, _) = call(&w.grant, awaiting_me(carol, "")).await;
+    assert_eq!(lapsed["grants"], json!([]), "lapsed: approving it would be refused, so it is not listed");
+    assert_eq!(w.store.grant(&id).unwrap().status, crate::domain::model::GrantStatus::Active);
+}
+
+#[tokio::test]
+async fn awaiting_me_pages_through_the_requests_then_the_pending_extensions() {
+    let w = world_with_policy().await;
+    let carol = Some("carol@example.com");
+    let extended = bobs_active_grant(&w).await;
+    bob_extends(&w, &extended).await;
+    let (_, request, _) = call(&w.grant, http("POST", "/grants", "", Some(ASK), Some("bob@example.com"))).await;
+    let request = request["id"].as_str().unwrap().to_owned();
+
+    let (_, all, _) = call(&w.grant, awaiting_me(carol, "")).await;
+    assert_eq!(ids(&all), [request.clone(), extended.clone()], "requests first, then extensions");
+    assert_eq!(all["next"], Value::Null);
+
+    // One grant read per page: the request, then the extension, then the end.
+    let mut seen = Vec::new();
+    let mut next: Option<String> = None;
+    for _ in 0..5 {
+        let query = match &next {
+            None => "limit=1".to_owned(),
+            Some(token) => format!("limit=1&next={token}"),
+        };
+        let (status, page, _) = call(&w.grant, awaiting_me(carol, &query)).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page["grants"].as_array().unwrap().len() <= 1);
+        seen.extend(ids(&page));
+        next = page["next"].as_str().map(str::to_owned);
+        if next.is_none() {
+            break;
+        }
+    }
+    assert_eq!(next, None, "the pages end");
+    assert_eq!(seen, [request, extended], "each exactly once, in order");
+
+    let (status, problem, _) = call(&w.grant, awaiting_me(carol, "next=ext:nonsense")).await;
+    assert_eq!(status, 400, "{problem}");
 }

@@ -119,6 +119,36 @@ impl SlackWorld {
     fn pending(&self) -> crate::domain::model::Grant {
         self.w.store.grant(&self.id).unwrap()
     }
+    /// The request's message (the first posted).
+    fn request_message(&self) -> Message {
+        let messages = self.fake.messages();
+        messages.into_iter().find(|m| m.text.starts_with("Access request")).expect("the request's message")
+    }
+    /// The newest extension message.
+    fn extension_message(&self) -> Message {
+        let messages = self.fake.messages();
+        messages.into_iter().rfind(|m| m.text.starts_with("Extension request")).expect("an extension's message")
+    }
+    /// The message posted as `message` was, as it is now.
+    fn now_of(&self, message: &Message) -> Message {
+        self.fake.messages().into_iter().find(|m| m.ts == message.ts && m.channel == message.channel).unwrap()
+    }
+    fn click_on(&self, message: &Message, user: &str, action: &str, comment: Option<&str>) -> SignedRequest {
+        self.fake.click(user, &self.now_of(message), action, comment, self.now()).unwrap()
+    }
+    /// carol approves bob's request by a click: active for 2 hours.
+    async fn approved(&self, handler: &GrantHandler) {
+        let click = self.click_on(&self.request_message(), "U0CAROL", "approve", None);
+        assert_eq!(send(handler, signed(&click)).await.0, 200);
+        assert_eq!(self.pending().status, GrantStatus::Active);
+    }
+    /// bob asks for an hour more: 202, awaiting carol.
+    async fn bob_extends(&self, handler: &GrantHandler, reason: &str) {
+        let body = json!({ "duration": "1h", "reason": reason }).to_string();
+        let extend = http("POST", &format!("/grants/{}/extend", self.id), "", Some(&body), Some("bob@example.com"));
+        let (status, extended, _) = call(handler, extend).await;
+        assert_eq!(status, 202, "{extended}");
+    }
 }
 
 /// The interaction event as API Gateway delivers it: no authorizer, the raw form body.
@@ -282,7 +312,126 @@ async fn a_stale_button_never_approves_what_the_request_became() {
     assert_eq!(send(&handler, signed(&click)).await.0, 200);
     assert_eq!(s.pending(), before, "the extension still awaits a decision made knowingly");
     assert!(s.fake.ephemerals()[0].text.contains("already active"), "{:?}", s.fake.ephemerals());
-    assert!(s.message().buttons().is_empty(), "the stale message is brought up to date");
+    assert!(s.request_message().buttons().is_empty(), "the stale message is brought up to date");
+    assert_eq!(s.extension_message().buttons(), ["approve_extension", "deny_extension"], "posted on its own");
+}
+
+#[tokio::test]
+async fn an_extension_is_posted_to_its_approver_and_approved_by_a_click_moves_the_expiry() {
+    let (s, handler) = slack_world(None).await;
+    s.approved(&handler).await;
+    let expiry = s.pending().expires_at.unwrap();
+    s.bob_extends(&handler, "INC-4711 the <!channel> restore runs long").await;
+    let message = s.extension_message();
+    assert_eq!(message.channel, SlackHandle::dm_channel("U0CAROL"), "to the extension's approver, by email");
+    assert_eq!(message.buttons(), ["approve_extension", "deny_extension"]);
+    assert!(message.shown().contains("asks to extend *prod-db-admins* by *1h*"), "{}", message.shown());
+    assert!(message.shown().contains("the &lt;!channel&gt; restore runs long"), "escaped: {}", message.shown());
+    assert_eq!(s.fake.messages().len(), 2, "the request's message and the extension's");
+
+    let click = s.click_on(&message, "U0CAROL", "approve_extension", Some("ok, INC-4711"));
+    assert_eq!(send(&handler, signed(&click)).await, (200, Value::Null));
+    let grant = s.pending();
+    assert_eq!(grant.expires_at, Some(expiry + chrono::Duration::hours(1)), "the expiry moved by the hour");
+    assert_eq!((grant.pending_extension, grant.extensions.len()), (None, 1));
+    let extended = s.w.store.audit().into_iter().find(|r| r.grant_id == s.id && r.action == AuditAction::Extended);
+    let extended = extended.expect("the extension is audited");
+    assert_eq!(extended.actor, "slack:U0CAROL as carol@example.com");
+    assert_eq!(extended.reason.as_deref(), Some("ok, INC-4711"));
+    let message = s.now_of(&message);
+    assert!(message.buttons().is_empty(), "decided: no buttons left");
+    assert!(message.shown().contains("Extended, approved by carol@example.com"), "{}", message.shown());
+    let until = grant.expires_at.unwrap().timestamp().to_string();
+    assert!(s.request_message().shown().contains(&until), "the request's message shows the new expiry too");
+}
+
+#[tokio::test]
+async fn an_extension_denied_by_a_click_leaves_the_grant_as_it_was() {
+    let (s, handler) = slack_world(None).await;
+    s.approved(&handler).await;
+    s.bob_extends(&handler, "INC-4711 not done").await;
+    let before = s.pending();
+    let request_updates = s.request_message().history.len();
+    let message = s.extension_message();
+    assert_eq!(send(&handler, signed(&s.click_on(&message, "U0CAROL", "deny_extension", None))).await.0, 200);
+    assert!(s.fake.ephemerals()[0].text.contains("write why in the comment box"));
+    assert_eq!(s.pending(), before, "a denial without its reason does nothing");
+    let click = s.click_on(&message, "U0CAROL", "deny_extension", Some("finish tomorrow"));
+    assert_eq!(send(&handler, signed(&click)).await.0, 200);
+    let denied = s.pending();
+    assert_eq!(
+        (denied.status, denied.expires_at, denied.pending_extension),
+        (GrantStatus::Active, before.expires_at, None)
+    );
+    let message = s.now_of(&message);
+    assert!(message.buttons().is_empty());
+    assert!(message.shown().contains("Extension denied"), "{}", message.shown());
+    assert_eq!(s.request_message().history.len(), request_updates, "the request's message has nothing new to say");
+}
+
+#[tokio::test]
+async fn a_stale_extension_button_never_decides_a_later_extension() {
+    let (s, handler) = slack_world(None).await;
+    s.approved(&handler).await;
+    s.bob_extends(&handler, "INC-4711 first").await;
+    let stale = s.extension_message();
+    // carol denies it through the API; the update of its message fails, so its buttons stay.
+    s.fake.fail_next("chat.update", "ratelimited");
+    let deny =
+        http("POST", &format!("/grants/{}/deny", s.id), "", Some(r#"{"comment":"no"}"#), Some("carol@example.com"));
+    assert_eq!(call(&handler, deny).await.0, 200);
+    assert_eq!(s.now_of(&stale).buttons(), ["approve_extension", "deny_extension"], "the update failed");
+    // bob asks again: another extension, awaiting the same approver.
+    s.w.clock.advance(chrono::Duration::minutes(1));
+    s.bob_extends(&handler, "INC-4711 second").await;
+    let second = s.extension_message();
+    assert_ne!(second.ts, stale.ts);
+    let before = s.pending();
+
+    assert_eq!(send(&handler, signed(&s.click_on(&stale, "U0CAROL", "approve_extension", None))).await.0, 200);
+    assert_eq!(s.pending(), before, "the second extension still awaits a decision made knowingly");
+    assert!(s.fake.ephemerals()[0].text.contains("no longer awaits approval"), "{:?}", s.fake.ephemerals());
+    // Its own button decides it.
+    assert_eq!(send(&handler, signed(&s.click_on(&second, "U0CAROL", "approve_extension", None))).await.0, 200);
+    let extended = s.pending();
+    assert_eq!(extended.expires_at, Some(before.expires_at.unwrap() + chrono::Duration::hours(1)));
+    assert_eq!(extended.extensions[0].reason, "INC-4711 second");
+}
+
+#[tokio::test]
+async fn in_the_rules_channel_the_grantee_and_strangers_cannot_decide_an_extension() {
+    let (s, handler) = slack_world_posting(None, true).await;
+    s.approved(&handler).await;
+    s.bob_extends(&handler, "INC-4711 not done").await;
+    let message = s.extension_message();
+    assert_eq!(message.channel, "C0ACCESS1", "the applied rule's slack_channel");
+    let before = s.pending();
+    for user in ["U0BOB", "U0ERIN"] {
+        assert_eq!(send(&handler, signed(&s.click_on(&message, user, "approve_extension", None))).await.0, 200);
+    }
+    assert_eq!(s.pending(), before, "nothing approved");
+    let told = s.fake.ephemerals();
+    assert!(told[0].text.contains("grantee of a request cannot approve"), "{told:?}");
+    assert!(told[1].text.contains("not an approver"), "{told:?}");
+    assert_eq!(s.now_of(&message).buttons(), ["approve_extension", "deny_extension"], "still awaits carol");
+}
+
+#[tokio::test]
+async fn a_click_on_a_lapsed_extension_is_refused_and_its_message_says_so() {
+    let (s, handler) = slack_world(None).await;
+    s.approved(&handler).await;
+    // Extensions of the rule lapse after 30 minutes without approval.
+    s.w.policies.apply(&super::requests::POLICY.replace("timeout: 24h", "timeout: 30m"), s.w.clock.now());
+    s.bob_extends(&handler, "INC-4711 not done").await;
+    let before = s.pending();
+    s.w.clock.advance(chrono::Duration::minutes(31));
+    let message = s.extension_message();
+    assert_eq!(send(&handler, signed(&s.click_on(&message, "U0CAROL", "approve_extension", None))).await.0, 200);
+    assert_eq!(s.pending(), before);
+    assert!(s.fake.ephemerals()[0].text.contains("timed out"), "{:?}", s.fake.ephemerals());
+    let message = s.now_of(&message);
+    assert!(message.buttons().is_empty());
+    assert!(message.shown().contains("Expired without enough approvals"), "{}", message.shown());
 }
 
 #[tokio::test]
@@ -342,4 +491,20 @@ mod base64_engine {
         }
         out
     }
+}
+
+#[tokio::test]
+async fn an_extension_left_pending_when_the_grant_ends_is_marked_moot() {
+    let (s, handler) = slack_world(None).await;
+    s.approved(&handler).await;
+    s.bob_extends(&handler, "INC-4711 not done").await;
+    let message = s.extension_message();
+    // bob gives his access up (revoke, wired with Slack as grant is).
+    let revoke = crate::handlers::revoke::RevokeHandler { lifecycle: handler.lifecycle.clone() };
+    let delete = super::requests::with_id_as(event("grant-revoke-http.json"), &s.id, "bob@example.com");
+    let (status, revoked, _) = split(revoke.handle(LambdaEvent::new(delete, Context::default())).await.unwrap());
+    assert_eq!((status, revoked["status"].as_str()), (200, Some("revoked")), "{revoked}");
+    let message = s.now_of(&message);
+    assert!(message.buttons().is_empty(), "nothing left to decide");
+    assert!(message.shown().contains("The grant ended before the extension was decided"), "{}", message.shown());
 }
