@@ -178,7 +178,8 @@ export const PARAMETERS = {
   },
   LogRetentionInDays: {
     type: "Number",
-    default: 90,
+    // A string, as its AllowedValues (CfnParameter takes strings): cfn-lint reads 90 as outside ["90", ...].
+    default: "90",
     allowedValues: ["1", "3", "5", "7", "14", "30", "60", "90", "120", "150", "180", "365", "400", "545", "731", "1096", "1827", "2192", "2557", "2922", "3288", "3653"],
     description:
       "Retention of the functions' and the API's log groups (the audit trail lives in DynamoDB).",
