@@ -10,7 +10,9 @@
 // - policy documents (a JSON string or an object) become sorted lists of statements whose actions,
 //   resources and condition values are sorted lists (the Sid is dropped: it is a label);
 // - what differs by construction and means nothing for the deployed stack is dropped, each with
-//   why (IGNORED_PROPERTIES, CDK_ONLY_*).
+//   why (IGNORED_PROPERTIES, DEFAULTS, CDK_ONLY_*); resources' Metadata (SAM's build method, the
+//   CDK's construct paths) and DependsOn (creation order, which references already imply) are not
+//   read at all.
 // Parameters and conditions keep their names: they are the stack's interface, the same in both.
 
 export type Json = null | string | number | boolean | Json[] | { [key: string]: Json };
