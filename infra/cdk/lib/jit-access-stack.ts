@@ -130,7 +130,8 @@ export class JitAccessStack extends Stack {
     // State
     // ===========================================================================================
 
-    // Must equal shared/src/adapters/dynamodb/table.rs. Retained with the stack: the audit trail.
+    // Must equal shared/src/adapters/dynamodb/table.rs: the equivalence test holds it to the template's
+    // table, which tests/integration/tests/template.rs holds to table.rs. Retained: the audit trail.
     this.table = new dynamodb.Table(this, 'Table', {
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
@@ -171,7 +172,7 @@ export class JitAccessStack extends Stack {
     // ===========================================================================================
     // Log groups: each function's and the API's, removed with the stack (as the template's).
     // ===========================================================================================
-    const retention = Token.asNumber(p.LogRetentionInDays.valueAsNumber) as logs.RetentionDays;
+    const retention = p.LogRetentionInDays.valueAsNumber as logs.RetentionDays;
     const logGroup = (id: string, name: string) =>
       new logs.LogGroup(this, id, { logGroupName: sub(name), retention, removalPolicy: RemovalPolicy.DESTROY });
     const logGroups: Record<FunctionName, logs.LogGroup> = {
