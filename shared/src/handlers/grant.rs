@@ -91,6 +91,9 @@ impl GrantHandler {
         if let Some(page) = portal::respond(&request, l.identity.oidc.as_ref(), &l.policy) {
             return page;
         }
+        if let Some(document) = super::openapi::respond(&request) {
+            return document;
+        }
         if let Some(response) = admin::respond(l, &request).await {
             return log_failure(&request, response);
         }
@@ -122,6 +125,7 @@ impl GrantHandler {
             || routing::path_known(&request, &["slack", "interactions"])
             || [admin::ME, admin::INTEGRATIONS, admin::AUDIT].iter().any(|r| routing::path_known(&request, r))
             || portal::path_known(&request)
+            || routing::path_known(&request, super::openapi::ROUTE)
         {
             problem(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed here", request.method()))
         } else {

@@ -5,6 +5,7 @@ pub mod access;
 pub mod admin;
 pub mod failure;
 pub mod grant;
+pub mod openapi;
 pub mod policy;
 pub mod portal;
 pub mod revoke;

@@ -1,6 +1,7 @@
 //! In-memory doubles of the ports, for domain tests here and, behind the `testing` feature, in
 //! other crates' tests. Integration tests use the real adapters instead.
 
+pub mod contract;
 mod directory;
 mod directory_store;
 mod grants;

@@ -666,6 +666,7 @@ fn every_route_requires_iam_authorization_by_default() {
         ("GET /me", "GrantFunction"),
         ("GET /integrations", "GrantFunction"),
         ("GET /audit", "GrantFunction"),
+        ("GET /openapi.json", "GrantFunction"),
         ("GET /", "GrantFunction"),
         ("GET /assets/{version}/{file}", "GrantFunction"),
         ("GET /portal/config.json", "GrantFunction"),
@@ -1078,6 +1079,30 @@ fn template_routes(t: &Template) -> BTreeMap<String, String> {
             (p["RouteKey"].as_str().unwrap().to_owned(), integrations[integration].to_owned())
         })
         .collect()
+}
+
+/// The API's document (`api/openapi.yaml`, served at `GET /openapi.json`) lists exactly the
+/// template's routes: a route added to one and not the other fails here.
+#[test]
+fn the_openapi_document_lists_exactly_the_templates_routes() {
+    let document: Value = serde_yaml_ng::from_str(jit_shared::handlers::openapi::DOCUMENT_YAML).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+            documented.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    let routed: BTreeSet<String> = template_routes(&Template::load()).into_keys().collect();
+    assert_eq!(
+        documented.difference(&routed).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "documented, but no route in infra/template.yaml"
+    );
+    assert_eq!(
+        routed.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "routed, but not in api/openapi.yaml"
+    );
 }
 
 /// Whether a concrete path matches a route's path (`{name}` matches one segment).

@@ -83,12 +83,7 @@ async fn get_audit_finds_a_grants_trail_or_a_windows_records_for_admins_only() {
     assert_eq!(status, 201, "{grant}");
     let id = grant["id"].as_str().unwrap();
     w.clock.advance(chrono::Duration::minutes(5));
-    let (status, _, _) = split(
-        w.revoke
-            .handle(LambdaEvent::new(with_id(event("grant-revoke-http.json"), id), Context::default()))
-            .await
-            .unwrap(),
-    );
+    let (status, _, _) = call_revoke(&w.revoke, with_id(event("grant-revoke-http.json"), id)).await;
     assert_eq!(status, 200);
 
     // One grant's whole trail, oldest first.

@@ -132,9 +132,30 @@ async fn world() -> World {
     }
 }
 
+/// An HTTP event through the grant handler; the answer checked against the API's document.
 async fn call(handler: &GrantHandler, e: Value) -> (u16, Value, Value) {
-    let response = handler.handle(LambdaEvent::new(e, Context::default())).await.unwrap();
-    split(response)
+    let response = handler.handle(LambdaEvent::new(e.clone(), Context::default())).await.unwrap();
+    checked(&e, response)
+}
+
+/// An HTTP event through the revoke handler (`DELETE /grants/{id}`), checked likewise.
+async fn call_revoke(handler: &RevokeHandler, e: Value) -> (u16, Value, Value) {
+    let response = handler.handle(LambdaEvent::new(e.clone(), Context::default())).await.unwrap();
+    checked(&e, response)
+}
+
+/// The answer split into status, body and headers, after checking it against `api/openapi.yaml`
+/// (`testing::contract`): a status, content type or body the document does not allow fails.
+fn checked(e: &Value, response: Value) -> (u16, Value, Value) {
+    let (status, body, headers) = split(response);
+    let method = e["requestContext"]["http"]["method"].as_str().unwrap_or_default();
+    let path = e["rawPath"].as_str().unwrap_or_default();
+    if let Err(disagreement) =
+        crate::testing::contract::check(method, path, status, headers["content-type"].as_str(), &body)
+    {
+        panic!("the answer disagrees with api/openapi.yaml: {disagreement}\nbody: {body}");
+    }
+    (status, body, headers)
 }
 
 fn split(response: Value) -> (u16, Value, Value) {
@@ -256,15 +277,14 @@ async fn delete_revokes_and_removes_the_membership() {
     let (_, grant, _) = call(&w.grant, event("grant-create.json")).await;
     let id = grant["id"].as_str().unwrap();
     let delete = with_id(event("grant-revoke-http.json"), id);
-    let (status, revoked, _) =
-        split(w.revoke.handle(LambdaEvent::new(delete.clone(), Context::default())).await.unwrap());
+    let (status, revoked, _) = call_revoke(&w.revoke, delete.clone()).await;
     assert_eq!(status, 200, "{revoked}");
     assert_eq!(revoked["status"], "revoked");
     assert!(!is_member(&w, "g-db", "u-alice"));
-    let (status, again, _) = split(w.revoke.handle(LambdaEvent::new(delete, Context::default())).await.unwrap());
+    let (status, again, _) = call_revoke(&w.revoke, delete).await;
     assert_eq!((status, &again["status"]), (200, &Value::from("revoked")), "revoking twice is not an error");
     let unknown = with_id(event("grant-revoke-http.json"), "3f9a1c2e-5b7d-4e8f-9a0b-000000000000");
-    assert_eq!(split(w.revoke.handle(LambdaEvent::new(unknown, Context::default())).await.unwrap()).0, 404);
+    assert_eq!(call_revoke(&w.revoke, unknown).await.0, 404);
 }
 
 #[tokio::test]

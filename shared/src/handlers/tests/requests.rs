@@ -130,11 +130,9 @@ async fn a_denied_request_and_a_cancelled_one_add_nothing() {
     let id = second["id"].as_str().unwrap();
     // carol approves requests; cancelling one is for its requester (or an admin).
     let delete = |email| with_id_as(event("grant-revoke-http.json"), id, email);
-    let (status, _, _) =
-        split(w.revoke.handle(LambdaEvent::new(delete("carol@example.com"), Context::default())).await.unwrap());
+    let (status, _, _) = call_revoke(&w.revoke, delete("carol@example.com")).await;
     assert_eq!(status, 403);
-    let (status, cancelled, _) =
-        split(w.revoke.handle(LambdaEvent::new(delete("bob@example.com"), Context::default())).await.unwrap());
+    let (status, cancelled, _) = call_revoke(&w.revoke, delete("bob@example.com")).await;
     assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled}");
     assert!(!is_member(&w, "g-db", "u-bob"));
     assert_eq!(w.store.grants().len(), 2);
