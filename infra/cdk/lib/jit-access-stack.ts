@@ -72,6 +72,7 @@ export const ROUTES: readonly RouteSpec[] = [
   { id: 'IntegrationsRoute', routeKey: 'GET /integrations', target: 'grant', access: 'authorized' },
   { id: 'AuditRoute', routeKey: 'GET /audit', target: 'grant', access: 'authorized' },
   { id: 'RevokeGrantRoute', routeKey: 'DELETE /grants/{id}', target: 'revoke', access: 'authorized' },
+  { id: 'OpenApiRoute', routeKey: 'GET /openapi.json', target: 'grant', access: 'authorized' },
   { id: 'SyncRoute', routeKey: 'POST /sync', target: 'sync', access: 'authorized' },
   { id: 'SlackInteractionsRoute', routeKey: 'POST /slack/interactions', target: 'grant', access: 'public' },
   { id: 'PortalPageRoute', routeKey: 'GET /', target: 'grant', access: 'public', jwtOnly: true },
