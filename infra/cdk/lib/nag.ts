@@ -2,7 +2,7 @@
 // with why. Each acknowledgement names one rule on one construct and, for IAM5, the exact wildcard,
 // so that a new resource or a new wildcard is checked afresh. Fix the stack (and infra/template.yaml,
 // which it mirrors) rather than adding a line here, unless the finding is a false positive or a
-// deliberate choice whose reason fits below; infra/checkov-skips.yaml holds the same decisions for
+// deliberate choice whose reason fits below, as infra/checkov-skips.yaml does for checkov's scan of
 // the SAM template. test/nag.test.ts fails on a finding not acknowledged here and on an
 // acknowledgement that no longer matches a finding.
 import { CfnElement, Validations } from 'aws-cdk-lib';
