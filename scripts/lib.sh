@@ -88,6 +88,23 @@ ensure_browser_tools() {
   echo "$want" > "$dir/node_modules/.installed"
 }
 
+# The CDK app (infra/cdk): aws-cdk-lib, constructs, cargo-lambda-cdk, cdk-nag, the CDK CLI and
+# TypeScript, pinned by infra/cdk/package-lock.json, in infra/cdk/node_modules. Installed by `npm ci`
+# on first use and whenever the lockfile (or node) changes; no install script runs, nothing but the
+# npm registry is reached.
+CDK_DIR="$ROOT/infra/cdk"
+ensure_cdk_tools() {
+  command -v npm >/dev/null || { echo "the CDK app needs Node.js (20 or newer) and npm" >&2; exit 1; }
+  local want
+  want="$(node --version) $(sha256sum < "$CDK_DIR/package-lock.json")"
+  if [[ -f "$CDK_DIR/node_modules/.installed" && "$(cat "$CDK_DIR/node_modules/.installed")" == "$want" ]]; then return; fi
+  say "installing the CDK app's tools into infra/cdk/node_modules (npm ci; first use, or the lockfile changed)"
+  (cd "$CDK_DIR" && npm ci --no-audit --no-fund --ignore-scripts --silent)
+  echo "$want" > "$CDK_DIR/node_modules/.installed"
+}
+# The CDK CLI stays offline: no telemetry, no check for a newer version (notices: --no-notices).
+export CDK_DISABLE_CLI_TELEMETRY=1 CDK_DISABLE_VERSION_CHECK=1
+
 ensure_rust() {
   command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 }
