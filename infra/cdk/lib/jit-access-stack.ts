@@ -226,6 +226,15 @@ export class JitAccessStack extends Stack {
       ],
     });
 
+    // Only with SlackEnabled "true": the policy exists, and the roles hold it (an Fn::If in their
+    // ManagedPolicyArns, which the L2 role cannot express but takes as an ARN token).
+    (slackSecretPolicy.node.defaultChild as iam.CfnManagedPolicy).cfnOptions.condition = c.slackOn;
+    const slackSecretsIfOn = iam.ManagedPolicy.fromManagedPolicyArn(
+      this,
+      'SlackSecretsIfOn',
+      Token.asString(Fn.conditionIf(c.slackOn.logicalId, slackSecretPolicy.managedPolicyArn, Aws.NO_VALUE)),
+    );
+
     const tableAndIndexes = [table.tableArn, `${table.tableArn}/index/*`];
     const auditAppendOnly = new iam.PolicyStatement({
       sid: 'AuditAppendOnly',
@@ -280,7 +289,7 @@ export class JitAccessStack extends Stack {
       ownLogs(logGroups.sync),
     ]);
 
-    const revokeRole = functionRole('RevokeRole', 'revoke', [integrationSecrets, slackSecretPolicy], [
+    const revokeRole = functionRole('RevokeRole', 'revoke', [integrationSecrets, slackSecretsIfOn], [
       auditAppendOnly,
       new iam.PolicyStatement({ sid: 'Grants', actions: grantTableActions, resources: tableAndIndexes }),
       new iam.PolicyStatement({
@@ -316,6 +325,7 @@ export class JitAccessStack extends Stack {
       ADMIN_GROUP: p.AdminGroup.valueAsString,
       IDENTITY_CLAIM: p.IdentityClaim.valueAsString,
       API_ID: api.ref,
+      SLACK_ENABLED: p.SlackEnabled.valueAsString,
       SLACK_API_URL: p.SlackApiUrl.valueAsString,
       // The Slack app's secret carries this tag with the value "true" (SlackSecretPolicy).
       SLACK_SECRET_TAG_KEY: 'jit-access-slack',
@@ -387,7 +397,7 @@ export class JitAccessStack extends Stack {
       },
     });
 
-    const grantRole = functionRole('GrantRole', 'grant', [integrationSecrets, slackSecretPolicy], [
+    const grantRole = functionRole('GrantRole', 'grant', [integrationSecrets, slackSecretsIfOn], [
       auditAppendOnly,
       new iam.PolicyStatement({ sid: 'Grants', actions: grantTableActions, resources: tableAndIndexes }),
       new iam.PolicyStatement({
@@ -574,6 +584,31 @@ export class JitAccessStack extends Stack {
       comparisonOperator: 'GreaterThanThreshold',
       treatMissingData: 'notBreaching',
     });
+    // Slack approvals' alarms, with SlackEnabled "true" only.
+    alarm('SlackFailuresAlarm', {
+      alarmDescription: sub(
+        '${AWS::StackName}: a Slack call failed (a request or extension not posted, or a message not updated); grants and decisions go on without Slack',
+      ),
+      namespace,
+      metricName: 'SlackFailures',
+      statistic: 'Sum',
+      period: 300,
+      threshold: 0,
+      comparisonOperator: 'GreaterThanThreshold',
+      treatMissingData: 'notBreaching',
+    }).cfnOptions.condition = c.slackOn;
+    alarm('SlackSignatureRefusalsAlarm', {
+      alarmDescription: sub(
+        '${AWS::StackName}: more than 5 Slack interaction requests refused for their signature in 5 minutes (probing, or the signing secret out of date)',
+      ),
+      namespace,
+      metricName: 'SlackSignatureRefusals',
+      statistic: 'Sum',
+      period: 300,
+      threshold: 5,
+      comparisonOperator: 'GreaterThanThreshold',
+      treatMissingData: 'notBreaching',
+    }).cfnOptions.condition = c.slackOn;
     alarm('SweepStoppedAlarm', {
       alarmDescription: sub(
         '${AWS::StackName}: the sweep has not run for 5 minutes; a grant whose expiry schedule is lost would not end',

@@ -78,7 +78,8 @@ export function nagAcknowledgements(stack: JitAccessStack): NagAcknowledgement[]
       reason:
         "The Slack app's secret is created by the operator, under any name: GetSecretValue is allowed only on " +
         'secrets carrying the tag jit-access-slack=true (StringEquals on secretsmanager:ResourceTag), so the ' +
-        'wildcard selects nothing by itself.',
+        'wildcard selects nothing by itself. The policy exists, and grant and revoke hold it, only with ' +
+        'SlackEnabled "true" (condition SlackOn).',
     },
     // --- SQS --------------------------------------------------------------------------------------
     {
@@ -111,6 +112,8 @@ export function templateValidationAcknowledgements(): NagAcknowledgement[] {
         'RevokeErrorsAlarm',
         'SyncErrorsAlarm',
         'DeadLetterQueueAlarm',
+        'SlackFailuresAlarm',
+        'SlackSignatureRefusalsAlarm',
       ],
       id: 'CloudFormation-Validate::W1030',
       reason:

@@ -148,12 +148,18 @@ export const PARAMETERS = {
     description:
       "JWT mode only: comma-separated accepted audiences (the `aud` claim). The first is the portal's client id (OIDC_CLIENT_ID): JumpCloud's OIDC application's Client ID.",
   },
+  SlackEnabled: {
+    type: "String",
+    default: "false",
+    allowedValues: ["true", "false"],
+    description:
+      "\"true\": Slack approvals (README, \"Slack approvals\"), used once a Secrets Manager secret tagged jit-access-slack=true holds the app's bot_token and signing_secret. \"false\": nothing looks for that secret or calls Slack, the functions may not read it, and POST /slack/interactions answers 404.",
+  },
   SlackApiUrl: {
     type: "String",
     default: "https://slack.com/api",
     allowedPattern: "^https://.+$",
-    description:
-      "Slack's Web API (https only). Slack approvals are on once a Secrets Manager secret tagged jit-access-slack=true holds the app's bot_token and signing_secret (README, \"Slack approvals\"); without it nothing calls Slack and POST /slack/interactions answers 404.",
+    description: "Slack's Web API (https only), with SlackEnabled \"true\".",
   },
   AlarmTopicArn: {
     type: "String",
@@ -195,6 +201,8 @@ export interface Conditions {
   readonly hasAlarmTopic: CfnCondition;
   readonly hasNotificationTopic: CfnCondition;
   readonly hasNotificationEmail: CfnCondition;
+  /** SlackEnabled is "true": the Slack secret's policy and the Slack alarms exist. */
+  readonly slackOn: CfnCondition;
 }
 
 /** The parameters, with the template's logical ids (direct children of the stack keep their id). */
@@ -216,13 +224,16 @@ export function defineConditions(scope: Construct, p: Parameters): Conditions {
   const hasNotificationTopic = new CfnCondition(scope, 'HasNotificationTopic', {
     expression: Fn.conditionEquals(p.CreateNotificationTopic.valueAsString, 'true'),
   });
+  const slackOn = new CfnCondition(scope, 'SlackOn', {
+    expression: Fn.conditionEquals(p.SlackEnabled.valueAsString, 'true'),
+  });
   const hasNotificationEmail = new CfnCondition(scope, 'HasNotificationEmail', {
     expression: Fn.conditionAnd(
       hasNotificationTopic,
       Fn.conditionNot(Fn.conditionEquals(p.NotificationEmail.valueAsString, '')),
     ),
   });
-  return { useJwt, hasAlarmTopic, hasNotificationTopic, hasNotificationEmail };
+  return { useJwt, hasAlarmTopic, hasNotificationTopic, hasNotificationEmail, slackOn };
 }
 
 /** Deploy-time checks of parameter combinations (CloudFormation rules), as in the SAM template. */

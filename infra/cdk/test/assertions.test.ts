@@ -17,21 +17,51 @@ const logicalId = (construct: { node: { defaultChild?: unknown } }) =>
 type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown; Principal?: unknown };
 const list = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
-/** Every identity-policy statement of every role, with the role's logical id. */
-function identityStatements(): { role: string; statement: Statement }[] {
-  const out: { role: string; statement: Statement }[] = [];
+/**
+ * Every identity-policy statement of every role, with the role's logical id and, for a managed
+ * policy attached under a condition (`Fn::If: [<condition>, {Ref: <policy>}, {Ref: AWS::NoValue}]`),
+ * that condition (`when`; null: always attached).
+ */
+function identityStatements(): { role: string; statement: Statement; when: string | null }[] {
+  const out: { role: string; statement: Statement; when: string | null }[] = [];
   for (const [id, r] of Object.entries(resources)) {
     if (r.Type !== 'AWS::IAM::Role') continue;
-    const p = r.Properties as { Policies?: { PolicyDocument: { Statement: Statement[] } }[]; ManagedPolicyArns?: { Ref: string }[] };
-    for (const policy of p.Policies ?? []) for (const s of policy.PolicyDocument.Statement) out.push({ role: id, statement: s });
+    const p = r.Properties as { Policies?: { PolicyDocument: { Statement: Statement[] } }[]; ManagedPolicyArns?: unknown[] };
+    for (const policy of p.Policies ?? []) for (const s of policy.PolicyDocument.Statement) out.push({ role: id, statement: s, when: null });
     for (const arn of p.ManagedPolicyArns ?? []) {
-      assert.ok(arn.Ref && resources[arn.Ref], `${id}: managed policy ${JSON.stringify(arn)} is not the stack's own`);
-      let doc = (resources[arn.Ref].Properties as { PolicyDocument: unknown }).PolicyDocument as unknown;
+      const { ref, when } = attachedPolicy(id, arn);
+      let doc = (resources[ref].Properties as { PolicyDocument: unknown }).PolicyDocument as unknown;
       if (typeof doc === 'object' && doc !== null && 'Fn::Sub' in doc) doc = JSON.parse((doc as { 'Fn::Sub': string })['Fn::Sub']);
-      for (const s of (doc as { Statement: Statement[] }).Statement) out.push({ role: id, statement: s });
+      for (const s of (doc as { Statement: Statement[] }).Statement) out.push({ role: id, statement: s, when });
     }
   }
   return out;
+}
+
+/**
+ * A role's managed policy: one of the stack's own, by Ref, or by Ref under a condition and nothing
+ * otherwise. A policy that exists only under a condition is attached only under that condition.
+ */
+function attachedPolicy(role: string, arn: unknown): { ref: string; when: string | null } {
+  const own = (v: unknown): string | undefined => {
+    const ref = (v as { Ref?: unknown } | null)?.Ref;
+    return typeof ref === 'string' && resources[ref]?.Type === 'AWS::IAM::ManagedPolicy' ? ref : undefined;
+  };
+  let ref = own(arn);
+  let when: string | null = null;
+  const branches = (arn as { 'Fn::If'?: unknown } | null)?.['Fn::If'];
+  if (ref === undefined && Array.isArray(branches) && Object.keys(arn as object).length === 1) {
+    const [condition, then, otherwise] = branches as unknown[];
+    assert.equal(branches.length, 3, `${role}: managed policy ${JSON.stringify(arn)}`);
+    assert.ok(typeof condition === 'string' && json.Conditions?.[condition], `${role}: ${JSON.stringify(arn)}: no condition ${condition}`);
+    assert.deepEqual(otherwise, { Ref: 'AWS::NoValue' }, `${role}: ${JSON.stringify(arn)}: attaches something else otherwise`);
+    ref = own(then);
+    when = condition as string;
+  }
+  assert.ok(ref, `${role}: managed policy ${JSON.stringify(arn)} is not the stack's own`);
+  const exists = resources[ref].Condition as string | undefined;
+  assert.ok(exists === undefined || exists === when, `${role}: ${ref} exists only if ${exists}, attached ${when ? `if ${when}` : 'always'}`);
+  return { ref, when };
 }
 
 test('the three functions: Rust on provided.al2023, arm64, bootstrap, their memory, timeout and concurrency', () => {
@@ -68,11 +98,12 @@ test("every function's environment: the configuration the code reads", () => {
     MIN_GRANT_DURATION: { Ref: 'MinGrantDuration' },
     MAX_GRANT_DURATION: { Ref: 'MaxGrantDuration' },
     ADMIN_PRINCIPALS: { Ref: 'AdminPrincipals' },
+    SLACK_ENABLED: { Ref: 'SlackEnabled' },
     SLACK_SECRET_TAG_KEY: 'jit-access-slack',
   };
   for (const fn of Object.values(stack.functions)) {
     const props = resources[logicalId(fn)].Properties as { Environment: { Variables: Record<string, unknown> } };
-    assert.deepEqual(Object.keys(props.Environment.Variables).length >= 19, true);
+    assert.deepEqual(Object.keys(props.Environment.Variables).length >= 20, true);
     for (const [k, v] of Object.entries(common)) assert.deepEqual(props.Environment.Variables[k], v, `${fn.node.id} ${k}`);
   }
   const grant = (resources[logicalId(stack.functions.grant)].Properties as { Environment: { Variables: Record<string, unknown> } })
@@ -107,17 +138,23 @@ test('no IAM statement allows every action, and only ListSecrets (no resource-le
   }
 });
 
-test('secrets are read only when tagged: the integration tag, or the Slack tag', () => {
+test('secrets are read only when tagged: the integration tag, or the Slack tag (grant and revoke, with Slack on)', () => {
   const reads = identityStatements().filter(({ statement }) => list(statement.Action).includes('secretsmanager:GetSecretValue'));
   assert.equal(reads.length, 3 + 2, 'three roles read integrations, grant and revoke the Slack secret');
-  for (const { role, statement } of reads) {
+  const integration = JSON.stringify({ StringEquals: { 'secretsmanager:ResourceTag/${SecretTagKey}': '${SecretTagValue}' } });
+  const slack = JSON.stringify({ StringEquals: { 'secretsmanager:ResourceTag/jit-access-slack': 'true' } });
+  const slackReaders: string[] = [];
+  for (const { role, statement, when } of reads) {
     const tagged = JSON.stringify(statement.Condition);
-    assert.ok(
-      tagged === JSON.stringify({ StringEquals: { 'secretsmanager:ResourceTag/${SecretTagKey}': '${SecretTagValue}' } }) ||
-        tagged === JSON.stringify({ StringEquals: { 'secretsmanager:ResourceTag/jit-access-slack': 'true' } }),
-      `${role}: GetSecretValue under ${tagged}`,
-    );
+    assert.ok(tagged === integration || tagged === slack, `${role}: GetSecretValue under ${tagged}`);
+    // The integrations are read whatever the parameters; the Slack secret only with SlackEnabled "true".
+    assert.equal(when, tagged === slack ? 'SlackOn' : null, `${role}: GetSecretValue under ${tagged}, attached if ${when}`);
+    if (tagged === slack) slackReaders.push(role);
   }
+  assert.deepEqual(slackReaders.sort(), [logicalId(stack.roles.grant), logicalId(stack.roles.revoke)].sort());
+  const slackSecretPolicy = resources[logicalId(stack.node.findChild('SlackSecretPolicy'))];
+  assert.equal(slackSecretPolicy.Condition, 'SlackOn', 'the Slack secret\'s policy exists only with SlackEnabled "true"');
+  assert.deepEqual(json.Conditions?.SlackOn, { 'Fn::Equals': [{ Ref: 'SlackEnabled' }, 'true'] });
   for (const role of [stack.roles.sync, stack.roles.scheduler]) {
     assert.ok(
       !JSON.stringify(resources[logicalId(role)]).includes(logicalId(stack.node.findChild('SlackSecretPolicy'))),
@@ -267,7 +304,11 @@ test('schedules retry and keep their dead letters; the sweep lives outside the f
 });
 
 test('alarms notify the alarm topic only when one is given', () => {
-  template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
+  template.resourceCountIs('AWS::CloudWatch::Alarm', 8);
+  const conditional = Object.entries(resources)
+    .filter(([, r]) => r.Type === 'AWS::CloudWatch::Alarm' && r.Condition !== undefined)
+    .map(([id, r]) => `${id} if ${r.Condition}`);
+  assert.deepEqual(conditional.sort(), ['SlackFailuresAlarm if SlackOn', 'SlackSignatureRefusalsAlarm if SlackOn']);
   template.allResourcesProperties('AWS::CloudWatch::Alarm', {
     AlarmActions: { 'Fn::If': ['HasAlarmTopic', [{ Ref: 'AlarmTopicArn' }], { Ref: 'AWS::NoValue' }] },
     OKActions: { 'Fn::If': ['HasAlarmTopic', [{ Ref: 'AlarmTopicArn' }], { Ref: 'AWS::NoValue' }] },

@@ -70,9 +70,14 @@ function iamStatements(n: Normalized): string[] {
           add(`${name} inline ${(policy as JsonObject).PolicyName}${when}`, (policy as JsonObject).PolicyDocument);
         }
         for (const arn of asList(p.ManagedPolicyArns)) {
-          const managed = n.resources[(arn as string).replace(/^\$\{(.*)\}$/, '$1')];
-          if (!managed) lines.push(`${name}: managed policy ${arn}, not the stack's own: its statements cannot be compared`);
-          else add(`${name} through ${arn}${when}`, managed.Properties.PolicyDocument);
+          const { policy, attached } = attachment(arn);
+          const managed = policy === undefined ? undefined : n.resources[policy.replace(/^\$\{(.*)\}$/, '$1')];
+          if (!managed) {
+            lines.push(`${name}: managed policy ${canonicalJson(arn)}, not the stack's own: its statements cannot be compared`);
+          } else {
+            const exists = managed.Condition ? ` (exists if ${managed.Condition})` : '';
+            add(`${name} through ${policy}${exists}${attached}${when}`, managed.Properties.PolicyDocument);
+          }
         }
         break;
       case 'AWS::IAM::Policy':
@@ -93,6 +98,23 @@ function iamStatements(n: Normalized): string[] {
     }
   }
   return lines;
+}
+
+/**
+ * A role's managed policy ARN, normalized: the policy (`${<canonical name>}`, or whatever else it
+ * is) and, when it is attached under a condition (`Fn::If` with `AWS::NoValue` in one branch), the
+ * condition as part of whose the statements are: ` (attached if SlackOn)`, ` (attached unless ...)`.
+ */
+function attachment(arn: Json): { policy: string | undefined; attached: string } {
+  if (typeof arn === 'string') return { policy: arn, attached: '' };
+  const branches = arn !== null && typeof arn === 'object' && !Array.isArray(arn) && Object.keys(arn).length === 1 ? arn['Fn::If'] : undefined;
+  if (Array.isArray(branches) && branches.length === 3 && typeof branches[0] === 'string') {
+    const [condition, then, otherwise] = branches;
+    const none = '${AWS::NoValue}';
+    if (typeof then === 'string' && otherwise === none) return { policy: then, attached: ` (attached if ${condition})` };
+    if (then === none && typeof otherwise === 'string') return { policy: otherwise, attached: ` (attached unless ${condition})` };
+  }
+  return { policy: undefined, attached: '' };
 }
 
 function routes(n: Normalized): JsonObject {
@@ -198,7 +220,7 @@ test('the schedules: the sync rule, the sweep, the schedule group, the bus, the 
 
 test('the alarms, metric filters and log groups', () => {
   const types = ['AWS::CloudWatch::Alarm', 'AWS::Logs::MetricFilter', 'AWS::Logs::LogGroup'];
-  assert.equal(Object.keys(ofType(sam, 'AWS::CloudWatch::Alarm')).length, 6);
+  assert.equal(Object.keys(ofType(sam, 'AWS::CloudWatch::Alarm')).length, 8);
   assertNoDifference('alarms', differences(whole(sam, ...types), whole(cdk, ...types)));
 });
 
@@ -210,12 +232,17 @@ test('every property of every resource (what the aspects above do not cover: not
 // The comparison itself: it must see what it claims to compare.
 // ---------------------------------------------------------------------------------------------
 
-test('the comparison reports a widened action, a route left open, a lost alarm and a changed default', () => {
+test('the comparison reports a widened action, a conditional policy attached always, a route left open, a lost alarm and a changed default', () => {
   const changed = JSON.parse(JSON.stringify(cdkTemplate)) as Template;
   const resources = Object.values(changed.Resources);
   const role = resources.find((r) => r.Type === 'AWS::IAM::Role' && JSON.stringify(r).includes('the grant function'))!;
   const statements = ((role.Properties as JsonObject).Policies as JsonObject[])[0].PolicyDocument as JsonObject;
   (statements.Statement as JsonObject[]).push({ Effect: 'Allow', Action: 'dynamodb:Scan', Resource: '*' });
+  // The Slack secret's policy, attached to grant whatever SlackEnabled says.
+  const managed = (role.Properties as JsonObject).ManagedPolicyArns as Json[];
+  const conditional = managed.findIndex((arn) => canonicalJson(arn).includes('"Fn::If":["SlackOn"'));
+  assert.ok(conditional >= 0, `grant's managed policies: ${canonicalJson(managed)}`);
+  managed[conditional] = ((managed[conditional] as JsonObject)['Fn::If'] as Json[])[1];
   const route = resources.find((r) => (r.Properties as JsonObject)?.RouteKey === 'DELETE /grants/{id}')!;
   (route.Properties as JsonObject).AuthorizationType = 'NONE';
   delete (route.Properties as JsonObject).AuthorizerId;
@@ -226,6 +253,12 @@ test('the comparison reports a widened action, a route left open, a lost alarm a
   const other = normalize(changed, 'cdk');
   const statementsFound = setDifferences(iamStatements(sam), iamStatements(other));
   assert.ok(statementsFound.some((d) => d.startsWith('only in CDK:') && d.includes('dynamodb:Scan')), statementsFound.join('\n'));
+  const slackRead = (d: string) => d.includes('secretsmanager:ResourceTag/jit-access-slack') && d.includes('the grant function');
+  assert.ok(
+    statementsFound.some((d) => d.startsWith('only in SAM:') && slackRead(d) && d.includes('(attached if SlackOn)')) &&
+      statementsFound.some((d) => d.startsWith('only in CDK:') && slackRead(d) && !d.includes('(attached if')),
+    statementsFound.join('\n'),
+  );
   const routesFound = differences(routes(sam), routes(other), 'Routes');
   assert.ok(routesFound.some((d) => d.includes('DELETE /grants/{id}') && d.includes('"NONE"')), routesFound.join('\n'));
   assert.ok(setDifferences(typeCounts(sam), typeCounts(other)).some((d) => d.includes('AWS::CloudWatch::Alarm')));
