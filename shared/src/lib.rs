@@ -26,3 +26,6 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod wiring;
+
+#[cfg(test)]
+mod parser_properties;

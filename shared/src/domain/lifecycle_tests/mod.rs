@@ -120,4 +120,5 @@ mod approvals;
 mod extensions;
 mod failures;
 mod invariants;
+mod properties;
 mod requests;

@@ -342,4 +342,30 @@ mod tests {
             assert!(matches!(bad, Err(GrantStoreError::InvalidToken(_))), "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Any text as a page token: a cursor or `InvalidToken`, never a panic, for every kind.
+        #[test]
+        fn any_token_is_a_cursor_or_refused(token in ".{0,64}|[A-Za-z0-9_-]{0,96}") {
+            for kind in ["due", "list", "open", "audit"] {
+                let _ = decode_any_cursor(&token, kind);
+            }
+            let _ = decode_grant_cursor(&token, "due", table::GSI2, keys::DUE);
+            let _ = decode_grant_cursor(&token, "list", table::GSI1, keys::GRANTS);
+        }
+
+        /// A cursor's token decodes to the same cursor, and only for its own kind.
+        #[test]
+        fn a_cursor_survives_its_token(key in proptest::collection::btree_map("[a-z0-9]{1,8}", ".{0,30}", 0..5),
+                                       kind in "due|list|open|audit") {
+            let cursor = Cursor::new(&kind, key);
+            let token = cursor.token();
+            proptest::prop_assert!(token.bytes().all(|b| BASE64URL.contains(&b)));
+            proptest::prop_assert_eq!(decode_any_cursor(&token, &kind).ok(), Some(Cursor::new(&kind, cursor.key.clone())));
+            let other = if kind == "due" { "list" } else { "due" };
+            proptest::prop_assert!(decode_any_cursor(&token, other).is_err());
+        }
+    }
 }
