@@ -1,5 +1,6 @@
 //! Random interleavings of the lifecycle (proptest): admin grants, requests, approvals, denials,
-//! cancellations, extensions, expiry deliveries, early revocations, sweeps and the clock moving,
+//! cancellations, extensions, expiry deliveries, early revocations, sweeps, sync reconciliations
+//! and the clock moving,
 //! over the in-memory doubles, with the invariants checked after every step. A failure shrinks
 //! to the shortest sequence of steps that breaks one, printed as the steps themselves.
 //!
@@ -12,7 +13,8 @@ use super::*;
 use crate::domain::{
     extension::{extend, ExtendRequest},
     grant::request_grant,
-    model::{ApprovalMode, EndReason, Grant, ACTOR_SCHEDULE},
+    model::{ApprovalMode, DirectorySnapshot, EndReason, Grant, Membership, ACTOR_SCHEDULE},
+    reconcile::reconcile,
     request::{approve, deny},
     revoke::revoke_grant,
 };
@@ -45,7 +47,7 @@ enum Step {
         minutes: i64,
         break_glass: bool,
     },
-    /// A person approves or denies the `nth` grant made so far (modulo their count).
+    /// A person approves or denies a grant made so far (`nth`: see [`pick`]).
     Approve {
         nth: usize,
         by: usize,
@@ -71,6 +73,8 @@ enum Step {
         nth: usize,
     },
     Sweep,
+    /// A sync's reconciliation against what JumpCloud holds now.
+    Reconcile,
     Advance {
         minutes: i64,
     },
@@ -90,6 +94,7 @@ fn step() -> impl Strategy<Value = Step> {
         nth.clone().prop_map(|nth| Step::DeliverExpiry { nth }),
         nth.prop_map(|nth| Step::Revoke { nth }),
         Just(Step::Sweep),
+        Just(Step::Reconcile),
         prop_oneof![Just(1i64), Just(20), Just(45), Just(121), Just(300)].prop_map(|minutes| Step::Advance { minutes }),
     ]
 }
@@ -164,6 +169,19 @@ async fn run(w: &World, step: &Step, ids: &mut Vec<String>) {
         }
         Step::Sweep => {
             w.sweep().await;
+        }
+        Step::Reconcile => {
+            // What a sync would fetch now: the people, and JumpCloud's members of the group.
+            let mut snapshot = DirectorySnapshot::default();
+            for id in ["u1", "u2", "u10", "u11", "u12", "u13"] {
+                snapshot.users.insert(id.into(), crate::domain::model::fixtures::user(id, &format!("{id}@corp.com")));
+            }
+            for user in w.jc.members.lock().unwrap().get("g1").cloned().unwrap_or_default() {
+                snapshot.memberships.insert(Membership { group_id: "g1".into(), user_id: user.as_str().into() });
+            }
+            let report = reconcile(&ctx, "corp", w.jc.as_ref(), &mut snapshot, w.clock.now()).await;
+            // Nothing drifted outside the product: reconciliation finds nothing to mend.
+            assert!(report.removed.is_empty() && report.missing.is_empty(), "reconcile changed {report:?}");
         }
         Step::Advance { minutes: m } => w.advance(Duration::minutes(*m)),
     }
