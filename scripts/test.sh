@@ -82,3 +82,7 @@ node tests/browser/e2e.mjs
 say "the API's contract under schemathesis: the real handlers behind the local API, as a user the policy allows nothing and as an admin (tests/api/fuzz.py)"
 ensure_fuzz_venv
 "$FUZZ_VENV/bin/python" tests/api/fuzz.py
+
+say "soak, short: 40 grants on the local stack under JumpCloud faults and an outage, then JumpCloud against the record (tests/integration/src/bin/soak.rs; by hand: --grants 10000)"
+cargo build --locked -p integration-tests --bin soak
+"$JIT_BIN/soak" --grants 40
