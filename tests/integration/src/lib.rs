@@ -7,11 +7,10 @@
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, OnceLock},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -19,6 +18,9 @@ pub use jumpcloud_sim;
 
 pub mod bench;
 pub mod functions;
+mod proxy;
+
+pub use proxy::{serial_proxy, ThrottlingProxy};
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
@@ -42,13 +44,16 @@ pub fn aws_endpoint() -> String {
         if let Some(endpoint) = std::env::var("JIT_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()) {
             return MotoServer { endpoint, _child: None };
         }
-        let moto = workspace_root().join(".venv/bin/moto_server");
-        assert!(moto.exists(), "{} is missing: run scripts/test.sh (it installs moto into .venv)", moto.display());
+        let python = workspace_root().join(".venv/bin/python");
+        assert!(python.exists(), "{} is missing: run scripts/test.sh (it installs moto into .venv)", python.display());
+        // moto's server as scripts/test.sh starts it (scripts/moto_server.py says what it changes).
+        let server = workspace_root().join("scripts/moto_server.py");
         let port = free_port();
         // The watchdog ends moto when this test process ends (statics are never dropped).
         let script = format!(
-            "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {} 2>/dev/null; do sleep 1; done; kill $m",
-            moto.display(),
+            "'{}' '{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {} 2>/dev/null; do sleep 1; done; kill $m",
+            python.display(),
+            server.display(),
             std::process::id()
         );
         let child = Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).spawn().expect("start moto");
@@ -67,89 +72,6 @@ pub fn wait_until_listening(port: u16, limit: Duration) {
         assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port} after {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// moto's server runs every request on a thread of its own with no isolation: it checks a
-/// condition and applies the write in separate steps, so two concurrent requests can both pass
-/// the same condition (measured: 8 racing `lock_lease` calls on one lease gave the lock to two
-/// owners in 20 of 40 rounds), and a cancelled transaction restores a copy of the whole table,
-/// undoing writes made meanwhile. DynamoDB applies each request atomically. Tests that race
-/// requests send them through this proxy, which hands moto one request at a time: each request is
-/// atomic, as in DynamoDB, and the domain's operations (several requests each) still interleave.
-/// Returns the proxy's URL.
-pub fn serial_proxy() -> String {
-    let upstream = aws_endpoint().trim_start_matches("http://").to_owned();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-    let url = format!("http://{}", listener.local_addr().expect("proxy address"));
-    let turn = Arc::new(Mutex::new(()));
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let (upstream, turn) = (upstream.clone(), turn.clone());
-            std::thread::spawn(move || {
-                let _ = relay(client, &upstream, &turn);
-            });
-        }
-    });
-    url
-}
-
-/// One request from the client to moto and its answer back, then both connections close.
-fn relay(mut client: TcpStream, upstream: &str, turn: &Mutex<()>) -> std::io::Result<()> {
-    let request = read_message(&mut client, true)?;
-    let response = {
-        let _one_at_a_time = turn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut moto = TcpStream::connect(upstream)?;
-        moto.write_all(&request)?;
-        read_message(&mut moto, false)?
-    };
-    client.write_all(&response)
-}
-
-/// Reads one HTTP/1.1 message (head and `Content-Length` body) and rewrites it to close its
-/// connection. A response without a length is read to the end.
-fn read_message(stream: &mut TcpStream, request: bool) -> std::io::Result<Vec<u8>> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let head_end = loop {
-        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-    let length = head.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
-    });
-    match length {
-        Some(length) => {
-            while buffer.len() < head_end + length {
-                let n = stream.read(&mut chunk)?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                buffer.extend_from_slice(&chunk[..n]);
-            }
-            buffer.truncate(head_end + length);
-        }
-        None if request => buffer.truncate(head_end),
-        None => {
-            stream.read_to_end(&mut buffer)?;
-        }
-    }
-    let mut message: Vec<u8> = head
-        .split("\r\n")
-        .filter(|line| !line.is_empty() && !line.to_ascii_lowercase().starts_with("connection:"))
-        .flat_map(|line| [line, "\r\n"])
-        .collect::<String>()
-        .into_bytes();
-    message.extend_from_slice(b"Connection: close\r\n\r\n");
-    message.extend_from_slice(&buffer[head_end..]);
-    Ok(message)
 }
 
 /// The caller of the sample events in `events/` (IAM authorization): the tests' admin.
@@ -186,7 +108,16 @@ pub struct Stack {
 
 impl Stack {
     pub async fn new() -> Self {
-        let sdk = sdk_config().await;
+        Self::with_sdk(sdk_config().await).await
+    }
+
+    /// As [`Stack::new`], its clients talking to `endpoint` (a proxy in front of moto).
+    pub async fn with_endpoint(endpoint: &str) -> Self {
+        Self::with_sdk(sdk_config_for(endpoint).await).await
+    }
+
+    /// As [`Stack::new`], its clients made from `sdk`.
+    pub async fn with_sdk(sdk: SdkConfig) -> Self {
         let table = unique("jit-test");
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         jit_shared::adapters::setup::ensure_table(&dynamodb, &table).await.expect("table created");

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::{
     types::AttributeValue,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use integration_tests::{serial_proxy, Stack};
+use integration_tests::{serial_proxy, Stack, ThrottlingProxy};
 use jit_shared::{
     adapters::dynamodb::{DynamoGrantStore, DynamoStore, StoreError},
     clock::Clock,
@@ -331,6 +331,96 @@ async fn racing_lockers_get_the_lock_one_at_a_time() {
         assert_eq!(owners.len(), 1, "round {round}: {owners:?}");
         assert_eq!(db.lock_owner(&key).await, owners.pop());
     }
+}
+
+#[tokio::test]
+async fn a_cancelled_transaction_undoes_its_own_writes_and_keeps_everything_else() {
+    // moto as the test tooling starts it (scripts/moto_server.py): a cancelled transaction puts
+    // back the items it wrote, as DynamoDB does, and leaves the rest of the table as it is.
+    use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
+    let stack = Stack::new().await;
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let key = |sk: &str| std::collections::HashMap::from([("pk".to_owned(), s("T#1")), ("sk".to_owned(), s(sk))]);
+    let put = |sk: &str, v: &str| {
+        let mut item = key(sk);
+        item.insert("v".to_owned(), s(v));
+        item
+    };
+    stack.dynamodb.put_item().table_name(&stack.table).set_item(Some(put("a", "1"))).send().await.unwrap();
+    stack.dynamodb.put_item().table_name(&stack.table).set_item(Some(put("other", "1"))).send().await.unwrap();
+    let transaction = |condition_on: &str| {
+        stack
+            .dynamodb
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&stack.table)
+                            .set_key(Some(key("a")))
+                            .update_expression("SET v = :v")
+                            .expression_attribute_values(":v", s("2"))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(Put::builder().table_name(&stack.table).set_item(Some(put("b", "new"))).build().unwrap())
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(&stack.table)
+                            .set_key(Some(key(condition_on)))
+                            .condition_expression("attribute_exists(pk)")
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+    };
+    let cancelled = transaction("missing").await;
+    assert!(cancelled.is_err(), "the condition on a missing item cancels it");
+    let v = |item: Option<Item>| item.and_then(|i| i.get("v").and_then(|v| v.as_s().ok()).cloned());
+    assert_eq!(v(stack.item("T#1", "a").await), Some("1".to_owned()), "its update undone");
+    assert_eq!(stack.item("T#1", "b").await, None, "its put undone");
+    assert_eq!(v(stack.item("T#1", "other").await), Some("1".to_owned()));
+
+    transaction("other").await.expect("every condition holds");
+    assert_eq!(v(stack.item("T#1", "a").await), Some("2".to_owned()));
+    assert_eq!(v(stack.item("T#1", "b").await), Some("new".to_owned()));
+}
+
+#[tokio::test]
+async fn a_throttled_request_is_retried_then_refused_and_applies_nothing_until_let_through() {
+    // DynamoDB's throttling as the soak injects it (a proxy answering as DynamoDB does): the SDK
+    // retries a throttled request (a throttling error), a request throttled on every attempt is
+    // refused as a store error and writes nothing, and once let through it is applied.
+    let proxy = ThrottlingProxy::start(1_000_000);
+    let db = Db::with_endpoint(Some(&proxy.url)).await;
+    let key = alice_g1();
+    let refused = db.store.lock_lease(&key, "a", t0(), minutes(3)).await;
+    assert!(
+        matches!(&refused, Err(GrantStoreError::Store(StoreError::Aws(m))) if m.contains("ProvisionedThroughputExceeded")),
+        "{refused:?}"
+    );
+    let (seen, throttled) = proxy.counts();
+    assert!(
+        seen > 1 && throttled == seen,
+        "the SDK retried a throttled request: {seen} attempts, {throttled} throttled"
+    );
+    assert_eq!(db.lease_item(&key).await, None, "a throttled request applied nothing");
+
+    proxy.set_rate(0);
+    let locked = db.store.lock_lease(&key, "a", t0(), minutes(3)).await.expect("let through");
+    assert_eq!(locked.lock.map(|l| l.owner), Some("a".to_owned()));
+    assert!(db.lease_item(&key).await.is_some());
+    assert_eq!(proxy.counts(), (seen + 1, throttled));
 }
 
 #[tokio::test]

@@ -14,6 +14,8 @@ mod budget;
 mod credentials;
 mod provider;
 mod wire;
+#[cfg(test)]
+mod wire_properties;
 
 pub use credentials::{CatalogCredentials, CredentialSource, StaticCredentials};
 pub use provider::JumpCloudDirectories;

@@ -2,28 +2,33 @@
 //! against what the product recorded (issue 12's soak; a short run is part of the test command).
 //!
 //! The real `grant`, `revoke` and `sync` handlers (moto's server, the JumpCloud simulator, the real
-//! SDK) run in this process on a simulated clock that moves 30 s a tick:
+//! SDK) run in this process on a simulated clock that moves 10 s a tick:
 //! - grants by an admin and requests by people (auto-approved up to 30 minutes, else their
 //!   manager approves, denies, or lets them lapse), random durations, random users and groups;
 //! - early revocations, expiry schedules delivered as Scheduler would (read back from moto and
 //!   retried on failure; 2% never delivered, left to the sweep), a sweep every minute and a
-//!   full sync every 15 (simulated), as the template schedules them;
+//!   full sync every 15 (simulated), as the template schedules them; within a tick the new
+//!   grants, the early revocations (some of grants expiring that very tick), the expiries, the
+//!   sweep and the sync all run at once;
 //! - JumpCloud faults throughout (5% 5xx, 2% 429), a 2-minute outage (every call 503) and
-//!   latency spikes.
+//!   latency spikes;
+//! - DynamoDB throttling throughout (2% of requests answered `ProvisionedThroughputExceeded` by a
+//!   proxy in front of moto, which also applies each request atomically, as DynamoDB does) and a
+//!   2-minute throttling storm (30%: some operations fail once the SDK's retries are spent).
 //!
 //! At the end the faults stop, the clock runs past every expiry, and it prints: invariant
 //! violations (memberships without a grant, standing memberships touched, grants left open),
 //! the audit trail's verification (lost or unchained records), and the revocation lag (how long
 //! a membership outlived its grant, p50 / p99 / max, simulated time). Exit 1 on any violation.
-//! Not yet: DynamoDB throttling injected through a proxy (issue 12 point 4 names it).
 //!
 //! Usage: soak [--grants N] [--concurrency C] [--seed S]   (JIT_TEST_AWS_ENDPOINT: moto's server)
 
 use anyhow::{bail, Context};
 use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
 use chrono::{DateTime, Duration, Utc};
 use futures::{stream, StreamExt};
-use integration_tests::{event, functions::Functions, lambda_event, Stack};
+use integration_tests::{event, functions::Functions, lambda_event, Stack, ThrottlingProxy};
 use jit_local_api::Invoker;
 use jit_schedule_runner::{deliver, DueSchedule, LambdaInvoker};
 use jit_shared::{
@@ -45,7 +50,10 @@ use std::{
 const KEY: &str = "corp-admin-key-soak";
 const USERS: usize = 200;
 const GROUPS: usize = 20;
-const TICK_SECS: i64 = 30;
+const TICK_SECS: i64 = 10;
+/// DynamoDB requests throttled per million: throughout, and in the storm.
+const THROTTLE_BACKGROUND: u32 = 20_000;
+const THROTTLE_STORM: u32 = 300_000;
 const POLICY: &str = "version: 1\nrules:\n  - groups: [\"prod-*\"]\n    eligible: everyone\n    max_duration: 4h\n    approval: {approvers: [manager], required: 1, timeout: 1h, auto_approve_up_to: 30m}\n";
 
 struct Args {
@@ -188,25 +196,18 @@ impl Soak {
     }
 
     /// Delivers the grant's expiry schedule if it is due: read back from moto, as Scheduler keeps
-    /// it. `true` once there is nothing more to deliver.
-    async fn deliver_expiry(&self, id: &str, attempts: &mut BTreeMap<String, u32>) -> bool {
+    /// it, `attempt` counting from 1: whether there is nothing more to deliver, `None` when it is
+    /// not due (an extension moved it).
+    async fn deliver_expiry(&self, id: &str, attempt: u32) -> Option<bool> {
         let group = &self.functions.schedule_group;
         let name = format!("jit-expire-{id}");
         let Ok(schedule) = self.scheduler.get_schedule().group_name(group).name(&name).send().await else {
-            return true; // delivered and deleted already, or never created
+            return Some(true); // delivered and deleted already, or never created
         };
         let now = self.clock.now();
         // Not due (an extension moved it): later.
-        let Some(due) = DueSchedule::from_output(group, &name, &schedule, now) else { return false };
-        let attempt = attempts.get(id).copied().unwrap_or(0) + 1;
-        let delivery = deliver(&self.scheduler, &due, "revoke", &self.invoker, attempt, now).await;
-        if delivery.succeeded() {
-            attempts.remove(id);
-            true
-        } else {
-            attempts.insert(id.to_owned(), attempt);
-            false
-        }
+        let due = DueSchedule::from_output(group, &name, &schedule, now)?;
+        Some(deliver(&self.scheduler, &due, "revoke", &self.invoker, attempt, now).await.succeeded())
     }
 
     async fn sweep(&self) {
@@ -256,10 +257,26 @@ async fn main() -> anyhow::Result<()> {
         standing.insert((group_ids[g].clone(), ids[u].clone()));
     }
     let sim = Simulator::start(vec![sim_org]).await?;
-    let stack = Stack::new().await;
+    // Every AWS request through the proxy: DynamoDB's throttled at a rate, each applied atomically.
+    let proxy = ThrottlingProxy::start(0);
+    // Retries wait in real time while the simulated clock stands still: the SDK's first backoff
+    // (1 s) and JumpCloud's retry budget (30 s) are scaled down so that a failure is retried, or
+    // given up, within the tick, as it would be within seconds of a real clock.
+    let sdk = integration_tests::sdk_config_for(&proxy.url)
+        .await
+        .to_builder()
+        .retry_config(RetryConfig::standard().with_initial_backoff(std::time::Duration::from_millis(50)))
+        .build();
+    let stack = Stack::with_sdk(sdk).await;
     stack.integration("corp", KEY).await;
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let functions = Functions::new(&stack, &sim.url(), &[("REQUESTABLE_GROUPS", "prod-*")], Some(clock.clone())).await;
+    let functions = Functions::new(
+        &stack,
+        &sim.url(),
+        &[("REQUESTABLE_GROUPS", "prod-*"), ("JUMPCLOUD_RETRY_BUDGET", "2s")],
+        Some(clock.clone()),
+    )
+    .await;
     let sync = SyncHandler {
         lifecycle: Some(functions.revoke.lifecycle.clone()),
         ..SyncHandler::from_config(&stack.sdk, &functions.config)?
@@ -286,93 +303,126 @@ async fn main() -> anyhow::Result<()> {
     };
     sim.handle().set_faults(background.clone());
 
-    // The run: grants arrive over the first ~hour of simulated time; the rest is expiry.
-    let creating_ticks = 120usize;
+    proxy.set_rate(THROTTLE_BACKGROUND);
+
+    // The run: grants arrive over the first hour of simulated time; the rest is expiry.
+    let ticks_per_minute = (60 / TICK_SECS) as usize;
+    let creating_ticks = 60 * ticks_per_minute;
     let per_tick = args.grants.div_ceil(creating_ticks);
-    let outage = (creating_ticks / 3, creating_ticks / 3 + 4); // 4 ticks: 2 minutes
+    let window = |at: usize| (at, at + 2 * ticks_per_minute); // two minutes
+    let outage = window(creating_ticks / 3);
+    let storm = window(creating_ticks * 2 / 3);
+    // Past every expiry: the last grant's longest duration (4 h) and its approval (up to 1 h).
+    let give_up = start + Duration::minutes(60 + 5 * 60 + 30);
     let mut tracked: Vec<Tracked> = Vec::new();
-    let mut attempts = BTreeMap::new();
+    let mut attempts: BTreeMap<String, u32> = BTreeMap::new();
     let mut created = 0usize;
     let mut tick = 0usize;
     eprintln!("soak: {} grants, concurrency {}, seed {}", args.grants, args.concurrency, args.seed);
     loop {
         let now = clock.now();
+        let in_window = |(from, to): (usize, usize)| (from..to).contains(&tick);
         let faults = match tick {
-            t if (outage.0..outage.1).contains(&t) => Faults { rate_5xx: 1.0, rate_429: 0.0, ..background.clone() },
+            _ if in_window(outage) => Faults { rate_5xx: 1.0, rate_429: 0.0, ..background.clone() },
             t if t % 17 == 5 => Faults { latency_ms: 300, ..background.clone() },
             _ => background.clone(),
         };
         sim.handle().set_faults(faults);
-        if created < args.grants {
-            let n = per_tick.min(args.grants - created);
-            let seeds: Vec<u64> = (0..n).map(|_| rng.random()).collect();
-            let new: Vec<Tracked> = stream::iter(seeds)
-                .map(|s| soak.create(s))
-                .buffer_unordered(args.concurrency)
-                .filter_map(|t| async { t })
-                .collect()
-                .await;
-            created += n;
-            let decisions: Vec<(Tracked, u64)> = new.iter().map(|t| (t.clone(), rng.random())).collect();
-            let soak = &soak;
-            let mut new = new;
-            let decided: BTreeMap<String, DateTime<Utc>> = stream::iter(decisions)
-                .map(|(t, s)| async move { soak.decide(&t, s).await.map(|at| (t.id.clone(), at)) })
-                .buffer_unordered(args.concurrency)
-                .filter_map(|d| async { d })
-                .collect()
-                .await;
-            for t in &mut new {
-                if let Some(at) = decided.get(&t.id) {
-                    t.expires_at = Some(*at);
+        proxy.set_rate(if in_window(storm) { THROTTLE_STORM } else { THROTTLE_BACKGROUND });
+
+        // New grants and their decisions.
+        let n = per_tick.min(args.grants - created);
+        let seeds: Vec<(u64, u64)> = (0..n).map(|_| (rng.random(), rng.random())).collect();
+        created += n;
+        let soak = &soak;
+        let creating = stream::iter(seeds)
+            .map(|(s, decision)| async move {
+                let mut t = soak.create(s).await?;
+                if let Some(at) = soak.decide(&t, decision).await {
+                    t.expires_at = Some(at);
+                }
+                Some(t)
+            })
+            .buffer_unordered(args.concurrency)
+            .filter_map(|t| async { t })
+            .collect::<Vec<Tracked>>();
+        // Expiries due now, some of them revoked early in the same tick (a race on purpose).
+        let due: Vec<(String, u32)> = tracked
+            .iter()
+            .filter(|t| !t.schedule_lost && t.expires_at.is_some_and(|at| at <= now))
+            .map(|t| (t.id.clone(), attempts.get(&t.id).copied().unwrap_or(0) + 1))
+            .collect();
+        let mut revokes: Vec<String> =
+            tracked.iter().filter(|t| t.revoke_at.is_some_and(|at| at <= now)).map(|t| t.id.clone()).collect();
+        revokes.extend(due.iter().filter(|(id, attempt)| *attempt == 1 && id.ends_with('7')).map(|(id, _)| id.clone()));
+        let revoking = stream::iter(&revokes).for_each_concurrent(args.concurrency, |id| soak.revoke(id));
+        let expiring = stream::iter(due)
+            .map(|(id, attempt)| async move {
+                let done = soak.deliver_expiry(&id, attempt).await;
+                (id, attempt, done)
+            })
+            .buffer_unordered(args.concurrency)
+            .collect::<Vec<_>>();
+        // The template's sweep runs every minute, the full sync every 15.
+        let sweeping = async {
+            if tick.is_multiple_of(ticks_per_minute) {
+                soak.sweep().await;
+            }
+        };
+        let syncing = async {
+            if tick % (15 * ticks_per_minute) == 15 * ticks_per_minute - 1 {
+                soak.sync().await;
+            }
+        };
+        let (new, (), delivered, (), ()) = tokio::join!(creating, revoking, expiring, sweeping, syncing);
+        let mut undelivered = BTreeSet::new();
+        for (id, attempt, done) in delivered {
+            match done {
+                Some(true) => {
+                    attempts.remove(&id);
+                }
+                Some(false) => {
+                    attempts.insert(id.clone(), attempt);
+                    undelivered.insert(id);
+                }
+                None => {
+                    undelivered.insert(id);
                 }
             }
-            tracked.extend(new);
         }
-        // Early revocations, due expiries, the sweep, the sync.
-        let due_revokes: Vec<String> =
-            tracked.iter().filter(|t| t.revoke_at.is_some_and(|at| at <= now)).map(|t| t.id.clone()).collect();
-        stream::iter(&due_revokes).for_each_concurrent(args.concurrency, |id| soak.revoke(id)).await;
-        for t in tracked.iter_mut().filter(|t| t.revoke_at.is_some_and(|at| at <= now)) {
-            t.revoke_at = None;
-        }
-        for t in tracked.iter_mut().filter(|t| !t.schedule_lost && t.expires_at.is_some_and(|at| at <= now)) {
-            if soak.deliver_expiry(&t.id, &mut attempts).await {
+        for t in tracked.iter_mut() {
+            if t.revoke_at.is_some_and(|at| at <= now) {
+                t.revoke_at = None;
+            }
+            if !t.schedule_lost && t.expires_at.is_some_and(|at| at <= now) && !undelivered.contains(&t.id) {
                 t.expires_at = None;
             }
         }
-        // The template's sweep runs every minute.
-        if tick.is_multiple_of(2) {
-            soak.sweep().await;
-        }
-        if tick % 30 == 29 {
-            soak.sync().await;
-        }
+        tracked.extend(new);
         tick += 1;
-        let open = soak
-            .functions
-            .grant
-            .lifecycle
-            .store
-            .list(&GrantFilter { status: Some(GrantStatus::Active), ..GrantFilter::default() }, 5, None)
-            .await?;
-        if tick % 20 == 1 {
-            let oldest: Vec<String> = open
-                .grants
-                .iter()
-                .map(|g| format!("{} until {:?}", &g.id[..8], g.expires_at.map(|t| (t - now).num_minutes())))
-                .collect();
-            eprintln!(
-                "  tick {tick} (+{} min simulated): {} created, {:.0} s; open e.g. {oldest:?}",
-                (now - start).num_minutes(),
-                tracked.len(),
-                started.elapsed().as_secs_f64()
-            );
+        if tick % (20 * ticks_per_minute) == 1 || (created >= args.grants && tick.is_multiple_of(ticks_per_minute)) {
+            let open = soak
+                .functions
+                .grant
+                .lifecycle
+                .store
+                .list(&GrantFilter { status: Some(GrantStatus::Active), ..GrantFilter::default() }, 5, None)
+                .await?;
+            if tick % (20 * ticks_per_minute) == 1 {
+                let (seen, throttled) = proxy.counts();
+                eprintln!(
+                    "  +{} min simulated: {} created, {:.0} s wall, DynamoDB {throttled} of {seen} requests throttled, {} active now",
+                    (now - start).num_minutes(),
+                    tracked.len(),
+                    started.elapsed().as_secs_f64(),
+                    if open.next.is_some() { "5+".to_owned() } else { open.grants.len().to_string() },
+                );
+            }
+            if created >= args.grants && open.grants.is_empty() && tick > creating_ticks + 10 {
+                break;
+            }
         }
-        if created >= args.grants && open.grants.is_empty() && tick > creating_ticks + 10 {
-            break;
-        }
-        if tick > creating_ticks + 2 * 60 * 4 + 60 {
+        if now > give_up {
             eprintln!("  stopping: simulated time is well past every expiry");
             break;
         }
@@ -381,6 +431,8 @@ async fn main() -> anyhow::Result<()> {
 
     // The reckoning, without faults: a last sweep and sync, then JumpCloud against the record.
     sim.handle().set_faults(Faults::default());
+    let (dynamodb_requests, throttled) = proxy.counts();
+    proxy.set_rate(0);
     soak.sweep().await;
     soak.sync().await;
     let store = &soak.functions.grant.lifecycle.store;
@@ -418,20 +470,22 @@ async fn main() -> anyhow::Result<()> {
         violations.push(format!("grant {} still {:?} at the end", g.id, g.status));
     }
     // How long each membership outlived its grant: its removal against its expiry (simulated).
-    let mut lags = Vec::new();
-    for g in grants.iter().filter(|g| g.status == GrantStatus::Expired) {
+    // Expired grants, and grants revoked at or after their expiry (the race on purpose).
+    let mut lagging = Vec::new();
+    for g in grants.iter().filter(|g| matches!(g.status, GrantStatus::Expired | GrantStatus::Revoked)) {
         let trail = store.audit_for(&g.id).await?;
-        if let (Some(expires), Some(removed)) = (
-            g.expires_at,
-            trail
-                .iter()
-                .find(|r| matches!(r.action, AuditAction::MembershipRemoved | AuditAction::MembershipKept))
-                .map(|r| r.at),
-        ) {
-            lags.push((removed - expires).num_seconds().max(0));
+        let removed = trail
+            .iter()
+            .find(|r| matches!(r.action, AuditAction::MembershipRemoved | AuditAction::MembershipKept))
+            .map(|r| r.at);
+        if let (Some(expires), Some(removed)) = (g.expires_at, removed) {
+            if g.status == GrantStatus::Expired || removed >= expires {
+                lagging.push(((removed - expires).num_seconds().max(0), g.id.clone(), expires));
+            }
         }
     }
-    lags.sort_unstable();
+    lagging.sort_unstable();
+    let lags: Vec<i64> = lagging.iter().map(|(lag, ..)| *lag).collect();
     let verification = verify(store.as_ref(), &AuditScope::All, clock.now(), &mut |_| {}).await?;
     let broken = verification.chain_breaks.len() + verification.seal_breaks.len();
     if broken > 0 || verification.unchained > 0 {
@@ -456,6 +510,10 @@ async fn main() -> anyhow::Result<()> {
         requests.values().sum::<u64>()
     );
     println!(
+        "  DynamoDB requests: {dynamodb_requests}, {throttled} throttled ({:.1}%; 2% throughout, 30% for 2 minutes)",
+        throttled as f64 * 100.0 / dynamodb_requests.max(1) as f64
+    );
+    println!(
         "  invariant violations: {} (memberships without a grant, standing touched, grants left open)",
         violations.len()
     );
@@ -472,6 +530,26 @@ async fn main() -> anyhow::Result<()> {
         lags.last().copied().unwrap_or(0),
         if p99 < 60 { "met" } else { "NOT met" }
     );
+    let during = |at: DateTime<Utc>, (from, to): (usize, usize)| {
+        let minutes = |tick: usize| start + Duration::seconds(tick as i64 * TICK_SECS);
+        at >= minutes(from) - Duration::seconds(TICK_SECS) && at < minutes(to)
+    };
+    let slowest: Vec<String> = lagging
+        .iter()
+        .rev()
+        .take(5)
+        .map(|(lag, id, expires)| {
+            let cause = if during(*expires, outage) {
+                " (JumpCloud down)"
+            } else if during(*expires, storm) {
+                " (throttling storm)"
+            } else {
+                ""
+            };
+            format!("{} {lag} s at +{} min{cause}", &id[..8], (*expires - start).num_minutes())
+        })
+        .collect();
+    println!("  slowest revocations: {}", slowest.join(", "));
     for v in violations.iter().take(20) {
         println!("  VIOLATION: {v}");
     }
