@@ -4,6 +4,7 @@ pub mod audit;
 pub mod extension;
 pub mod grant;
 pub mod identity;
+pub mod incremental;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod model;

@@ -27,6 +27,41 @@ pub fn directory_group(group: &SourceGroup, policy: &DirectoryPolicy) -> Directo
     }
 }
 
+/// Whom the user names as manager, an email or a JumpCloud id: the `MANAGER_ATTRIBUTE` custom
+/// attribute, or JumpCloud's own `manager` field (an id) when the attribute is the default one and
+/// no custom value is set.
+pub fn manager_reference(user: &SourceUser, policy: &DirectoryPolicy) -> Option<String> {
+    let raw = user
+        .attribute(&policy.manager_attribute)
+        .map(str::to_owned)
+        .or_else(|| (policy.manager_attribute == "manager").then(|| non_empty(&user.manager)).flatten())?;
+    Some(raw.trim().to_owned())
+}
+
+/// A user as stored, with its manager (id, canonical email) as the caller resolved it.
+pub fn directory_user(user: SourceUser, manager: Option<(String, String)>) -> DirectoryUser {
+    let state = user.state;
+    let SourceUser {
+        id, email, username, first_name, last_name, job_title, department, location, employee_type, ..
+    } = user;
+    let present = |v: Option<String>| v.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned());
+    let (manager_id, manager_email) = manager.unzip();
+    DirectoryUser {
+        id,
+        email: canonical_email(&email),
+        username,
+        first_name: present(first_name),
+        last_name: present(last_name),
+        job_title: present(job_title),
+        department: present(department),
+        location: present(location),
+        employee_type: present(employee_type),
+        manager_id,
+        manager_email,
+        state,
+    }
+}
+
 /// Builds the snapshot to store from what JumpCloud returned. Takes users and members by value:
 /// their strings move into the snapshot rather than being copied (large directories, small Lambdas).
 pub fn build_snapshot(
@@ -35,8 +70,7 @@ pub fn build_snapshot(
     members: Vec<(String, Vec<String>)>,
     policy: &DirectoryPolicy,
 ) -> DirectorySnapshot {
-    // The manager attribute holds an email or a JumpCloud id. JumpCloud's own `manager` field
-    // (an id) serves when the configured attribute is the default one and no custom value is set.
+    // Each user's manager among the fetched users, by id or canonical email (`manager_reference`).
     let managers: Vec<Option<usize>> = {
         let by_id: HashMap<&str, usize> = users.iter().enumerate().map(|(i, u)| (u.id.as_str(), i)).collect();
         let by_email: HashMap<String, usize> =
@@ -45,12 +79,8 @@ pub fn build_snapshot(
             .iter()
             .enumerate()
             .map(|(i, user)| {
-                let raw = user
-                    .attribute(&policy.manager_attribute)
-                    .map(str::to_owned)
-                    .or_else(|| (policy.manager_attribute == "manager").then(|| non_empty(&user.manager)).flatten())?;
-                let raw = raw.trim();
-                by_id.get(raw).or_else(|| by_email.get(&canonical_email(raw))).copied().filter(|m| *m != i)
+                let raw = manager_reference(user, policy)?;
+                by_id.get(raw.as_str()).or_else(|| by_email.get(&canonical_email(&raw))).copied().filter(|m| *m != i)
             })
             .collect()
     };
@@ -64,37 +94,8 @@ pub fn build_snapshot(
         if !policy.include_suspended_users && user.is_suspended() {
             continue;
         }
-        let state = user.state;
-        let SourceUser {
-            id,
-            email,
-            username,
-            first_name,
-            last_name,
-            job_title,
-            department,
-            location,
-            employee_type,
-            ..
-        } = user;
-        let present = |v: Option<String>| v.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned());
-        snapshot.users.insert(
-            id.clone(),
-            DirectoryUser {
-                id,
-                email: canonical_email(&email),
-                username,
-                first_name: present(first_name),
-                last_name: present(last_name),
-                job_title: present(job_title),
-                department: present(department),
-                location: present(location),
-                employee_type: present(employee_type),
-                manager_id: manager.map(|_| manager_id),
-                manager_email: manager.map(|_| manager_email),
-                state,
-            },
-        );
+        let manager = manager.map(|_| (manager_id, manager_email));
+        snapshot.users.insert(user.id.clone(), directory_user(user, manager));
     }
     for group in groups {
         snapshot.groups.insert(group.id.clone(), directory_group(group, policy));

@@ -131,6 +131,13 @@ pub async fn sync_integration(
             tracing::error!(integration, error = %e, "could not publish Sync Completed");
         }
     }
+    if outcome.is_ok() {
+        // The incremental sync goes on from when this one began reading: events since then may
+        // not be in what it read (or were overwritten by its writes); reading them again is harmless.
+        if let Err(e) = ctx.store.put_event_cursor(integration, started_at, None).await {
+            tracing::error!(integration, error = %e, "could not record the event cursor");
+        }
+    }
     match &outcome {
         Ok(report) => {
             status.state = SyncState::Succeeded;

@@ -4,6 +4,7 @@
 
 mod directory;
 mod events;
+mod insights;
 mod integrations;
 mod policy;
 mod scheduler;
@@ -11,6 +12,7 @@ mod store;
 
 pub use directory::*;
 pub use events::*;
+pub use insights::*;
 pub use integrations::*;
 pub use policy::*;
 pub use scheduler::*;

@@ -73,6 +73,17 @@ pub trait DirectoryStore: Send + Sync {
     /// Every group of the synced directory (for `GET /groups`).
     async fn list_groups(&self, integration: &str) -> Result<Vec<DirectoryGroup>, StoreError>;
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError>;
+    /// Up to when the stored directory reflects JumpCloud's Directory Insights events: the
+    /// incremental sync reads from here (`None`: no full sync has set it yet).
+    async fn event_cursor(&self, integration: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Moves the cursor to `to`. With `expected`, only if the cursor is still that (`false` when
+    /// it is not: a full sync moved it meanwhile); without, whatever it is (a full sync).
+    async fn put_event_cursor(
+        &self,
+        integration: &str,
+        to: DateTime<Utc>,
+        expected: Option<Option<DateTime<Utc>>>,
+    ) -> Result<bool, StoreError>;
     /// A user of the synced directory by canonical email (an index query, not a scan).
     async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError>;
     /// A group of the synced directory by exact name (an index query).
@@ -81,6 +92,8 @@ pub trait DirectoryStore: Send + Sync {
     async fn is_member(&self, integration: &str, group_id: &str, user_id: &str) -> Result<bool, StoreError>;
     /// A user of the synced directory by JumpCloud id (one `GetItem`).
     async fn user_by_id(&self, integration: &str, id: &str) -> Result<Option<DirectoryUser>, StoreError>;
+    /// A group of the synced directory by JumpCloud id (one `GetItem`).
+    async fn group_by_id(&self, integration: &str, id: &str) -> Result<Option<DirectoryGroup>, StoreError>;
     /// The users of the synced directory with these ids, in no particular order; ids that are not
     /// stored are skipped, repeated ids answered once. One `BatchGetItem` per 100 distinct ids
     /// (DynamoDB's limit), plus one per retry of keys DynamoDB left unprocessed; none for no ids.

@@ -23,6 +23,7 @@ pub struct MemoryStore {
     statuses: Mutex<HashMap<String, SyncStatus>>,
     /// A running sync's claim: until when it holds.
     sync_claims: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    event_cursors: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
     item_writes: AtomicUsize,
 }
 
@@ -112,6 +113,10 @@ impl DirectoryStore for MemoryStore {
         Ok(self.directory(integration).users.remove(id))
     }
 
+    async fn group_by_id(&self, integration: &str, id: &str) -> Result<Option<DirectoryGroup>, StoreError> {
+        Ok(self.directory(integration).groups.remove(id))
+    }
+
     async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError> {
         // `remove`: an id asked twice is answered once, as by DynamoDB's adapter.
         let mut users = self.directory(integration).users;
@@ -141,6 +146,24 @@ impl DirectoryStore for MemoryStore {
 
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError> {
         Ok(self.statuses.lock().expect("lock").get(integration).cloned())
+    }
+
+    async fn event_cursor(&self, integration: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(self.event_cursors.lock().expect("lock").get(integration).copied())
+    }
+
+    async fn put_event_cursor(
+        &self,
+        integration: &str,
+        to: chrono::DateTime<chrono::Utc>,
+        expected: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    ) -> Result<bool, StoreError> {
+        let mut cursors = self.event_cursors.lock().expect("lock");
+        if expected.is_some_and(|e| e != cursors.get(integration).copied()) {
+            return Ok(false);
+        }
+        cursors.insert(integration.to_owned(), to);
+        Ok(true)
     }
 }
 

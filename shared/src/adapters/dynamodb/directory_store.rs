@@ -95,6 +95,8 @@ struct MembershipItem {
 
 /// A running sync's claim on its integration, as sortable time: it lapses then.
 const RUNNING_UNTIL: &str = "running_until";
+/// The event cursor item's time (sortable text).
+const EVENTS_UNTIL: &str = "events_until";
 
 #[derive(Serialize, Deserialize)]
 struct SyncStatusItem {
@@ -489,6 +491,18 @@ impl DirectoryStore for DynamoStore {
         output.item.map(user_of).transpose()
     }
 
+    async fn group_by_id(&self, integration: &str, id: &str) -> Result<Option<DirectoryGroup>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::groups(integration), id)))
+            .send()
+            .await
+            .map_err(StoreError::aws)?;
+        output.item.map(|item| from_item::<GroupItem>(item).map(|i| i.group)).transpose()
+    }
+
     async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError> {
         // DynamoDB refuses a batch that names one key twice.
         let distinct: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
@@ -532,6 +546,49 @@ impl DirectoryStore for DynamoStore {
     async fn list_users(&self, integration: &str) -> Result<Vec<DirectoryUser>, StoreError> {
         let items = self.query_partition(None, keys::users(integration), None, None).await?;
         items.into_iter().map(user_of).collect()
+    }
+
+    async fn event_cursor(&self, integration: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::integration(integration), keys::EVENT_CURSOR)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::aws)?;
+        let Some(item) = output.item else { return Ok(None) };
+        let at = item
+            .get(EVENTS_UNTIL)
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError::Mapping(format!("the event cursor of {integration} has no {EVENTS_UNTIL}")))?;
+        at.parse().map(Some).map_err(|e| StoreError::Mapping(format!("the event cursor of {integration}: {e}")))
+    }
+
+    async fn put_event_cursor(
+        &self,
+        integration: &str,
+        to: DateTime<Utc>,
+        expected: Option<Option<DateTime<Utc>>>,
+    ) -> Result<bool, StoreError> {
+        let mut item = key(keys::integration(integration), keys::EVENT_CURSOR);
+        item.insert("kind".into(), AttributeValue::S("event-cursor".into()));
+        item.insert(EVENTS_UNTIL.into(), AttributeValue::S(keys::sortable_time(to)));
+        let mut put = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        put = match expected {
+            None => put,
+            Some(None) => put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", "pk"),
+            Some(Some(at)) => put
+                .condition_expression("#until = :expected")
+                .expression_attribute_names("#until", EVENTS_UNTIL)
+                .expression_attribute_values(":expected", AttributeValue::S(keys::sortable_time(at))),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(StoreError::aws(e)),
+        }
     }
 
     async fn sync_status(&self, integration: &str) -> Result<Option<SyncStatus>, StoreError> {

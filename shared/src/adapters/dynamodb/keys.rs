@@ -33,6 +33,8 @@ pub fn integration(integration: &str) -> String {
     format!("INTEGRATION#{integration}")
 }
 pub const SYNC_STATUS: &str = "SYNC";
+/// The incremental sync's cursor in Directory Insights (`sk` beside the integration's sync status).
+pub const EVENT_CURSOR: &str = "EVENTS";
 
 // ---------------------------------------------------------------------------------------------
 // Grant lifecycle: grants, leases, audit, idempotency (see `grant_store`).

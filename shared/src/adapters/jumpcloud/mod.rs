@@ -12,6 +12,7 @@
 
 mod budget;
 mod credentials;
+mod insights;
 mod provider;
 mod wire;
 #[cfg(test)]
@@ -56,6 +57,9 @@ pub struct ClientStats {
 pub struct JumpCloudClient {
     http: reqwest::Client,
     base_url: String,
+    /// Directory Insights' host: JumpCloud's `api` host beside its console, else `base_url` (a
+    /// simulator, a proxy).
+    insights_url: String,
     credentials: Arc<dyn CredentialSource>,
     limits: JumpCloudLimits,
     /// Permits for requests in flight and tokens per second, removals first.
@@ -72,6 +76,8 @@ struct Reply {
 /// One logical call: the request, and the queue each of its attempts waits in for the budget.
 struct Call<'a> {
     class: Class,
+    /// Directory Insights has a host of its own (`insights_url`); everything else `base_url`.
+    insights: bool,
     method: Method,
     path: &'a str,
     query: &'a [(&'a str, String)],
@@ -95,6 +101,7 @@ impl JumpCloudClient {
         Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            insights_url: insights::insights_url_for(base_url),
             credentials,
             budget: Budget::new(limits.max_concurrency, Quota::per_second(rps)),
             limits,
@@ -186,7 +193,10 @@ impl JumpCloudClient {
 
         let mut request = self
             .http
-            .request(call.method.clone(), format!("{}{}", self.base_url, call.path))
+            .request(
+                call.method.clone(),
+                format!("{}{}", if call.insights { &self.insights_url } else { &self.base_url }, call.path),
+            )
             .timeout(self.limits.request_timeout)
             .header("x-api-key", credentials.token.expose())
             .header(reqwest::header::ACCEPT, "application/json")
@@ -229,7 +239,7 @@ impl JumpCloudClient {
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply, DirectoryError> {
-        self.send(Call { class: Class::Normal, method: Method::GET, path, query, body: None }).await.0
+        self.send(Call { class: Class::Normal, insights: false, method: Method::GET, path, query, body: None }).await.0
     }
 
     /// Every page of a listing. With a total count from the first page the rest is fetched
@@ -275,7 +285,7 @@ impl JumpCloudClient {
         // a grant adding access is not what an expiry must never wait for, so it queues with the
         // rest (and would otherwise delay the removals it competes with).
         let class = if op == "remove" { Class::Priority } else { Class::Normal };
-        let call = Call { class, method: Method::POST, path: &path, query: &[], body: Some(&body) };
+        let call = Call { class, insights: false, method: Method::POST, path: &path, query: &[], body: Some(&body) };
         let (result, maybe_applied) = self.send(call).await;
         (result.map(|_| ()), maybe_applied)
     }
@@ -391,7 +401,14 @@ impl Directory for JumpCloudClient {
             Err(DirectoryError::NotFound { .. }) => {
                 // Part of the revocation: as urgent as the removal itself.
                 let path = format!("/api/v2/usergroups/{group_id}");
-                let confirm = Call { class: Class::Priority, method: Method::GET, path: &path, query: &[], body: None };
+                let confirm = Call {
+                    class: Class::Priority,
+                    insights: false,
+                    method: Method::GET,
+                    path: &path,
+                    query: &[],
+                    body: None,
+                };
                 match self.send(confirm).await.0 {
                     Ok(_) => Ok(RemoveOutcome::NotMember),
                     Err(DirectoryError::NotFound { .. }) => Err(DirectoryError::NotFound {

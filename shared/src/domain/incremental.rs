@@ -1,0 +1,256 @@
+//! Incremental sync: the stored directory kept current from JumpCloud's Directory Insights events
+//! instead of a full read of the organization.
+//!
+//! Each run reads the `directory` events since the stored cursor (less an overlap, for events
+//! indexed late), reads again from JumpCloud only the users and groups they name (their current
+//! state is the truth: duplicates and the order of events do not matter), takes memberships from
+//! the events (the last by time wins, and a membership re-read twice is written the same) and
+//! writes what differs. The cursor moves only if no full sync moved it meanwhile.
+//!
+//! What it cannot follow it hands to the full sync, saying why: no cursor yet, a cursor older than
+//! Directory Insights keeps events, an event type about users or groups it does not understand,
+//! Directory Insights failing past the client's retries.
+
+use crate::{
+    clock::Clock,
+    config::DirectoryPolicy,
+    domain::{
+        model::{DirectoryChanges, DirectoryUser, Membership, ObjectId},
+        snapshot::{canonical_email, directory_group, directory_user, manager_reference},
+    },
+    ports::{
+        Directory, DirectoryChange, DirectoryError, DirectoryInsights, DirectoryStore, SourceUser, StoreError,
+        SyncState,
+    },
+};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How long Directory Insights keeps events (JumpCloud: 90 days).
+pub const RETENTION: Duration = Duration::days(90);
+/// Each run reads again this far before its cursor: events indexed after a later one was read.
+pub const OVERLAP: Duration = Duration::minutes(2);
+/// Events one run takes at most; the rest waits for the next run.
+pub const MAX_EVENTS: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IncrementalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+/// What one run did, or why a full sync must do it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum IncrementalOutcome {
+    Applied(IncrementalReport),
+    /// A full sync of the integration is running: this run did nothing.
+    FullSyncRunning,
+    /// Only a full sync can bring the stored directory up to date.
+    FullSyncNeeded {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IncrementalReport {
+    pub integration: String,
+    /// Events read (the overlap's included).
+    pub events: usize,
+    pub users_read: usize,
+    pub groups_read: usize,
+    /// Items put and deleted.
+    pub written: usize,
+    pub deleted: usize,
+    /// Requests to Directory Insights (pages).
+    pub event_requests: u64,
+    /// The cursor after the run; `complete` is false when more events wait.
+    pub cursor: DateTime<Utc>,
+    pub complete: bool,
+}
+
+pub struct IncrementalContext<'a> {
+    pub store: &'a dyn DirectoryStore,
+    pub policy: &'a DirectoryPolicy,
+    pub clock: &'a dyn Clock,
+}
+
+/// One incremental run for one integration.
+pub async fn sync_incremental(
+    ctx: &IncrementalContext<'_>,
+    integration: &str,
+    directory: &dyn Directory,
+    insights: &dyn DirectoryInsights,
+) -> Result<IncrementalOutcome, IncrementalError> {
+    let needed = |reason: String| Ok(IncrementalOutcome::FullSyncNeeded { reason });
+    let now = ctx.clock.now();
+    if ctx.store.sync_status(integration).await?.is_some_and(|s| s.state == SyncState::Running) {
+        return Ok(IncrementalOutcome::FullSyncRunning);
+    }
+    let Some(cursor) = ctx.store.event_cursor(integration).await? else {
+        return needed("no event cursor yet: a full sync sets it".into());
+    };
+    if cursor < now - RETENTION + OVERLAP {
+        return needed(format!("the event cursor ({cursor}) is older than Directory Insights keeps events"));
+    }
+    let batch = match insights.directory_events(cursor - OVERLAP, MAX_EVENTS).await {
+        Ok(batch) => batch,
+        Err(e) => return needed(format!("Directory Insights: {e}")),
+    };
+    let mut users = BTreeSet::new();
+    let mut groups = BTreeSet::new();
+    // The last word on each membership: (time, event id, added).
+    let mut memberships: BTreeMap<(String, String), (DateTime<Utc>, String, bool)> = BTreeMap::new();
+    for event in &batch.events {
+        match &event.change {
+            DirectoryChange::User { id } | DirectoryChange::UserDeleted { id } => {
+                users.insert(id.clone());
+            }
+            DirectoryChange::Group { id } | DirectoryChange::GroupDeleted { id } => {
+                groups.insert(id.clone());
+            }
+            DirectoryChange::Membership { group_id, user_id, added } => {
+                let word = (event.at, event.id.clone(), *added);
+                let last = memberships.entry((group_id.clone(), user_id.clone())).or_insert_with(|| word.clone());
+                if (&word.0, &word.1) > (&last.0, &last.1) {
+                    *last = word;
+                }
+            }
+            DirectoryChange::Unrelated => {}
+            DirectoryChange::NotUnderstood { event_type } => {
+                return needed(format!("event type {event_type:?} is not understood"));
+            }
+        }
+    }
+
+    let mut changes = DirectoryChanges::default();
+    // Users and groups as JumpCloud has them now (written only where they differ from the stored
+    // ones); gone (or, by policy, left out) ones deleted with their memberships.
+    let mut removed_users = BTreeSet::new();
+    for id in &users {
+        let stored = ctx.store.user_by_id(integration, id).await?;
+        match read_user(directory, id).await? {
+            Some(user) if ctx.policy.include_suspended_users || !user.is_suspended() => {
+                let manager = resolve_manager(ctx, integration, &user).await?;
+                let user = directory_user(user, manager);
+                if stored.as_ref() != Some(&user) {
+                    changes.put_users.push(user);
+                }
+            }
+            _ => {
+                if stored.is_some() {
+                    changes.delete_users.push(id.clone());
+                }
+                for group_id in ctx.store.groups_of(integration, id).await? {
+                    changes.delete_memberships.push(membership(&group_id, id));
+                }
+                removed_users.insert(id.clone());
+            }
+        }
+    }
+    let mut removed_groups = BTreeSet::new();
+    for id in &groups {
+        let stored = ctx.store.group_by_id(integration, id).await?;
+        match read_group(directory, id).await? {
+            Some(group) => {
+                let group = directory_group(&group, ctx.policy);
+                if stored.as_ref() != Some(&group) {
+                    changes.put_groups.push(group);
+                }
+            }
+            None => {
+                if stored.is_some() {
+                    changes.delete_groups.push(id.clone());
+                }
+                for user_id in ctx.store.group_members(integration, id).await? {
+                    changes.delete_memberships.push(membership(id, &user_id));
+                }
+                removed_groups.insert(id.clone());
+            }
+        }
+    }
+    // Memberships: only of users and groups the stored directory holds (after this run).
+    for ((group_id, user_id), (_, _, added)) in memberships {
+        if removed_users.contains(&user_id) || removed_groups.contains(&group_id) {
+            continue;
+        }
+        let member = ctx.store.is_member(integration, &group_id, &user_id).await?;
+        if added && !member {
+            let user_held = changes.put_users.iter().any(|u| u.id == user_id)
+                || ctx.store.user_by_id(integration, &user_id).await?.is_some();
+            let group_held = changes.put_groups.iter().any(|g| g.id == group_id)
+                || ctx.store.group_by_id(integration, &group_id).await?.is_some();
+            if user_held && group_held {
+                changes.put_memberships.push(membership(&group_id, &user_id));
+            }
+        } else if !added && member {
+            changes.delete_memberships.push(membership(&group_id, &user_id));
+        }
+    }
+    changes.delete_memberships.sort();
+    changes.delete_memberships.dedup();
+
+    let (written, deleted) = (changes.puts(), changes.deletes());
+    if !changes.is_empty() {
+        ctx.store.apply_changes(integration, &changes).await?;
+    }
+    // The next run reads from the last event seen (or from where this one started, if none).
+    let next = batch.events.last().map(|e| e.at).unwrap_or(cursor - OVERLAP).max(cursor);
+    let complete = batch.complete;
+    if next != cursor && !ctx.store.put_event_cursor(integration, next, Some(Some(cursor))).await? {
+        tracing::info!(integration, "a full sync moved the event cursor meanwhile: it stays where that sync set it");
+    }
+    Ok(IncrementalOutcome::Applied(IncrementalReport {
+        integration: integration.to_owned(),
+        events: batch.events.len(),
+        users_read: users.len(),
+        groups_read: groups.len(),
+        written,
+        deleted,
+        event_requests: batch.requests,
+        cursor: next,
+        complete,
+    }))
+}
+
+fn membership(group_id: &str, user_id: &str) -> Membership {
+    Membership { group_id: ObjectId::new(group_id), user_id: user_id.into() }
+}
+
+/// The user as JumpCloud has it now; `None` when it is gone.
+async fn read_user(directory: &dyn Directory, id: &str) -> Result<Option<SourceUser>, DirectoryError> {
+    match directory.find_user(id).await {
+        Ok(user) if user.id == id => Ok(Some(user)),
+        Ok(_) | Err(DirectoryError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn read_group(directory: &dyn Directory, id: &str) -> Result<Option<crate::ports::SourceGroup>, DirectoryError> {
+    match directory.find_group(id).await {
+        Ok(group) if group.id == id => Ok(Some(group)),
+        Ok(_) | Err(DirectoryError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The manager the user names, found in the stored directory by id or email.
+async fn resolve_manager(
+    ctx: &IncrementalContext<'_>,
+    integration: &str,
+    user: &SourceUser,
+) -> Result<Option<(String, String)>, StoreError> {
+    let Some(reference) = manager_reference(user, ctx.policy) else { return Ok(None) };
+    let manager: Option<DirectoryUser> = match ctx.store.user_by_id(integration, &reference).await? {
+        Some(m) => Some(m),
+        None => ctx.store.user_by_email(integration, &canonical_email(&reference)).await?,
+    };
+    Ok(manager.filter(|m| m.id != user.id).map(|m| (m.id, m.email)))
+}
+
+#[cfg(test)]
+#[path = "incremental_tests.rs"]
+mod tests;
