@@ -1,4 +1,5 @@
-//! The JumpCloud API operations (`/api/...` and `/api/v2/...`).
+//! The JumpCloud API operations (`/api/...`, `/api/v2/...` and Directory Insights'
+//! `/insights/directory/v1/events`).
 //!
 //! Every operation starts with [`begin`]: count and log the request, wait while requests are held,
 //! add latency, serve an injected fault if one is due, then authenticate. Only then is the request itself looked at.
@@ -10,12 +11,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
+use crate::events::{Actor, EventQuery};
 use crate::faults::FaultKind;
 use crate::model::{Group, User};
 use crate::query::{fields_param, Dialect, GroupField, ListQuery, Page, UserField};
@@ -27,6 +29,10 @@ type AppState = State<Arc<Shared>>;
 type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 const X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
+const X_RESULT_COUNT: HeaderName = HeaderName::from_static("x-result-count");
+const X_LIMIT: HeaderName = HeaderName::from_static("x-limit");
+const X_SORT: HeaderName = HeaderName::from_static("x-sort");
+const X_SEARCH_AFTER: HeaderName = HeaderName::from_static("x-search_after");
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -35,6 +41,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/v2/usergroups", get(list_groups))
         .route("/api/v2/usergroups/{id}", get(get_group))
         .route("/api/v2/usergroups/{id}/members", get(list_members).post(manage_members))
+        .route("/insights/directory/v1/events", post(list_events))
 }
 
 pub(crate) async fn no_route() -> ApiError {
@@ -262,11 +269,8 @@ async fn manage_members(
     // One write lock for the check and the change, so concurrent adds see one 204 and 409s.
     let mut data = begun.org.write();
     // Unknown group or user: 404.
-    let changed = match op {
-        MemberOp::Add => data.add_member(&group_id, &user_id),
-        MemberOp::Remove => data.remove_member(&group_id, &user_id),
-    }
-    .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let changed =
+        data.change_member(Actor::ApiKey, op, &group_id, &user_id).map_err(|e| ApiError::not_found(e.to_string()))?;
     match (op, changed) {
         (_, true) => Ok(StatusCode::NO_CONTENT.into_response()),
         (MemberOp::Add, false) => {
@@ -276,4 +280,22 @@ async fn manage_members(
             Err(ApiError::not_found(format!("user {user_id} is not a member of group {group_id}")))
         }
     }
+}
+
+/// Directory Insights' `Event_Get`: a page of the organization's events, with the paging headers.
+async fn list_events(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let begun = begin(&shared, Endpoint::Events, &headers).await?;
+    let now_ms = shared.clock.now_ms();
+    let query = EventQuery::parse(&body, now_ms)?;
+    let page = begun.org.read().events().query(&query, now_ms);
+    let count = page.events.len();
+    let mut response = Json(Value::Array(page.events)).into_response();
+    let answer = response.headers_mut();
+    answer.insert(X_RESULT_COUNT, HeaderValue::from(count));
+    answer.insert(X_LIMIT, HeaderValue::from(query.limit));
+    answer.insert(X_SORT, HeaderValue::from_static(if query.descending { "DESC" } else { "ASC" }));
+    if let Some(cursor) = page.search_after {
+        answer.insert(X_SEARCH_AFTER, HeaderValue::try_from(cursor).expect("digits, hex and punctuation"));
+    }
+    Ok(response)
 }

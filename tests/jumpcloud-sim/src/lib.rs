@@ -1,5 +1,6 @@
 //! A JumpCloud API simulator, faithful to JumpCloud's OpenAPI documents (API 1.0 under `/api`,
-//! API 2.0 under `/api/v2`), for the product's tests and the local stack.
+//! API 2.0 under `/api/v2`, Directory Insights under `/insights/directory/v1`), for the product's
+//! tests and the local stack.
 //!
 //! # Served operations
 //! All require `x-api-key`; JSON in and out; errors are `{"code", "message", "status"}`.
@@ -12,6 +13,7 @@
 //! | `GET /api/v2/usergroups/{id}` | one UserGroup or 404 |
 //! | `GET /api/v2/usergroups/{id}/members` | `[GraphConnection]` in user-id order + `x-total-count`; 404 for an unknown group |
 //! | `POST /api/v2/usergroups/{id}/members` | `{"op": "add"\|"remove", "type": "user", "id"}` -> 204; add of a direct member 409; remove of a non-member 404; unknown group or user 404; bad body 400 |
+//! | `POST /insights/directory/v1/events` | `[event]` (see [Events](#directory-insights-events)) + `X-Result-Count` (events in this answer), `X-Limit`, `X-Sort` (`ASC`\|`DESC`), `X-Search_after` (`["<timestamp in epoch millis>","<event id>"]` of the last event; absent on an empty answer). Body (`EventQuery`): `service` (required, non-empty; `directory` and `all` select the events, the document's other services select none, other values 400), `start_time` (required, RFC 3339, inclusive; in the future of the event clock 400), `end_time` (exclusive; before `start_time` 400), `sort` (`ASC`\|`DESC`, any case; default ASC, as the document says), `limit` (default 1000, as the document says; at most 10000, more 400), `skip`, `search_after` (the `X-Search_after` array as given; the timestamp may also be a number). `0`, `""` and `[]` count as absent. Unknown fields, wrong types and the document's unsimulated `fields`, `q`, `exact_match`, `search_term` are 400 |
 //!
 //! Users carry `_id` and `id`, `username`, `email`, `firstname`, `lastname`, `displayname`,
 //! `jobTitle`, `department`, `location`, `employeeType`, `manager` (a user id, absent when none),
@@ -31,6 +33,40 @@
 //! holding and latency and before authentication. A 429 carries `Retry-After` when
 //! configured; a hang waits, then answers 504 without doing anything (so a client that timed out
 //! and retried sees exactly one effect); a faulted write never changes anything.
+//!
+//! # Directory Insights events
+//! Every change made after start appends one event to its organization's log: through the API
+//! (`auth_method: "api-key"`), the control endpoints or [`OrgHandle`] (`"session"`: changes made
+//! outside the product). The data given at start (an [`Org`], a generated one) emits none, so the
+//! log is empty until something changes. Shape (JumpCloud's directory events):
+//! ```json
+//! {"id": "<24 hex>", "service": "directory", "event_type": "user_update",
+//!  "timestamp": "2026-11-30T12:00:00.123Z", "organization": "<org id>", "success": true,
+//!  "auth_method": "api-key" | "session",
+//!  "initiated_by": {"id": "<24 hex>", "type": "admin", "email": "sim-admin@<org id>"},
+//!  "resource": {"id": "<user id>", "type": "user", "username": "<username>"},
+//!  "changes": [{"field": "state", "from": "ACTIVATED", "to": "SUSPENDED"},
+//!              {"field": "suspended", "from": false, "to": true}]}
+//! ```
+//! - `event_type`: `user_create`, `user_update`, `user_delete` (resource `{"id", "type": "user",
+//!   "username"}`); `user_group_create`, `user_group_update`, `user_group_delete` (resource
+//!   `{"id", "type": "user_group", "name"}`); `association_change` (resource: the group) with
+//!   `"association": {"op": "add"|"remove", "connection": {"from": {"type": "user_group",
+//!   "object_id", "name"}, "to": {"type": "user", "object_id", "name": "<username>"}}}`.
+//! - `changes` (updates only): each field that changed, in the object's JumpCloud name and in
+//!   name order, values as the API serves them (`null` for an absent `manager`; `attributes` as
+//!   the whole list). An update that changes nothing, an add of a member or a remove of a
+//!   non-member emits nothing. Deleting a user or a group emits `user_delete` /
+//!   `user_group_delete` only, not the removals of the memberships that go with it, as JumpCloud does.
+//! - `organization`: the org id, or (none given) a 24-hex id derived from the API key
+//!   ([`OrgHandle::event_org_id`]).
+//! - `timestamp`: the event clock (the system clock unless pinned: [`SimHandle::pin_clock`]), to
+//!   the millisecond, never before the previous event of the organization. Ids sort by time, then
+//!   by order within the organization, so (timestamp, id) orders events as they happened, and
+//!   paging with `search_after` returns each once (events appended meanwhile come after an
+//!   ascending cursor; a descending walk does not see them).
+//! - Retention: events older than [`EVENT_RETENTION_DAYS`] (90) before the event clock's now are
+//!   not served; [`OrgHandle::expire_events_before`] drops events for good.
 //!
 //! # Library
 //! ```no_run
@@ -72,11 +108,17 @@
 //!   `request_count(key)`, `request_counts()`, `request_log()` (keys in arrival order),
 //!   `faulted_count()`, `faulted_count_for(key)`, `total_requests()`, `in_flight()`,
 //!   `peak_in_flight()`, `stats()`, `reset_counts()`; `org(index)`, `org_by_id(org_id)`,
-//!   `org_count()`.
-//! - [`OrgHandle`] (direct access, bypassing the API, its counts and faults): `members`,
-//!   `is_member`, `add_member`, `remove_member`, `user`, `user_by_username`, `user_by_email`,
-//!   `add_user`, `remove_user` (memberships too), `update_user(id, |u| ...)`, `group`,
-//!   `group_by_name`, `add_group`, `remove_group`, `set_group_method`, `snapshot`.
+//!   `org_count()`; the event clock: `pin_clock(SystemTime)`, `advance_clock(Duration) ->
+//!   SystemTime` (pins), `unpin_clock()`, `clock_now()`, `clock_is_pinned()`.
+//! - [`OrgHandle`] (direct access, bypassing the API, its counts and faults; every change emits
+//!   its event): `members`, `is_member`, `add_member`, `remove_member`, `user`,
+//!   `user_by_username`, `user_by_email`, `add_user`, `remove_user` (memberships too),
+//!   `update_user(id, |u| ...)`, `group`, `group_by_name`, `add_group`, `remove_group`,
+//!   `update_group(id, |g| ...)`, `set_group_method`, `snapshot`; `events()` (JSON, oldest
+//!   first, retention not applied), `event_count()`, `event_org_id()`,
+//!   `expire_events_before(SystemTime) -> usize`.
+//! - [`parse_rfc3339`] and [`format_rfc3339_millis`] convert between `SystemTime` and the text
+//!   the events API speaks.
 //!
 //! # Admin endpoints (no auth, no faults, not counted)
 //! `GET /_sim/health`, `GET /_sim/stats`, `POST /_sim/reset-stats`, `GET|PUT|DELETE /_sim/faults`
@@ -85,6 +127,21 @@
 //! `GET /_sim/orgs/{index}/users?email=&username=`, `GET /_sim/orgs/{index}/groups?name=`,
 //! `GET|POST /_sim/orgs/{index}/groups/{group_id}/members` (ids; POST takes the API's body and
 //! answers `{"changed": bool}`).
+//!
+//! Changes made outside the product (each emits its event, `auth_method: "session"`): `POST
+//! /_sim/orgs/{index}/users` (a user as in a seed file, `_id` optional; 201 with it, 409 when
+//! taken), `PATCH|DELETE /_sim/orgs/{index}/users/{user_id}` (a merge patch, e.g. `{"state":
+//! "SUSPENDED"}`, `{"suspended": false}`, `{"email"}`, `{"manager": id|null}`, `{"attributes":
+//! [...]}`; 200 with the user / 204), `POST /_sim/orgs/{index}/groups` (`name`, optional `id`,
+//! `description`, `email`, `membershipMethod`; 201), `PATCH|DELETE
+//! /_sim/orgs/{index}/groups/{group_id}` (e.g. a rename; 200 / 204). Unknown fields 400, unknown
+//! objects 404, taken names 409.
+//!
+//! Events: `GET /_sim/orgs/{index}/events` (all held, oldest first), `POST
+//! /_sim/orgs/{index}/events/expire` (`{"before": "<RFC 3339>"}` -> `{"expired": n}`). The event
+//! clock: `GET /_sim/clock` -> `{"now", "pinned"}`; `PUT /_sim/clock` (`{"now": "<RFC 3339>"}`:
+//! pin), `POST /_sim/clock/advance` (`{"ms": n}`: advance and pin), `DELETE /_sim/clock` (back to
+//! the system clock) answer the same.
 //!
 //! # Binary
 //! `jumpcloud-sim [--host 127.0.0.1] [--port 0] [--allow-non-loopback]
@@ -97,7 +154,10 @@
 
 mod admin;
 mod api;
+mod clock;
+mod edit;
 mod error;
+mod events;
 mod faults;
 mod generate;
 mod ids;
@@ -108,9 +168,10 @@ mod stats;
 mod store;
 
 pub use error::SimError;
+pub use events::{DEFAULT_EVENT_LIMIT, EVENT_RETENTION_DAYS, MAX_EVENT_LIMIT};
 pub use faults::{FaultKind, Faults};
 pub use generate::{GenerateSpec, FIXED_GROUPS};
-pub use ids::{is_object_id, new_object_id};
+pub use ids::{format_rfc3339_millis, is_object_id, new_object_id, parse_rfc3339};
 pub use model::{Attribute, Group, MembershipMethod, Org, User, UserState};
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use server::{RunningSimulator, SimHandle, Simulator};

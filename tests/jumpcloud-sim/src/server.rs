@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use axum::extract::Request;
@@ -13,7 +13,9 @@ use axum::Router;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::clock::EventClock;
 use crate::faults::{FaultInjector, FaultKind, Faults};
+use crate::ids::{from_millis, to_millis};
 use crate::model::Org;
 use crate::stats::{Endpoint, Stats, StatsSnapshot};
 use crate::store::{OrgHandle, OrgStore};
@@ -23,6 +25,8 @@ pub(crate) struct Shared {
     pub orgs: Vec<Arc<OrgStore>>,
     pub faults: FaultInjector,
     pub stats: Arc<Stats>,
+    /// Stamps every organization's events.
+    pub clock: Arc<EventClock>,
     shutdown: watch::Receiver<bool>,
     /// While API requests are held (see [`SimHandle::hold_requests`]), the gate they wait at:
     /// each takes a permit, in arrival order.
@@ -76,10 +80,12 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let clock = Arc::new(EventClock::default());
         let shared = Arc::new(Shared {
-            orgs: orgs.into_iter().map(|o| Arc::new(OrgStore::new(o))).collect(),
+            orgs: orgs.into_iter().map(|o| Arc::new(OrgStore::new(o, Arc::clone(&clock)))).collect(),
             faults: FaultInjector::new(Faults::default()),
             stats: Arc::default(),
+            clock,
             shutdown: shutdown_rx.clone(),
             hold: Mutex::new(None),
         });
@@ -302,6 +308,34 @@ impl SimHandle {
             .get(index)
             .unwrap_or_else(|| panic!("no organization {index}: the simulator has {}", self.shared.orgs.len()));
         OrgHandle { index, store: Arc::clone(store) }
+    }
+
+    /// Stops the event clock at `now`: events are stamped `now` (or later, never before the
+    /// previous event of their organization) and retention counts from it, until the clock is
+    /// advanced, pinned elsewhere or unpinned. Tests use it instead of sleeping.
+    pub fn pin_clock(&self, now: SystemTime) {
+        self.shared.clock.pin(to_millis(now, false));
+    }
+
+    /// Moves the event clock on by `by` and keeps it pinned there (an unpinned clock is pinned at
+    /// the system time plus `by`); returns the new time.
+    pub fn advance_clock(&self, by: Duration) -> SystemTime {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        from_millis(self.shared.clock.advance(ms))
+    }
+
+    /// Back to the system clock.
+    pub fn unpin_clock(&self) {
+        self.shared.clock.unpin();
+    }
+
+    /// The event clock's time (to the millisecond).
+    pub fn clock_now(&self) -> SystemTime {
+        from_millis(self.shared.clock.now_ms())
+    }
+
+    pub fn clock_is_pinned(&self) -> bool {
+        self.shared.clock.is_pinned()
     }
 
     /// The organization with that `org_id`.

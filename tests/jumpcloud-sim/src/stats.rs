@@ -16,16 +16,18 @@ pub enum Endpoint {
     GetGroup,
     ListMembers,
     ManageMembers,
+    Events,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::ListUsers,
         Endpoint::GetUser,
         Endpoint::ListGroups,
         Endpoint::GetGroup,
         Endpoint::ListMembers,
         Endpoint::ManageMembers,
+        Endpoint::Events,
     ];
 
     /// The key counts are reported under: method and path template.
@@ -37,6 +39,7 @@ impl Endpoint {
             Endpoint::GetGroup => "GET /api/v2/usergroups/{id}",
             Endpoint::ListMembers => "GET /api/v2/usergroups/{id}/members",
             Endpoint::ManageMembers => "POST /api/v2/usergroups/{id}/members",
+            Endpoint::Events => "POST /insights/directory/v1/events",
         }
     }
 
@@ -66,8 +69,8 @@ pub const LOG_CAPACITY: usize = 1 << 20;
 
 #[derive(Default)]
 pub(crate) struct Stats {
-    requests: [AtomicU64; 6],
-    faulted: [AtomicU64; 6],
+    requests: [AtomicU64; Endpoint::ALL.len()],
+    faulted: [AtomicU64; Endpoint::ALL.len()],
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
     /// Endpoints in the order their requests arrived (the first `LOG_CAPACITY`).

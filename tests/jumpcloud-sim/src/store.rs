@@ -3,11 +3,21 @@
 //! Built for 50,000 users: users and groups are kept sorted by id (the default, stable order),
 //! and the order for each `sort` asked for is computed once and cached as indices until the
 //! users change. A page then costs a walk over indices plus serializing at most 100 users.
+//!
+//! Every change appends its Directory Insights event to the organization's [`EventLog`] under
+//! the same write lock, so that events are in the order of the changes.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
 
+use serde_json::Value;
+
+use crate::api::MemberOp;
+use crate::clock::EventClock;
 use crate::error::SimError;
+use crate::events::{Actor, EventLog};
+use crate::ids::to_millis;
 use crate::model::{Group, MembershipMethod, Org, User};
 use crate::query::{Field, GroupField, ListQuery, Page, SortKey, UserField};
 
@@ -22,6 +32,8 @@ pub(crate) struct OrgData {
     /// order, which is stable.
     members: HashMap<String, BTreeSet<String>>,
     user_orders: SortCache,
+    /// Changes since start (the data given at start emits none).
+    events: EventLog,
 }
 
 pub(crate) struct OrgStore {
@@ -31,9 +43,10 @@ pub(crate) struct OrgStore {
 }
 
 impl OrgStore {
-    /// Takes an organization that passed [`Org::validate`].
-    pub fn new(org: Org) -> Self {
+    /// Takes an organization that passed [`Org::validate`]; its events are stamped by `clock`.
+    pub fn new(org: Org, clock: Arc<EventClock>) -> Self {
         let Org { api_key, org_id, mut users, mut groups, memberships } = org;
+        let events = EventLog::new(clock, &api_key, org_id.as_deref());
         users.sort_by(|a, b| a.id.cmp(&b.id));
         groups.sort_by(|a, b| a.id.cmp(&b.id));
         let mut members: HashMap<String, BTreeSet<String>> =
@@ -44,7 +57,7 @@ impl OrgStore {
         OrgStore {
             api_key,
             org_id,
-            data: RwLock::new(OrgData { users, groups, members, user_orders: Mutex::default() }),
+            data: RwLock::new(OrgData { users, groups, members, user_orders: Mutex::default(), events }),
         }
     }
 
@@ -164,6 +177,10 @@ impl OrgData {
         select(&self.groups, &order, query)
     }
 
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
     pub fn members(&self, group_id: &str) -> Option<&BTreeSet<String>> {
         self.members.get(group_id)
     }
@@ -179,26 +196,25 @@ impl OrgData {
         self.user_orders.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
-    fn check_pair(&self, group_id: &str, user_id: &str) -> Result<(), SimError> {
-        if self.group_index(group_id).is_none() {
-            return Err(SimError::UnknownGroup(group_id.to_owned()));
-        }
-        if self.user_index(user_id).is_none() {
-            return Err(SimError::UnknownUser(user_id.to_owned()));
-        }
-        Ok(())
+    fn check_pair(&self, group_id: &str, user_id: &str) -> Result<(usize, usize), SimError> {
+        let group = self.group_index(group_id).ok_or_else(|| SimError::UnknownGroup(group_id.to_owned()))?;
+        let user = self.user_index(user_id).ok_or_else(|| SimError::UnknownUser(user_id.to_owned()))?;
+        Ok((group, user))
     }
 
-    /// True if the user was not a direct member before.
-    pub fn add_member(&mut self, group_id: &str, user_id: &str) -> Result<bool, SimError> {
-        self.check_pair(group_id, user_id)?;
-        Ok(self.members.entry(group_id.to_owned()).or_default().insert(user_id.to_owned()))
-    }
-
-    /// True if the user was a direct member before.
-    pub fn remove_member(&mut self, group_id: &str, user_id: &str) -> Result<bool, SimError> {
-        self.check_pair(group_id, user_id)?;
-        Ok(self.members.get_mut(group_id).is_some_and(|m| m.remove(user_id)))
+    /// Adds or removes a direct member; true if that changed the membership (an `association_change`
+    /// event), false if the user already was (add) or was not (remove) a direct member.
+    pub fn change_member(&mut self, by: Actor, op: MemberOp, group_id: &str, user_id: &str) -> Result<bool, SimError> {
+        let (g, u) = self.check_pair(group_id, user_id)?;
+        let members = self.members.entry(group_id.to_owned()).or_default();
+        let changed = match op {
+            MemberOp::Add => members.insert(user_id.to_owned()),
+            MemberOp::Remove => members.remove(user_id),
+        };
+        if changed {
+            self.events.association_changed(by, op, &self.groups[g], &self.users[u]);
+        }
+        Ok(changed)
     }
 
     fn check_unique_user(&self, user: &User, except: Option<usize>) -> Result<(), SimError> {
@@ -212,11 +228,13 @@ impl OrgData {
         }
     }
 
-    pub fn add_user(&mut self, user: User) -> Result<String, SimError> {
+    /// `user_create`.
+    pub fn add_user(&mut self, by: Actor, user: User) -> Result<String, SimError> {
         self.check_unique_user(&user, None)?;
         if self.group_index(&user.id).is_some() {
             return Err(SimError::Conflict(format!("id {}", user.id)));
         }
+        self.events.user_created(by, &user);
         let id = user.id.clone();
         let at = self.users.partition_point(|u| u.id < user.id);
         self.users.insert(at, user);
@@ -224,38 +242,54 @@ impl OrgData {
         Ok(id)
     }
 
-    /// Removes a user and its memberships. Users it managed keep their (now dangling) `manager`,
-    /// as can happen in a real directory.
-    pub fn remove_user(&mut self, id: &str) -> Result<User, SimError> {
+    /// Removes a user and its memberships: `user_delete` only, as JumpCloud (no
+    /// `association_change` for the memberships that go with it). Users it managed keep their
+    /// (now dangling) `manager`, as can happen in a real directory.
+    pub fn remove_user(&mut self, by: Actor, id: &str) -> Result<User, SimError> {
         let i = self.user_index(id).ok_or_else(|| SimError::UnknownUser(id.to_owned()))?;
         let user = self.users.remove(i);
         for members in self.members.values_mut() {
             members.remove(id);
         }
         self.users_changed();
+        self.events.user_deleted(by, &user);
         Ok(user)
     }
 
-    /// Applies `change` to a user. The id cannot change; a change that would duplicate another
-    /// user's username or email is refused and undone.
-    pub fn update_user(&mut self, id: &str, change: impl FnOnce(&mut User)) -> Result<(), SimError> {
+    /// Applies `change` to a user: `user_update` with the changed fields, nothing if none changed.
+    /// The id cannot change; a change that would duplicate another user's username or email is
+    /// refused and undone.
+    pub fn update_user(&mut self, by: Actor, id: &str, change: impl FnOnce(&mut User)) -> Result<(), SimError> {
         let i = self.user_index(id).ok_or_else(|| SimError::UnknownUser(id.to_owned()))?;
         let mut updated = self.users[i].clone();
         change(&mut updated);
         updated.id = id.to_owned();
         self.check_unique_user(&updated, Some(i))?;
+        self.events.user_updated(by, &self.users[i], &updated);
         self.users[i] = updated;
         self.users_changed();
         Ok(())
     }
 
-    pub fn add_group(&mut self, group: Group) -> Result<String, SimError> {
-        if let Some(g) = self.groups.iter().find(|g| g.id == group.id || g.name == group.name) {
-            return Err(SimError::Conflict(format!("group {} ({})", g.id, g.name)));
+    fn check_unique_group(&self, group: &Group, except: Option<usize>) -> Result<(), SimError> {
+        let clash = self
+            .groups
+            .iter()
+            .enumerate()
+            .find(|&(i, g)| Some(i) != except && (g.id == group.id || g.name == group.name));
+        match clash {
+            Some((_, g)) => Err(SimError::Conflict(format!("group {} ({})", g.id, g.name))),
+            None => Ok(()),
         }
+    }
+
+    /// `user_group_create`.
+    pub fn add_group(&mut self, by: Actor, group: Group) -> Result<String, SimError> {
+        self.check_unique_group(&group, None)?;
         if self.user_index(&group.id).is_some() {
             return Err(SimError::Conflict(format!("id {}", group.id)));
         }
+        self.events.group_created(by, &group);
         let id = group.id.clone();
         let at = self.groups.partition_point(|g| g.id < group.id);
         self.members.insert(id.clone(), BTreeSet::new());
@@ -263,16 +297,32 @@ impl OrgData {
         Ok(id)
     }
 
-    pub fn remove_group(&mut self, id: &str) -> Result<Group, SimError> {
+    /// Removes a group and its memberships: `user_group_delete` only.
+    pub fn remove_group(&mut self, by: Actor, id: &str) -> Result<Group, SimError> {
         let i = self.group_index(id).ok_or_else(|| SimError::UnknownGroup(id.to_owned()))?;
         self.members.remove(id);
-        Ok(self.groups.remove(i))
+        let group = self.groups.remove(i);
+        self.events.group_deleted(by, &group);
+        Ok(group)
     }
 
-    pub fn set_group_method(&mut self, id: &str, method: MembershipMethod) -> Result<(), SimError> {
+    /// Applies `change` to a group (rename, description...): `user_group_update` with the changed
+    /// fields, nothing if none changed. The id cannot change; a name taken by another group is
+    /// refused and undone.
+    pub fn update_group(&mut self, by: Actor, id: &str, change: impl FnOnce(&mut Group)) -> Result<(), SimError> {
         let i = self.group_index(id).ok_or_else(|| SimError::UnknownGroup(id.to_owned()))?;
-        self.groups[i].membership_method = method;
+        let mut updated = self.groups[i].clone();
+        change(&mut updated);
+        updated.id = id.to_owned();
+        self.check_unique_group(&updated, Some(i))?;
+        self.events.group_updated(by, &self.groups[i], &updated);
+        self.groups[i] = updated;
         Ok(())
+    }
+
+    /// Drops the events stamped before `ms`; returns how many.
+    pub fn expire_events_before(&mut self, ms: i64) -> usize {
+        self.events.expire_before(ms)
     }
 }
 
@@ -340,42 +390,74 @@ impl OrgHandle {
             .ok_or_else(|| SimError::UnknownGroup(group_id.to_owned()))
     }
 
-    /// True if the user was not a direct member before.
+    /// True if the user was not a direct member before (and an `association_change` event was
+    /// logged).
     pub fn add_member(&self, group_id: &str, user_id: &str) -> Result<bool, SimError> {
-        self.store.write().add_member(group_id, user_id)
+        self.store.write().change_member(Actor::Console, MemberOp::Add, group_id, user_id)
     }
 
-    /// True if the user was a direct member before.
+    /// True if the user was a direct member before (and an `association_change` event was logged).
     pub fn remove_member(&self, group_id: &str, user_id: &str) -> Result<bool, SimError> {
-        self.store.write().remove_member(group_id, user_id)
+        self.store.write().change_member(Actor::Console, MemberOp::Remove, group_id, user_id)
     }
 
-    /// Adds a user (unique id, username and email required) and returns its id.
+    /// Adds a user (unique id, username and email required) and returns its id: `user_create`.
     pub fn add_user(&self, user: User) -> Result<String, SimError> {
-        self.store.write().add_user(user)
+        self.store.write().add_user(Actor::Console, user)
     }
 
-    /// Removes a user and its memberships.
+    /// Removes a user and its memberships: `user_delete` (only).
     pub fn remove_user(&self, id: &str) -> Result<User, SimError> {
-        self.store.write().remove_user(id)
+        self.store.write().remove_user(Actor::Console, id)
     }
 
-    /// Changes a user in place (e.g. suspends it); the id cannot change.
+    /// Changes a user in place (e.g. suspends it with
+    /// [`set_state`](User::set_state)); the id cannot change. `user_update` listing the changed
+    /// fields, or no event when nothing changed.
     pub fn update_user(&self, id: &str, change: impl FnOnce(&mut User)) -> Result<(), SimError> {
-        self.store.write().update_user(id, change)
+        self.store.write().update_user(Actor::Console, id, change)
     }
 
-    /// Adds a group (unique id and name required) and returns its id.
+    /// Adds a group (unique id and name required) and returns its id: `user_group_create`.
     pub fn add_group(&self, group: Group) -> Result<String, SimError> {
-        self.store.write().add_group(group)
+        self.store.write().add_group(Actor::Console, group)
     }
 
-    /// Removes a group and its memberships.
+    /// Removes a group and its memberships: `user_group_delete` (only).
     pub fn remove_group(&self, id: &str) -> Result<Group, SimError> {
-        self.store.write().remove_group(id)
+        self.store.write().remove_group(Actor::Console, id)
     }
 
+    /// Changes a group in place (e.g. renames it); the id cannot change, the name must stay
+    /// unique. `user_group_update` listing the changed fields, or no event when nothing changed.
+    pub fn update_group(&self, id: &str, change: impl FnOnce(&mut Group)) -> Result<(), SimError> {
+        self.store.write().update_group(Actor::Console, id, change)
+    }
+
+    /// `user_group_update`, as [`update_group`](Self::update_group).
     pub fn set_group_method(&self, id: &str, method: MembershipMethod) -> Result<(), SimError> {
-        self.store.write().set_group_method(id, method)
+        self.update_group(id, |g| g.membership_method = method)
+    }
+
+    /// The Directory Insights events held, oldest first, as the API serves them (retention not
+    /// applied). Empty until something changes after start.
+    pub fn events(&self) -> Vec<Value> {
+        self.store.read().events().all_json()
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.store.read().events().len()
+    }
+
+    /// The `organization` of this organization's events: its org id, or (without one) an id
+    /// derived from its API key.
+    pub fn event_org_id(&self) -> String {
+        self.store.read().events().organization().to_owned()
+    }
+
+    /// Drops the events stamped before `before` (as if aged out of retention); returns how many.
+    /// A client's cursor may then point at events that no longer exist.
+    pub fn expire_events_before(&self, before: SystemTime) -> usize {
+        self.store.write().expire_events_before(to_millis(before, true))
     }
 }
