@@ -456,6 +456,24 @@ export class JitAccessStack extends Stack {
     // The template's target id (the L2 numbers its targets Target0, Target1...).
     (syncScheduleRule.node.defaultChild as events.CfnRule).addPropertyOverride('Targets.0.Id', 'sync');
 
+    // The incremental sync: every minute, the constant input sync recognizes (events/sync-incremental.json).
+    const incrementalSyncRule = new events.Rule(this, 'IncrementalSyncScheduleRule', {
+      description: sub('${AWS::StackName}: incremental sync from Directory Insights'),
+      schedule: events.Schedule.expression(p.IncrementalSyncScheduleExpression.valueAsString),
+      targets: [
+        new targets.LambdaFunction(syncFunction, {
+          event: events.RuleTargetInput.fromObject({ source: 'jit.sync', 'detail-type': 'Incremental Sync', detail: {} }),
+          retryAttempts: 0,
+          maxEventAge: Duration.seconds(60),
+          deadLetterQueue: dlq,
+        }),
+      ],
+    });
+    const incrementalRule = incrementalSyncRule.node.defaultChild as events.CfnRule;
+    incrementalRule.addPropertyOverride('Targets.0.Id', 'sync-incremental');
+    // The template's text, byte for byte (the L2 writes the same JSON without spaces).
+    incrementalRule.addPropertyOverride('Targets.0.Input', '{"source": "jit.sync", "detail-type": "Incremental Sync", "detail": {}}');
+
     // The sweep, in the default schedule group (out of reach of the functions' scheduler
     // permissions). L1: the L2 target would grant SchedulerRole again in a policy of its own; the
     // role's statements above are the one place its permissions live.

@@ -123,6 +123,12 @@ export const PARAMETERS = {
     description:
       "How often `sync` pulls every integration (EventBridge rule schedule expression). Keep it longer than the sync function's timeout (10 minutes) so that runs do not overlap.",
   },
+  IncrementalSyncScheduleExpression: {
+    type: "String",
+    default: "rate(1 minute)",
+    description:
+      "How often `sync` brings every integration up to date from JumpCloud's Directory Insights events (EventBridge rule schedule expression). An integration whose events cannot be followed (no cursor yet, a cursor past the 90-day retention) is synced in full instead.",
+  },
   SweepScheduleExpression: {
     type: "String",
     default: "rate(1 minute)",

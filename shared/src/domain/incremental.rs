@@ -9,7 +9,9 @@
 //!
 //! What it cannot follow it hands to the full sync, saying why: no cursor yet, a cursor older than
 //! Directory Insights keeps events, an event type about users or groups it does not understand,
-//! Directory Insights failing past the client's retries.
+//! Directory Insights failing past the client's retries, a user or group it names that cannot be
+//! read for a reason other than JumpCloud being unavailable (which only fails the run: the next
+//! one reads the same events again). A full sync moves the cursor past whatever stopped it.
 
 use crate::{
     clock::Clock,
@@ -17,10 +19,11 @@ use crate::{
     domain::{
         model::{DirectoryChanges, DirectoryUser, Membership, ObjectId},
         snapshot::{canonical_email, directory_group, directory_user, manager_reference},
+        sync::{full_sync, IntegrationOutcome, SyncContext},
     },
     ports::{
-        Directory, DirectoryChange, DirectoryError, DirectoryInsights, DirectoryStore, SourceUser, StoreError,
-        SyncState,
+        Directory, DirectoryChange, DirectoryError, DirectoryInsights, DirectoryProvider, DirectoryStore,
+        IntegrationCatalog, SecretsError, SourceUser, StoreError, SyncState,
     },
 };
 use chrono::{DateTime, Duration, Utc};
@@ -132,7 +135,11 @@ pub async fn sync_incremental(
     let mut removed_users = BTreeSet::new();
     for id in &users {
         let stored = ctx.store.user_by_id(integration, id).await?;
-        match read_user(directory, id).await? {
+        let read = match read_user(directory, id).await {
+            Err(e) if !e.is_retryable() => return needed(format!("user {id:?} could not be read: {e}")),
+            read => read?,
+        };
+        match read {
             Some(user) if ctx.policy.include_suspended_users || !user.is_suspended() => {
                 let manager = resolve_manager(ctx, integration, &user).await?;
                 let user = directory_user(user, manager);
@@ -154,7 +161,11 @@ pub async fn sync_incremental(
     let mut removed_groups = BTreeSet::new();
     for id in &groups {
         let stored = ctx.store.group_by_id(integration, id).await?;
-        match read_group(directory, id).await? {
+        let read = match read_group(directory, id).await {
+            Err(e) if !e.is_retryable() => return needed(format!("group {id:?} could not be read: {e}")),
+            read => read?,
+        };
+        match read {
             Some(group) => {
                 let group = directory_group(&group, ctx.policy);
                 if stored.as_ref() != Some(&group) {
@@ -230,9 +241,9 @@ async fn read_user(directory: &dyn Directory, id: &str) -> Result<Option<SourceU
 }
 
 async fn read_group(directory: &dyn Directory, id: &str) -> Result<Option<crate::ports::SourceGroup>, DirectoryError> {
-    match directory.find_group(id).await {
-        Ok(group) if group.id == id => Ok(Some(group)),
-        Ok(_) | Err(DirectoryError::NotFound { .. }) => Ok(None),
+    match directory.group_by_id(id).await {
+        Ok(group) => Ok(Some(group)),
+        Err(DirectoryError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -249,6 +260,72 @@ async fn resolve_manager(
         None => ctx.store.user_by_email(integration, &canonical_email(&reference)).await?,
     };
     Ok(manager.filter(|m| m.id != user.id).map(|m| (m.id, m.email)))
+}
+
+/// One integration's incremental run, as a run over every integration reports it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum IncrementalIntegrationOutcome {
+    Applied(IncrementalReport),
+    /// A full sync of it was running: nothing done.
+    FullSyncRunning {
+        integration: String,
+    },
+    /// The events could not bring it up to date: a full sync ran instead.
+    FellBack {
+        integration: String,
+        reason: String,
+        full_sync: IntegrationOutcome,
+    },
+    Failed {
+        integration: String,
+        error: String,
+    },
+}
+
+impl IncrementalIntegrationOutcome {
+    pub fn is_failure(&self) -> bool {
+        match self {
+            Self::Failed { .. } => true,
+            Self::FellBack { full_sync, .. } => !full_sync.is_success() && !full_sync.is_running(),
+            Self::Applied(_) | Self::FullSyncRunning { .. } => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncrementalSummary {
+    pub integrations: Vec<IncrementalIntegrationOutcome>,
+}
+
+/// The incremental run of every integration (the schedule's, every minute). One that cannot go
+/// on from its events is synced in full, and the reason reported.
+pub async fn sync_incremental_all(
+    ctx: &SyncContext<'_>,
+    catalog: &dyn IntegrationCatalog,
+    directories: &dyn DirectoryProvider,
+) -> Result<IncrementalSummary, SecretsError> {
+    let discovered = catalog.list().await?;
+    let runs = discovered.integrations.iter().map(|integration| async move {
+        let name = integration.name.clone();
+        let directory = directories.directory(integration);
+        let insights = directories.insights(integration);
+        let incremental = IncrementalContext { store: ctx.store, policy: ctx.policy, clock: ctx.clock };
+        match sync_incremental(&incremental, &name, directory.as_ref(), insights.as_ref()).await {
+            Ok(IncrementalOutcome::Applied(report)) => IncrementalIntegrationOutcome::Applied(report),
+            Ok(IncrementalOutcome::FullSyncRunning) => IncrementalIntegrationOutcome::FullSyncRunning { integration: name },
+            Ok(IncrementalOutcome::FullSyncNeeded { reason }) => {
+                tracing::warn!(integration = %name, reason, event = "incremental_sync_fell_back", "incremental sync cannot go on from the events: a full sync instead");
+                let full_sync = full_sync(ctx, &name, directory.as_ref()).await;
+                IncrementalIntegrationOutcome::FellBack { integration: name, reason, full_sync }
+            }
+            Err(e) => {
+                tracing::error!(integration = %name, error = %e, "incremental sync failed");
+                IncrementalIntegrationOutcome::Failed { integration: name, error: e.to_string() }
+            }
+        }
+    });
+    Ok(IncrementalSummary { integrations: futures::future::join_all(runs).await })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::TimeZone;
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
-    Mutex,
+    Arc, Mutex,
 };
 
 fn t(minute: i64) -> DateTime<Utc> {
@@ -341,4 +341,64 @@ async fn a_running_full_sync_is_left_alone_and_a_cursor_it_moved_is_kept() {
     let moved = MovedMeanwhile(&world.insights, &world.store);
     sync_incremental(&ctx, "corp", &world.directory, &moved).await.unwrap();
     assert_eq!(world.store.event_cursor("corp").await.unwrap(), Some(t(4)));
+}
+
+#[tokio::test]
+async fn every_integration_runs_and_one_without_a_cursor_is_synced_in_full_instead() {
+    use crate::testing::FakeIntegrations;
+    let store = MemoryStore::default();
+    let clock = ManualClock::new(t(0));
+    let policy = DirectoryPolicy::default();
+    let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
+    let corp = Arc::new(FakeDirectory::with(
+        vec![FakeDirectory::user("u1", "alice@corp.com")],
+        vec![FakeDirectory::group("g1", "admins")],
+        &[],
+    ));
+    let labs = Arc::new(FakeDirectory::with(vec![FakeDirectory::user("u7", "lab@labs.com")], vec![], &[]));
+    let integrations = FakeIntegrations::default();
+    integrations.add("corp", corp.clone());
+    integrations.add("labs", labs);
+    sync_integration(&ctx, "corp", corp.as_ref()).await.unwrap();
+    clock.advance(Duration::minutes(1));
+    corp.set_member("g1", "u1");
+    corp.events.lock().unwrap().push(DirectoryEvent {
+        id: "e1".into(),
+        at: t(1),
+        change: DirectoryChange::Membership { group_id: "g1".into(), user_id: "u1".into(), added: true },
+    });
+
+    let summary = sync_incremental_all(&ctx, &integrations, &integrations).await.unwrap();
+    let mut outcomes = summary.integrations.iter();
+    match outcomes.next() {
+        Some(IncrementalIntegrationOutcome::Applied(report)) => {
+            assert_eq!((report.integration.as_str(), report.written), ("corp", 1))
+        }
+        other => panic!("{other:?}"),
+    }
+    match outcomes.next() {
+        Some(IncrementalIntegrationOutcome::FellBack { integration, reason, full_sync }) => {
+            assert_eq!(integration, "labs");
+            assert!(reason.contains("no event cursor"), "{reason}");
+            assert!(full_sync.is_success());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.is_member("corp", "g1", "u1").await.unwrap());
+    assert!(store.user_by_id("labs", "u7").await.unwrap().is_some(), "synced in full");
+    assert_eq!(store.event_cursor("labs").await.unwrap(), Some(t(1)), "and its cursor set");
+    assert!(summary.integrations.iter().all(|o| !o.is_failure()));
+}
+
+#[tokio::test]
+async fn a_named_object_that_cannot_be_read_hands_over_and_jumpcloud_down_only_fails_the_run() {
+    let world = World::new().await;
+    world.insights.push(1, DirectoryChange::User { id: "u2".into() });
+    *world.directory.inner.fail_with.lock().unwrap() = Some(DirectoryError::Decode { reason: "garbled".into() });
+    assert!(world.needed().await.contains("user \"u2\" could not be read"));
+    *world.directory.inner.fail_with.lock().unwrap() = Some(DirectoryError::Transient { reason: "HTTP 503".into() });
+    let ctx = IncrementalContext { store: &world.store, policy: &world.policy, clock: &world.clock };
+    let down = sync_incremental(&ctx, "corp", &world.directory, &world.insights).await;
+    assert!(matches!(down, Err(IncrementalError::Directory(DirectoryError::Transient { .. }))), "{down:?}");
+    assert_eq!(world.store.event_cursor("corp").await.unwrap(), Some(t(0)), "the same events next run");
 }

@@ -264,6 +264,20 @@ fn slices(changes: crate::domain::model::DirectoryChanges, size: usize) -> Vec<c
     out
 }
 
+/// One integration's full sync, its outcome whatever happened.
+pub async fn full_sync(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory) -> IntegrationOutcome {
+    match sync_integration(ctx, integration, directory).await {
+        Ok(report) => IntegrationOutcome::Succeeded(report),
+        Err(SyncError::AlreadyRunning(running)) => {
+            IntegrationOutcome::Running { integration: running.integration, started_at: running.started_at }
+        }
+        Err(error) => {
+            tracing::error!(integration, error = %error, "sync failed");
+            IntegrationOutcome::Failed { integration: integration.to_owned(), error: error.to_string() }
+        }
+    }
+}
+
 /// The outcome of one integration in a sync of several.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
@@ -319,17 +333,7 @@ pub async fn sync_all(
         }
     }
     let runs = selected.iter().map(|integration| async move {
-        let directory = directories.directory(integration);
-        match sync_integration(ctx, &integration.name, directory.as_ref()).await {
-            Ok(report) => IntegrationOutcome::Succeeded(report),
-            Err(SyncError::AlreadyRunning(running)) => {
-                IntegrationOutcome::Running { integration: running.integration, started_at: running.started_at }
-            }
-            Err(error) => {
-                tracing::error!(integration = %integration.name, error = %error, "sync failed");
-                IntegrationOutcome::Failed { integration: integration.name.clone(), error: error.to_string() }
-            }
-        }
+        full_sync(ctx, &integration.name, directories.directory(integration).as_ref()).await
     });
     let mut integrations = futures::future::join_all(runs).await;
     if only.is_none() {

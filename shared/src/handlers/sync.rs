@@ -1,4 +1,6 @@
-//! The `sync` function: on its schedule syncs every integration; on `POST /sync` one or all.
+//! The `sync` function: on its schedule syncs every integration in full; on the incremental
+//! schedule (every minute) brings each up to date from its Directory Insights events; on
+//! `POST /sync` syncs one or all in full.
 
 use super::{access, failure, routing};
 use crate::{
@@ -6,6 +8,7 @@ use crate::{
     clock::Clock,
     config::{Config, ConfigError, DirectoryPolicy, IdentityConfig},
     domain::audit::seal_days,
+    domain::incremental::{sync_incremental_all, IncrementalSummary},
     domain::model::Name,
     domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
     http::{handle_invocation, json, parse_body, Problem},
@@ -32,6 +35,10 @@ pub struct SyncHandler {
     /// `POST /sync` is for admins.
     pub identity: IdentityConfig,
 }
+
+/// The incremental schedule's event (`{"source": "jit.sync", "detail-type": "Incremental Sync"}`,
+/// the rule target's constant input).
+pub const INCREMENTAL_SOURCE: &str = "jit.sync";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,24 +69,50 @@ impl SyncHandler {
 
     async fn run(&self, only: Option<&str>) -> Result<SyncSummary, SyncError> {
         let grants = self.lifecycle.as_ref().map(|l| l.ctx());
-        let ctx = SyncContext {
-            store: self.store.as_ref(),
-            policy: &self.policy,
-            clock: self.clock.as_ref(),
-            progress: &NoProgress,
-            grants: grants.as_ref(),
-        };
-        let summary = sync_all(&ctx, self.catalog.as_ref(), self.directories.as_ref(), only).await?;
+        let summary =
+            sync_all(&self.ctx(grants.as_ref()), self.catalog.as_ref(), self.directories.as_ref(), only).await?;
         for outcome in &summary.integrations {
             tracing::info!(integration = outcome.integration(), outcome = ?outcome, "sync finished");
         }
         Ok(summary)
     }
 
-    /// The EventBridge schedule: every integration. Fails the invocation (for alarms) only when
-    /// none could be synced.
+    fn ctx<'a>(&'a self, grants: Option<&'a crate::domain::grant::GrantContext<'a>>) -> SyncContext<'a> {
+        SyncContext {
+            store: self.store.as_ref(),
+            policy: &self.policy,
+            clock: self.clock.as_ref(),
+            progress: &NoProgress,
+            grants,
+        }
+    }
+
+    /// The incremental schedule's run over every integration. Fails the invocation (for alarms)
+    /// only when every integration failed.
+    async fn incremental(&self) -> Result<Value, Diagnostic> {
+        let grants = self.lifecycle.as_ref().map(|l| l.ctx());
+        let summary: IncrementalSummary =
+            sync_incremental_all(&self.ctx(grants.as_ref()), self.catalog.as_ref(), self.directories.as_ref())
+                .await
+                .map_err(|e| failure::retryable(e.to_string()))?;
+        for outcome in &summary.integrations {
+            tracing::info!(outcome = ?outcome, "incremental sync finished");
+        }
+        let summary_json = serde_json::to_value(&summary).expect("summaries serialize");
+        if !summary.integrations.is_empty() && summary.integrations.iter().all(|o| o.is_failure()) {
+            return Err(failure::retryable(format!("every integration failed to sync: {summary_json}")));
+        }
+        Ok(summary_json)
+    }
+
+    /// The schedules: the full sync of every integration (EventBridge's scheduled event), or the
+    /// incremental run (`events/sync-incremental.json`). Fails the invocation (for alarms) only
+    /// when none could be synced.
     async fn scheduled(&self, event: Value) -> Result<Value, Diagnostic> {
         let source = event.get("source").and_then(Value::as_str).unwrap_or_default();
+        if source == INCREMENTAL_SOURCE {
+            return self.incremental().await;
+        }
         if source != "aws.events" && source != "aws.scheduler" {
             return Err(failure::non_retryable(format!(
                 "unsupported event (source {source:?}): expected an EventBridge schedule or an HTTP request"

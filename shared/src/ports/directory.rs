@@ -125,6 +125,14 @@ pub trait Directory: Send + Sync {
     async fn find_user(&self, key: &str) -> Result<SourceUser, DirectoryError>;
     /// By name or id.
     async fn find_group(&self, key: &str) -> Result<SourceGroup, DirectoryError>;
+    /// By id only (no name lookup after a miss).
+    async fn group_by_id(&self, id: &str) -> Result<SourceGroup, DirectoryError> {
+        match self.find_group(id).await {
+            Ok(group) if group.id == id => Ok(group),
+            Ok(_) => Err(DirectoryError::NotFound { what: format!("group {id:?}") }),
+            Err(e) => Err(e),
+        }
+    }
     async fn add_member(&self, group_id: &str, user_id: &str) -> Result<AddOutcome, AddError>;
     async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<RemoveOutcome, DirectoryError>;
 }

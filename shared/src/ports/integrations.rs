@@ -56,4 +56,6 @@ pub trait IntegrationCatalog: Send + Sync {
 /// Builds (once) and hands out the directory client of an integration.
 pub trait DirectoryProvider: Send + Sync {
     fn directory(&self, integration: &Integration) -> Arc<dyn Directory>;
+    /// The same organization's Directory Insights events (the incremental sync).
+    fn insights(&self, integration: &Integration) -> Arc<dyn super::DirectoryInsights>;
 }

@@ -5,8 +5,9 @@ use crate::{
     credentials::{ApiKey, Credentials},
     domain::model::{MembershipMethod, UserState},
     ports::{
-        AddError, AddOutcome, Directory, DirectoryError, DirectoryProvider, Discovered, Integration,
-        IntegrationCatalog, InvalidIntegration, RemoveOutcome, SecretsError, SourceGroup, SourceUser,
+        AddError, AddOutcome, Directory, DirectoryError, DirectoryEvent, DirectoryInsights, DirectoryProvider,
+        Discovered, EventBatch, Integration, IntegrationCatalog, InvalidIntegration, RemoveOutcome, SecretsError,
+        SourceGroup, SourceUser,
     },
 };
 use async_trait::async_trait;
@@ -44,6 +45,8 @@ pub struct FakeDirectory {
     pub ambiguous_409: AtomicBool,
     pub adds: AtomicUsize,
     pub removes: AtomicUsize,
+    /// Its Directory Insights events (as `DirectoryInsights` answers them: from a time on, in order).
+    pub events: Mutex<Vec<DirectoryEvent>>,
 }
 
 impl FakeDirectory {
@@ -217,14 +220,40 @@ impl IntegrationCatalog for FakeIntegrations {
     }
 }
 
-impl DirectoryProvider for FakeIntegrations {
-    fn directory(&self, integration: &Integration) -> Arc<dyn Directory> {
+impl FakeIntegrations {
+    fn fake(&self, integration: &Integration) -> Arc<FakeDirectory> {
         self.integrations
             .lock()
             .unwrap()
             .iter()
             .find(|(i, _)| i.name == integration.name)
-            .map(|(_, d)| d.clone() as Arc<dyn Directory>)
+            .map(|(_, d)| d.clone())
             .expect("a directory for every listed integration")
+    }
+}
+
+impl DirectoryProvider for FakeIntegrations {
+    fn directory(&self, integration: &Integration) -> Arc<dyn Directory> {
+        self.fake(integration)
+    }
+    fn insights(&self, integration: &Integration) -> Arc<dyn DirectoryInsights> {
+        self.fake(integration)
+    }
+}
+
+#[async_trait]
+impl DirectoryInsights for FakeDirectory {
+    async fn directory_events(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        max: usize,
+    ) -> Result<EventBatch, DirectoryError> {
+        self.check()?;
+        let mut events: Vec<DirectoryEvent> =
+            self.events.lock().unwrap().iter().filter(|e| e.at >= from).cloned().collect();
+        events.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        let complete = events.len() <= max;
+        events.truncate(max);
+        Ok(EventBatch { events, complete, requests: 1 })
     }
 }

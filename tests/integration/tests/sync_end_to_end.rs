@@ -410,3 +410,82 @@ async fn a_second_sync_while_one_runs_is_accepted_and_starts_nothing() {
         "a lapsed claim does not hold"
     );
 }
+
+async fn incremental(h: &SyncHandler) -> Value {
+    h.handle(lambda_event(event("sync-incremental.json"))).await.expect("the incremental run")
+}
+
+#[tokio::test]
+async fn the_incremental_run_applies_the_simulators_events_reading_only_what_they_name() {
+    let stack = Stack::new().await;
+    let (org, seeded) = seeded_org(KEY);
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let h = handler(&stack, &sim).await;
+
+    // Before any full sync there is no cursor: the run syncs in full and says why.
+    let first = incremental(&h).await;
+    let outcome = &first["integrations"][0];
+    assert_eq!(outcome["status"], "fell_back", "{first}");
+    assert!(outcome["reason"].as_str().unwrap().contains("no event cursor"), "{first}");
+    assert_eq!(outcome["full_sync"]["status"], "succeeded", "{first}");
+
+    // Nothing changed since: one request, the events page, and nothing written.
+    sim.handle().reset_counts();
+    let quiet = incremental(&h).await;
+    assert_eq!(quiet["integrations"][0]["status"], "applied", "{quiet}");
+    assert_eq!(quiet["integrations"][0]["written"], 0, "{quiet}");
+    assert_eq!(sim.handle().total_requests(), 1, "{:?}", sim.handle().request_counts());
+
+    // Changes made in JumpCloud (the simulator's own controls): a new user in prod-db-admins, a
+    // renamed group, a suspended user, a membership removed, a group deleted.
+    let jc = sim.handle().org(0);
+    let dana = jc.add_user(User::new("dana", "Dana@Corp.Example")).unwrap();
+    jc.add_member(&seeded.prod_db, &dana).unwrap();
+    jc.update_group(&seeded.engineering, |g| g.name = "engineering-all".into()).unwrap();
+    jc.update_user(&seeded.users[2], |u| u.set_state(UserState::Suspended)).unwrap();
+    jc.remove_member(&seeded.prod_db, &seeded.users[3]).unwrap();
+    jc.remove_group(&seeded.empty).unwrap();
+    sim.handle().reset_counts();
+    let run = incremental(&h).await;
+    let report = &run["integrations"][0];
+    assert_eq!(report["status"], "applied", "{run}");
+    assert_eq!((report["users_read"].as_u64(), report["groups_read"].as_u64()), (Some(2), Some(2)), "{run}");
+
+    let stored_user = |id: String| {
+        let stack = &stack;
+        async move { stack.item("DIR#corp#USER", &id).await }
+    };
+    let member = |g: &str, u: &str| {
+        let key = format!("{g}#{u}");
+        let stack = &stack;
+        async move { stack.item("DIR#corp#MEMBER", &key).await.is_some() }
+    };
+    assert_eq!(
+        s(&stored_user(dana.clone()).await.expect("dana stored"), "email").as_deref(),
+        Some("dana@corp.example")
+    );
+    assert!(member(&seeded.prod_db, &dana).await, "her membership from its event");
+    let engineering = stack.item("DIR#corp#GROUP", &seeded.engineering).await.expect("the group");
+    assert_eq!(s(&engineering, "name").as_deref(), Some("engineering-all"));
+    assert!(stored_user(seeded.users[2].clone()).await.is_none(), "suspended: left out, as the full sync does");
+    assert!(!member(&seeded.engineering, &seeded.users[2]).await, "with its memberships");
+    assert!(!member(&seeded.prod_db, &seeded.users[3]).await);
+    assert!(member(&seeded.prod_db, &seeded.users[4]).await, "other memberships stay");
+    assert!(stack.item("DIR#corp#GROUP", &seeded.empty).await.is_none(), "the deleted group");
+
+    // Only the events page and the named objects were read: no listing of the organization.
+    let counts = sim.handle().request_counts();
+    let listings = ["GET /api/systemusers", "GET /api/v2/usergroups", "GET /api/v2/usergroups/{id}/members"];
+    assert!(listings.iter().all(|l| !counts.contains_key(*l)), "{counts:?}");
+    assert_eq!(counts.get("POST /insights/directory/v1/events"), Some(&1), "{counts:?}");
+
+    // And a full sync now finds nothing left to write: the incremental run got it all.
+    let (status, body, _) = post_sync(&h, r#"{"integration":"corp"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["integrations"][0]["written"].as_u64(), body["integrations"][0]["deleted"].as_u64()),
+        (Some(0), Some(0)),
+        "{body}"
+    );
+}

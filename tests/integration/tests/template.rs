@@ -720,7 +720,11 @@ fn every_route_requires_iam_authorization_by_default() {
                 let condition = permission.get("Condition").cloned().unwrap_or(Value::Null);
                 assert_eq!(condition == "UseJwt", public, "{id}: only the portal's permissions are JWT mode only");
             }
-            "events.amazonaws.com" => assert_eq!(source, get_att("SyncScheduleRule", "Arn"), "{id}"),
+            "events.amazonaws.com" => {
+                let rules = [get_att("SyncScheduleRule", "Arn"), get_att("IncrementalSyncScheduleRule", "Arn")];
+                assert!(rules.contains(&source), "{id}: only the sync schedules' rules: {source}");
+                assert_eq!(p["FunctionName"]["Ref"], "SyncFunction", "{id}");
+            }
             other => panic!("{id}: unexpected principal {other}"),
         }
     }
@@ -831,6 +835,27 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
     assert_eq!(targets[0]["Arn"], get_att("SyncFunction", "Arn"));
     assert_eq!(targets[0]["DeadLetterConfig"]["Arn"], dlq);
     assert!(rule.get("Input").is_none() && targets[0].get("Input").is_none(), "sync expects the aws.events event");
+
+    // The incremental sync: every minute by default, the documented input, no retries (the next
+    // minute's run reads the same events again), dead letters to the same queue.
+    let rule = &t.resource("IncrementalSyncScheduleRule")["Properties"];
+    assert_eq!(rule["ScheduleExpression"], reference("IncrementalSyncScheduleExpression"));
+    assert_eq!(t.0["Parameters"]["IncrementalSyncScheduleExpression"]["Default"], "rate(1 minute)");
+    let targets = one_or_many(&rule["Targets"]);
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["Arn"], get_att("SyncFunction", "Arn"));
+    assert_eq!(targets[0]["DeadLetterConfig"]["Arn"], dlq);
+    assert_eq!(targets[0]["RetryPolicy"]["MaximumRetryAttempts"], 0);
+    let input: Value = serde_json::from_str(targets[0]["Input"].as_str().unwrap()).expect("JSON input");
+    assert_eq!(
+        input,
+        serde_json::from_str::<Value>(
+            &std::fs::read_to_string(integration_tests::workspace_root().join("events/sync-incremental.json")).unwrap()
+        )
+        .unwrap(),
+        "the sample event is what the rule sends"
+    );
+    assert_eq!(input["source"], jit_shared::handlers::sync::INCREMENTAL_SOURCE);
 
     // Grant's expiry schedules get the same queue through the environment.
     let grant_env = &t.resource("GrantFunction")["Properties"]["Environment"]["Variables"];

@@ -360,6 +360,15 @@ impl Directory for JumpCloudClient {
         Err(not_found())
     }
 
+    async fn group_by_id(&self, id: &str) -> Result<SourceGroup, DirectoryError> {
+        check_id(id, "group")?;
+        match self.get(&format!("/api/v2/usergroups/{id}"), &[]).await {
+            Ok(reply) => decode::<JumpCloudGroup>(&reply).map(SourceGroup::from),
+            Err(DirectoryError::NotFound { .. }) => Err(DirectoryError::NotFound { what: format!("group {id:?}") }),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn find_group(&self, key: &str) -> Result<SourceGroup, DirectoryError> {
         let key = key.trim();
         if is_object_id(key) {

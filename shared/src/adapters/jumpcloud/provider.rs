@@ -53,4 +53,7 @@ impl DirectoryProvider for JumpCloudDirectories {
     fn directory(&self, integration: &Integration) -> Arc<dyn Directory> {
         self.client(integration)
     }
+    fn insights(&self, integration: &Integration) -> Arc<dyn crate::ports::DirectoryInsights> {
+        self.client(integration)
+    }
 }
