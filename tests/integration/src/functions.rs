@@ -60,7 +60,14 @@ impl Functions {
         Self {
             grant: Arc::new(GrantHandler { lifecycle: lifecycle(Function::Grant) }),
             revoke: Arc::new(RevokeHandler { lifecycle: lifecycle(Function::Revoke) }),
-            sync: Arc::new(SyncHandler::from_config(&stack.sdk, &config).expect("sync handler")),
+            sync: Arc::new({
+                let sync = SyncHandler::from_config(&stack.sdk, &config).expect("sync handler");
+                // On the same clock as the lifecycle (the membership oracle compares the two).
+                match &clock {
+                    Some(clock) => SyncHandler { clock: clock.clone(), ..sync },
+                    None => sync,
+                }
+            }),
             config,
             schedule_group,
             event_bus,

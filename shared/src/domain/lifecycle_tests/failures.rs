@@ -240,6 +240,28 @@ async fn a_grant_left_pending_by_a_crash_is_settled_at_its_expiry() {
 }
 
 #[tokio::test]
+async fn a_grant_left_pending_after_its_add_is_removed_at_expiry_though_a_later_sync_saw_the_membership() {
+    // The soak's case (DynamoDB throttled the activation write after JumpCloud added the member):
+    // a sync after the add shows the membership, but only a sync from before the grant may call
+    // it pre-existing. At expiry the membership the grant added goes.
+    let w = World::new(&[]);
+    w.store.fail("activate");
+    request_grant(&w.ctx(), w.request("alice@corp.com", "1h")).await.unwrap_err();
+    w.store.heal();
+    let pending = w.store.grants().remove(0);
+    assert_eq!(pending.status, GrantStatus::Pending);
+    assert!(w.alice_member());
+    w.advance(Duration::minutes(5));
+    w.oracle.synced(w.clock.now(), &[alice_g1()]);
+    w.advance(hours(1));
+    assert_eq!(w.sweep().await.ended, 1);
+    assert_eq!(w.status(&pending.id), GrantStatus::Failed);
+    assert!(!w.alice_member(), "the grant's own membership did not outlive it");
+    assert!(w.actions(&pending.id).contains(&AuditAction::MembershipRemoved));
+    w.assert_consistent();
+}
+
+#[tokio::test]
 async fn a_store_failure_while_ending_leaves_the_grant_for_the_next_delivery() {
     let w = World::new(&[]);
     let grant = w.grant("alice@corp.com", "1h").await;

@@ -277,8 +277,10 @@ async fn main() -> anyhow::Result<()> {
         Some(clock.clone()),
     )
     .await;
+    // The sync on the simulated clock too: the membership oracle compares its finish with grant times.
     let sync = SyncHandler {
         lifecycle: Some(functions.revoke.lifecycle.clone()),
+        clock: clock.clone(),
         ..SyncHandler::from_config(&stack.sdk, &functions.config)?
     };
     let soak = Soak {
