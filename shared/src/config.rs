@@ -154,6 +154,8 @@ impl IdentityConfig {
 pub struct Config {
     pub table_name: String,
     pub jumpcloud_api_url: String,
+    /// Directory Insights' base URL (`JUMPCLOUD_INSIGHTS_URL`; default: [`default_insights_url`]).
+    pub jumpcloud_insights_url: String,
     pub secret_tag_key: String,
     pub secret_tag_value: String,
     pub secrets_cache_ttl: Duration,
@@ -186,6 +188,16 @@ pub struct SlackConfig {
 }
 
 pub const DEFAULT_JUMPCLOUD_API_URL: &str = "https://console.jumpcloud.com";
+
+/// Directory Insights' host for a JumpCloud API URL: `api` beside `console` (US and EU), else the
+/// URL itself (a simulator or a proxy serves both).
+pub fn default_insights_url(api_url: &str) -> String {
+    match api_url.trim_end_matches('/') {
+        DEFAULT_JUMPCLOUD_API_URL => "https://api.jumpcloud.com".to_owned(),
+        "https://console.eu.jumpcloud.com" => "https://api.eu.jumpcloud.com".to_owned(),
+        other => other.to_owned(),
+    }
+}
 pub const DEFAULT_TABLE_NAME: &str = "jit-access";
 pub const DEFAULT_SCHEDULE_GROUP: &str = "jit-access";
 pub const DEFAULT_EVENT_BUS_NAME: &str = "jit-access";
@@ -228,6 +240,10 @@ impl Config {
 
         let jumpcloud_api_url = string("JUMPCLOUD_API_URL", DEFAULT_JUMPCLOUD_API_URL);
         check_api_url(&jumpcloud_api_url).map_err(|reason| ConfigError { var: "JUMPCLOUD_API_URL", reason })?;
+        let jumpcloud_insights_url =
+            get("JUMPCLOUD_INSIGHTS_URL").unwrap_or_else(|| default_insights_url(&jumpcloud_api_url));
+        check_api_url(&jumpcloud_insights_url)
+            .map_err(|reason| ConfigError { var: "JUMPCLOUD_INSIGHTS_URL", reason })?;
 
         let slack_api_url = string("SLACK_API_URL", DEFAULT_SLACK_API_URL);
         // The bot token travels in a header: as for JumpCloud, plain HTTP only to this machine.
@@ -266,6 +282,7 @@ impl Config {
         Ok(Self {
             table_name: string("TABLE_NAME", DEFAULT_TABLE_NAME),
             jumpcloud_api_url: jumpcloud_api_url.trim_end_matches('/').to_owned(),
+            jumpcloud_insights_url: jumpcloud_insights_url.trim_end_matches('/').to_owned(),
             secret_tag_key: string("SECRET_TAG_KEY", DEFAULT_SECRET_TAG_KEY),
             secret_tag_value: string("SECRET_TAG_VALUE", DEFAULT_SECRET_TAG_VALUE),
             secrets_cache_ttl: duration("SECRETS_CACHE_TTL", "5m")?.as_std(),
@@ -331,6 +348,7 @@ mod tests {
     fn defaults_are_sane() {
         let c = config(&[]).unwrap();
         assert_eq!(c.jumpcloud_api_url, DEFAULT_JUMPCLOUD_API_URL);
+        assert_eq!(c.jumpcloud_insights_url, "https://api.jumpcloud.com", "Directory Insights beside the console");
         assert_eq!(c.secret_tag_key, "apono-connector-read");
         assert_eq!(c.secret_tag_value, "true");
         assert_eq!(c.directory.manager_attribute, "manager");
@@ -371,6 +389,7 @@ mod tests {
         assert_eq!((c.slack.secret_tag_key.as_str(), c.slack.secret_tag_value.as_str()), ("slack-k", "yes"));
         assert_eq!(c.table_name, "t");
         assert_eq!(c.jumpcloud_api_url, "http://127.0.0.1:9000");
+        assert_eq!(c.jumpcloud_insights_url, "http://127.0.0.1:9000", "the simulator serves both");
         assert_eq!((c.secret_tag_key.as_str(), c.secret_tag_value.as_str()), ("k", "v"));
         assert_eq!(c.schedule_group, "sg");
         assert!(c.revoke_function_arn.is_some() && c.scheduler_role_arn.is_some());

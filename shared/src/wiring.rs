@@ -141,6 +141,7 @@ pub fn integrations(
     let directories = std::sync::Arc::new(crate::adapters::jumpcloud::JumpCloudDirectories::new(
         http_client(),
         config.jumpcloud_api_url.clone(),
+        config.jumpcloud_insights_url.clone(),
         config.jumpcloud.clone(),
         catalog.clone(),
     ));

@@ -4,7 +4,7 @@
 
 use super::model::{
     audit_chain::{self, ChainBreak, SealBreak},
-    AuditRecord, DaySeal, GrantFilter, POLICY_AUDIT_ID,
+    AuditRecord, DaySeal, GrantFilter, DRIFT_AUDIT_ID, POLICY_AUDIT_ID,
 };
 use crate::ports::{GrantStore, GrantStoreError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -65,7 +65,7 @@ pub async fn verify(
         AuditScope::Grant(id) => BTreeSet::from([id.clone()]),
         AuditScope::Since(from) => records_between(store, *from, now).await?.into_iter().map(|r| r.grant_id).collect(),
         AuditScope::All => {
-            let mut ids = BTreeSet::from([POLICY_AUDIT_ID.to_owned()]);
+            let mut ids = BTreeSet::from([POLICY_AUDIT_ID.to_owned(), DRIFT_AUDIT_ID.to_owned()]);
             let mut next = None;
             loop {
                 let page = store.list(&GrantFilter::default(), PAGE, next.as_deref()).await?;

@@ -17,7 +17,9 @@ use crate::{
     clock::Clock,
     config::DirectoryPolicy,
     domain::{
-        model::{DirectoryChanges, DirectoryUser, Membership, ObjectId},
+        grant::GrantContext,
+        model::{DirectoryChanges, DirectoryUser, LeaseKey, Membership, ObjectId},
+        outside::{self, Added, Outside},
         snapshot::{canonical_email, directory_group, directory_user, manager_reference},
         sync::{full_sync, IntegrationOutcome, SyncContext},
     },
@@ -43,6 +45,9 @@ pub enum IncrementalError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    /// A membership added outside the product could not be judged: the run is retried.
+    #[error("judging a membership added outside the product: {0}")]
+    Drift(String),
 }
 
 /// What one run did, or why a full sync must do it.
@@ -70,6 +75,8 @@ pub struct IncrementalReport {
     pub deleted: usize,
     /// Requests to Directory Insights (pages).
     pub event_requests: u64,
+    /// Memberships added outside the product to a `jit_only` group: `(group id, user id, removed)`.
+    pub added_outside: Vec<(String, String, bool)>,
     /// The cursor after the run; `complete` is false when more events wait.
     pub cursor: DateTime<Utc>,
     pub complete: bool,
@@ -79,6 +86,9 @@ pub struct IncrementalContext<'a> {
     pub store: &'a dyn DirectoryStore,
     pub policy: &'a DirectoryPolicy,
     pub clock: &'a dyn Clock,
+    /// The grant lifecycle's ports: with them, memberships added outside the product to a
+    /// `jit_only` group are judged (`domain::outside`).
+    pub grants: Option<&'a GrantContext<'a>>,
 }
 
 /// One incremental run for one integration.
@@ -184,21 +194,50 @@ pub async fn sync_incremental(
         }
     }
     // Memberships: only of users and groups the stored directory holds (after this run).
+    let mut added_memberships = Vec::new();
     for ((group_id, user_id), (_, _, added)) in memberships {
         if removed_users.contains(&user_id) || removed_groups.contains(&group_id) {
             continue;
         }
         let member = ctx.store.is_member(integration, &group_id, &user_id).await?;
         if added && !member {
-            let user_held = changes.put_users.iter().any(|u| u.id == user_id)
-                || ctx.store.user_by_id(integration, &user_id).await?.is_some();
-            let group_held = changes.put_groups.iter().any(|g| g.id == group_id)
-                || ctx.store.group_by_id(integration, &group_id).await?.is_some();
-            if user_held && group_held {
+            let user = match changes.put_users.iter().find(|u| u.id == user_id) {
+                Some(user) => Some(user.clone()),
+                None => ctx.store.user_by_id(integration, &user_id).await?,
+            };
+            let group = match changes.put_groups.iter().find(|g| g.id == group_id) {
+                Some(group) => Some(group.clone()),
+                None => ctx.store.group_by_id(integration, &group_id).await?,
+            };
+            if let (Some(user), Some(group)) = (user, group) {
                 changes.put_memberships.push(membership(&group_id, &user_id));
+                added_memberships.push((group, user));
             }
         } else if !added && member {
             changes.delete_memberships.push(membership(&group_id, &user_id));
+        }
+    }
+    // Judged before they are stored: one removed as drift is not stored at all.
+    let mut added_outside = Vec::new();
+    if let Some(grants) = ctx.grants {
+        for (group, user) in &added_memberships {
+            let added = Added {
+                key: LeaseKey {
+                    integration: integration.to_owned(),
+                    group_id: group.id.clone(),
+                    user_id: user.id.clone(),
+                },
+                group_name: &group.name,
+                user_email: Some(&user.email),
+            };
+            match outside::judge(grants, directory, &added).await.map_err(IncrementalError::Drift)? {
+                Outside::NotDrift => {}
+                Outside::Reported => added_outside.push((group.id.clone(), user.id.clone(), false)),
+                Outside::Removed => {
+                    changes.put_memberships.retain(|m| m != &membership(&group.id, &user.id));
+                    added_outside.push((group.id.clone(), user.id.clone(), true));
+                }
+            }
         }
     }
     changes.delete_memberships.sort();
@@ -222,6 +261,7 @@ pub async fn sync_incremental(
         written,
         deleted,
         event_requests: batch.requests,
+        added_outside,
         cursor: next,
         complete,
     }))
@@ -310,7 +350,7 @@ pub async fn sync_incremental_all(
         let name = integration.name.clone();
         let directory = directories.directory(integration);
         let insights = directories.insights(integration);
-        let incremental = IncrementalContext { store: ctx.store, policy: ctx.policy, clock: ctx.clock };
+        let incremental = IncrementalContext { store: ctx.store, policy: ctx.policy, clock: ctx.clock, grants: ctx.grants };
         match sync_incremental(&incremental, &name, directory.as_ref(), insights.as_ref()).await {
             Ok(IncrementalOutcome::Applied(report)) => IncrementalIntegrationOutcome::Applied(report),
             Ok(IncrementalOutcome::FullSyncRunning) => IncrementalIntegrationOutcome::FullSyncRunning { integration: name },

@@ -128,7 +128,7 @@ impl World {
     }
 
     async fn run(&self) -> IncrementalOutcome {
-        let ctx = IncrementalContext { store: &self.store, policy: &self.policy, clock: &self.clock };
+        let ctx = IncrementalContext { store: &self.store, policy: &self.policy, clock: &self.clock, grants: None };
         sync_incremental(&ctx, "corp", &self.directory, &self.insights).await.expect("incremental run")
     }
 
@@ -285,7 +285,7 @@ async fn what_it_cannot_follow_it_hands_to_a_full_sync_and_says_why() {
     // No cursor: no full sync has run.
     let world = World::new().await;
     let fresh = MemoryStore::default();
-    let ctx = IncrementalContext { store: &fresh, policy: &world.policy, clock: &world.clock };
+    let ctx = IncrementalContext { store: &fresh, policy: &world.policy, clock: &world.clock, grants: None };
     match sync_incremental(&ctx, "corp", &world.directory, &world.insights).await.unwrap() {
         IncrementalOutcome::FullSyncNeeded { reason } => assert!(reason.contains("no event cursor"), "{reason}"),
         other => panic!("{other:?}"),
@@ -337,7 +337,7 @@ async fn a_running_full_sync_is_left_alone_and_a_cursor_it_moved_is_kept() {
             self.0.directory_events(from, max).await
         }
     }
-    let ctx = IncrementalContext { store: &world.store, policy: &world.policy, clock: &world.clock };
+    let ctx = IncrementalContext { store: &world.store, policy: &world.policy, clock: &world.clock, grants: None };
     let moved = MovedMeanwhile(&world.insights, &world.store);
     sync_incremental(&ctx, "corp", &world.directory, &moved).await.unwrap();
     assert_eq!(world.store.event_cursor("corp").await.unwrap(), Some(t(4)));
@@ -397,7 +397,7 @@ async fn a_named_object_that_cannot_be_read_hands_over_and_jumpcloud_down_only_f
     *world.directory.inner.fail_with.lock().unwrap() = Some(DirectoryError::Decode { reason: "garbled".into() });
     assert!(world.needed().await.contains("user \"u2\" could not be read"));
     *world.directory.inner.fail_with.lock().unwrap() = Some(DirectoryError::Transient { reason: "HTTP 503".into() });
-    let ctx = IncrementalContext { store: &world.store, policy: &world.policy, clock: &world.clock };
+    let ctx = IncrementalContext { store: &world.store, policy: &world.policy, clock: &world.clock, grants: None };
     let down = sync_incremental(&ctx, "corp", &world.directory, &world.insights).await;
     assert!(matches!(down, Err(IncrementalError::Directory(DirectoryError::Transient { .. }))), "{down:?}");
     assert_eq!(world.store.event_cursor("corp").await.unwrap(), Some(t(0)), "the same events next run");

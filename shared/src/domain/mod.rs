@@ -8,6 +8,7 @@ pub mod incremental;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod model;
+pub mod outside;
 pub mod policy;
 pub mod query;
 pub mod reconcile;

@@ -9,7 +9,7 @@ use super::{access, routing};
 use crate::{
     domain::{
         identity::Principal,
-        model::{AuditRecord, Name, POLICY_AUDIT_ID},
+        model::{AuditRecord, Name, DRIFT_AUDIT_ID, POLICY_AUDIT_ID},
         query::{resolve_filter, GrantQuery},
     },
     http::{json, Problem},
@@ -92,7 +92,7 @@ async fn audit(l: &Lifecycle, request: &Request) -> Result<Response<Body>, Probl
         {
             return Err(bad(format!("`grant` lists one grant's whole trail: `{other}` does not go with it")));
         }
-        if grant != POLICY_AUDIT_ID && uuid::Uuid::parse_str(grant).is_err() {
+        if grant != POLICY_AUDIT_ID && grant != DRIFT_AUDIT_ID && uuid::Uuid::parse_str(grant).is_err() {
             return Err(bad(format!("`grant`: {grant:?} is not a grant id")));
         }
         let records = l.store.audit_for(grant).await.map_err(|e| Problem::from(&e))?;

@@ -14,10 +14,7 @@
 //! - Anything else (systems, applications, policies, admins) → unrelated.
 
 use super::{decode, Call, Class, JumpCloudClient, Reply};
-use crate::{
-    config::DEFAULT_JUMPCLOUD_API_URL,
-    ports::{DirectoryChange, DirectoryError, DirectoryEvent, DirectoryInsights, EventBatch},
-};
+use crate::ports::{DirectoryChange, DirectoryError, DirectoryEvent, DirectoryInsights, EventBatch};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
@@ -28,19 +25,6 @@ use std::collections::BTreeSet;
 pub const EVENTS_PATH: &str = "/insights/directory/v1/events";
 /// Events per page (Directory Insights answers up to 10,000).
 pub const EVENT_PAGE: usize = 1_000;
-
-/// Directory Insights' host for a console URL: `api` beside `console` (US and EU), else the URL
-/// itself (a simulator or proxy serves both).
-pub fn insights_url_for(base_url: &str) -> String {
-    let base = base_url.trim_end_matches('/');
-    if base == DEFAULT_JUMPCLOUD_API_URL {
-        "https://api.jumpcloud.com".to_owned()
-    } else if base == "https://console.eu.jumpcloud.com" {
-        "https://api.eu.jumpcloud.com".to_owned()
-    } else {
-        base.to_owned()
-    }
-}
 
 #[derive(Debug, Deserialize)]
 pub(super) struct WireEvent {
@@ -287,12 +271,5 @@ mod tests {
         assert_eq!(next, Some(vec!["1796040000123".to_owned(), "e1".to_owned()]));
         let broken = Reply { headers: Default::default(), body: br#"[{"event_type": "user_create"}]"#.to_vec() };
         assert!(matches!(parse_page(&broken), Err(DirectoryError::Decode { .. })), "no id nor time: refused");
-    }
-
-    #[test]
-    fn the_insights_host_sits_beside_the_console() {
-        assert_eq!(insights_url_for("https://console.jumpcloud.com/"), "https://api.jumpcloud.com");
-        assert_eq!(insights_url_for("https://console.eu.jumpcloud.com"), "https://api.eu.jumpcloud.com");
-        assert_eq!(insights_url_for("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
     }
 }

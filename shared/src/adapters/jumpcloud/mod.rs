@@ -101,7 +101,7 @@ impl JumpCloudClient {
         Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
-            insights_url: insights::insights_url_for(base_url),
+            insights_url: crate::config::default_insights_url(base_url),
             credentials,
             budget: Budget::new(limits.max_concurrency, Quota::per_second(rps)),
             limits,
@@ -117,6 +117,12 @@ impl JumpCloudClient {
         limits: JumpCloudLimits,
     ) -> Self {
         Self::new(http, base_url, Arc::new(StaticCredentials(credentials)), limits)
+    }
+
+    /// Directory Insights at `url` rather than beside `base_url` (`JUMPCLOUD_INSIGHTS_URL`).
+    pub fn with_insights_url(mut self, url: &str) -> Self {
+        self.insights_url = url.trim_end_matches('/').to_owned();
+        self
     }
 
     pub fn stats(&self) -> &ClientStats {

@@ -13,6 +13,7 @@ use std::{
 pub struct JumpCloudDirectories {
     http: reqwest::Client,
     base_url: String,
+    insights_url: String,
     limits: JumpCloudLimits,
     catalog: Arc<dyn IntegrationCatalog>,
     clients: Mutex<HashMap<String, Arc<JumpCloudClient>>>,
@@ -22,10 +23,11 @@ impl JumpCloudDirectories {
     pub fn new(
         http: reqwest::Client,
         base_url: String,
+        insights_url: String,
         limits: JumpCloudLimits,
         catalog: Arc<dyn IntegrationCatalog>,
     ) -> Self {
-        Self { http, base_url, limits, catalog, clients: Mutex::new(HashMap::new()) }
+        Self { http, base_url, insights_url, limits, catalog, clients: Mutex::new(HashMap::new()) }
     }
 
     pub fn client(&self, integration: &Integration) -> Arc<JumpCloudClient> {
@@ -38,12 +40,10 @@ impl JumpCloudDirectories {
                     integration.name.clone(),
                     integration.credentials.clone(),
                 );
-                Arc::new(JumpCloudClient::new(
-                    self.http.clone(),
-                    &self.base_url,
-                    Arc::new(credentials),
-                    self.limits.clone(),
-                ))
+                Arc::new(
+                    JumpCloudClient::new(self.http.clone(), &self.base_url, Arc::new(credentials), self.limits.clone())
+                        .with_insights_url(&self.insights_url),
+                )
             })
             .clone()
     }

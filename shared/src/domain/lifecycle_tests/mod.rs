@@ -120,5 +120,6 @@ mod approvals;
 mod extensions;
 mod failures;
 mod invariants;
+mod outside;
 mod properties;
 mod requests;

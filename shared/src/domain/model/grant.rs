@@ -510,6 +510,31 @@ impl AuditRecord {
         self
     }
 
+    /// The record of a membership added outside the product to a group only it should fill
+    /// (the pseudo-grant [`DRIFT_AUDIT_ID`]; see [`AuditRecord::policy_applied`] for why).
+    pub fn outside_membership(
+        at: DateTime<Utc>,
+        actor: &str,
+        key: &LeaseKey,
+        outcome: AuditOutcome,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            grant_id: DRIFT_AUDIT_ID.to_owned(),
+            at,
+            actor: actor.to_owned(),
+            action: AuditAction::DriftDetected,
+            outcome,
+            integration: key.integration.clone(),
+            user_id: key.user_id.clone(),
+            group_id: key.group_id.clone(),
+            reason: None,
+            detail: Some(detail.into()),
+            chain: None,
+        }
+    }
+
     /// The record of a policy change.
     ///
     /// The audit trail is grant-centric (one partition per grant, and a per-day index that
@@ -540,6 +565,9 @@ impl AuditRecord {
 
 /// The `grant_id` of policy changes' audit records (no grant id is a UUID of this form).
 pub const POLICY_AUDIT_ID: &str = "policy";
+/// The `grant_id` of the records of memberships added outside the product to a `jit_only` group
+/// (no grant holds them: they are kept as the trail of this pseudo-grant, as policy changes are).
+pub const DRIFT_AUDIT_ID: &str = "drift";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditPage {

@@ -98,6 +98,8 @@ struct Settings {
     extend: Option<ExtendDocument>,
     #[serde(default, deserialize_with = "slack_channel")]
     slack_channel: Option<SlackChannel>,
+    jit_only: Option<bool>,
+    remove_outside: Option<bool>,
 }
 
 /// `Settings` plus `groups`, spelt out: serde's `flatten` would lose `deny_unknown_fields`, and an
@@ -120,6 +122,8 @@ struct RuleDocument {
     extend: Option<ExtendDocument>,
     #[serde(default, deserialize_with = "slack_channel")]
     slack_channel: Option<SlackChannel>,
+    jit_only: Option<bool>,
+    remove_outside: Option<bool>,
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -177,6 +181,15 @@ impl Document {
                         rule.groups.describe()
                     )));
                 }
+                let jit_only = rule.jit_only.or(defaults.jit_only).unwrap_or(false);
+                let remove_outside = rule.remove_outside.or(defaults.remove_outside).unwrap_or(false);
+                if remove_outside && !jit_only {
+                    return Err(PolicyError::whole(format!(
+                        "rule {} ({}): remove_outside needs jit_only: true (only a group the product alone fills has memberships to remove)",
+                        index + 1,
+                        rule.groups.describe()
+                    )));
+                }
                 Ok(Rule {
                     index,
                     groups: rule.groups.0,
@@ -193,6 +206,8 @@ impl Document {
                     remind_before: rule.remind_before.or(defaults.remind_before).map(|d| d.0),
                     extend_max_total,
                     slack_channel: rule.slack_channel.or_else(|| defaults.slack_channel.clone()).map(|c| c.0),
+                    jit_only,
+                    remove_outside,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

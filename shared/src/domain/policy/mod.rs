@@ -49,6 +49,10 @@ pub struct Rule {
     /// Slack approvals (optional): the channel its requests are posted to, rather than a
     /// direct message to each approver. A channel id (`C0123ABCD`) or `#name`.
     pub slack_channel: Option<String>,
+    /// Only the product fills the group: a membership added outside it is drift (`added_outside`).
+    pub jit_only: bool,
+    /// With `jit_only`: such a membership is also removed (and audited).
+    pub remove_outside: bool,
 }
 
 impl Rule {

@@ -274,7 +274,18 @@ fn the_schema_describes_the_same_fields_the_parser_reads() {
     assert_eq!(keys(&schema["properties"]), ["defaults", "rules", "version"]);
     assert_eq!(
         keys(&schema["$defs"]["settings"]["properties"]),
-        ["approval", "break_glass", "eligible", "extend", "max_duration", "remind_before", "slack_channel", "ticket"]
+        [
+            "approval",
+            "break_glass",
+            "eligible",
+            "extend",
+            "jit_only",
+            "max_duration",
+            "remind_before",
+            "remove_outside",
+            "slack_channel",
+            "ticket"
+        ]
     );
     assert_eq!(
         keys(&schema["$defs"]["approval"]["properties"]),
@@ -284,7 +295,9 @@ fn the_schema_describes_the_same_fields_the_parser_reads() {
     for field in keys(&schema["$defs"]["settings"]["properties"]) {
         let value = match field.as_str() {
             "approval" => "{required: 1}",
-            "break_glass" => "true",
+            "break_glass" | "jit_only" => "true",
+            // Only with jit_only (see `remove_outside_without_jit_only_is_refused`).
+            "remove_outside" => "false",
             "eligible" => "everyone",
             "extend" => "{max_total: 12h}",
             "ticket" => "x",

@@ -1,0 +1,135 @@
+//! Memberships added outside the product to a `jit_only` group, as the incremental sync sees
+//! them: reported, or removed with `remove_outside`, audited; a grant's own never.
+
+use super::*;
+use crate::ports::DirectoryStore;
+use crate::{
+    config::DirectoryPolicy,
+    domain::{
+        incremental::{sync_incremental, IncrementalContext, IncrementalOutcome, IncrementalReport},
+        model::{AuditOutcome, EventType, DRIFT_AUDIT_ID},
+        sync::{sync_integration, NoProgress, SyncContext},
+    },
+    ports::{DirectoryChange, DirectoryEvent},
+};
+
+const JIT_ONLY: &str = "version: 1\nrules:\n  - groups: [\"prod-db-admins\"]\n    eligible: everyone\n    max_duration: 4h\n    jit_only: true\n";
+
+/// The directory synced (cursor at t0) and `policy` applied.
+async fn synced(policy: &str) -> World {
+    let w = World::new(&[]);
+    w.policies.apply(policy, t0());
+    let directory_policy = DirectoryPolicy::default();
+    let ctx = SyncContext {
+        store: &w.synced,
+        policy: &directory_policy,
+        clock: &w.clock,
+        progress: &NoProgress,
+        grants: None,
+    };
+    sync_integration(&ctx, "corp", w.jc.as_ref()).await.expect("full sync");
+    w.advance(Duration::minutes(1));
+    w
+}
+
+/// JumpCloud adds the member outside the product, and says so in an event.
+fn added_in_jumpcloud(w: &World, group: &str, user: &str) {
+    w.jc.set_member(group, user);
+    let mut events = w.jc.events.lock().unwrap();
+    let id = format!("e{}", events.len());
+    events.push(DirectoryEvent {
+        id,
+        at: w.clock.now(),
+        change: DirectoryChange::Membership { group_id: group.into(), user_id: user.into(), added: true },
+    });
+}
+
+async fn run(w: &World) -> IncrementalReport {
+    let policy = DirectoryPolicy::default();
+    let grants = w.ctx();
+    let ctx = IncrementalContext { store: &w.synced, policy: &policy, clock: &w.clock, grants: Some(&grants) };
+    match sync_incremental(&ctx, "corp", w.jc.as_ref(), w.jc.as_ref()).await.expect("incremental run") {
+        IncrementalOutcome::Applied(report) => report,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn drift_events(w: &World) -> Vec<serde_json::Value> {
+    w.bus.published().into_iter().filter(|e| e.detail_type == EventType::DriftDetected).map(|e| e.detail).collect()
+}
+
+#[tokio::test]
+async fn an_outside_membership_of_a_jit_only_group_is_reported_once_and_left() {
+    let w = synced(JIT_ONLY).await;
+    added_in_jumpcloud(&w, "g1", "u2");
+    let report = run(&w).await;
+    assert_eq!(report.added_outside, vec![("g1".to_owned(), "u2".to_owned(), false)]);
+    assert!(w.jc.is_member("g1", "u2"), "reported, not removed");
+    assert!(w.synced.is_member("corp", "g1", "u2").await.unwrap(), "stored as JumpCloud has it");
+    let events = drift_events(&w);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["drift"], "added_outside");
+    assert_eq!(
+        (events[0]["group"]["name"].as_str(), events[0]["user"]["email"].as_str()),
+        (Some("prod-db-admins"), Some("bob@corp.com"))
+    );
+    assert_eq!(events[0]["removed"], false);
+    let trail = w.store.audit_for(DRIFT_AUDIT_ID).await.unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(
+        (trail[0].group_id.as_str(), trail[0].user_id.as_str(), trail[0].outcome),
+        ("g1", "u2", AuditOutcome::Succeeded)
+    );
+    assert!(trail[0].detail.as_deref().unwrap().contains("reported"));
+
+    // The next run reads the event again (its overlap): the stored membership is not news.
+    w.advance(Duration::minutes(1));
+    assert!(run(&w).await.added_outside.is_empty());
+    assert_eq!(drift_events(&w).len(), 1, "reported once");
+}
+
+#[tokio::test]
+async fn with_remove_outside_it_is_removed_audited_and_not_stored() {
+    let w = synced(&format!("{JIT_ONLY}    remove_outside: true\n")).await;
+    added_in_jumpcloud(&w, "g1", "u2");
+    let report = run(&w).await;
+    assert_eq!(report.added_outside, vec![("g1".to_owned(), "u2".to_owned(), true)]);
+    assert!(!w.jc.is_member("g1", "u2"), "removed in JumpCloud");
+    assert!(!w.synced.is_member("corp", "g1", "u2").await.unwrap());
+    assert_eq!(drift_events(&w)[0]["removed"], true);
+    let trail = w.store.audit_for(DRIFT_AUDIT_ID).await.unwrap();
+    assert!(trail[0].detail.as_deref().unwrap().ends_with("removed"), "{trail:?}");
+    assert!(w.store.leases().is_empty(), "the judgement's lease lock is gone with it");
+}
+
+#[tokio::test]
+async fn a_grants_own_membership_and_other_groups_are_not_drift() {
+    let w = synced(&format!("{JIT_ONLY}    remove_outside: true\n")).await;
+    let grant = w.grant("alice@corp.com", "1h").await;
+    // JumpCloud's event of the grant's own add, and an outside add to a group no rule marks.
+    w.jc.set_member("g3", "u2");
+    {
+        let mut events = w.jc.events.lock().unwrap();
+        for (group, user) in [("g1", "u1"), ("g3", "u2")] {
+            let id = format!("e{}", events.len());
+            events.push(DirectoryEvent {
+                id,
+                at: w.clock.now(),
+                change: DirectoryChange::Membership { group_id: group.into(), user_id: user.into(), added: true },
+            });
+        }
+    }
+    let report = run(&w).await;
+    assert!(report.added_outside.is_empty(), "{report:?}");
+    assert!(w.jc.is_member("g1", "u1") && w.jc.is_member("g3", "u2"));
+    assert!(w.synced.is_member("corp", "g1", "u1").await.unwrap());
+    assert!(drift_events(&w).is_empty());
+    assert_eq!(w.status(&grant.id), GrantStatus::Active);
+}
+
+#[test]
+fn remove_outside_without_jit_only_is_refused() {
+    let doc = "version: 1\nrules:\n  - groups: [\"prod-*\"]\n    eligible: everyone\n    remove_outside: true\n";
+    let error = crate::domain::policy::parse_policy(doc).unwrap_err().to_string();
+    assert!(error.contains("remove_outside needs jit_only"), "{error}");
+}

@@ -1,0 +1,112 @@
+//! Memberships added outside the product to a group only it should fill (a policy rule's
+//! `jit_only: true`), judged as the incremental sync sees them added: reported (`Drift Detected`,
+//! kind `added_outside`) and, with `remove_outside: true`, removed; audited either way.
+//!
+//! A membership a grant holds (the grant is a holder of its lease before JumpCloud is asked to
+//! add it) or one a grant found standing (`preexisting`) is the product's knowledge, not drift.
+//! The lease's lock is taken for the judgement, so that a grant adding the same membership at
+//! that moment is waited for, never raced.
+
+use super::{grant::GrantContext, reconcile::ACTOR_SYNC};
+use crate::{
+    domain::{
+        model::{AuditOutcome, AuditRecord, EventType, GrantEvent, LeaseHold, LeaseKey},
+        policy::GroupRef,
+    },
+    ports::{Directory, RemoveOutcome},
+};
+use serde::Serialize;
+use serde_json::json;
+
+/// What became of one membership added outside the product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outside {
+    /// Not drift: no `jit_only` rule covers the group, or a grant holds or found the membership.
+    NotDrift,
+    /// Reported, left in place (the rule does not say `remove_outside`).
+    Reported,
+    /// Reported and removed from JumpCloud.
+    Removed,
+}
+
+/// The group and user as the stored directory names them (for the record and the event).
+pub struct Added<'a> {
+    pub key: LeaseKey,
+    pub group_name: &'a str,
+    pub user_email: Option<&'a str>,
+}
+
+/// Judges one membership added outside a grant (see the module's comment).
+pub async fn judge(ctx: &GrantContext<'_>, directory: &dyn Directory, added: &Added<'_>) -> Result<Outside, String> {
+    let key = &added.key;
+    let policy = ctx.policies.current().await.map_err(|e| e.to_string())?;
+    let group = GroupRef { id: &key.group_id, name: added.group_name };
+    let Some(rule) = policy.as_ref().and_then(|p| p.policy.rule_for(&group)).filter(|r| r.jit_only) else {
+        return Ok(Outside::NotDrift);
+    };
+    let (rule_index, remove) = (rule.index, rule.remove_outside);
+    let hold = LeaseHold { key: key.clone(), owner: format!("sync:{}", uuid::Uuid::new_v4()) };
+    let lease = ctx
+        .store
+        .lock_lease(key, &hold.owner, ctx.clock.now(), ctx.policy.lease_ttl)
+        .await
+        .map_err(|e| e.to_string())?;
+    let outcome = if !lease.holders.is_empty() || lease.preexisting {
+        Ok(Outside::NotDrift)
+    } else if remove {
+        match directory.remove_member(&key.group_id, &key.user_id).await {
+            Ok(RemoveOutcome::Removed) => Ok(Outside::Removed),
+            // Gone already (removed again by hand): nothing to report.
+            Ok(RemoveOutcome::NotMember) => Ok(Outside::NotDrift),
+            Err(e) => Err(format!("removing {} from {}: {e}", key.user_id, added.group_name)),
+        }
+    } else {
+        Ok(Outside::Reported)
+    };
+    if let Err(e) = ctx.store.unlock_lease(&hold).await {
+        tracing::error!(error = %e, "could not release a lease lock (it expires by itself)");
+    }
+    let outcome = outcome?;
+    if outcome == Outside::NotDrift {
+        return Ok(outcome);
+    }
+    let who = added.user_email.unwrap_or(&key.user_id);
+    let detail = match outcome {
+        Outside::Removed => format!(
+            "{who} was added to {} outside the product (rule {} is jit_only): removed",
+            added.group_name,
+            rule_index + 1
+        ),
+        _ => format!(
+            "{who} was added to {} outside the product (rule {} is jit_only): reported, left in place",
+            added.group_name,
+            rule_index + 1
+        ),
+    };
+    let record = AuditRecord::outside_membership(ctx.clock.now(), ACTOR_SYNC, key, AuditOutcome::Succeeded, &detail);
+    if let Err(e) = ctx.store.append_audit(&[record]).await {
+        tracing::error!(error = %e, "could not audit a membership added outside the product");
+    }
+    tracing::warn!(
+        integration = %key.integration, group_id = %key.group_id, user_id = %key.user_id,
+        removed = outcome == Outside::Removed, "drift: a membership was added outside the product to a jit_only group"
+    );
+    let event = GrantEvent {
+        detail_type: EventType::DriftDetected,
+        detail: json!({
+            "drift": "added_outside",
+            "actor": ACTOR_SYNC,
+            "integration": key.integration,
+            "group": {"id": key.group_id, "name": added.group_name},
+            "user": {"id": key.user_id, "email": added.user_email},
+            "rule": rule_index,
+            "removed": outcome == Outside::Removed,
+            "detail": detail,
+        }),
+    };
+    if let Err(e) = ctx.events.publish(&[event]).await {
+        tracing::error!(error = %e, "could not publish a drift event");
+    }
+    Ok(outcome)
+}
