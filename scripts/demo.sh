@@ -96,7 +96,7 @@ invoke sync events/sync-http-post.json | summary
 say "2. the sync schedule fires (an EventBridge scheduled event): nothing changed, nothing written"
 invoke sync events/sync-schedule.json | summary
 
-say "3. a change in JumpCloud, then a sync from the terminal"
+say "3. a change in JumpCloud, then the incremental sync (every minute): only what the events name is read"
 curl --silent --fail "$SIM_URL/_sim/orgs/0/groups?name=engineering" > "$LOCAL/engineering.json"
 python3 - "$SIM_URL" "$LOCAL/engineering.json" <<'PY'
 import json, sys, urllib.request
@@ -112,7 +112,19 @@ req = urllib.request.Request(f"{url}/_sim/orgs/0/groups/{gid}/members", method="
         headers={"content-type": "application/json"})
 urllib.request.urlopen(req).read()
 print(f"  removed user {victim} from 'engineering' directly in JumpCloud (outside the product)")
+open(path + ".victim", "w").write(f"{gid}#{victim}")
 PY
+invoke sync events/sync-incremental.json | summary
+"$VENV/bin/python" - "$LOCAL/engineering.json.victim" <<'PY'
+import os, sys, boto3
+table = boto3.resource("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).Table(os.environ["TABLE_NAME"])
+sk = open(sys.argv[1]).read()
+item = table.get_item(Key={"pk": "DIR#local-demo#MEMBER", "sk": sk}).get("Item")
+if item is not None:
+    sys.exit(f"  the incremental run left the removed membership {sk} in the stored directory")
+print("  the stored directory no longer holds that membership: one incremental run, no full read")
+PY
+say "3b. a full sync from the terminal (daily in production, the safety net): nothing left to write"
 "$JIT_BIN/jitctl" sync
 
 say "4. what the directory holds now (DynamoDB on moto)"
