@@ -18,7 +18,7 @@ use crate::{
     config::DirectoryPolicy,
     domain::{
         grant::GrantContext,
-        model::{DirectoryChanges, DirectoryUser, LeaseKey, Membership, ObjectId},
+        model::{DirectoryChanges, DirectoryGroup, DirectoryUser, LeaseKey, Membership, ObjectId},
         outside::{self, Added, Outside},
         snapshot::{canonical_email, directory_group, directory_user, manager_reference},
         sync::{full_sync, IntegrationOutcome, SyncContext},
@@ -29,6 +29,7 @@ use crate::{
     },
 };
 use chrono::{DateTime, Duration, Utc};
+use futures::{stream, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -139,82 +140,162 @@ pub async fn sync_incremental(
         }
     }
 
+    let (users_read, groups_read) = (users.len(), groups.len());
     let mut changes = DirectoryChanges::default();
     // Users and groups as JumpCloud has them now (written only where they differ from the stored
-    // ones); gone (or, by policy, left out) ones deleted with their memberships.
-    let mut removed_users = BTreeSet::new();
-    for id in &users {
-        let stored = ctx.store.user_by_id(integration, id).await?;
-        let read = match read_user(directory, id).await {
-            Err(e) if !e.is_retryable() => return needed(format!("user {id:?} could not be read: {e}")),
-            read => read?,
-        };
-        match read {
-            Some(user) if ctx.policy.include_suspended_users || !user.is_suspended() => {
-                let manager = resolve_manager(ctx, integration, &user).await?;
-                let user = directory_user(user, manager);
-                if stored.as_ref() != Some(&user) {
-                    changes.put_users.push(user);
+    // ones); gone (or, by policy, left out) ones deleted with their memberships. Each object's
+    // reads are its own; up to READ_CONCURRENCY objects at once (the client bounds JumpCloud).
+    let user_outcomes: Vec<Result<Named<DirectoryUser>, Stop>> = stream::iter(users)
+        .map(|id: String| async move {
+            let id = &id;
+            let stored = ctx.store.user_by_id(integration, id).await?;
+            let read = match read_user(directory, id).await {
+                Err(e) if !e.is_retryable() => return Err(Stop::Needed(format!("user {id:?} could not be read: {e}"))),
+                read => read?,
+            };
+            Ok(match read {
+                Some(user) if ctx.policy.include_suspended_users || !user.is_suspended() => {
+                    let manager = resolve_manager(ctx, integration, &user).await?;
+                    let user = directory_user(user, manager);
+                    if stored.as_ref() == Some(&user) {
+                        Named::Same
+                    } else {
+                        Named::Put(user)
+                    }
                 }
-            }
-            _ => {
-                if stored.is_some() {
+                _ => Named::Gone {
+                    id: id.clone(),
+                    stored: stored.is_some(),
+                    related: ctx.store.groups_of(integration, id).await?,
+                },
+            })
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    let mut removed_users = BTreeSet::new();
+    for outcome in user_outcomes {
+        match outcome {
+            Err(Stop::Needed(reason)) => return needed(reason),
+            Err(Stop::Failed(e)) => return Err(e),
+            Ok(Named::Same) => {}
+            Ok(Named::Put(user)) => changes.put_users.push(user),
+            Ok(Named::Gone { id, stored, related }) => {
+                if stored {
                     changes.delete_users.push(id.clone());
                 }
-                for group_id in ctx.store.groups_of(integration, id).await? {
-                    changes.delete_memberships.push(membership(&group_id, id));
-                }
-                removed_users.insert(id.clone());
+                changes.delete_memberships.extend(related.iter().map(|group_id| membership(group_id, &id)));
+                removed_users.insert(id);
             }
         }
     }
-    let mut removed_groups = BTreeSet::new();
-    for id in &groups {
-        let stored = ctx.store.group_by_id(integration, id).await?;
-        let read = match read_group(directory, id).await {
-            Err(e) if !e.is_retryable() => return needed(format!("group {id:?} could not be read: {e}")),
-            read => read?,
-        };
-        match read {
-            Some(group) => {
-                let group = directory_group(&group, ctx.policy);
-                if stored.as_ref() != Some(&group) {
-                    changes.put_groups.push(group);
+    let group_outcomes: Vec<Result<Named<DirectoryGroup>, Stop>> = stream::iter(groups)
+        .map(|id: String| async move {
+            let id = &id;
+            let stored = ctx.store.group_by_id(integration, id).await?;
+            let read = match read_group(directory, id).await {
+                Err(e) if !e.is_retryable() => {
+                    return Err(Stop::Needed(format!("group {id:?} could not be read: {e}")))
                 }
-            }
-            None => {
-                if stored.is_some() {
+                read => read?,
+            };
+            Ok(match read {
+                Some(group) => {
+                    let group = directory_group(&group, ctx.policy);
+                    if stored.as_ref() == Some(&group) {
+                        Named::Same
+                    } else {
+                        Named::Put(group)
+                    }
+                }
+                None => Named::Gone {
+                    id: id.clone(),
+                    stored: stored.is_some(),
+                    related: ctx.store.group_members(integration, id).await?,
+                },
+            })
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    let mut removed_groups = BTreeSet::new();
+    for outcome in group_outcomes {
+        match outcome {
+            Err(Stop::Needed(reason)) => return needed(reason),
+            Err(Stop::Failed(e)) => return Err(e),
+            Ok(Named::Same) => {}
+            Ok(Named::Put(group)) => changes.put_groups.push(group),
+            Ok(Named::Gone { id, stored, related }) => {
+                if stored {
                     changes.delete_groups.push(id.clone());
                 }
-                for user_id in ctx.store.group_members(integration, id).await? {
-                    changes.delete_memberships.push(membership(id, &user_id));
-                }
-                removed_groups.insert(id.clone());
+                changes.delete_memberships.extend(related.iter().map(|user_id| membership(&id, user_id)));
+                removed_groups.insert(id);
             }
         }
     }
     // Memberships: only of users and groups the stored directory holds (after this run).
-    let mut added_memberships = Vec::new();
-    for ((group_id, user_id), (_, _, added)) in memberships {
-        if removed_users.contains(&user_id) || removed_groups.contains(&group_id) {
-            continue;
+    let candidates: Vec<((String, String), bool)> = memberships
+        .into_iter()
+        .filter(|((group_id, user_id), _)| !removed_users.contains(user_id) && !removed_groups.contains(group_id))
+        .map(|(key, (_, _, added))| (key, added))
+        .collect();
+    // The users and groups an added membership needs, each looked up once (users in batches).
+    let wanted_users: Vec<String> = candidates
+        .iter()
+        .filter(|(_, added)| *added)
+        .map(|((_, u), _)| u.clone())
+        .filter(|u| !changes.put_users.iter().any(|p| &p.id == u))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut known_users: BTreeMap<String, DirectoryUser> =
+        changes.put_users.iter().map(|u| (u.id.clone(), u.clone())).collect();
+    known_users
+        .extend(ctx.store.users_by_ids(integration, &wanted_users).await?.into_iter().map(|u| (u.id.clone(), u)));
+    let wanted_groups: BTreeSet<String> = candidates
+        .iter()
+        .filter(|(_, added)| *added)
+        .map(|((g, _), _)| g.clone())
+        .filter(|g| !changes.put_groups.iter().any(|p| &p.id == g))
+        .collect();
+    let mut known_groups: BTreeMap<String, DirectoryGroup> =
+        changes.put_groups.iter().map(|g| (g.id.clone(), g.clone())).collect();
+    let stored_groups: Vec<Result<Option<DirectoryGroup>, StoreError>> = stream::iter(wanted_groups)
+        .map(|id: String| async move { ctx.store.group_by_id(integration, &id).await })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    for group in stored_groups {
+        if let Some(group) = group? {
+            known_groups.insert(group.id.clone(), group);
         }
-        let member = ctx.store.is_member(integration, &group_id, &user_id).await?;
-        if added && !member {
-            let user = match changes.put_users.iter().find(|u| u.id == user_id) {
-                Some(user) => Some(user.clone()),
-                None => ctx.store.user_by_id(integration, &user_id).await?,
-            };
-            let group = match changes.put_groups.iter().find(|g| g.id == group_id) {
-                Some(group) => Some(group.clone()),
-                None => ctx.store.group_by_id(integration, &group_id).await?,
-            };
-            if let (Some(user), Some(group)) = (user, group) {
-                changes.put_memberships.push(membership(&group_id, &user_id));
-                added_memberships.push((group, user));
+    }
+    let (known_users, known_groups) = (&known_users, &known_groups);
+    let membership_outcomes: Vec<Result<Option<MembershipChange>, StoreError>> = stream::iter(candidates)
+        .map(|((group_id, user_id), added)| async move {
+            let member = ctx.store.is_member(integration, &group_id, &user_id).await?;
+            if added && !member {
+                let held = known_users.contains_key(&user_id) && known_groups.contains_key(&group_id);
+                Ok(held.then_some(MembershipChange::Added(group_id, user_id)))
+            } else if !added && member {
+                Ok(Some(MembershipChange::Removed(membership(&group_id, &user_id))))
+            } else {
+                Ok(None)
             }
-        } else if !added && member {
-            changes.delete_memberships.push(membership(&group_id, &user_id));
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    let mut added_memberships = Vec::new();
+    for outcome in membership_outcomes {
+        match outcome? {
+            None => {}
+            Some(MembershipChange::Added(group_id, user_id)) => {
+                changes.put_memberships.push(membership(&group_id, &user_id));
+                added_memberships.push((known_groups[&group_id].clone(), known_users[&user_id].clone()));
+            }
+            Some(MembershipChange::Removed(m)) => changes.delete_memberships.push(m),
         }
     }
     // Judged before they are stored: one removed as drift is not stored at all.
@@ -256,8 +337,8 @@ pub async fn sync_incremental(
     Ok(IncrementalOutcome::Applied(IncrementalReport {
         integration: integration.to_owned(),
         events: batch.events.len(),
-        users_read: users.len(),
-        groups_read: groups.len(),
+        users_read,
+        groups_read,
         written,
         deleted,
         event_requests: batch.requests,
@@ -265,6 +346,41 @@ pub async fn sync_incremental(
         cursor: next,
         complete,
     }))
+}
+
+/// Objects whose reads run at once in one run.
+const READ_CONCURRENCY: usize = 16;
+
+/// A named user or group, as read again.
+enum Named<T> {
+    /// As stored: nothing to write.
+    Same,
+    Put(T),
+    /// Gone from JumpCloud (or left out by policy): deleted if `stored`, with its memberships.
+    Gone {
+        id: String,
+        stored: bool,
+        related: Vec<String>,
+    },
+}
+
+enum MembershipChange {
+    /// Of a stored group and user (ids).
+    Added(String, String),
+    Removed(Membership),
+}
+
+/// Why one object's reads stopped the run.
+enum Stop {
+    /// Only a full sync can go on.
+    Needed(String),
+    Failed(IncrementalError),
+}
+
+impl<E: Into<IncrementalError>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Self::Failed(e.into())
+    }
 }
 
 fn membership(group_id: &str, user_id: &str) -> Membership {
