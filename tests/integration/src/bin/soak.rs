@@ -403,13 +403,26 @@ async fn main() -> anyhow::Result<()> {
         tracked.extend(new);
         tick += 1;
         if tick % (20 * ticks_per_minute) == 1 || (created >= args.grants && tick.is_multiple_of(ticks_per_minute)) {
-            let open = soak
+            let listed = soak
                 .functions
                 .grant
                 .lifecycle
                 .store
                 .list(&GrantFilter { status: Some(GrantStatus::Active), ..GrantFilter::default() }, 5, None)
-                .await?;
+                .await;
+            // The soak's own look goes through the throttling too: a refused one waits for the next.
+            let open = match listed {
+                Ok(open) => open,
+                Err(e) => {
+                    eprintln!(
+                        "  +{} min simulated: could not list the active grants ({}...): next minute",
+                        (now - start).num_minutes(),
+                        e.to_string().chars().take(100).collect::<String>()
+                    );
+                    clock.advance(Duration::seconds(TICK_SECS));
+                    continue;
+                }
+            };
             if tick % (20 * ticks_per_minute) == 1 {
                 let (seen, throttled) = proxy.counts();
                 eprintln!(
