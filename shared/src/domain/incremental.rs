@@ -11,7 +11,9 @@
 //! Directory Insights keeps events, an event type about users or groups it does not understand,
 //! Directory Insights failing past the client's retries, a user or group it names that cannot be
 //! read for a reason other than JumpCloud being unavailable (which only fails the run: the next
-//! one reads the same events again). A full sync moves the cursor past whatever stopped it.
+//! one reads the same events again), more events within the overlap than a run takes. The full
+//! sync sets the cursor to when it began: an event that stopped the run and is older than that
+//! by more than the overlap is not read again.
 
 use crate::{
     clock::Clock,
@@ -21,7 +23,7 @@ use crate::{
         model::{DirectoryChanges, DirectoryGroup, DirectoryUser, LeaseKey, Membership, ObjectId},
         outside::{self, Added, Outside},
         snapshot::{canonical_email, directory_group, directory_user, manager_reference},
-        sync::{full_sync, IntegrationOutcome, SyncContext},
+        sync::{full_sync, IntegrationOutcome, SyncContext, SYNC_CLAIM},
     },
     ports::{
         Directory, DirectoryChange, DirectoryError, DirectoryInsights, DirectoryProvider, DirectoryStore,
@@ -101,7 +103,9 @@ pub async fn sync_incremental(
 ) -> Result<IncrementalOutcome, IncrementalError> {
     let needed = |reason: String| Ok(IncrementalOutcome::FullSyncNeeded { reason });
     let now = ctx.clock.now();
-    if ctx.store.sync_status(integration).await?.is_some_and(|s| s.state == SyncState::Running) {
+    // A running full sync's claim lapses (it died): then it no longer holds the incremental back.
+    let running = |s: &crate::ports::SyncStatus| s.state == SyncState::Running && s.started_at + SYNC_CLAIM > now;
+    if ctx.store.sync_status(integration).await?.is_some_and(|s| running(&s)) {
         return Ok(IncrementalOutcome::FullSyncRunning);
     }
     let Some(cursor) = ctx.store.event_cursor(integration).await? else {
@@ -114,6 +118,13 @@ pub async fn sync_incremental(
         Ok(batch) => batch,
         Err(e) => return needed(format!("Directory Insights: {e}")),
     };
+    // More events than one run takes, all within the overlap before the cursor: the next run
+    // would read the same ones again, and the cursor never move.
+    if !batch.complete && batch.events.last().is_none_or(|e| e.at <= cursor) {
+        return needed(format!(
+            "more than {MAX_EVENTS} events at or just before the cursor ({cursor}): a run cannot get past them"
+        ));
+    }
     let mut users = BTreeSet::new();
     let mut groups = BTreeSet::new();
     // The last word on each membership: (time, event id, added).
@@ -329,7 +340,8 @@ pub async fn sync_incremental(
         ctx.store.apply_changes(integration, &changes).await?;
     }
     // The next run reads from the last event seen (or from where this one started, if none).
-    let next = batch.events.last().map(|e| e.at).unwrap_or(cursor - OVERLAP).max(cursor);
+    // Never past now: an event stamped in the future must not make the next run skip what comes before it.
+    let next = batch.events.last().map_or(cursor, |e| e.at.min(now)).max(cursor);
     let complete = batch.complete;
     if next != cursor && !ctx.store.put_event_cursor(integration, next, Some(Some(cursor))).await? {
         tracing::info!(integration, "a full sync moved the event cursor meanwhile: it stays where that sync set it");

@@ -258,6 +258,7 @@ async fn memberships_follow_the_last_event_by_time_whatever_the_order_they_arriv
     // Someone unknown joins g1, and bob an unknown group: neither is stored.
     world.insights.push(1, change("g1", "u9", true));
     world.insights.push(1, change("g9", "u2", true));
+    world.clock.advance(Duration::minutes(2)); // the run comes after the last of them
     let report = world.applied().await;
     assert_eq!(world.members(), pairs(&[("g2", "u1"), ("g2", "u2")]));
     assert_eq!((report.written, report.deleted), (1, 1));
@@ -271,6 +272,7 @@ async fn a_run_stops_at_its_limit_and_the_next_goes_on_from_there() {
     for i in 0..(MAX_EVENTS + 5) {
         world.insights.push(1 + (i / 1000) as i64, DirectoryChange::Unrelated);
     }
+    world.clock.advance(Duration::minutes(10)); // the runs come after the last of them
     let first = world.applied().await;
     assert!(!first.complete);
     assert_eq!(first.events, MAX_EVENTS);
@@ -401,4 +403,38 @@ async fn a_named_object_that_cannot_be_read_hands_over_and_jumpcloud_down_only_f
     let down = sync_incremental(&ctx, "corp", &world.directory, &world.insights).await;
     assert!(matches!(down, Err(IncrementalError::Directory(DirectoryError::Transient { .. }))), "{down:?}");
     assert_eq!(world.store.event_cursor("corp").await.unwrap(), Some(t(0)), "the same events next run");
+}
+
+#[tokio::test]
+async fn more_events_at_the_cursor_than_a_run_takes_hand_over_instead_of_stalling() {
+    let world = World::new().await;
+    for _ in 0..(MAX_EVENTS + 5) {
+        world.insights.push(1, DirectoryChange::Unrelated);
+    }
+    let first = world.applied().await;
+    assert!(!first.complete);
+    assert_eq!(first.cursor, t(1));
+    // The next run would read the same 10,000 again: it says so rather than stand still.
+    assert!(world.needed().await.contains("cannot get past them"));
+}
+
+#[tokio::test]
+async fn a_full_sync_that_died_no_longer_holds_runs_back_and_the_cursor_never_passes_now() {
+    let world = World::new().await;
+    let died = SyncStatus {
+        integration: "corp".into(),
+        state: SyncState::Running,
+        started_at: t(1) - crate::domain::sync::SYNC_CLAIM - Duration::minutes(1),
+        finished_at: None,
+        users: 0,
+        groups: 0,
+        memberships: 0,
+        written: 0,
+        deleted: 0,
+        error: None,
+    };
+    world.store.put_sync_status(&died).await.unwrap();
+    world.insights.push(90, DirectoryChange::Unrelated); // stamped an hour and a half ahead
+    let report = world.applied().await;
+    assert_eq!(report.cursor, t(1), "now, not the event's time");
 }

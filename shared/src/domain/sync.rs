@@ -36,7 +36,7 @@ pub enum SyncError {
 
 /// How long a sync's claim on its integration holds: longer than the sync function's timeout
 /// (10 minutes), so that only a sync that died lets another one start early.
-const SYNC_CLAIM: chrono::Duration = chrono::Duration::minutes(15);
+pub(crate) const SYNC_CLAIM: chrono::Duration = chrono::Duration::minutes(15);
 
 /// Progress of a sync, for terminals (the CLI's bars) and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Directory Insights (`POST /insights/directory/v1/events`): the `directory` events since a time,
 //! oldest first, paged with `search_after` (the `X-Search_after` header of the previous answer;
-//! where an answer carries none, `skip`), each reduced to what it says about users, groups and
+//! where an answer carries none, `skip` by the events served), each reduced to what it says about users, groups and
 //! memberships.
 //!
 //! What an event means (JumpCloud's directory events):
@@ -150,12 +150,14 @@ impl DirectoryInsights for JumpCloudClient {
         let mut batch = EventBatch::default();
         let mut seen = BTreeSet::new();
         let mut search_after: Option<Vec<String>> = None;
+        // Events served so far (before dedupe): where `skip` goes on when no `X-Search_after` came.
+        let mut served = 0usize;
         loop {
             let limit = EVENT_PAGE.min(max.saturating_sub(batch.events.len())).max(1);
             let mut body = json!({"service": ["directory"], "start_time": start_time, "sort": "ASC", "limit": limit});
             match &search_after {
                 Some(after) => body["search_after"] = json!(after),
-                None if !batch.events.is_empty() => body["skip"] = json!(batch.events.len()),
+                None if served > 0 => body["skip"] = json!(served),
                 None => {}
             }
             let call = Call {
@@ -170,10 +172,19 @@ impl DirectoryInsights for JumpCloudClient {
             batch.requests += 1;
             let (page, next) = parse_page(&reply)?;
             let full = page.len() >= limit;
+            served += page.len();
+            let before = batch.events.len();
             for event in page {
                 if event.at >= from && seen.insert(event.id.clone()) {
                     batch.events.push(event);
                 }
+            }
+            if full && batch.events.len() == before {
+                // A full page of nothing new: paging is not moving (it would loop until the timeout).
+                return Err(DirectoryError::Decode {
+                    reason: "Directory Insights answered a full page of events already read: paging makes no progress"
+                        .into(),
+                });
             }
             if !full {
                 batch.complete = true;
