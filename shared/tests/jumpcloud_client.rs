@@ -76,6 +76,28 @@ async fn lists_everything_with_the_minimum_number_of_requests() {
     assert_eq!(h.request_count("GET /api/v2/usergroups/{id}/members"), 1 + 1 + 2, "max(1, ceil(m/100)) per group");
 }
 
+#[tokio::test]
+async fn lists_the_groups_a_user_is_a_direct_member_of() {
+    let (mut org, users, mut groups) = org();
+    // 120 more groups hold user 0: the answer spans pages.
+    for i in 0..120 {
+        let g = org.add_group(Group::new(format!("extra{i:03}")));
+        org.add_member(&g, &users[0]);
+        groups.push(g);
+    }
+    let sim = start(org).await;
+    let c = client(&sim, limits());
+    let mut of_first = c.groups_of_user(&users[0]).await.unwrap();
+    of_first.sort();
+    let mut expected: Vec<String> = std::iter::once(groups[1].clone()).chain(groups[3..].iter().cloned()).collect();
+    expected.sort();
+    assert_eq!(of_first, expected);
+    assert_eq!(c.groups_of_user(&users[200]).await.unwrap(), vec![groups[2].clone()]);
+    assert_eq!(sim.handle().request_count("GET /api/v2/users/{id}/memberof"), 2 + 1);
+    assert!(matches!(c.groups_of_user("0123456789abcdef01234567").await, Err(DirectoryError::NotFound { .. })));
+    assert!(matches!(c.groups_of_user("../systemusers").await, Err(DirectoryError::Invalid { .. })));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_429_and_honours_retry_after() {
     let (org, ..) = org();

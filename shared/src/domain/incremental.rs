@@ -168,7 +168,19 @@ pub async fn sync_incremental(
                 Some(user) if ctx.policy.include_suspended_users || !user.is_suspended() => {
                     let manager = resolve_manager(ctx, integration, &user).await?;
                     let user = directory_user(user, manager);
-                    if stored.as_ref() == Some(&user) {
+                    if stored.is_none() {
+                        // New to the stored directory (created, reactivated, or no longer left out
+                        // by policy): its memberships come with it, as JumpCloud has them now,
+                        // since no event names those it held all along.
+                        let groups = match directory.groups_of_user(id).await {
+                            Err(DirectoryError::NotFound { .. }) => Vec::new(),
+                            Err(e) if !e.is_retryable() => {
+                                return Err(Stop::Needed(format!("the groups of user {id:?} could not be read: {e}")))
+                            }
+                            read => read?,
+                        };
+                        Named::Arrived(user, groups)
+                    } else if stored.as_ref() == Some(&user) {
                         Named::Same
                     } else {
                         Named::Put(user)
@@ -185,12 +197,18 @@ pub async fn sync_incremental(
         .collect()
         .await;
     let mut removed_users = BTreeSet::new();
+    // (group id, user id) of the memberships arrived users hold.
+    let mut arrived_memberships = BTreeSet::new();
     for outcome in user_outcomes {
         match outcome {
             Err(Stop::Needed(reason)) => return needed(reason),
             Err(Stop::Failed(e)) => return Err(e),
             Ok(Named::Same) => {}
             Ok(Named::Put(user)) => changes.put_users.push(user),
+            Ok(Named::Arrived(user, groups)) => {
+                arrived_memberships.extend(groups.into_iter().map(|g| (g, user.id.clone())));
+                changes.put_users.push(user);
+            }
             Ok(Named::Gone { id, stored, related }) => {
                 if stored {
                     changes.delete_users.push(id.clone());
@@ -235,7 +253,7 @@ pub async fn sync_incremental(
             Err(Stop::Needed(reason)) => return needed(reason),
             Err(Stop::Failed(e)) => return Err(e),
             Ok(Named::Same) => {}
-            Ok(Named::Put(group)) => changes.put_groups.push(group),
+            Ok(Named::Put(group)) | Ok(Named::Arrived(group, _)) => changes.put_groups.push(group),
             Ok(Named::Gone { id, stored, related }) => {
                 if stored {
                     changes.delete_groups.push(id.clone());
@@ -245,6 +263,7 @@ pub async fn sync_incremental(
             }
         }
     }
+    let named_memberships: BTreeSet<(String, String)> = memberships.keys().cloned().collect();
     // Memberships: only of users and groups the stored directory holds (after this run).
     let candidates: Vec<((String, String), bool)> = memberships
         .into_iter()
@@ -309,8 +328,11 @@ pub async fn sync_incremental(
             Some(MembershipChange::Removed(m)) => changes.delete_memberships.push(m),
         }
     }
-    // Judged before they are stored: one removed as drift is not stored at all.
+    // Judged before they are stored: one removed as drift is not stored at all. One that cannot
+    // be judged now is not stored either, and the cursor stays: the next run reads its event
+    // again and judges it then, while those judged here are stored (so not news again).
     let mut added_outside = Vec::new();
+    let mut unjudged = Vec::new();
     if let Some(grants) = ctx.grants {
         for (group, user) in &added_memberships {
             let added = Added {
@@ -322,22 +344,53 @@ pub async fn sync_incremental(
                 group_name: &group.name,
                 user_email: Some(&user.email),
             };
-            match outside::judge(grants, directory, &added).await.map_err(IncrementalError::Drift)? {
-                Outside::NotDrift => {}
-                Outside::Reported => added_outside.push((group.id.clone(), user.id.clone(), false)),
-                Outside::Removed => {
+            match outside::judge(grants, directory, &added).await {
+                Ok(Outside::NotDrift) => {}
+                Ok(Outside::Reported) => added_outside.push((group.id.clone(), user.id.clone(), false)),
+                Ok(Outside::Removed) => {
                     changes.put_memberships.retain(|m| m != &membership(&group.id, &user.id));
                     added_outside.push((group.id.clone(), user.id.clone(), true));
+                }
+                Err(e) => {
+                    tracing::warn!(integration, group_id = %group.id, user_id = %user.id, error = %e, "a membership added outside the product could not be judged: the next run judges it");
+                    changes.put_memberships.retain(|m| m != &membership(&group.id, &user.id));
+                    unjudged.push(e);
                 }
             }
         }
     }
+    // The memberships arrived users held all along: of stored groups, and not named by an event
+    // of this run (those events had their say above).
+    let arrived: Vec<(String, String)> =
+        arrived_memberships.into_iter().filter(|pair| !named_memberships.contains(pair)).collect();
+    let unknown_groups: BTreeSet<String> =
+        arrived.iter().map(|(g, _)| g.clone()).filter(|g| !known_groups.contains_key(g)).collect();
+    let looked_up: Vec<Result<Option<DirectoryGroup>, StoreError>> = stream::iter(unknown_groups)
+        .map(|id: String| async move { ctx.store.group_by_id(integration, &id).await })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    let mut stored_group_ids: BTreeSet<String> = known_groups.keys().cloned().collect();
+    for group in looked_up {
+        if let Some(group) = group? {
+            stored_group_ids.insert(group.id);
+        }
+    }
+    changes.put_memberships.extend(
+        arrived
+            .iter()
+            .filter(|(g, _)| stored_group_ids.contains(g) && !removed_groups.contains(g))
+            .map(|(g, u)| membership(g, u)),
+    );
     changes.delete_memberships.sort();
     changes.delete_memberships.dedup();
 
     let (written, deleted) = (changes.puts(), changes.deletes());
     if !changes.is_empty() {
         ctx.store.apply_changes(integration, &changes).await?;
+    }
+    if !unjudged.is_empty() {
+        return Err(IncrementalError::Drift(unjudged.join("; ")));
     }
     // The next run reads from the last event seen (or from where this one started, if none).
     // Never past now: an event stamped in the future must not make the next run skip what comes before it.
@@ -368,6 +421,8 @@ enum Named<T> {
     /// As stored: nothing to write.
     Same,
     Put(T),
+    /// Not stored before; with the ids of the groups it is a direct member of (users only).
+    Arrived(T, Vec<String>),
     /// Gone from JumpCloud (or left out by policy): deleted if `stored`, with its memberships.
     Gone {
         id: String,

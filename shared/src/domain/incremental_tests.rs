@@ -72,6 +72,9 @@ impl Directory for Counting {
     async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, DirectoryError> {
         self.inner.list_group_members(group_id).await
     }
+    async fn groups_of_user(&self, user_id: &str) -> Result<Vec<String>, DirectoryError> {
+        self.inner.groups_of_user(user_id).await
+    }
     async fn find_user(&self, key: &str) -> Result<SourceUser, DirectoryError> {
         self.reads.lock().unwrap().push(key.to_owned());
         self.inner.find_user(key).await
@@ -221,6 +224,28 @@ async fn a_deleted_or_suspended_user_leaves_with_its_memberships() {
     world.insights.push(2, DirectoryChange::UserDeleted { id: "u2".into() });
     world.applied().await;
     assert!(world.store.directory("corp").users.is_empty());
+}
+
+#[tokio::test]
+async fn a_reactivated_user_comes_back_with_the_memberships_it_held_all_along() {
+    let world = World::new().await;
+    world.directory.inner.users.lock().unwrap()[0].state = crate::domain::model::UserState::Suspended;
+    world.insights.push(1, DirectoryChange::User { id: "u1".into() });
+    world.applied().await;
+    assert!(world.members().is_empty());
+
+    // Reactivated: JumpCloud kept her memberships (no event names them); one more group, g3,
+    // that the stored directory does not hold, is left out; g2 she leaves in the same run.
+    world.directory.inner.users.lock().unwrap()[0].state = crate::domain::model::UserState::Activated;
+    world.directory.inner.set_member("g3", "u1");
+    world.directory.inner.unset_member("g2", "u1");
+    world.insights.push(2, DirectoryChange::User { id: "u1".into() });
+    world.insights.push(2, DirectoryChange::Membership { group_id: "g2".into(), user_id: "u1".into(), added: false });
+    world.clock.advance(Duration::minutes(2));
+    let report = world.applied().await;
+    assert!(world.store.directory("corp").users.contains_key("u1"));
+    assert_eq!(world.members(), pairs(&[("g1", "u1")]));
+    assert_eq!(report.written, 2, "alice and her membership of g1");
 }
 
 #[tokio::test]

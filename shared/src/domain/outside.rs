@@ -5,7 +5,9 @@
 //! A membership a grant holds (the grant is a holder of its lease before JumpCloud is asked to
 //! add it) or one a grant found standing (`preexisting`) is the product's knowledge, not drift.
 //! The lease's lock is taken for the judgement, so that a grant adding the same membership at
-//! that moment is waited for, never raced.
+//! that moment is waited for, never raced. Under it JumpCloud is asked whether the membership is
+//! still there: one a grant added and has removed since (its lease released before the run read
+//! the event) is not reported as drift, and neither is one removed again by hand.
 
 use super::{grant::GrantContext, reconcile::ACTOR_SYNC};
 use crate::{
@@ -62,7 +64,11 @@ pub async fn judge(ctx: &GrantContext<'_>, directory: &dyn Directory, added: &Ad
             Err(e) => Err(format!("removing {} from {}: {e}", key.user_id, added.group_name)),
         }
     } else {
-        Ok(Outside::Reported)
+        match directory.groups_of_user(&key.user_id).await {
+            Ok(groups) if groups.contains(&key.group_id) => Ok(Outside::Reported),
+            Ok(_) | Err(crate::ports::DirectoryError::NotFound { .. }) => Ok(Outside::NotDrift),
+            Err(e) => Err(format!("reading the groups of {}: {e}", key.user_id)),
+        }
     };
     if let Err(e) = ctx.store.unlock_lease(&hold).await {
         tracing::error!(error = %e, "could not release a lease lock (it expires by itself)");

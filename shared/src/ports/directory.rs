@@ -121,6 +121,8 @@ pub trait Directory: Send + Sync {
     async fn list_groups(&self) -> Result<Vec<SourceGroup>, DirectoryError>;
     /// Ids of the group's direct user members.
     async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, DirectoryError>;
+    /// Ids of the groups the user is a direct member of.
+    async fn groups_of_user(&self, user_id: &str) -> Result<Vec<String>, DirectoryError>;
     /// By email, username or id.
     async fn find_user(&self, key: &str) -> Result<SourceUser, DirectoryError>;
     /// By name or id.

@@ -121,6 +121,11 @@ impl Directory for FakeDirectory {
         self.check()?;
         Ok(self.members.lock().unwrap().get(group_id).map(|m| m.iter().cloned().collect()).unwrap_or_default())
     }
+    async fn groups_of_user(&self, user_id: &str) -> Result<Vec<String>, DirectoryError> {
+        self.check()?;
+        let members = self.members.lock().unwrap();
+        Ok(members.iter().filter(|(_, m)| m.contains(user_id)).map(|(g, _)| g.clone()).collect())
+    }
     async fn find_user(&self, key: &str) -> Result<SourceUser, DirectoryError> {
         tokio::task::yield_now().await;
         self.check()?;

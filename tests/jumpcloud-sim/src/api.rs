@@ -41,6 +41,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/v2/usergroups", get(list_groups))
         .route("/api/v2/usergroups/{id}", get(get_group))
         .route("/api/v2/usergroups/{id}/members", get(list_members).post(manage_members))
+        .route("/api/v2/users/{id}/memberof", get(member_of))
         .route("/insights/directory/v1/events", post(list_events))
 }
 
@@ -208,6 +209,33 @@ async fn list_members(
     let body: Vec<Value> = ids
         .into_iter()
         .map(|id| json!({ "attributes": {}, "to": { "id": id, "type": "user", "attributes": {} } }))
+        .collect();
+    Ok(with_total(total, Value::Array(body)))
+}
+
+/// The groups a user is a direct member of (`graph_userMemberOf`, `[GraphObjectWithPaths]`): the
+/// simulator has no nested groups, so each path is the one direct edge.
+async fn member_of(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    let begun = begin(&shared, Endpoint::MemberOf, &headers).await?;
+    let page = Page::parse(&params(query)?)?;
+    let data = begun.org.read();
+    let (total, ids) =
+        data.member_of_page(&user_id, page).ok_or_else(|| ApiError::not_found(format!("user {user_id} not found")))?;
+    let body: Vec<Value> = ids
+        .into_iter()
+        .map(|id| {
+            json!({
+                "id": id,
+                "type": "user_group",
+                "compiledAttributes": {},
+                "paths": [[{ "attributes": {}, "from": { "id": user_id, "type": "user", "attributes": {} }, "to": { "id": id, "type": "user_group", "attributes": {} } }]],
+            })
+        })
         .collect();
     Ok(with_total(total, Value::Array(body)))
 }

@@ -16,17 +16,19 @@ pub enum Endpoint {
     GetGroup,
     ListMembers,
     ManageMembers,
+    MemberOf,
     Events,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::ListUsers,
         Endpoint::GetUser,
         Endpoint::ListGroups,
         Endpoint::GetGroup,
         Endpoint::ListMembers,
         Endpoint::ManageMembers,
+        Endpoint::MemberOf,
         Endpoint::Events,
     ];
 
@@ -39,6 +41,7 @@ impl Endpoint {
             Endpoint::GetGroup => "GET /api/v2/usergroups/{id}",
             Endpoint::ListMembers => "GET /api/v2/usergroups/{id}/members",
             Endpoint::ManageMembers => "POST /api/v2/usergroups/{id}/members",
+            Endpoint::MemberOf => "GET /api/v2/users/{id}/memberof",
             Endpoint::Events => "POST /insights/directory/v1/events",
         }
     }

@@ -192,6 +192,17 @@ impl OrgData {
         Some((members.len(), ids))
     }
 
+    /// One page of the ids of the groups a user is a direct member of, in group-id order, and
+    /// their count; `None` for an unknown user.
+    pub fn member_of_page(&self, user_id: &str, page: Page) -> Option<(usize, Vec<&str>)> {
+        self.user_index(user_id)?;
+        let mut groups: Vec<&str> =
+            self.members.iter().filter(|(_, members)| members.contains(user_id)).map(|(g, _)| g.as_str()).collect();
+        groups.sort_unstable();
+        let total = groups.len();
+        Some((total, groups.into_iter().skip(page.skip).take(page.limit).collect()))
+    }
+
     fn users_changed(&mut self) {
         self.user_orders.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
     }

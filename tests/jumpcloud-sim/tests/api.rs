@@ -351,6 +351,45 @@ async fn members_page_in_user_id_order() {
 }
 
 #[tokio::test]
+async fn member_of_pages_a_users_direct_groups_in_group_id_order() {
+    let mut org = Org::new(KEY);
+    let user = org.add_user(User::new("carol", "carol@example.com"));
+    let other = org.add_user(User::new("dave", "dave@example.com"));
+    let mut expected = Vec::new();
+    for i in 0..130 {
+        let group = org.add_group(Group::new(format!("group{i}")));
+        if i % 5 != 0 {
+            org.add_member(&group, &user);
+            expected.push(group);
+        } else {
+            org.add_member(&group, &other);
+        }
+    }
+    expected.sort();
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    let api = Api::new(&sim);
+
+    let mut seen = Vec::new();
+    for skip in [0, 100] {
+        let page = api.get(&format!("/api/v2/users/{user}/memberof?limit=100&skip={skip}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(page.total(), 104);
+        for group in page.array() {
+            let id = group["id"].as_str().unwrap().to_owned();
+            assert_eq!(group["type"], "user_group");
+            // One path, the direct edge from the user to the group.
+            assert_eq!(group["paths"].as_array().unwrap().len(), 1);
+            assert_eq!(group["paths"][0][0]["from"], json!({"id": user, "type": "user", "attributes": {}}));
+            assert_eq!(group["paths"][0][0]["to"]["id"], id.as_str());
+            seen.push(id);
+        }
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(sim.handle().request_count("GET /api/v2/users/{id}/memberof"), 2);
+    api.get("/api/v2/users/0123456789abcdef01234567/memberof").await.assert_error(404);
+}
+
+#[tokio::test]
 async fn authentication_needs_a_known_key() {
     let s = small();
     let sim = Simulator::start(vec![s.org]).await.unwrap();

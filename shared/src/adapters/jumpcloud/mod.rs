@@ -42,7 +42,9 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use wire::{ErrorBody, GraphConnection, JumpCloudGroup, JumpCloudUser, MemberOperation, UserList};
+use wire::{
+    ErrorBody, GraphConnection, GraphObjectWithPaths, JumpCloudGroup, JumpCloudUser, MemberOperation, UserList,
+};
 
 /// JumpCloud's largest page.
 pub const PAGE_SIZE: u64 = 100;
@@ -326,6 +328,18 @@ impl Directory for JumpCloudClient {
             })
             .await?;
         Ok(connections.into_iter().filter(|c| c.to.kind == "user").map(|c| c.to.id).collect())
+    }
+
+    async fn groups_of_user(&self, user_id: &str) -> Result<Vec<String>, DirectoryError> {
+        check_id(user_id, "user")?;
+        let path = format!("/api/v2/users/{user_id}/memberof");
+        let groups = self
+            .all_pages(&path, &[], |reply| {
+                let page: Vec<GraphObjectWithPaths> = decode(reply)?;
+                Ok((page, total_count(&reply.headers)))
+            })
+            .await?;
+        Ok(groups.into_iter().filter(GraphObjectWithPaths::is_direct).map(|g| g.id).collect())
     }
 
     async fn find_user(&self, key: &str) -> Result<SourceUser, DirectoryError> {

@@ -115,6 +115,23 @@ pub(crate) struct GraphConnection {
     pub to: GraphObject,
 }
 
+/// `GraphObjectWithPaths` (`graph_userMemberOf`): a group and the paths by which the user reaches it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GraphObjectWithPaths {
+    pub id: String,
+    /// Absent or `null` (as in the document's own example) reads as no path.
+    #[serde(default)]
+    pub paths: Option<Vec<Vec<serde_json::Value>>>,
+}
+
+impl GraphObjectWithPaths {
+    /// `memberof` also lists the groups a user reaches through other groups: a direct membership
+    /// is a path of one edge.
+    pub fn is_direct(&self) -> bool {
+        self.paths.iter().flatten().any(|path| path.len() == 1)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct GraphObject {
     pub id: String,
@@ -150,6 +167,22 @@ mod tests {
 
     fn user(json: serde_json::Value) -> SourceUser {
         serde_json::from_value::<JumpCloudUser>(json).unwrap().into()
+    }
+
+    #[test]
+    fn a_group_is_a_direct_parent_only_by_a_path_of_one_edge() {
+        let edge = |from: &str, to: &str| serde_json::json!({"from": {"id": from, "type": "user"}, "to": {"id": to, "type": "user_group"}});
+        let read = |json| serde_json::from_value::<GraphObjectWithPaths>(json).unwrap();
+        let direct = read(serde_json::json!({"id": "g1", "type": "user_group", "paths": [[edge("u", "g1")]]}));
+        assert!(direct.is_direct());
+        let nested =
+            read(serde_json::json!({"id": "g2", "type": null, "paths": [[edge("u", "g1"), edge("g1", "g2")]]}));
+        assert!(!nested.is_direct());
+        let both =
+            read(serde_json::json!({"id": "g3", "paths": [[edge("u", "g1"), edge("g1", "g3")], [edge("u", "g3")]]}));
+        assert!(both.is_direct());
+        assert!(!read(serde_json::json!({"id": "g4", "paths": null})).is_direct());
+        assert!(!read(serde_json::json!({"id": "g5"})).is_direct());
     }
 
     #[test]

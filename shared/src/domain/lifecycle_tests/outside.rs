@@ -127,6 +127,62 @@ async fn a_grants_own_membership_and_other_groups_are_not_drift() {
     assert_eq!(w.status(&grant.id), GrantStatus::Active);
 }
 
+#[tokio::test]
+async fn a_grants_membership_ended_before_the_run_read_its_add_is_not_drift() {
+    // Reported only: removal would find it gone anyway; the report is what must not happen.
+    let w = synced(JIT_ONLY).await;
+    let grant = w.grant("bob@corp.com", "1h").await;
+    {
+        let mut events = w.jc.events.lock().unwrap();
+        let id = format!("e{}", events.len());
+        events.push(DirectoryEvent {
+            id,
+            at: w.clock.now(),
+            change: DirectoryChange::Membership { group_id: "g1".into(), user_id: "u2".into(), added: true },
+        });
+    }
+    // Revoked (the membership removed, the lease released) before the incremental run reads the add.
+    w.revoke(&grant.id).await.expect("revoked");
+    assert!(!w.jc.is_member("g1", "u2"));
+    let report = run(&w).await;
+    assert!(report.added_outside.is_empty(), "{report:?}");
+    assert!(drift_events(&w).is_empty());
+    assert!(w.store.audit_for(DRIFT_AUDIT_ID).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn one_membership_that_cannot_be_judged_waits_for_the_next_run_and_the_others_are_kept() {
+    // prod-db-admins removes outside adds (the removal fails for now); finance only reports them.
+    let policy = format!(
+        "{JIT_ONLY}    remove_outside: true\n  - groups: [\"finance\"]\n    eligible: everyone\n    max_duration: 1h\n    jit_only: true\n"
+    );
+    let w = synced(&policy).await;
+    added_in_jumpcloud(&w, "g1", "u2");
+    added_in_jumpcloud(&w, "g3", "u10");
+    let cursor = w.synced.event_cursor("corp").await.unwrap();
+    *w.jc.remove_fault.lock().unwrap() = Some(crate::testing::Fault { error: transient(), applied: false });
+    let policy_ = DirectoryPolicy::default();
+    let grants = w.ctx();
+    let ctx = IncrementalContext { store: &w.synced, policy: &policy_, clock: &w.clock, grants: Some(&grants) };
+    let failed = sync_incremental(&ctx, "corp", w.jc.as_ref(), w.jc.as_ref()).await;
+    assert!(matches!(failed, Err(crate::domain::incremental::IncrementalError::Drift(_))), "{failed:?}");
+    // The one judged is reported and stored; the other is neither, and the cursor stays.
+    assert_eq!(drift_events(&w).len(), 1);
+    assert_eq!(drift_events(&w)[0]["group"]["id"], "g3");
+    assert!(w.synced.is_member("corp", "g3", "u10").await.unwrap());
+    assert!(!w.synced.is_member("corp", "g1", "u2").await.unwrap());
+    assert_eq!(w.synced.event_cursor("corp").await.unwrap(), cursor);
+
+    // The next run judges the one left (removed now), and does not report the other again.
+    *w.jc.remove_fault.lock().unwrap() = None;
+    w.advance(Duration::minutes(1));
+    let report = run(&w).await;
+    assert_eq!(report.added_outside, vec![("g1".to_owned(), "u2".to_owned(), true)]);
+    assert!(!w.jc.is_member("g1", "u2"));
+    assert_eq!(drift_events(&w).len(), 2, "each reported once");
+    assert!(w.synced.event_cursor("corp").await.unwrap() > cursor);
+}
+
 #[test]
 fn remove_outside_without_jit_only_is_refused() {
     let doc = "version: 1\nrules:\n  - groups: [\"prod-*\"]\n    eligible: everyone\n    remove_outside: true\n";
