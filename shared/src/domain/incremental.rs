@@ -41,6 +41,11 @@ pub const RETENTION: Duration = Duration::days(90);
 pub const OVERLAP: Duration = Duration::minutes(2);
 /// Events one run takes at most; the rest waits for the next run.
 pub const MAX_EVENTS: usize = 10_000;
+/// A full sync in place of an incremental run starts at most this long after the last full sync
+/// of the integration began: Directory Insights failing for good (not in the organization's plan,
+/// the key not allowed to read it) or an event that stops every run must not make every minute a
+/// full sync. In between, runs that cannot go on wait, and say so.
+pub const FALLBACK_INTERVAL: Duration = Duration::minutes(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IncrementalError {
@@ -500,6 +505,13 @@ pub enum IncrementalIntegrationOutcome {
         reason: String,
         full_sync: IntegrationOutcome,
     },
+    /// The events could not bring it up to date, and a full sync began less than
+    /// [`FALLBACK_INTERVAL`] ago: the next may start at `not_before`.
+    FallBackDeferred {
+        integration: String,
+        reason: String,
+        not_before: DateTime<Utc>,
+    },
     Failed {
         integration: String,
         error: String,
@@ -511,7 +523,7 @@ impl IncrementalIntegrationOutcome {
         match self {
             Self::Failed { .. } => true,
             Self::FellBack { full_sync, .. } => !full_sync.is_success() && !full_sync.is_running(),
-            Self::Applied(_) | Self::FullSyncRunning { .. } => false,
+            Self::Applied(_) | Self::FullSyncRunning { .. } | Self::FallBackDeferred { .. } => false,
         }
     }
 }
@@ -538,6 +550,19 @@ pub async fn sync_incremental_all(
             Ok(IncrementalOutcome::Applied(report)) => IncrementalIntegrationOutcome::Applied(report),
             Ok(IncrementalOutcome::FullSyncRunning) => IncrementalIntegrationOutcome::FullSyncRunning { integration: name },
             Ok(IncrementalOutcome::FullSyncNeeded { reason }) => {
+                let last_began = match ctx.store.sync_status(&name).await {
+                    Ok(status) => status.map(|s| s.started_at),
+                    Err(e) => {
+                        tracing::error!(integration = %name, error = %e, "incremental sync failed");
+                        return IncrementalIntegrationOutcome::Failed { integration: name, error: e.to_string() };
+                    }
+                };
+                if let Some(not_before) =
+                    last_began.map(|at| at + FALLBACK_INTERVAL).filter(|not_before| *not_before > ctx.clock.now())
+                {
+                    tracing::warn!(integration = %name, reason, %not_before, event = "incremental_sync_fallback_deferred", "incremental sync cannot go on from the events, and a full sync began less than 15 minutes ago: waiting for the next");
+                    return IncrementalIntegrationOutcome::FallBackDeferred { integration: name, reason, not_before };
+                }
                 tracing::warn!(integration = %name, reason, event = "incremental_sync_fell_back", "incremental sync cannot go on from the events: a full sync instead");
                 let full_sync = full_sync(ctx, &name, directory.as_ref()).await;
                 IncrementalIntegrationOutcome::FellBack { integration: name, reason, full_sync }

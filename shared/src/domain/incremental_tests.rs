@@ -463,3 +463,46 @@ async fn a_full_sync_that_died_no_longer_holds_runs_back_and_the_cursor_never_pa
     let report = world.applied().await;
     assert_eq!(report.cursor, t(1), "now, not the event's time");
 }
+
+#[tokio::test]
+async fn a_full_sync_in_place_of_runs_that_cannot_go_on_starts_at_most_every_fifteen_minutes() {
+    use crate::testing::FakeIntegrations;
+    let store = MemoryStore::default();
+    let clock = ManualClock::new(t(0));
+    let policy = DirectoryPolicy::default();
+    let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
+    let corp = Arc::new(FakeDirectory::with(vec![FakeDirectory::user("u1", "alice@corp.com")], vec![], &[]));
+    let integrations = FakeIntegrations::default();
+    integrations.add("corp", corp.clone());
+    sync_integration(&ctx, "corp", corp.as_ref()).await.unwrap();
+    // An event no run understands, at minute 1: every run that reads it stops.
+    corp.events.lock().unwrap().push(DirectoryEvent {
+        id: "e1".into(),
+        at: t(1),
+        change: DirectoryChange::NotUnderstood { event_type: "user_group_nest".into() },
+    });
+    let run = || async { sync_incremental_all(&ctx, &integrations, &integrations).await.unwrap().integrations };
+
+    clock.advance(Duration::minutes(2));
+    // A full sync began at minute 0: this one waits until minute 15.
+    match run().await.as_slice() {
+        [IncrementalIntegrationOutcome::FallBackDeferred { reason, not_before, .. }] => {
+            assert!(reason.contains("user_group_nest"), "{reason}");
+            assert_eq!(*not_before, t(15));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.event_cursor("corp").await.unwrap(), Some(t(0)), "nothing moved");
+
+    clock.advance(Duration::minutes(13));
+    match run().await.as_slice() {
+        [IncrementalIntegrationOutcome::FellBack { full_sync, .. }] => assert!(full_sync.is_success()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.event_cursor("corp").await.unwrap(), Some(t(15)));
+    // The next run reads past the event (more than the overlap before the new cursor).
+    clock.advance(Duration::minutes(1));
+    let outcomes = run().await;
+    assert!(matches!(outcomes.as_slice(), [IncrementalIntegrationOutcome::Applied(_)]), "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| !o.is_failure()));
+}

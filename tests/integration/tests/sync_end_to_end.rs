@@ -480,6 +480,15 @@ async fn the_incremental_run_applies_the_simulators_events_reading_only_what_the
     assert!(listings.iter().all(|l| !counts.contains_key(*l)), "{counts:?}");
     assert_eq!(counts.get("POST /insights/directory/v1/events"), Some(&1), "{counts:?}");
 
+    // Reactivated, the suspended user comes back with the memberships JumpCloud kept for it.
+    jc.update_user(&seeded.users[2], |u| u.set_state(UserState::Activated)).unwrap();
+    sim.handle().reset_counts();
+    let run = incremental(&h).await;
+    assert_eq!(run["integrations"][0]["status"], "applied", "{run}");
+    assert!(stored_user(seeded.users[2].clone()).await.is_some(), "{run}");
+    assert!(member(&seeded.engineering, &seeded.users[2]).await, "its membership, though no event named it");
+    assert_eq!(sim.handle().request_count("GET /api/v2/users/{id}/memberof"), 1);
+
     // And a full sync now finds nothing left to write: the incremental run got it all.
     let (status, body, _) = post_sync(&h, r#"{"integration":"corp"}"#).await;
     assert_eq!(status, 200, "{body}");
