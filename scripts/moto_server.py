@@ -21,8 +21,9 @@ moto 5 writes every answer through its generic, shape-driven serializer, which l
 attribute of each item under several spellings: past a few thousand grants it was three quarters of
 moto's time, for answers of a few kilobytes. The results of DynamoDB's item operations (get, put,
 update, delete, query, scan, their batch and transaction forms) are already in the wire's shape
-(attribute values as `{"S": ...}`, and so on), so here they are written with `json.dumps`, leaving
-out absent (`None`) members as the serializer does. Errors and every other operation go through
+(attribute values as `{"S": ...}`, and so on), so here they are written with `json.dumps`, keeping
+only the members of the operation's output shape and leaving out absent (`None`) ones, as the
+serializer does. Errors and every other operation go through
 moto's serializer. `MOTO_CHECK_FAST_ANSWERS=1` writes each such answer both ways and fails the
 request if they differ (used to check this against moto's own output).
 
@@ -39,7 +40,7 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.core.responses import ActionResult
-from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from moto.server import main
 
 
@@ -167,12 +168,27 @@ def _without_none(value):
     return value
 
 
+_members_by_action = {}
+
+
+def _output_members(handler):
+    """The members of the operation's output shape: moto's results carry others (such as
+    `ConsumedCapacityUnits`) that its serializer leaves out."""
+    action = handler._get_action()
+    if action not in _members_by_action:
+        from moto.core.responses import get_service_model
+        shape = get_service_model(handler.boto3_service_name).operation_model(action).output_shape
+        _members_by_action[action] = set(shape.members) if shape is not None else set()
+    return _members_by_action[action]
+
+
 def _serialized(self, action_result):
     result = action_result.result if isinstance(action_result, ActionResult) else None
-    if type(action_result) is not ActionResult or not isinstance(result, dict) \
+    if type(action_result) not in (ActionResult, DynamoResult) or not isinstance(result, dict) \
             or self._get_action() not in _ITEM_OPERATIONS:
         return _moto_serialized(self, action_result)
-    body = json.dumps(_without_none(result), separators=(",", ":"))
+    members = _output_members(self)
+    body = json.dumps(_without_none({k: v for k, v in result.items() if k in members}), separators=(",", ":"))
     headers = {"Content-Type": "application/x-amz-json-1.0"}
     headers.update(self.response_headers)
     if _CHECK_FAST_ANSWERS:
@@ -180,6 +196,7 @@ def _serialized(self, action_result):
         if status != 200 or json.loads(moto_body or "{}") != json.loads(body) \
                 or moto_headers.get("Content-Type") != headers["Content-Type"]:
             raise AssertionError(f"{self._get_action()}: moto wrote {moto_body!r}, the fast path {body!r}")
+        print(f"fast answer checked: {self._get_action()}", file=sys.stderr, flush=True)
     return 200, headers, body
 
 
