@@ -38,6 +38,10 @@ pub struct ReconcileReport {
     pub readded: Vec<(String, String, String)>,
     /// What could not be done (retried by the next sync).
     pub failures: Vec<String>,
+    /// Memberships added outside the product to a `jit_only` group since the last sync, which the
+    /// incremental sync had not judged: `(group id, user id, removed)` (`domain::outside`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub added_outside: Vec<(String, String, bool)>,
 }
 
 fn present(snapshot: &DirectorySnapshot, grant: &Grant) -> Option<bool> {

@@ -3,6 +3,9 @@
 
 use super::{
     grant::GrantContext,
+    model::{DirectoryDigest, DirectoryGroup, DirectorySnapshot, LeaseKey, Membership},
+    outside::{self, Added, Outside},
+    policy::GroupRef,
     reconcile::{reconcile, ReconcileReport},
     snapshot::build_snapshot,
 };
@@ -17,6 +20,7 @@ use crate::{
 };
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +213,11 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
     let mut snapshot = build_snapshot(users, &groups, members, ctx.policy);
     drop(groups);
     let reconciliation = match ctx.grants {
-        Some(grants) => Some(reconcile(grants, integration, directory, &mut snapshot, fetch_started).await),
+        Some(grants) => {
+            let mut report = reconcile(grants, integration, directory, &mut snapshot, fetch_started).await;
+            judge_added_outside(grants, integration, directory, &stored, &mut snapshot, &mut report).await;
+            Some(report)
+        }
         None => None,
     };
     let (users, groups, memberships) = (snapshot.users.len(), snapshot.groups.len(), snapshot.memberships.len());
@@ -235,6 +243,71 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
         duration: started.elapsed(),
         reconciliation,
     })
+}
+
+/// Memberships new since the last sync, of a user and a group it had stored (so not the first
+/// sight of either), in a group a `jit_only` rule covers: added outside the product meanwhile
+/// unless a grant holds them. Judged as the incremental sync judges those it sees
+/// (`domain::outside`): this catches the ones it did not (it was behind, or handed over to this
+/// sync). One removed as drift, or not judged now, is left out of the snapshot, so not stored: the
+/// next sync (or incremental run) sees it as new again. The first sync stores what it finds: all
+/// of it was there before the product.
+async fn judge_added_outside(
+    grants: &GrantContext<'_>,
+    integration: &str,
+    directory: &dyn Directory,
+    stored: &DirectoryDigest,
+    snapshot: &mut DirectorySnapshot,
+    report: &mut ReconcileReport,
+) {
+    if stored.users.is_empty() && stored.groups.is_empty() {
+        return;
+    }
+    let policy = match grants.policies.current().await {
+        Ok(Some(policy)) => policy,
+        Ok(None) => return,
+        Err(e) => {
+            report.failures.push(format!("reading the policy to judge memberships added outside the product: {e}"));
+            return;
+        }
+    };
+    let jit_only = |group: &DirectoryGroup| {
+        policy.policy.rule_for(&GroupRef { id: &group.id, name: &group.name }).is_some_and(|r| r.jit_only)
+    };
+    let readded: BTreeSet<(&str, &str)> = report.readded.iter().map(|(_, g, u)| (g.as_str(), u.as_str())).collect();
+    let new: Vec<(Membership, DirectoryGroup, Option<String>)> = snapshot
+        .memberships
+        .iter()
+        .filter(|m| !stored.memberships.contains(m))
+        .filter_map(|m| {
+            let (group_id, user_id) = (m.group_id.to_string(), m.user_id.to_string());
+            let group = snapshot.groups.get(&group_id)?;
+            let known = stored.users.contains_key(&user_id) && stored.groups.contains_key(&group_id);
+            (known && jit_only(group) && !readded.contains(&(group_id.as_str(), user_id.as_str())))
+                .then(|| (m.clone(), group.clone(), snapshot.users.get(&user_id).map(|u| u.email.clone())))
+        })
+        .collect();
+    for (membership, group, email) in new {
+        let key = LeaseKey {
+            integration: integration.to_owned(),
+            group_id: group.id.clone(),
+            user_id: membership.user_id.to_string(),
+        };
+        let added = Added { key, group_name: &group.name, user_email: email.as_deref() };
+        let (group_id, user_id) = (group.id.clone(), membership.user_id.to_string());
+        match outside::judge(grants, directory, &added).await {
+            Ok(Outside::NotDrift) => {}
+            Ok(Outside::Reported) => report.added_outside.push((group_id, user_id, false)),
+            Ok(Outside::Removed) => {
+                snapshot.memberships.remove(&membership);
+                report.added_outside.push((group_id, user_id, true));
+            }
+            Err(e) => {
+                snapshot.memberships.remove(&membership);
+                report.failures.push(format!("judging {user_id} added to {} outside the product: {e}", group.name));
+            }
+        }
+    }
 }
 
 /// Splits changes into slices of at most `size` items, puts before deletes.

@@ -183,6 +183,65 @@ async fn one_membership_that_cannot_be_judged_waits_for_the_next_run_and_the_oth
     assert!(w.synced.event_cursor("corp").await.unwrap() > cursor);
 }
 
+/// A full sync with the lifecycle's ports (so it reconciles and judges).
+async fn full_sync(w: &World) -> crate::domain::reconcile::ReconcileReport {
+    let policy = DirectoryPolicy::default();
+    let grants = w.ctx();
+    let ctx = SyncContext {
+        store: &w.synced,
+        policy: &policy,
+        clock: &w.clock,
+        progress: &NoProgress,
+        grants: Some(&grants),
+    };
+    sync_integration(&ctx, "corp", w.jc.as_ref()).await.expect("full sync").reconciliation.expect("reconciled")
+}
+
+#[tokio::test]
+async fn an_outside_add_a_full_sync_finds_first_is_judged_by_it_once() {
+    let w = synced(JIT_ONLY).await;
+    // Added in JumpCloud, its event not (yet) read: the full sync finds it.
+    added_in_jumpcloud(&w, "g1", "u2");
+    // And one to a group no rule marks, and a grant's own: neither is drift.
+    w.jc.set_member("g3", "u10");
+    let grant = w.grant("alice@corp.com", "1h").await;
+    w.advance(Duration::minutes(1));
+    let report = full_sync(&w).await;
+    assert_eq!(report.added_outside, vec![("g1".to_owned(), "u2".to_owned(), false)], "{report:?}");
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(drift_events(&w).len(), 1);
+    assert!(w.synced.is_member("corp", "g1", "u2").await.unwrap(), "reported, stored");
+    assert_eq!(w.status(&grant.id), GrantStatus::Active);
+
+    // Neither the incremental run reading its event nor the next full sync reports it again.
+    w.advance(Duration::minutes(1));
+    assert!(run(&w).await.added_outside.is_empty());
+    w.advance(Duration::minutes(1));
+    assert!(full_sync(&w).await.added_outside.is_empty());
+    assert_eq!(drift_events(&w).len(), 1, "reported once");
+}
+
+#[tokio::test]
+async fn with_remove_outside_a_full_sync_removes_it_and_the_first_sync_touches_nothing() {
+    let policy = format!("{JIT_ONLY}    remove_outside: true\n");
+    // The first sync: what it finds was there before the product (standing), whatever the rule.
+    let w = World::new(&[("g1", "u2")]);
+    w.policies.apply(&policy, t0());
+    let first = full_sync(&w).await;
+    assert!(first.added_outside.is_empty());
+    assert!(w.jc.is_member("g1", "u2"), "standing, untouched");
+
+    w.jc.set_member("g1", "u10");
+    w.advance(Duration::minutes(1));
+    let report = full_sync(&w).await;
+    assert_eq!(report.added_outside, vec![("g1".to_owned(), "u10".to_owned(), true)]);
+    assert!(!w.jc.is_member("g1", "u10"), "removed in JumpCloud");
+    assert!(!w.synced.is_member("corp", "g1", "u10").await.unwrap(), "and not stored");
+    assert!(w.jc.is_member("g1", "u2"), "the standing one still untouched");
+    let trail = w.store.audit_for(DRIFT_AUDIT_ID).await.unwrap();
+    assert_eq!(trail.len(), 1);
+}
+
 #[test]
 fn remove_outside_without_jit_only_is_refused() {
     let doc = "version: 1\nrules:\n  - groups: [\"prod-*\"]\n    eligible: everyone\n    remove_outside: true\n";
