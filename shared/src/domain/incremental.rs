@@ -161,7 +161,7 @@ pub async fn sync_incremental(
     // Users and groups as JumpCloud has them now (written only where they differ from the stored
     // ones); gone (or, by policy, left out) ones deleted with their memberships. Each object's
     // reads are its own; up to READ_CONCURRENCY objects at once (the client bounds JumpCloud).
-    let user_outcomes: Vec<Result<Named<DirectoryUser>, Stop>> = stream::iter(users)
+    let user_outcomes: Vec<Result<NamedUser, Stop>> = stream::iter(users)
         .map(|id: String| async move {
             let id = &id;
             let stored = ctx.store.user_by_id(integration, id).await?;
@@ -172,26 +172,25 @@ pub async fn sync_incremental(
             Ok(match read {
                 Some(user) if ctx.policy.include_suspended_users || !user.is_suspended() => {
                     let manager = resolve_manager(ctx, integration, &user).await?;
+                    // Not stored (yet): perhaps a user of this same run, looked for below.
+                    let unresolved_manager = manager.is_none().then(|| manager_reference(&user, ctx.policy)).flatten();
                     let user = directory_user(user, manager);
-                    if stored.is_none() {
-                        // New to the stored directory (created, reactivated, or no longer left out
-                        // by policy): its memberships come with it, as JumpCloud has them now,
-                        // since no event names those it held all along.
-                        let groups = match directory.groups_of_user(id).await {
+                    // New to the stored directory (created, reactivated, or no longer left out by
+                    // policy): its memberships come with it, as JumpCloud has them now, since no
+                    // event names those it held all along.
+                    let arrived_groups = match stored {
+                        Some(_) => None,
+                        None => Some(match directory.groups_of_user(id).await {
                             Err(DirectoryError::NotFound { .. }) => Vec::new(),
                             Err(e) if !e.is_retryable() => {
                                 return Err(Stop::Needed(format!("the groups of user {id:?} could not be read: {e}")))
                             }
                             read => read?,
-                        };
-                        Named::Arrived(user, groups)
-                    } else if stored.as_ref() == Some(&user) {
-                        Named::Same
-                    } else {
-                        Named::Put(user)
-                    }
+                        }),
+                    };
+                    NamedUser::Present { user, stored, unresolved_manager, arrived_groups }
                 }
-                _ => Named::Gone {
+                _ => NamedUser::Gone {
                     id: id.clone(),
                     stored: stored.is_some(),
                     related: ctx.store.groups_of(integration, id).await?,
@@ -204,23 +203,45 @@ pub async fn sync_incremental(
     let mut removed_users = BTreeSet::new();
     // (group id, user id) of the memberships arrived users hold.
     let mut arrived_memberships = BTreeSet::new();
+    let mut present = Vec::new();
     for outcome in user_outcomes {
         match outcome {
             Err(Stop::Needed(reason)) => return needed(reason),
             Err(Stop::Failed(e)) => return Err(e),
-            Ok(Named::Same) => {}
-            Ok(Named::Put(user)) => changes.put_users.push(user),
-            Ok(Named::Arrived(user, groups)) => {
-                arrived_memberships.extend(groups.into_iter().map(|g| (g, user.id.clone())));
-                changes.put_users.push(user);
+            Ok(NamedUser::Present { user, stored, unresolved_manager, arrived_groups }) => {
+                present.push((user, stored, unresolved_manager, arrived_groups))
             }
-            Ok(Named::Gone { id, stored, related }) => {
+            Ok(NamedUser::Gone { id, stored, related }) => {
                 if stored {
                     changes.delete_users.push(id.clone());
                 }
                 changes.delete_memberships.extend(related.iter().map(|group_id| membership(group_id, &id)));
                 removed_users.insert(id);
             }
+        }
+    }
+    // A manager named by a user of this run and first stored by it (both created at once, say).
+    let in_run: BTreeMap<String, (String, String)> = present
+        .iter()
+        .flat_map(|(u, ..)| {
+            [(u.id.clone(), (u.id.clone(), u.email.clone())), (u.email.clone(), (u.id.clone(), u.email.clone()))]
+        })
+        .collect();
+    for (mut user, stored, unresolved_manager, arrived_groups) in present {
+        if let Some((manager_id, manager_email)) = unresolved_manager
+            .and_then(|reference| in_run.get(&reference).or_else(|| in_run.get(&canonical_email(&reference))))
+            .filter(|(manager_id, _)| manager_id != &user.id)
+        {
+            user.manager_id = Some(manager_id.clone());
+            user.manager_email = Some(manager_email.clone());
+        }
+        match arrived_groups {
+            Some(groups) => {
+                arrived_memberships.extend(groups.into_iter().map(|g| (g, user.id.clone())));
+                changes.put_users.push(user);
+            }
+            None if stored.as_ref() == Some(&user) => {}
+            None => changes.put_users.push(user),
         }
     }
     let group_outcomes: Vec<Result<Named<DirectoryGroup>, Stop>> = stream::iter(groups)
@@ -258,7 +279,7 @@ pub async fn sync_incremental(
             Err(Stop::Needed(reason)) => return needed(reason),
             Err(Stop::Failed(e)) => return Err(e),
             Ok(Named::Same) => {}
-            Ok(Named::Put(group)) | Ok(Named::Arrived(group, _)) => changes.put_groups.push(group),
+            Ok(Named::Put(group)) => changes.put_groups.push(group),
             Ok(Named::Gone { id, stored, related }) => {
                 if stored {
                     changes.delete_groups.push(id.clone());
@@ -426,14 +447,27 @@ enum Named<T> {
     /// As stored: nothing to write.
     Same,
     Put(T),
-    /// Not stored before; with the ids of the groups it is a direct member of (users only).
-    Arrived(T, Vec<String>),
     /// Gone from JumpCloud (or left out by policy): deleted if `stored`, with its memberships.
     Gone {
         id: String,
         stored: bool,
         related: Vec<String>,
     },
+}
+
+/// A named user, as read again.
+enum NamedUser {
+    /// In JumpCloud (and kept by policy), with what is stored of it.
+    Present {
+        user: DirectoryUser,
+        stored: Option<DirectoryUser>,
+        /// The manager it names, not found in the stored directory.
+        unresolved_manager: Option<String>,
+        /// Not stored before: the groups it is a direct member of.
+        arrived_groups: Option<Vec<String>>,
+    },
+    /// Gone from JumpCloud (or left out by policy): deleted if `stored`, with its memberships.
+    Gone { id: String, stored: bool, related: Vec<String> },
 }
 
 enum MembershipChange {

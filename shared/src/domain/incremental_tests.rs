@@ -211,6 +211,31 @@ async fn a_created_or_updated_user_is_read_again_and_only_that_one() {
 }
 
 #[tokio::test]
+async fn a_manager_created_in_the_same_run_as_its_report_is_found() {
+    let world = World::new().await;
+    let mut carol = FakeDirectory::user("u3", "carol@corp.com");
+    carol.attributes.push(UserAttribute { name: "manager".into(), value: Some("Dave@Corp.com".into()) });
+    let mut erin = FakeDirectory::user("u5", "erin@corp.com");
+    erin.manager = Some("u4".into());
+    world.directory.inner.users.lock().unwrap().extend([carol, FakeDirectory::user("u4", "dave@corp.com"), erin]);
+    // Her report's event first: the manager is not stored when it is read.
+    world.insights.push(1, DirectoryChange::User { id: "u3".into() });
+    world.insights.push(1, DirectoryChange::User { id: "u5".into() });
+    world.insights.push(2, DirectoryChange::User { id: "u4".into() });
+    world.clock.advance(Duration::minutes(2));
+    world.applied().await;
+    let stored = world.store.directory("corp");
+    for report in ["u3", "u5"] {
+        assert_eq!(
+            (stored.users[report].manager_id.as_deref(), stored.users[report].manager_email.as_deref()),
+            (Some("u4"), Some("dave@corp.com")),
+            "{report}: by email and by id"
+        );
+    }
+    assert_eq!(stored.users["u4"].manager_id, None);
+}
+
+#[tokio::test]
 async fn a_deleted_or_suspended_user_leaves_with_its_memberships() {
     let world = World::new().await;
     world.directory.inner.users.lock().unwrap()[0].state = crate::domain::model::UserState::Suspended;
