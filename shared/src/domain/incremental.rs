@@ -188,7 +188,12 @@ pub async fn sync_incremental(
                             read => read?,
                         }),
                     };
-                    NamedUser::Present { user, stored, unresolved_manager, arrived_groups }
+                    NamedUser::Present {
+                        user: Box::new(user),
+                        stored: stored.map(Box::new),
+                        unresolved_manager,
+                        arrived_groups,
+                    }
                 }
                 _ => NamedUser::Gone {
                     id: id.clone(),
@@ -238,10 +243,10 @@ pub async fn sync_incremental(
         match arrived_groups {
             Some(groups) => {
                 arrived_memberships.extend(groups.into_iter().map(|g| (g, user.id.clone())));
-                changes.put_users.push(user);
+                changes.put_users.push(*user);
             }
-            None if stored.as_ref() == Some(&user) => {}
-            None => changes.put_users.push(user),
+            None if stored.as_deref() == Some(&*user) => {}
+            None => changes.put_users.push(*user),
         }
     }
     let group_outcomes: Vec<Result<Named<DirectoryGroup>, Stop>> = stream::iter(groups)
@@ -459,8 +464,8 @@ enum Named<T> {
 enum NamedUser {
     /// In JumpCloud (and kept by policy), with what is stored of it.
     Present {
-        user: DirectoryUser,
-        stored: Option<DirectoryUser>,
+        user: Box<DirectoryUser>,
+        stored: Option<Box<DirectoryUser>>,
         /// The manager it names, not found in the stored directory.
         unresolved_manager: Option<String>,
         /// Not stored before: the groups it is a direct member of.
