@@ -63,7 +63,7 @@ pub enum IncrementalError {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum IncrementalOutcome {
     Applied(IncrementalReport),
-    /// A full sync of the integration is running: this run did nothing.
+    /// A full sync of the integration is running, or began during the run: this run stored nothing.
     FullSyncRunning,
     /// Only a full sync can bring the stored directory up to date.
     FullSyncNeeded {
@@ -110,7 +110,8 @@ pub async fn sync_incremental(
     let now = ctx.clock.now();
     // A running full sync's claim lapses (it died): then it no longer holds the incremental back.
     let running = |s: &crate::ports::SyncStatus| s.state == SyncState::Running && s.started_at + SYNC_CLAIM > now;
-    if ctx.store.sync_status(integration).await?.is_some_and(|s| running(&s)) {
+    let status_at_start = ctx.store.sync_status(integration).await?;
+    if status_at_start.as_ref().is_some_and(running) {
         return Ok(IncrementalOutcome::FullSyncRunning);
     }
     let Some(cursor) = ctx.store.event_cursor(integration).await? else {
@@ -418,6 +419,13 @@ pub async fn sync_incremental(
 
     let (written, deleted) = (changes.puts(), changes.deletes());
     if !changes.is_empty() {
+        // A full sync that began meanwhile may have stored newer reads than some of this run's:
+        // its word stands, and the next run reads again from the cursor it set.
+        let began = |s: &Option<crate::ports::SyncStatus>| s.as_ref().map(|s| s.started_at);
+        if began(&ctx.store.sync_status(integration).await?) != began(&status_at_start) {
+            tracing::info!(integration, "a full sync began during the run: its changes are left to it");
+            return Ok(IncrementalOutcome::FullSyncRunning);
+        }
         ctx.store.apply_changes(integration, &changes).await?;
     }
     if !unjudged.is_empty() {

@@ -531,3 +531,37 @@ async fn a_full_sync_in_place_of_runs_that_cannot_go_on_starts_at_most_every_fif
     assert!(matches!(outcomes.as_slice(), [IncrementalIntegrationOutcome::Applied(_)]), "{outcomes:?}");
     assert!(outcomes.iter().all(|o| !o.is_failure()));
 }
+
+#[tokio::test]
+async fn a_full_sync_that_begins_during_a_run_keeps_its_word() {
+    let world = World::new().await;
+    world.directory.inner.users.lock().unwrap()[1].job_title = Some("DBA".into());
+    world.insights.push(1, DirectoryChange::User { id: "u2".into() });
+    struct BeganMeanwhile<'a>(&'a Insights, &'a MemoryStore);
+    #[async_trait]
+    impl DirectoryInsights for BeganMeanwhile<'_> {
+        async fn directory_events(&self, from: DateTime<Utc>, max: usize) -> Result<EventBatch, DirectoryError> {
+            let running = SyncStatus {
+                integration: "corp".into(),
+                state: SyncState::Running,
+                started_at: t(1),
+                finished_at: None,
+                users: 0,
+                groups: 0,
+                memberships: 0,
+                written: 0,
+                deleted: 0,
+                error: None,
+            };
+            self.1.put_sync_status(&running).await.unwrap();
+            self.0.directory_events(from, max).await
+        }
+    }
+    let writes = world.store.item_writes();
+    let ctx = IncrementalContext { store: &world.store, policy: &world.policy, clock: &world.clock, grants: None };
+    let began = BeganMeanwhile(&world.insights, &world.store);
+    let outcome = sync_incremental(&ctx, "corp", &world.directory, &began).await.unwrap();
+    assert_eq!(outcome, IncrementalOutcome::FullSyncRunning);
+    assert_eq!(world.store.item_writes(), writes, "nothing written over the full sync's reads");
+    assert_eq!(world.store.event_cursor("corp").await.unwrap(), Some(t(0)), "nor the cursor moved");
+}
