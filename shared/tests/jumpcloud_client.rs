@@ -433,3 +433,92 @@ async fn a_removal_s_retry_is_served_before_the_listings_queued_ahead_of_it() {
     assert_eq!(log, [MEMBER_CHANGE, LIST_GROUPS, MEMBER_CHANGE, LIST_GROUPS, LIST_GROUPS], "the retry went first");
     assert_eq!(c.stats().retries.load(Ordering::Relaxed), 1);
 }
+
+/// A server that answers Directory Insights' POSTs with the given pages in turn (none with an
+/// `X-Search_after` header), and keeps the request bodies.
+async fn canned_insights(pages: Vec<serde_json::Value>) -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        let mut pages = pages.into_iter();
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 8192];
+            // Headers, then the body its Content-Length announces.
+            let body = loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break serde_json::from_slice::<serde_json::Value>(&request[end + 4..end + 4 + length])
+                            .unwrap();
+                    }
+                }
+            };
+            seen.lock().unwrap().push(body);
+            let page = pages.next().unwrap_or_else(|| serde_json::json!([])).to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    (url, bodies)
+}
+
+fn insights_event(id: &str, at: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "event_type": "user_update", "timestamp": at, "service": "directory",
+                       "resource": {"type": "user", "id": "u1"}})
+}
+
+#[tokio::test]
+async fn without_search_after_events_are_paged_by_what_was_served_and_a_stuck_page_is_refused() {
+    use jit_shared::ports::DirectoryInsights;
+    let from: chrono::DateTime<chrono::Utc> = "2026-11-30T12:00:00Z".parse().unwrap();
+    let credentials = Credentials { token: ApiKey::new(KEY), org_id: None };
+    // Page 1 (4 asked, 4 served): one event older than asked and a duplicate (neither kept), two
+    // new; page 2 goes on after the four served, and is the last (fewer than asked).
+    let (url, bodies) = canned_insights(vec![
+        serde_json::json!([
+            insights_event("e0", "2026-11-30T11:59:00Z"),
+            insights_event("e1", "2026-11-30T12:00:01Z"),
+            insights_event("e2", "2026-11-30T12:00:02Z"),
+            insights_event("e1", "2026-11-30T12:00:01Z")
+        ]),
+        serde_json::json!([insights_event("e3", "2026-11-30T12:00:03Z")]),
+    ])
+    .await;
+    let c = JumpCloudClient::with_credentials(reqwest::Client::new(), &url, credentials.clone(), limits())
+        .with_insights_url(&url);
+    let batch = c.directory_events(from, 4).await.unwrap();
+    let ids: Vec<&str> = batch.events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["e1", "e2", "e3"]);
+    assert!(batch.complete);
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!((bodies[0].get("skip"), bodies[0]["limit"].as_u64()), (None, Some(4)));
+    assert_eq!((bodies[1]["skip"].as_u64(), bodies[1]["limit"].as_u64()), (Some(4), Some(2)));
+
+    // A server that answers the same full page again: paging makes no progress, and says so
+    // rather than asking until the timeout.
+    let same =
+        serde_json::json!([insights_event("e1", "2026-11-30T12:00:01Z"), insights_event("e0", "2026-11-30T11:59:00Z")]);
+    let (url, bodies) = canned_insights(vec![same.clone(), same]).await;
+    let c =
+        JumpCloudClient::with_credentials(reqwest::Client::new(), &url, credentials, limits()).with_insights_url(&url);
+    let stuck = c.directory_events(from, 2).await;
+    assert!(matches!(&stuck, Err(DirectoryError::Decode { reason }) if reason.contains("no progress")), "{stuck:?}");
+    assert_eq!(bodies.lock().unwrap().len(), 2);
+}
