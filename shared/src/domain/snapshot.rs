@@ -67,7 +67,7 @@ pub fn directory_user(user: SourceUser, manager: Option<(String, String)>) -> Di
 pub fn build_snapshot(
     users: Vec<SourceUser>,
     groups: &[SourceGroup],
-    members: Vec<(String, Vec<String>)>,
+    members: Vec<(String, Vec<ObjectId>)>,
     policy: &DirectoryPolicy,
 ) -> DirectorySnapshot {
     // Each user's manager among the fetched users, by id or canonical email (`manager_reference`).
@@ -105,8 +105,8 @@ pub fn build_snapshot(
             continue;
         }
         let group_id = ObjectId::new(&group_id);
-        for user_id in user_ids.into_iter().filter(|u| snapshot.users.contains_key(u)) {
-            snapshot.memberships.insert(Membership { group_id: group_id.clone(), user_id: user_id.into() });
+        for user_id in user_ids.into_iter().filter(|u| snapshot.users.contains_key(&u.to_string())) {
+            snapshot.memberships.insert(Membership { group_id: group_id.clone(), user_id });
         }
     }
     snapshot
@@ -186,7 +186,7 @@ mod tests {
         sus.state = UserState::Suspended;
         let users = vec![jc_user("u1", "a@corp.com"), sus];
         let groups = [jc_group("g1", "admins", MembershipMethod::Static)];
-        let members = vec![("g1".to_string(), vec!["u1".to_string(), "u2".to_string()])];
+        let members = vec![("g1".to_string(), vec![ObjectId::new("u1"), ObjectId::new("u2")])];
         let s = build_snapshot(users.clone(), &groups, members.clone(), &DirectoryPolicy::default());
         assert_eq!((s.users.len(), s.memberships.len()), (1, 1));
         let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };

@@ -3,7 +3,7 @@
 
 use super::{
     grant::GrantContext,
-    model::{DirectoryDigest, DirectoryGroup, DirectorySnapshot, LeaseKey, Membership},
+    model::{DirectoryDigest, DirectoryGroup, DirectorySnapshot, LeaseKey, Membership, ObjectId},
     outside::{self, Added, Outside},
     policy::GroupRef,
     reconcile::{reconcile, ReconcileReport},
@@ -186,8 +186,11 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
         let groups_total = groups.len();
         let mut groups_done = 0;
         let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
-        let members: Vec<(String, Vec<String>)> = stream::iter(group_ids)
-            .map(|id| async move { directory.list_group_members(&id).await.map(|m| (id, m)) })
+        let members: Vec<(String, Vec<ObjectId>)> = stream::iter(group_ids)
+            // Kept as `ObjectId`s from the start: a quarter of the memory of the ids as text.
+            .map(|id| async move {
+                directory.list_group_members(&id).await.map(|m| (id, m.iter().map(|u| ObjectId::new(u)).collect()))
+            })
             .buffer_unordered(MEMBER_FETCH_CONCURRENCY)
             .inspect_ok(|_| {
                 groups_done += 1;

@@ -29,7 +29,10 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
 
 /// AWS's limit for one `BatchWriteItem`.
 pub const BATCH_WRITE_LIMIT: usize = 25;
@@ -134,12 +137,15 @@ impl DynamoStore {
     /// `(sk, h, current)`, where `current` says the item has the `layout` attribute (without a
     /// `layout`, every item is current). Only those attributes are read: sync never needs the
     /// items themselves back.
+    /// Each item's sort key, hash and whether it is in the current `layout`, handed to `each` page
+    /// by page (a large directory's keys are not collected twice over).
     async fn keys_and_hashes(
         &self,
         pk: String,
         with_hash: bool,
         layout: Option<&str>,
-    ) -> Result<Vec<(String, u64, bool)>, StoreError> {
+        mut each: impl FnMut(String, u64, bool) -> Result<(), StoreError> + Send,
+    ) -> Result<(), StoreError> {
         let mut projection = vec!["#sk"];
         let mut query = self
             .client
@@ -158,7 +164,6 @@ impl DynamoStore {
             query = query.expression_attribute_names("#layout", layout);
         }
         let mut pages = query.projection_expression(projection.join(", ")).into_paginator().send();
-        let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for item in page.map_err(StoreError::aws)?.items.unwrap_or_default() {
                 let sk = item.get(table::SORT_KEY).and_then(|v| v.as_s().ok()).cloned();
@@ -166,10 +171,10 @@ impl DynamoStore {
                 // An item written before hashes existed has none: it differs, and is rewritten once.
                 let h = item.get("h").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
                 let current = layout.is_none_or(|name| item.contains_key(name));
-                out.push((sk, h, current));
+                each(sk, h, current)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Every item of one partition of the table or of an `index` whose sort key begins with
@@ -316,26 +321,32 @@ fn required_text(item: &Item, name: &str) -> Result<String, StoreError> {
 #[async_trait]
 impl DirectoryStore for DynamoStore {
     async fn load_digest(&self, integration: &str) -> Result<DirectoryDigest, StoreError> {
-        let (users, groups, memberships) = futures::try_join!(
-            self.keys_and_hashes(keys::users(integration), true, Some(USER_LAYOUT)),
-            self.keys_and_hashes(keys::groups(integration), true, None),
-            self.keys_and_hashes(keys::memberships(integration), false, Some(MEMBERSHIP_LAYOUT)),
-        )?;
-        // A user item without `gsi2pk` reports hash 0, which no content hash is (in practice):
-        // sync puts it again, with the attribute.
-        let users = users.into_iter().map(|(id, h, current)| (id, if current { h } else { 0 })).collect();
-        let groups = groups.into_iter().map(|(id, h, _)| (id, h)).collect();
+        let mut users = HashMap::new();
+        let mut groups = HashMap::new();
         let mut stored = BTreeSet::new();
         let mut memberships_to_rewrite = BTreeSet::new();
-        for (sk, _, current) in memberships {
-            let (group_id, user_id) =
-                sk.split_once('#').ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))?;
-            let membership = Membership { group_id: group_id.into(), user_id: user_id.into() };
-            if !current {
-                memberships_to_rewrite.insert(membership.clone());
-            }
-            stored.insert(membership);
-        }
+        futures::try_join!(
+            // A user item without `gsi2pk` reports hash 0, which no content hash is (in practice):
+            // sync puts it again, with the attribute.
+            self.keys_and_hashes(keys::users(integration), true, Some(USER_LAYOUT), |id, h, current| {
+                users.insert(id, if current { h } else { 0 });
+                Ok(())
+            }),
+            self.keys_and_hashes(keys::groups(integration), true, None, |id, h, _| {
+                groups.insert(id, h);
+                Ok(())
+            }),
+            self.keys_and_hashes(keys::memberships(integration), false, Some(MEMBERSHIP_LAYOUT), |sk, _, current| {
+                let (group_id, user_id) =
+                    sk.split_once('#').ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))?;
+                let membership = Membership { group_id: group_id.into(), user_id: user_id.into() };
+                if !current {
+                    memberships_to_rewrite.insert(membership.clone());
+                }
+                stored.insert(membership);
+                Ok(())
+            }),
+        )?;
         Ok(DirectoryDigest { users, groups, memberships: stored, memberships_to_rewrite })
     }
 

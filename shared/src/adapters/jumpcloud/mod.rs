@@ -265,10 +265,16 @@ impl JumpCloudClient {
         let (mut items, total) = parse(&page(0).await?)?;
         match total {
             Some(total) => {
-                let rest = try_join_all((PAGE_SIZE..total).step_by(PAGE_SIZE as usize).map(page)).await?;
-                for reply in &rest {
-                    items.extend(parse(reply)?.0);
-                }
+                // Each page is read as it arrives: its raw body (several times the size of what
+                // is kept of it) is dropped then, not held until every page is in.
+                let parse = &parse;
+                let rest = try_join_all(
+                    (PAGE_SIZE..total)
+                        .step_by(PAGE_SIZE as usize)
+                        .map(|skip| async move { parse(&page(skip).await?).map(|(items, _)| items) }),
+                )
+                .await?;
+                items.extend(rest.into_iter().flatten());
             }
             None => {
                 let mut last = items.len() as u64;

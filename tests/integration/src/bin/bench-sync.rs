@@ -113,6 +113,18 @@ fn peak_rss_mib() -> f64 {
     kib / 1024.0
 }
 
+/// Resident memory backed by files (the binary's code and libraries, not the sync's data), in MiB.
+fn file_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("RssFile:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
@@ -240,5 +252,10 @@ async fn main() -> anyhow::Result<()> {
         first_wall.as_secs_f64()
     );
     println!("peak heap (live allocations): first sync {first_heap:.1} MiB, second sync {second_heap:.1} MiB");
+    println!(
+        "resident and file-backed (the binary's code, not the sync's data) at the end: {:.1} MiB; MALLOC_ARENA_MAX={}",
+        file_rss_mib(),
+        std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "unset".into())
+    );
     Ok(())
 }
