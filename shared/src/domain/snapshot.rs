@@ -90,6 +90,7 @@ pub fn build_snapshot(
         .collect();
 
     let mut snapshot = DirectorySnapshot::default();
+    snapshot.users.reserve(users.len());
     for ((user, manager), (manager_id, manager_email)) in users.into_iter().zip(managers).zip(identities) {
         if !policy.include_suspended_users && user.is_suspended() {
             continue;

@@ -274,6 +274,7 @@ impl JumpCloudClient {
                         .map(|skip| async move { parse(&page(skip).await?).map(|(items, _)| items) }),
                 )
                 .await?;
+                items.reserve_exact(rest.iter().map(Vec::len).sum());
                 items.extend(rest.into_iter().flatten());
             }
             None => {

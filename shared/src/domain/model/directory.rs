@@ -244,13 +244,21 @@ impl DirectoryChanges {
 /// snapshot by value so that items move into the changes instead of being copied. Output is
 /// sorted so that writes are deterministic.
 pub fn diff(stored: &DirectoryDigest, fetched: DirectorySnapshot) -> DirectoryChanges {
-    fn changed<T: Serialize>(old: &HashMap<String, u64>, new: HashMap<String, T>) -> (Vec<T>, Vec<String>) {
+    // The puts are moved straight into a vector sized for all of them (untouched capacity costs
+    // no resident memory): no copies of a large directory's items while they are sorted.
+    fn changed<T: Serialize>(
+        old: &HashMap<String, u64>,
+        new: HashMap<String, T>,
+        id_of: fn(&T) -> &str,
+    ) -> (Vec<T>, Vec<String>) {
         let mut deletes: Vec<String> = old.keys().filter(|id| !new.contains_key(*id)).cloned().collect();
         deletes.sort();
-        let mut puts: Vec<(String, T)> =
-            new.into_iter().filter(|(id, item)| old.get(id) != Some(&content_hash(item))).collect();
-        puts.sort_by(|a, b| a.0.cmp(&b.0));
-        (puts.into_iter().map(|(_, item)| item).collect(), deletes)
+        let mut puts: Vec<T> = Vec::with_capacity(new.len());
+        puts.extend(
+            new.into_iter().filter(|(id, item)| old.get(id) != Some(&content_hash(item))).map(|(_, item)| item),
+        );
+        puts.sort_unstable_by(|a, b| id_of(a).cmp(id_of(b)));
+        (puts, deletes)
     }
     let delete_memberships = stored.memberships.difference(&fetched.memberships).cloned().collect();
     let put_memberships = fetched
@@ -258,8 +266,8 @@ pub fn diff(stored: &DirectoryDigest, fetched: DirectorySnapshot) -> DirectoryCh
         .into_iter()
         .filter(|m| !stored.memberships.contains(m) || stored.memberships_to_rewrite.contains(m))
         .collect();
-    let (put_users, delete_users) = changed(&stored.users, fetched.users);
-    let (put_groups, delete_groups) = changed(&stored.groups, fetched.groups);
+    let (put_users, delete_users) = changed(&stored.users, fetched.users, |u| &u.id);
+    let (put_groups, delete_groups) = changed(&stored.groups, fetched.groups, |g| &g.id);
     DirectoryChanges { put_users, delete_users, put_groups, delete_groups, put_memberships, delete_memberships }
 }
 

@@ -18,7 +18,7 @@ use jit_shared::{
     clock::SystemClock,
     config::{DirectoryPolicy, JumpCloudLimits},
     credentials::{ApiKey, Credentials},
-    domain::sync::{sync_integration, NoProgress, SyncContext, SyncReport},
+    domain::sync::{sync_integration, ProgressSink, SyncContext, SyncProgress, SyncReport},
 };
 use jumpcloud_sim::{Faults, GenerateSpec, Org, Simulator};
 use std::{
@@ -56,6 +56,29 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
+/// Prints the live heap and its peak so far at each stage of a sync (with `--stages`), to show
+/// where the memory goes.
+struct HeapByStage;
+
+impl ProgressSink for HeapByStage {
+    fn report(&self, progress: SyncProgress) {
+        if !std::env::args().any(|a| a == "--stages") {
+            return;
+        }
+        let stage = match &progress {
+            SyncProgress::Written { items_done, items_total, .. } if items_done < items_total => return,
+            SyncProgress::MembersFetched { groups_done, groups_total, .. } if groups_done < groups_total => return,
+            other => format!("{other:?}"),
+        };
+        eprintln!(
+            "  heap {:>6.1} MiB live, {:>6.1} MiB peak: {}",
+            LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
+            heap_peak_mib(),
+            stage.chars().take(90).collect::<String>()
+        );
+    }
+}
+
 fn heap_peak_mib() -> f64 {
     PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
 }
@@ -76,6 +99,9 @@ struct Args {
 fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut a = Args { users: 50_000, groups: 2_000, avg_members: 100, latency_ms: 20, concurrency: 16, rps: 2_000 };
     while let Some(flag) = raw.next() {
+        if flag == "--stages" {
+            continue;
+        }
         let value = raw.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--users" => a.users = value.parse()?,
@@ -206,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
         limits,
     );
     let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };
-    let ctx = SyncContext { store: &store, policy: &policy, clock: &SystemClock, progress: &NoProgress, grants: None };
+    let ctx = SyncContext { store: &store, policy: &policy, clock: &SystemClock, progress: &HeapByStage, grants: None };
 
     reset_peak_rss();
     reset_heap_peak();
