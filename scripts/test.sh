@@ -64,6 +64,9 @@ lint_rc=0
 if (( lint_rc & 3 )); then echo "cfn-lint found errors in the CDK app's template (exit $lint_rc)" >&2; exit 1; fi
 if (( lint_rc != 0 )); then say "cfn-lint: warnings only (printed above), exit $lint_rc: not failing"; fi
 
+say "the tests' moto server answers as moto does (scripts/moto_server_check.py)"
+"$VENV/bin/python" scripts/moto_server_check.py
+
 start_moto
 export JIT_TEST_AWS_ENDPOINT="$AWS_ENDPOINT_URL"
 
