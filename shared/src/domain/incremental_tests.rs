@@ -361,18 +361,7 @@ async fn what_it_cannot_follow_it_hands_to_a_full_sync_and_says_why() {
 #[tokio::test]
 async fn a_running_full_sync_is_left_alone_and_a_cursor_it_moved_is_kept() {
     let world = World::new().await;
-    let running = SyncStatus {
-        integration: "corp".into(),
-        state: SyncState::Running,
-        started_at: t(1),
-        finished_at: None,
-        users: 0,
-        groups: 0,
-        memberships: 0,
-        written: 0,
-        deleted: 0,
-        error: None,
-    };
+    let running = SyncStatus::running("corp", t(1));
     world.store.put_sync_status(&running).await.unwrap();
     assert_eq!(world.run().await, IncrementalOutcome::FullSyncRunning);
     assert_eq!(world.insights.reads.load(Ordering::SeqCst), 0);
@@ -471,18 +460,7 @@ async fn more_events_at_the_cursor_than_a_run_takes_hand_over_instead_of_stallin
 #[tokio::test]
 async fn a_full_sync_that_died_no_longer_holds_runs_back_and_the_cursor_never_passes_now() {
     let world = World::new().await;
-    let died = SyncStatus {
-        integration: "corp".into(),
-        state: SyncState::Running,
-        started_at: t(1) - crate::domain::sync::SYNC_CLAIM - Duration::minutes(1),
-        finished_at: None,
-        users: 0,
-        groups: 0,
-        memberships: 0,
-        written: 0,
-        deleted: 0,
-        error: None,
-    };
+    let died = SyncStatus::running("corp", t(1) - crate::domain::sync::SYNC_CLAIM - Duration::minutes(1));
     world.store.put_sync_status(&died).await.unwrap();
     world.insights.push(90, DirectoryChange::Unrelated); // stamped an hour and a half ahead
     let report = world.applied().await;
@@ -541,18 +519,7 @@ async fn a_full_sync_that_begins_during_a_run_keeps_its_word() {
     #[async_trait]
     impl DirectoryInsights for BeganMeanwhile<'_> {
         async fn directory_events(&self, from: DateTime<Utc>, max: usize) -> Result<EventBatch, DirectoryError> {
-            let running = SyncStatus {
-                integration: "corp".into(),
-                state: SyncState::Running,
-                started_at: t(1),
-                finished_at: None,
-                users: 0,
-                groups: 0,
-                memberships: 0,
-                written: 0,
-                deleted: 0,
-                error: None,
-            };
+            let running = SyncStatus::running("corp", t(1));
             self.1.put_sync_status(&running).await.unwrap();
             self.0.directory_events(from, max).await
         }

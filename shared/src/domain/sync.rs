@@ -108,18 +108,7 @@ pub async fn sync_integration(
     directory: &dyn Directory,
 ) -> Result<SyncReport, SyncError> {
     let started_at = ctx.clock.now();
-    let mut status = SyncStatus {
-        integration: integration.to_owned(),
-        state: SyncState::Running,
-        started_at,
-        finished_at: None,
-        users: 0,
-        groups: 0,
-        memberships: 0,
-        written: 0,
-        deleted: 0,
-        error: None,
-    };
+    let mut status = SyncStatus::running(integration, started_at);
     if let Some(running) = ctx.store.claim_sync(&status, started_at + SYNC_CLAIM).await? {
         tracing::info!(integration, since = %running.started_at, "a sync of this integration is running: not starting another");
         return Err(SyncError::AlreadyRunning(Box::new(running)));
@@ -478,18 +467,7 @@ mod tests {
     async fn a_sync_running_elsewhere_is_not_started_again_until_its_claim_lapses() {
         let store = MemoryStore::default();
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 11, 59, 0).unwrap();
-        let running = SyncStatus {
-            integration: "corp".into(),
-            state: SyncState::Running,
-            started_at: at,
-            finished_at: None,
-            users: 0,
-            groups: 0,
-            memberships: 0,
-            written: 0,
-            deleted: 0,
-            error: None,
-        };
+        let running = SyncStatus::running("corp", at);
         assert!(store.claim_sync(&running, at + SYNC_CLAIM).await.unwrap().is_none(), "another sync runs");
         match sync(&store, &org()).await {
             Err(SyncError::AlreadyRunning(other)) => assert_eq!(other.started_at, at),

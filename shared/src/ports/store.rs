@@ -57,6 +57,24 @@ pub struct SyncStatus {
     pub error: Option<String>,
 }
 
+impl SyncStatus {
+    /// A sync of `integration` that began at `started_at` and has not finished.
+    pub fn running(integration: &str, started_at: DateTime<Utc>) -> Self {
+        Self {
+            integration: integration.to_owned(),
+            state: SyncState::Running,
+            started_at,
+            finished_at: None,
+            users: 0,
+            groups: 0,
+            memberships: 0,
+            written: 0,
+            deleted: 0,
+            error: None,
+        }
+    }
+}
+
 /// The synced directory in DynamoDB.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {

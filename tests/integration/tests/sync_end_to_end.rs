@@ -373,18 +373,7 @@ async fn a_second_sync_while_one_runs_is_accepted_and_starts_nothing() {
     stack.integration("corp", KEY).await;
     let store = DynamoStore::new(stack.dynamodb.clone(), &stack.table);
     let now = chrono::Utc::now();
-    let running = |started_at| SyncStatus {
-        integration: "corp".into(),
-        state: SyncState::Running,
-        started_at,
-        finished_at: None,
-        users: 0,
-        groups: 0,
-        memberships: 0,
-        written: 0,
-        deleted: 0,
-        error: None,
-    };
+    let running = |started_at| SyncStatus::running("corp", started_at);
     let claim = running(now - chrono::Duration::minutes(1));
     let until = claim.started_at + chrono::Duration::minutes(15);
     assert!(store.claim_sync(&claim, until).await.unwrap().is_none(), "the first claim holds");
