@@ -150,6 +150,7 @@ async fn sync(
         clock: lifecycle.clock.as_ref(),
         progress: &bars,
         grants: Some(&grants),
+        fanout: None,
     };
     let summary = match sync_all(&ctx, lifecycle.catalog.as_ref(), lifecycle.directories.as_ref(), only).await {
         Ok(summary) => summary,
@@ -190,6 +191,10 @@ async fn sync(
                     "{integration:<24} {:>9}  another sync is running since {}: not started",
                     "RUNNING",
                     started_at.to_rfc3339()
+                ),
+                IntegrationOutcome::FannedOut(run) => println!(
+                    "{:<24} {:>9} {:>8} {:>8}  run {}: {} users parts, then {} members parts, on the queue",
+                    run.integration, "QUEUED", run.users, run.groups, run.run_id, run.user_parts, run.member_parts
                 ),
             }
         }

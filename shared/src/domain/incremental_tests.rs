@@ -123,6 +123,7 @@ impl World {
             clock: &world.clock,
             progress: &NoProgress,
             grants: None,
+            fanout: None,
         };
         sync_integration(&ctx, "corp", &world.directory).await.expect("full sync");
         world.directory.reads.lock().unwrap().clear();
@@ -390,7 +391,14 @@ async fn every_integration_runs_and_one_without_a_cursor_is_synced_in_full_inste
     let store = MemoryStore::default();
     let clock = ManualClock::new(t(0));
     let policy = DirectoryPolicy::default();
-    let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
+    let ctx = SyncContext {
+        store: &store,
+        policy: &policy,
+        clock: &clock,
+        progress: &NoProgress,
+        grants: None,
+        fanout: None,
+    };
     let corp = Arc::new(FakeDirectory::with(
         vec![FakeDirectory::user("u1", "alice@corp.com")],
         vec![FakeDirectory::group("g1", "admins")],
@@ -473,7 +481,14 @@ async fn a_full_sync_in_place_of_runs_that_cannot_go_on_starts_at_most_every_fif
     let store = MemoryStore::default();
     let clock = ManualClock::new(t(0));
     let policy = DirectoryPolicy::default();
-    let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
+    let ctx = SyncContext {
+        store: &store,
+        policy: &policy,
+        clock: &clock,
+        progress: &NoProgress,
+        grants: None,
+        fanout: None,
+    };
     let corp = Arc::new(FakeDirectory::with(vec![FakeDirectory::user("u1", "alice@corp.com")], vec![], &[]));
     let integrations = FakeIntegrations::default();
     integrations.add("corp", corp.clone());

@@ -2,6 +2,9 @@
 
 pub mod audit;
 pub mod extension;
+pub mod fanout;
+#[cfg(test)]
+mod fanout_tests;
 pub mod grant;
 pub mod identity;
 pub mod incremental;

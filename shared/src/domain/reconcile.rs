@@ -15,6 +15,7 @@ use crate::{
     domain::model::{DirectorySnapshot, Membership, ObjectId},
     ports::{Directory, RemoveOutcome},
 };
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -44,12 +45,34 @@ pub struct ReconcileReport {
     pub added_outside: Vec<(String, String, bool)>,
 }
 
-fn present(snapshot: &DirectorySnapshot, grant: &Grant) -> Option<bool> {
-    snapshot.users.contains_key(&grant.user.id).then(|| {
-        snapshot
-            .memberships
-            .contains(&Membership { group_id: ObjectId::new(&grant.group.id), user_id: ObjectId::new(&grant.user.id) })
-    })
+/// What reconciliation reads of JumpCloud's memberships as the sync fetched them, and where it
+/// takes out the ones it removed: the single invocation's snapshot, or the stored directory a
+/// fanned-out run has just written (`domain::fanout`).
+#[async_trait]
+pub trait Fetched: Send {
+    /// Whether the fetch holds the membership; `None` when it does not hold the user at all (not
+    /// synced: suspended, say), so nothing can be said.
+    async fn holds(&mut self, group_id: &str, user_id: &str) -> Result<Option<bool>, String>;
+    /// The product removed the membership: the stored directory must not keep it.
+    async fn removed(&mut self, group_id: &str, user_id: &str) -> Result<(), String>;
+}
+
+#[async_trait]
+impl Fetched for DirectorySnapshot {
+    async fn holds(&mut self, group_id: &str, user_id: &str) -> Result<Option<bool>, String> {
+        Ok(self.users.contains_key(user_id).then(|| {
+            self.memberships
+                .contains(&Membership { group_id: ObjectId::new(group_id), user_id: ObjectId::new(user_id) })
+        }))
+    }
+    async fn removed(&mut self, group_id: &str, user_id: &str) -> Result<(), String> {
+        self.memberships.remove(&Membership { group_id: ObjectId::new(group_id), user_id: ObjectId::new(user_id) });
+        Ok(())
+    }
+}
+
+async fn present(fetched: &mut dyn Fetched, grant: &Grant) -> Result<Option<bool>, String> {
+    fetched.holds(&grant.group.id, &grant.user.id).await
 }
 
 async fn grants(
@@ -75,12 +98,12 @@ async fn grants(
 }
 
 /// Reconciles one integration against what the sync just fetched. Removals are also taken out of
-/// `snapshot`, so the stored directory matches JumpCloud afterwards.
+/// `fetched`, so the stored directory matches JumpCloud afterwards.
 pub async fn reconcile(
     ctx: &GrantContext<'_>,
     integration: &str,
     directory: &dyn Directory,
-    snapshot: &mut DirectorySnapshot,
+    fetched: &mut dyn Fetched,
     fetch_started: DateTime<Utc>,
 ) -> ReconcileReport {
     let mut report = ReconcileReport::default();
@@ -94,8 +117,13 @@ pub async fn reconcile(
                 .iter()
                 .filter(|g| g.granted_at.unwrap_or(g.requested_at) < settled_before && !g.membership_missing)
             {
-                if present(snapshot, grant) != Some(false) {
-                    continue;
+                match present(fetched, grant).await {
+                    Ok(Some(false)) => {}
+                    Ok(_) => continue,
+                    Err(e) => {
+                        report.failures.push(format!("reading the membership of grant {}: {e}", grant.id));
+                        continue;
+                    }
                 }
                 let audit = AuditRecord::new(
                     grant,
@@ -136,8 +164,16 @@ pub async fn reconcile(
     let mut seen = BTreeSet::new();
     for grant in candidates {
         let ended = ended_at(&grant);
-        if ended >= settled_before || ended < watch_from || present(snapshot, &grant) != Some(true) {
+        if ended >= settled_before || ended < watch_from {
             continue;
+        }
+        match present(fetched, &grant).await {
+            Ok(Some(true)) => {}
+            Ok(_) => continue,
+            Err(e) => {
+                report.failures.push(format!("reading the membership of grant {}: {e}", grant.id));
+                continue;
+            }
         }
         if !seen.insert((grant.group.id.clone(), grant.user.id.clone())) || grant.preexisting_membership {
             continue;
@@ -154,10 +190,9 @@ pub async fn reconcile(
         {
             match remove_outlived(ctx, directory, &grant).await {
                 Ok(true) => {
-                    snapshot.memberships.remove(&Membership {
-                        group_id: ObjectId::new(&grant.group.id),
-                        user_id: ObjectId::new(&grant.user.id),
-                    });
+                    if let Err(e) = fetched.removed(&grant.group.id, &grant.user.id).await {
+                        report.failures.push(format!("forgetting the removed membership of grant {}: {e}", grant.id));
+                    }
                     report.removed.push((grant.id.clone(), grant.group.id.clone(), grant.user.id.clone()));
                 }
                 Ok(false) => {}

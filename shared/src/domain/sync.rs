@@ -2,6 +2,7 @@
 //! only what changed. One failing integration never stops the others.
 
 use super::{
+    fanout::{self, FanOut, FanOutStarted},
     grant::GrantContext,
     model::{DirectoryDigest, DirectoryGroup, DirectorySnapshot, LeaseKey, Membership, ObjectId},
     outside::{self, Added, Outside},
@@ -33,6 +34,11 @@ pub enum SyncError {
     Secrets(#[from] SecretsError),
     #[error("unknown integration {0:?}")]
     UnknownIntegration(String),
+    #[error(transparent)]
+    Queue(#[from] crate::ports::QueueError),
+    /// A fanned-out run's records are not as its parts left them.
+    #[error("fanned-out sync: {0}")]
+    Fanout(String),
     /// Another sync of the integration is running (one at a time per integration).
     #[error("a sync of integration {:?} is running since {}", .0.integration, .0.started_at)]
     AlreadyRunning(Box<SyncStatus>),
@@ -80,6 +86,9 @@ pub struct SyncReport {
     pub duration: Duration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconciliation: Option<ReconcileReport>,
+    /// A fanned-out sync: how many parts it ran in (`domain::fanout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -99,6 +108,8 @@ pub struct SyncContext<'a> {
     /// The grant lifecycle's ports: with them, each sync also reconciles grants against what it
     /// fetched (invariant 6) and publishes `Sync Completed`.
     pub grants: Option<&'a GrantContext<'a>>,
+    /// With a queue, a full sync of a large organization is fanned out (`domain::fanout`).
+    pub fanout: Option<&'a FanOut<'a>>,
 }
 
 /// Syncs one integration and records its status (running, then succeeded or failed).
@@ -108,14 +119,27 @@ pub async fn sync_integration(
     directory: &dyn Directory,
 ) -> Result<SyncReport, SyncError> {
     let started_at = ctx.clock.now();
-    let mut status = SyncStatus::running(integration, started_at);
+    let status = SyncStatus::running(integration, started_at);
     if let Some(running) = ctx.store.claim_sync(&status, started_at + SYNC_CLAIM).await? {
         tracing::info!(integration, since = %running.started_at, "a sync of this integration is running: not starting another");
         return Err(SyncError::AlreadyRunning(Box::new(running)));
     }
     let outcome = run(ctx, integration, directory).await;
+    record_outcome(ctx, integration, started_at, &outcome).await;
+    outcome
+}
+
+/// A full sync (single or fanned out) that began at `started_at` has ended: `Sync Completed`
+/// (with the grant lifecycle), the event cursor (on success) and the status.
+pub(crate) async fn record_outcome(
+    ctx: &SyncContext<'_>,
+    integration: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+    outcome: &Result<SyncReport, SyncError>,
+) {
+    let mut status = SyncStatus::running(integration, started_at);
     status.finished_at = Some(ctx.clock.now());
-    if let (Some(grants), Ok(report)) = (ctx.grants, &outcome) {
+    if let (Some(grants), Ok(report)) = (ctx.grants, outcome) {
         let event = GrantEvent {
             detail_type: EventType::SyncCompleted,
             detail: serde_json::to_value(report).unwrap_or_default(),
@@ -131,7 +155,7 @@ pub async fn sync_integration(
             tracing::error!(integration, error = %e, "could not record the event cursor");
         }
     }
-    match &outcome {
+    match outcome {
         Ok(report) => {
             status.state = SyncState::Succeeded;
             status.users = report.users as u64;
@@ -149,7 +173,6 @@ pub async fn sync_integration(
     if let Err(e) = ctx.store.put_sync_status(&status).await {
         tracing::error!(integration, error = %e, "could not record the sync status");
     }
-    outcome
 }
 
 async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory) -> Result<SyncReport, SyncError> {
@@ -234,6 +257,7 @@ async fn run(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory
         fetch_duration,
         duration: started.elapsed(),
         reconciliation,
+        parts: None,
     })
 }
 
@@ -303,7 +327,10 @@ async fn judge_added_outside(
 }
 
 /// Splits changes into slices of at most `size` items, puts before deletes.
-fn slices(changes: crate::domain::model::DirectoryChanges, size: usize) -> Vec<crate::domain::model::DirectoryChanges> {
+pub(crate) fn slices(
+    changes: crate::domain::model::DirectoryChanges,
+    size: usize,
+) -> Vec<crate::domain::model::DirectoryChanges> {
     use crate::domain::model::DirectoryChanges;
     let mut out = Vec::new();
     let mut current = DirectoryChanges::default();
@@ -329,8 +356,27 @@ fn slices(changes: crate::domain::model::DirectoryChanges, size: usize) -> Vec<c
     out
 }
 
-/// One integration's full sync, its outcome whatever happened.
+/// One integration's full sync, its outcome whatever happened: fanned out when the context has a
+/// queue and the organization is large (`fanout::wanted`), else in this invocation.
 pub async fn full_sync(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory) -> IntegrationOutcome {
+    if let Some(fanout) = ctx.fanout {
+        let started = match fanout::wanted(ctx, fanout, integration, directory).await {
+            Ok(false) => None,
+            Ok(true) => Some(fanout::start(ctx, fanout, integration, directory).await),
+            Err(e) => Some(Err(e)),
+        };
+        match started {
+            None => {}
+            Some(Ok(started)) => return IntegrationOutcome::FannedOut(started),
+            Some(Err(SyncError::AlreadyRunning(running))) => {
+                return IntegrationOutcome::Running { integration: running.integration, started_at: running.started_at }
+            }
+            Some(Err(error)) => {
+                tracing::error!(integration, error = %error, "fanned-out sync failed to start");
+                return IntegrationOutcome::Failed { integration: integration.to_owned(), error: error.to_string() };
+            }
+        }
+    }
     match sync_integration(ctx, integration, directory).await {
         Ok(report) => IntegrationOutcome::Succeeded(report),
         Err(SyncError::AlreadyRunning(running)) => {
@@ -357,20 +403,25 @@ pub enum IntegrationOutcome {
         integration: String,
         started_at: chrono::DateTime<chrono::Utc>,
     },
+    /// Planned and handed to workers over the queue: it goes on there (`domain::fanout`).
+    #[serde(rename = "fanned_out")]
+    FannedOut(FanOutStarted),
 }
 
 impl IntegrationOutcome {
     pub fn integration(&self) -> &str {
         match self {
             Self::Succeeded(r) => &r.integration,
+            Self::FannedOut(started) => &started.integration,
             Self::Failed { integration, .. } | Self::Running { integration, .. } => integration,
         }
     }
     pub fn is_running(&self) -> bool {
         matches!(self, Self::Running { .. })
     }
+    /// Succeeded, or handed to the fan-out's workers.
     pub fn is_success(&self) -> bool {
-        matches!(self, Self::Succeeded(_))
+        matches!(self, Self::Succeeded(_) | Self::FannedOut(_))
     }
 }
 
@@ -442,7 +493,8 @@ mod tests {
     async fn sync(store: &MemoryStore, dir: &FakeDirectory) -> Result<SyncReport, SyncError> {
         let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap());
         let policy = DirectoryPolicy::default();
-        let ctx = SyncContext { store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
+        let ctx =
+            SyncContext { store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None, fanout: None };
         sync_integration(&ctx, "corp", dir).await
     }
 
@@ -532,7 +584,14 @@ mod tests {
         let policy = DirectoryPolicy::default();
         let clock = ManualClock::new(Utc::now());
         let recorder = Recorder(Mutex::new(vec![]));
-        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &recorder, grants: None };
+        let ctx = SyncContext {
+            store: &store,
+            policy: &policy,
+            clock: &clock,
+            progress: &recorder,
+            grants: None,
+            fanout: None,
+        };
         sync_integration(&ctx, "corp", org().as_ref()).await.unwrap();
         let seen = recorder.0.into_inner().unwrap();
         assert!(matches!(seen.first(), Some(SyncProgress::Started { .. })));
@@ -565,7 +624,14 @@ mod tests {
     #[tokio::test]
     async fn one_failing_integration_does_not_stop_the_others() {
         let (store, policy, clock) = ctx_parts();
-        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
+        let ctx = SyncContext {
+            store: &store,
+            policy: &policy,
+            clock: &clock,
+            progress: &NoProgress,
+            grants: None,
+            fanout: None,
+        };
         let integrations = FakeIntegrations::default();
         integrations.add("good", org());
         let broken = org();
@@ -590,7 +656,14 @@ mod tests {
     #[tokio::test]
     async fn only_the_named_integration_is_synced_and_an_unknown_one_is_an_error() {
         let (store, policy, clock) = ctx_parts();
-        let ctx = SyncContext { store: &store, policy: &policy, clock: &clock, progress: &NoProgress, grants: None };
+        let ctx = SyncContext {
+            store: &store,
+            policy: &policy,
+            clock: &clock,
+            progress: &NoProgress,
+            grants: None,
+            fanout: None,
+        };
         let integrations = FakeIntegrations::default();
         integrations.add("a", org());
         integrations.add("b", org());

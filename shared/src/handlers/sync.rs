@@ -84,6 +84,7 @@ impl SyncHandler {
             clock: self.clock.as_ref(),
             progress: &NoProgress,
             grants,
+            fanout: None,
         }
     }
 

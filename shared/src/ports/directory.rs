@@ -119,6 +119,17 @@ pub struct AddError {
 pub trait Directory: Send + Sync {
     async fn list_users(&self) -> Result<Vec<SourceUser>, DirectoryError>;
     async fn list_groups(&self) -> Result<Vec<SourceGroup>, DirectoryError>;
+    /// Users in JumpCloud's id order from position `skip`: `limit` of them, or all to the end
+    /// (`None`): a fanned-out sync's users part.
+    async fn list_users_from(&self, skip: u64, limit: Option<u64>) -> Result<Vec<SourceUser>, DirectoryError> {
+        let mut users = self.list_users().await?;
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(users.into_iter().skip(skip as usize).take(limit.map_or(usize::MAX, |l| l as usize)).collect())
+    }
+    /// How many users the organization has.
+    async fn count_users(&self) -> Result<u64, DirectoryError> {
+        Ok(self.list_users().await?.len() as u64)
+    }
     /// Ids of the group's direct user members.
     async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, DirectoryError>;
     /// Ids of the groups the user is a direct member of.

@@ -4,6 +4,7 @@
 
 mod directory;
 mod events;
+mod fanout;
 mod insights;
 mod integrations;
 mod policy;
@@ -12,6 +13,7 @@ mod store;
 
 pub use directory::*;
 pub use events::*;
+pub use fanout::*;
 pub use insights::*;
 pub use integrations::*;
 pub use policy::*;

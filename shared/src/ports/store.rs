@@ -128,6 +128,14 @@ pub trait DirectoryStore: Send + Sync {
     /// Every user of the synced directory, by id. One `Query` of the users partition (one call
     /// per 1 MB page, a few thousand users each).
     async fn list_users(&self, integration: &str) -> Result<Vec<DirectoryUser>, StoreError>;
+    /// The ids of the stored users after `after` up to and including `upto` (either end open when
+    /// `None`), in id order. One `Query` of the users partition with a key range, keys only.
+    async fn user_ids_between(
+        &self,
+        integration: &str,
+        after: Option<&str>,
+        upto: Option<&str>,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// Errors of the grant store.

@@ -39,6 +39,22 @@ impl MemoryStore {
 
 #[async_trait]
 impl DirectoryStore for MemoryStore {
+    async fn user_ids_between(
+        &self,
+        integration: &str,
+        after: Option<&str>,
+        upto: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids: Vec<String> = self
+            .directory(integration)
+            .users
+            .into_keys()
+            .filter(|id| after.is_none_or(|a| id.as_str() > a) && upto.is_none_or(|u| id.as_str() <= u))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     async fn load_digest(&self, integration: &str) -> Result<DirectoryDigest, StoreError> {
         Ok(DirectoryDigest::of(&self.directory(integration)))
     }

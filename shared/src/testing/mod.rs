@@ -4,6 +4,7 @@
 pub mod contract;
 mod directory;
 mod directory_store;
+mod fanout;
 mod grants;
 pub mod lifecycle;
 mod policy;
@@ -12,6 +13,7 @@ mod slack;
 
 pub use directory::*;
 pub use directory_store::*;
+pub use fanout::*;
 pub use grants::*;
 pub use policy::*;
 pub use policy_store::*;

@@ -559,6 +559,53 @@ impl DirectoryStore for DynamoStore {
         items.into_iter().map(user_of).collect()
     }
 
+    async fn user_ids_between(
+        &self,
+        integration: &str,
+        after: Option<&str>,
+        upto: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        if let (Some(after), Some(upto)) = (after, upto) {
+            if after >= upto {
+                return Ok(Vec::new()); // and DynamoDB refuses such a `BETWEEN`
+            }
+        }
+        let mut condition = "#pk = :pk".to_owned();
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_names("#pk", table::PARTITION_KEY)
+            .expression_attribute_names("#sk", table::SORT_KEY)
+            .expression_attribute_values(":pk", AttributeValue::S(keys::users(integration)))
+            .projection_expression("#sk");
+        // A key condition takes one range: both ends as `BETWEEN` (inclusive; `after` itself is
+        // dropped below), or one comparison.
+        match (after, upto) {
+            (Some(_), Some(_)) => condition.push_str(" AND #sk BETWEEN :after AND :upto"),
+            (Some(_), None) => condition.push_str(" AND #sk > :after"),
+            (None, Some(_)) => condition.push_str(" AND #sk <= :upto"),
+            (None, None) => {}
+        }
+        if let Some(after) = after {
+            query = query.expression_attribute_values(":after", AttributeValue::S(after.to_owned()));
+        }
+        if let Some(upto) = upto {
+            query = query.expression_attribute_values(":upto", AttributeValue::S(upto.to_owned()));
+        }
+        let mut pages = query.key_condition_expression(condition).into_paginator().send();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(StoreError::aws)?.items.unwrap_or_default() {
+                let id = required_text(&item, table::SORT_KEY)?;
+                if Some(id.as_str()) != after {
+                    ids.push(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     async fn event_cursor(&self, integration: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let output = self
             .client

@@ -317,6 +317,52 @@ impl Directory for JumpCloudClient {
         .await
     }
 
+    async fn list_users_from(&self, skip: u64, limit: Option<u64>) -> Result<Vec<SourceUser>, DirectoryError> {
+        let page = |skip: u64, size: u64| async move {
+            let query = [
+                ("sort", "_id".to_owned()),
+                ("fields", USER_FIELDS.to_owned()),
+                ("limit", size.to_string()),
+                ("skip", skip.to_string()),
+            ];
+            let list: UserList = decode(&self.get("/api/systemusers", &query).await?)?;
+            Ok::<_, DirectoryError>(list.results.into_iter().map(SourceUser::from).collect::<Vec<_>>())
+        };
+        match limit {
+            // A known range: its pages at once, within the client's limits.
+            Some(limit) => {
+                let pages = try_join_all(
+                    (skip..skip + limit)
+                        .step_by(PAGE_SIZE as usize)
+                        .map(|at| page(at, PAGE_SIZE.min(skip + limit - at))),
+                )
+                .await?;
+                Ok(pages.into_iter().flatten().collect())
+            }
+            // To the end: page by page until a short one.
+            None => {
+                let mut users = Vec::new();
+                loop {
+                    let more = page(skip + users.len() as u64, PAGE_SIZE).await?;
+                    let short = (more.len() as u64) < PAGE_SIZE;
+                    users.extend(more);
+                    if short {
+                        return Ok(users);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn count_users(&self) -> Result<u64, DirectoryError> {
+        let query = [("fields", "_id".to_owned()), ("limit", "1".to_owned())];
+        let list: UserList = decode(&self.get("/api/systemusers", &query).await?)?;
+        list.total_count.ok_or_else(|| DirectoryError::Invalid {
+            status: 200,
+            message: "the user listing carries no totalCount".into(),
+        })
+    }
+
     async fn list_groups(&self) -> Result<Vec<SourceGroup>, DirectoryError> {
         self.all_pages("/api/v2/usergroups", &[("sort", "id".to_owned())], |reply| {
             let page: Vec<JumpCloudGroup> = decode(reply)?;

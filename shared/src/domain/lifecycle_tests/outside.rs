@@ -26,6 +26,7 @@ async fn synced(policy: &str) -> World {
         clock: &w.clock,
         progress: &NoProgress,
         grants: None,
+        fanout: None,
     };
     sync_integration(&ctx, "corp", w.jc.as_ref()).await.expect("full sync");
     w.advance(Duration::minutes(1));
@@ -193,6 +194,7 @@ async fn full_sync(w: &World) -> crate::domain::reconcile::ReconcileReport {
         clock: &w.clock,
         progress: &NoProgress,
         grants: Some(&grants),
+        fanout: None,
     };
     sync_integration(&ctx, "corp", w.jc.as_ref()).await.expect("full sync").reconciliation.expect("reconciled")
 }
@@ -247,4 +249,73 @@ fn remove_outside_without_jit_only_is_refused() {
     let doc = "version: 1\nrules:\n  - groups: [\"prod-*\"]\n    eligible: everyone\n    remove_outside: true\n";
     let error = crate::domain::policy::parse_policy(doc).unwrap_err().to_string();
     assert!(error.contains("remove_outside needs jit_only"), "{error}");
+}
+
+/// A fanned-out full sync (one user and one group per part) with the lifecycle's ports: its
+/// reconciliation as `Sync Completed` reported it.
+async fn fanned_full_sync(w: &World) -> serde_json::Value {
+    use crate::domain::fanout::{run_part, FanOut};
+    use crate::domain::sync::{full_sync, IntegrationOutcome};
+    use crate::testing::{MemoryQueue, MemoryRuns};
+    let policy = DirectoryPolicy::default();
+    let grants = w.ctx();
+    let (queue, runs) = (MemoryQueue::default(), MemoryRuns::default());
+    let fanout = FanOut { users_per_part: 1, groups_per_part: 1, ..FanOut::new(&queue, &runs, 0) };
+    let ctx = SyncContext {
+        store: &w.synced,
+        policy: &policy,
+        clock: &w.clock,
+        progress: &NoProgress,
+        grants: Some(&grants),
+        fanout: Some(&fanout),
+    };
+    let outcome = full_sync(&ctx, "corp", w.jc.as_ref()).await;
+    assert!(matches!(outcome, IntegrationOutcome::FannedOut(_)), "{outcome:?}");
+    while let Some(message) = queue.take() {
+        run_part(&ctx, &fanout, &message, w.jc.as_ref(), 1).await.expect("part");
+    }
+    let completed: Vec<_> =
+        w.bus.published().into_iter().filter(|e| e.detail_type == EventType::SyncCompleted).collect();
+    let last = completed.last().expect("Sync Completed");
+    assert!(last.detail["parts"].as_u64().unwrap() > 2, "{:?}", last.detail);
+    last.detail["reconciliation"].clone()
+}
+
+#[tokio::test]
+async fn a_fanned_out_sync_judges_an_outside_add_once_and_the_first_one_touches_nothing() {
+    let policy = format!("{JIT_ONLY}    remove_outside: true\n");
+    let w = World::new(&[("g1", "u2")]);
+    w.policies.apply(&policy, t0());
+    let first = fanned_full_sync(&w).await;
+    assert!(first.get("added_outside").is_none(), "{first}");
+    assert!(w.jc.is_member("g1", "u2"), "standing, untouched");
+
+    // Added outside the product, to the jit_only group and to another: only the first is drift.
+    w.jc.set_member("g1", "u10");
+    w.jc.set_member("g3", "u10");
+    let grant = w.grant("alice@corp.com", "1h").await;
+    w.advance(Duration::minutes(1));
+    let report = fanned_full_sync(&w).await;
+    assert_eq!(report["added_outside"], serde_json::json!([["g1", "u10", true]]), "{report}");
+    assert!(!w.jc.is_member("g1", "u10"), "removed in JumpCloud");
+    assert!(!w.synced.is_member("corp", "g1", "u10").await.unwrap(), "and not stored");
+    assert!(w.synced.is_member("corp", "g3", "u10").await.unwrap());
+    assert!(w.jc.is_member("g1", "u2"), "the standing one still untouched");
+    assert_eq!(w.status(&grant.id), GrantStatus::Active, "the grant's own membership is no drift");
+    assert_eq!(drift_events(&w).len(), 1);
+    w.advance(Duration::minutes(1));
+    assert!(fanned_full_sync(&w).await.get("added_outside").is_none(), "once");
+}
+
+#[tokio::test]
+async fn a_fanned_out_sync_reconciles_grants_against_what_its_parts_stored() {
+    let w = World::new(&[]);
+    fanned_full_sync(&w).await;
+    let grant = w.grant("alice@corp.com", "1h").await;
+    // Removed in JumpCloud outside the product while the grant is active.
+    w.jc.unset_member("g1", "u1");
+    w.advance(Duration::minutes(10));
+    let report = fanned_full_sync(&w).await;
+    assert_eq!(report["missing"], serde_json::json!([grant.id]), "{report}");
+    assert!(w.store.grant(&grant.id).unwrap().membership_missing);
 }

@@ -154,7 +154,14 @@ async fn main() -> anyhow::Result<()> {
         JumpCloudLimits { requests_per_second: 1_000, ..JumpCloudLimits::default() },
     );
     let policy = DirectoryPolicy::default();
-    let full = SyncContext { store: &store, policy: &policy, clock: &SystemClock, progress: &NoProgress, grants: None };
+    let full = SyncContext {
+        store: &store,
+        policy: &policy,
+        clock: &SystemClock,
+        progress: &NoProgress,
+        grants: None,
+        fanout: None,
+    };
     let started = Instant::now();
     let report = sync_integration(&full, "bench", &client).await?;
     let full_requests = sim.handle().total_requests();

@@ -232,7 +232,14 @@ async fn main() -> anyhow::Result<()> {
         limits,
     );
     let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };
-    let ctx = SyncContext { store: &store, policy: &policy, clock: &SystemClock, progress: &HeapByStage, grants: None };
+    let ctx = SyncContext {
+        store: &store,
+        policy: &policy,
+        clock: &SystemClock,
+        progress: &HeapByStage,
+        grants: None,
+        fanout: None,
+    };
 
     reset_peak_rss();
     reset_heap_peak();

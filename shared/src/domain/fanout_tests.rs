@@ -1,0 +1,319 @@
+//! The fanned-out full sync over in-memory ports: it stores exactly what the single sync stores,
+//! deletes exactly, retries a part alone, finishes once, and drops parts of runs that are over.
+
+use super::{
+    fanout::{run_part, FanOut, PartOutcome, PART_ATTEMPTS},
+    sync::{full_sync, sync_integration, IntegrationOutcome, NoProgress, SyncContext},
+};
+use crate::{
+    clock::ManualClock,
+    config::DirectoryPolicy,
+    domain::model::{DirectorySnapshot, UserState},
+    ports::{DirectoryError, DirectoryStore, PartKind, RunStage, SourceUser, SyncRunStore, SyncState, UserAttribute},
+    testing::{FakeDirectory, MemoryQueue, MemoryRuns, MemoryStore},
+};
+use chrono::{TimeZone, Utc};
+
+fn id(n: usize) -> String {
+    format!("{n:024x}")
+}
+
+fn user(n: usize) -> SourceUser {
+    FakeDirectory::user(&id(n), &format!("user{n}@corp.com"))
+}
+
+/// 23 users (ids 1..=23; user 5 suspended; managers across parts, by id and by custom email
+/// attribute, one naming itself, one unknown), 7 groups, memberships spread over them.
+fn org() -> FakeDirectory {
+    let mut users: Vec<SourceUser> = (1..=23).map(user).collect();
+    users[4].state = UserState::Suspended;
+    users[0].manager = Some(id(22)); // in another part
+    users[1].manager = Some(id(1)); // in the same part
+    users[2].manager = Some(id(3)); // itself
+    users[3].manager = Some(id(99)); // nobody
+    users[20].attributes = vec![UserAttribute { name: "manager".into(), value: Some("USER2@corp.com".into()) }];
+    users[20].manager = None;
+    let groups = (1..=7).map(|g| FakeDirectory::group(&id(1000 + g), &format!("group-{g}"))).collect();
+    let dir = FakeDirectory::with(users, groups, &[]);
+    for g in 1..=7 {
+        for u in (g..=23).step_by(g) {
+            dir.set_member(&id(1000 + g), &id(u));
+        }
+    }
+    dir
+}
+
+struct World {
+    store: MemoryStore,
+    runs: MemoryRuns,
+    queue: MemoryQueue,
+    clock: ManualClock,
+    policy: DirectoryPolicy,
+    dir: FakeDirectory,
+}
+
+impl World {
+    fn new(dir: FakeDirectory) -> Self {
+        Self {
+            store: MemoryStore::default(),
+            runs: MemoryRuns::default(),
+            queue: MemoryQueue::default(),
+            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 3, 0, 0).unwrap()),
+            policy: DirectoryPolicy::default(),
+            dir,
+        }
+    }
+
+    fn fanout(&self) -> FanOut<'_> {
+        FanOut { users_per_part: 5, groups_per_part: 3, ..FanOut::new(&self.queue, &self.runs, 10) }
+    }
+
+    /// Plans a run; `None` when the sync ran in one invocation.
+    async fn start(&self) -> IntegrationOutcome {
+        let fanout = self.fanout();
+        let ctx = self.ctx(Some(&fanout));
+        full_sync(&ctx, "corp", &self.dir).await
+    }
+
+    fn ctx<'a>(&'a self, fanout: Option<&'a FanOut<'a>>) -> SyncContext<'a> {
+        SyncContext {
+            store: &self.store,
+            policy: &self.policy,
+            clock: &self.clock,
+            progress: &NoProgress,
+            grants: None,
+            fanout,
+        }
+    }
+
+    async fn deliver(&self, attempt: u32) -> Option<Result<PartOutcome, crate::domain::sync::SyncError>> {
+        let message = self.queue.take()?;
+        let fanout = self.fanout();
+        let outcome = run_part(&self.ctx(Some(&fanout)), &fanout, &message, &self.dir, attempt).await;
+        if outcome.is_err() {
+            self.queue.messages.lock().unwrap().push_back(message); // the queue delivers it again
+        }
+        Some(outcome)
+    }
+
+    /// Works every part until the queue is empty.
+    async fn drain(&self) -> Vec<PartOutcome> {
+        let mut outcomes = Vec::new();
+        while let Some(outcome) = self.deliver(1).await {
+            outcomes.push(outcome.expect("part"));
+        }
+        outcomes
+    }
+
+    async fn fanned_sync(&self) -> Vec<PartOutcome> {
+        assert!(matches!(self.start().await, IntegrationOutcome::FannedOut(_)), "fanned out");
+        self.drain().await
+    }
+}
+
+async fn single(dir: &FakeDirectory) -> DirectorySnapshot {
+    let store = MemoryStore::default();
+    let (policy, clock) = (DirectoryPolicy::default(), ManualClock::new(Utc::now()));
+    let ctx = SyncContext {
+        store: &store,
+        policy: &policy,
+        clock: &clock,
+        progress: &NoProgress,
+        grants: None,
+        fanout: None,
+    };
+    sync_integration(&ctx, "corp", dir).await.expect("single sync");
+    store.directory("corp")
+}
+
+#[tokio::test]
+async fn a_fanned_out_sync_stores_exactly_what_the_single_sync_stores() {
+    let w = World::new(org());
+    let started = match w.start().await {
+        IntegrationOutcome::FannedOut(started) => started,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((started.users, started.groups, started.user_parts, started.member_parts), (23, 7, 5, 3));
+    let status = w.store.sync_status("corp").await.unwrap().unwrap();
+    assert_eq!(status.state, SyncState::Running, "the run holds the claim");
+    assert_eq!(w.queue.len(), 5, "one message per users part");
+
+    let outcomes = w.drain().await;
+    assert_eq!(outcomes.len(), 8, "5 users parts, then 3 members parts");
+    let moved: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            PartOutcome::Done { moved: Some(stage), .. } => Some(*stage),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved, vec![RunStage::Members, RunStage::Done], "moved on once per half");
+
+    let expected = single(&w.dir).await;
+    let stored = w.store.directory("corp");
+    assert_eq!(stored.users, expected.users, "users, managers resolved across parts");
+    assert_eq!(stored.groups, expected.groups);
+    assert_eq!(stored.memberships, expected.memberships);
+    assert!(!stored.users.contains_key(&id(5)), "suspended: not stored");
+    assert_eq!(stored.users[&id(1)].manager_id.as_deref(), Some(id(22).as_str()), "a manager in another part");
+    assert_eq!(stored.users[&id(21)].manager_email.as_deref(), Some("user2@corp.com"), "by email attribute");
+
+    let status = w.store.sync_status("corp").await.unwrap().unwrap();
+    assert_eq!(status.state, SyncState::Succeeded);
+    assert_eq!((status.users, status.groups), (22, 7));
+    assert_eq!(status.memberships as usize, expected.memberships.len());
+    assert_eq!(w.store.event_cursor("corp").await.unwrap(), Some(started.started_at), "the cursor at the run's start");
+}
+
+#[tokio::test]
+async fn a_second_fanned_out_sync_of_an_unchanged_directory_writes_nothing() {
+    let w = World::new(org());
+    w.fanned_sync().await;
+    let before = w.store.item_writes();
+    w.clock.advance(chrono::Duration::hours(1));
+    w.fanned_sync().await;
+    assert_eq!(w.store.item_writes(), before, "no item written");
+    let status = w.store.sync_status("corp").await.unwrap().unwrap();
+    assert_eq!((status.state, status.written, status.deleted), (SyncState::Succeeded, 0, 0));
+}
+
+#[tokio::test]
+async fn vanished_users_groups_and_memberships_go_and_nothing_else() {
+    let w = World::new(org());
+    w.fanned_sync().await;
+    w.dir.users.lock().unwrap().retain(|u| u.id != id(7) && u.id != id(23));
+    w.dir.groups.lock().unwrap().retain(|g| g.id != id(1002));
+    w.dir.unset_member(&id(1003), &id(9));
+    w.dir.users.lock().unwrap()[10].state = UserState::Suspended; // user 12
+    w.clock.advance(chrono::Duration::hours(1));
+    w.fanned_sync().await;
+    assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
+#[tokio::test]
+async fn a_user_that_paging_moves_past_its_part_is_not_deleted() {
+    let w = World::new(org());
+    w.fanned_sync().await;
+    w.clock.advance(chrono::Duration::hours(1));
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)));
+    // Part 0 (users 1-5) runs; then user 2 is deleted: every later user moves down a place, so
+    // part 1 (positions 5-9) starts at user 7 and nobody lists user 6.
+    let first = w.queue.take().unwrap();
+    let fanout = w.fanout();
+    run_part(&w.ctx(Some(&fanout)), &fanout, &first, &w.dir, 1).await.unwrap();
+    w.dir.users.lock().unwrap().retain(|u| u.id != id(2));
+    w.drain().await;
+    let stored = w.store.directory("corp");
+    assert!(stored.users.contains_key(&id(6)), "JumpCloud still has user 6: kept");
+    // User 2 went after the run read it: like a change during a single sync's fetch, the next
+    // run (or the events since this one began) takes it out.
+    assert!(stored.users.contains_key(&id(2)));
+    w.clock.advance(chrono::Duration::hours(1));
+    w.fanned_sync().await;
+    let stored = w.store.directory("corp");
+    assert!(!stored.users.contains_key(&id(2)), "gone now");
+    // User 21 names user 2 as manager: its part found user 2 still stored (users go only when
+    // every part has reported), so the manager goes one run later. A known lag, not a loss.
+    assert_eq!(stored.users[&id(21)].manager_id.as_deref(), Some(id(2).as_str()));
+    w.clock.advance(chrono::Duration::hours(1));
+    w.fanned_sync().await;
+    assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
+#[tokio::test]
+async fn a_failing_part_is_retried_alone_and_the_last_attempt_fails_the_run() {
+    let w = World::new(org());
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)));
+    for _ in 0..3 {
+        w.deliver(1).await.unwrap().unwrap();
+    }
+    // JumpCloud fails part 3's listing; it goes back to the queue, behind part 4.
+    *w.dir.fail_with.lock().unwrap() = Some(DirectoryError::Transient { reason: "HTTP 503".into() });
+    assert!(w.deliver(1).await.unwrap().is_err());
+    *w.dir.fail_with.lock().unwrap() = None;
+    let rest = w.drain().await;
+    let parts: Vec<(PartKind, u32)> = rest
+        .iter()
+        .filter_map(|o| match o {
+            PartOutcome::Done { kind, part, .. } => Some((*kind, *part)),
+            _ => None,
+        })
+        .take(2)
+        .collect();
+    assert_eq!(parts, vec![(PartKind::Users, 4), (PartKind::Users, 3)], "only the failed part again");
+    assert_eq!(w.store.sync_status("corp").await.unwrap().unwrap().state, SyncState::Succeeded);
+    assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+
+    // A part failing on its last delivery fails the run: the status says why, later parts drop.
+    w.clock.advance(chrono::Duration::hours(1));
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)));
+    *w.dir.fail_with.lock().unwrap() = Some(DirectoryError::Transient { reason: "HTTP 503".into() });
+    assert!(w.deliver(PART_ATTEMPTS).await.unwrap().is_err());
+    let status = w.store.sync_status("corp").await.unwrap().unwrap();
+    assert_eq!(status.state, SyncState::Failed);
+    assert!(status.error.as_deref().unwrap().contains("users/0 failed 5 times"), "{status:?}");
+    *w.dir.fail_with.lock().unwrap() = None;
+    let after = w.drain().await;
+    assert!(after.iter().all(|o| matches!(o, PartOutcome::Dropped { .. })), "{after:?}");
+}
+
+#[tokio::test]
+async fn a_finishing_part_delivered_twice_finishes_once() {
+    let w = World::new(org());
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)));
+    let mut sent = Vec::new();
+    while let Some(message) = w.queue.take() {
+        sent.push(message.clone());
+        let fanout = w.fanout();
+        run_part(&w.ctx(Some(&fanout)), &fanout, &message, &w.dir, 1).await.unwrap();
+    }
+    let status = w.store.sync_status("corp").await.unwrap().unwrap();
+    assert_eq!(status.state, SyncState::Succeeded);
+    // Every message delivered again (SQS delivers at least once): nothing changes.
+    let writes = w.store.item_writes();
+    for message in &sent {
+        let fanout = w.fanout();
+        let outcome = run_part(&w.ctx(Some(&fanout)), &fanout, message, &w.dir, 1).await.unwrap();
+        assert!(matches!(outcome, PartOutcome::Dropped { .. }), "{outcome:?}");
+    }
+    assert_eq!(w.store.item_writes(), writes);
+    assert_eq!(w.store.sync_status("corp").await.unwrap().unwrap(), status, "finished once");
+}
+
+#[tokio::test]
+async fn a_run_that_lost_its_claim_is_dropped_and_a_small_org_is_synced_in_one_invocation() {
+    let w = World::new(org());
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)));
+    // Its claim lapsed (the run died) and a new sync began: the old run's parts do nothing.
+    w.clock.advance(chrono::Duration::hours(4));
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)));
+    let runs_sent =
+        w.queue.sent.lock().unwrap().iter().map(|m| m.run_id.clone()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(runs_sent.len(), 2);
+    let outcomes = w.drain().await;
+    let dropped = outcomes.iter().filter(|o| matches!(o, PartOutcome::Dropped { .. })).count();
+    assert_eq!(dropped, 5, "the old run's users parts");
+    assert_eq!(w.store.sync_status("corp").await.unwrap().unwrap().state, SyncState::Succeeded);
+
+    // Below the threshold: the single invocation, nothing queued.
+    let small = World::new(FakeDirectory::with((1..=9).map(user).collect(), vec![], &[]));
+    assert!(matches!(small.start().await, IntegrationOutcome::Succeeded(_)));
+    assert!(small.queue.sent.lock().unwrap().is_empty());
+    assert!(small.runs.run("corp", "x").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_queue_that_refuses_the_plan_fails_the_sync_and_releases_the_claim() {
+    let w = World::new(org());
+    w.queue.fail_next(1);
+    match w.start().await {
+        IntegrationOutcome::Failed { error, .. } => assert!(error.contains("SQS"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    let status = w.store.sync_status("corp").await.unwrap().unwrap();
+    assert_eq!(status.state, SyncState::Failed);
+    // Nothing holds the integration: the next sync starts at once.
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)));
+    w.drain().await;
+    assert_eq!(w.store.sync_status("corp").await.unwrap().unwrap().state, SyncState::Succeeded);
+}
