@@ -171,6 +171,22 @@ pub struct Config {
     pub jumpcloud: JumpCloudLimits,
     pub identity: IdentityConfig,
     pub slack: SlackConfig,
+    /// The fanned-out full sync (`domain::fanout`): on when `SYNC_QUEUE_URL` is set.
+    pub fanout: Option<FanOutConfig>,
+}
+
+/// The fanned-out full sync's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanOutConfig {
+    /// The parts' queue (`SYNC_QUEUE_URL`), consumed by the sync function itself.
+    pub queue_url: String,
+    /// Organizations with at least this many users are fanned out (`FANOUT_ABOVE_USERS`,
+    /// default 100,000); smaller ones sync in one invocation.
+    pub above_users: u64,
+    /// JumpCloud requests per second that all of an integration's sync workers share
+    /// (`FANOUT_REQUESTS_PER_SECOND`, default three quarters of `JUMPCLOUD_REQUESTS_PER_SECOND`):
+    /// the rest is left to grants and revocations.
+    pub requests_per_second: u32,
 }
 
 /// Slack approvals (optional: on with `SLACK_ENABLED`, and then used while a secret carries the tag).
@@ -266,6 +282,25 @@ impl Config {
             }
         };
 
+        let jumpcloud_rps = number("JUMPCLOUD_REQUESTS_PER_SECOND", 20, 1, 10_000)? as u32;
+        let fanout = match get("SYNC_QUEUE_URL") {
+            None => None,
+            Some(queue_url) => {
+                reqwest::Url::parse(&queue_url)
+                    .map_err(|e| ConfigError { var: "SYNC_QUEUE_URL", reason: format!("{queue_url:?} is not a URL: {e}") })?;
+                Some(FanOutConfig {
+                    queue_url,
+                    above_users: number("FANOUT_ABOVE_USERS", 100_000, 1, 1_000_000_000)?,
+                    requests_per_second: number(
+                        "FANOUT_REQUESTS_PER_SECOND",
+                        u64::from((jumpcloud_rps * 3 / 4).max(1)),
+                        1,
+                        u64::from(jumpcloud_rps),
+                    )? as u32,
+                })
+            }
+        };
+
         let admin_principals = string("ADMIN_PRINCIPALS", "")
             .split(',')
             .map(str::trim)
@@ -300,7 +335,7 @@ impl Config {
             },
             jumpcloud: JumpCloudLimits {
                 max_concurrency: number("JUMPCLOUD_MAX_CONCURRENCY", 8, 1, 256)? as usize,
-                requests_per_second: number("JUMPCLOUD_REQUESTS_PER_SECOND", 20, 1, 10_000)? as u32,
+                requests_per_second: jumpcloud_rps,
                 request_timeout: duration("JUMPCLOUD_REQUEST_TIMEOUT", "10s")?.as_std(),
                 retry_budget: duration("JUMPCLOUD_RETRY_BUDGET", "30s")?.as_std(),
                 ..JumpCloudLimits::default()
@@ -318,6 +353,7 @@ impl Config {
                 secret_tag_key: string("SLACK_SECRET_TAG_KEY", DEFAULT_SLACK_SECRET_TAG_KEY),
                 secret_tag_value: string("SLACK_SECRET_TAG_VALUE", DEFAULT_SECRET_TAG_VALUE),
             },
+            fanout,
         })
     }
 }
@@ -535,6 +571,32 @@ mod oidc_tests {
             let err = config(vars).unwrap_err();
             assert_eq!(err.var, *var, "{vars:?}: {err}");
             assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_fan_out_is_off_without_a_queue_and_shares_three_quarters_of_the_rate_by_default() {
+        assert_eq!(config(&[]).unwrap().fanout, None);
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/jit-access-sync-parts";
+        let on = config(&[("SYNC_QUEUE_URL", url)]).unwrap().fanout.unwrap();
+        assert_eq!((on.queue_url.as_str(), on.above_users, on.requests_per_second), (url, 100_000, 15));
+        let set = config(&[
+            ("SYNC_QUEUE_URL", url),
+            ("FANOUT_ABOVE_USERS", "5000"),
+            ("JUMPCLOUD_REQUESTS_PER_SECOND", "40"),
+            ("FANOUT_REQUESTS_PER_SECOND", "25"),
+        ])
+        .unwrap()
+        .fanout
+        .unwrap();
+        assert_eq!((set.above_users, set.requests_per_second), (5000, 25));
+        for (vars, var) in [
+            (vec![("SYNC_QUEUE_URL", "not a url")], "SYNC_QUEUE_URL"),
+            (vec![("SYNC_QUEUE_URL", url), ("FANOUT_ABOVE_USERS", "0")], "FANOUT_ABOVE_USERS"),
+            // More than JumpCloud allows the whole deployment: no room left for revocations.
+            (vec![("SYNC_QUEUE_URL", url), ("FANOUT_REQUESTS_PER_SECOND", "21")], "FANOUT_REQUESTS_PER_SECOND"),
+        ] {
+            assert_eq!(config(&vars).unwrap_err().var, var);
         }
     }
 }

@@ -3,7 +3,8 @@
 //! applied policy read at most once per TTL; and `setup`, which creates the resources the template
 //! declares (for `jitctl setup` and the local stack); `slack`, Slack approvals over Slack's Web API
 //! (a decorator of the event bus, and what `POST /slack/interactions` calls); `ttl_cache`, the one
-//! read-through cache with a time to live that the secrets and the policy are read through.
+//! read-through cache with a time to live that the secrets and the policy are read through; `sqs`,
+//! the fanned-out sync's parts.
 
 pub mod aws;
 pub mod dynamodb;
@@ -14,4 +15,5 @@ pub mod scheduler;
 pub mod secrets_manager;
 pub mod setup;
 pub mod slack;
+pub mod sqs;
 pub mod ttl_cache;

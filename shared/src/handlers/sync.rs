@@ -4,7 +4,11 @@
 
 use super::{access, failure, routing};
 use crate::{
-    adapters::dynamodb::DynamoStore,
+    adapters::dynamodb::{DynamoSharedRate, DynamoStore},
+    adapters::jumpcloud::{JumpCloudDirectories, SharedRateFor},
+    adapters::sqs::SqsPartQueue,
+    domain::fanout::{run_part, FanOut},
+    ports::{PartMessage, PartQueue, SyncRunStore},
     clock::Clock,
     config::{Config, ConfigError, DirectoryPolicy, IdentityConfig},
     domain::audit::seal_days,
@@ -20,8 +24,10 @@ use lambda_http::{
     lambda_runtime::Diagnostic,
     Body, LambdaEvent, Request, Response,
 };
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
 use serde_json::Value;
+use tracing::Instrument;
 use std::sync::Arc;
 
 pub struct SyncHandler {
@@ -34,6 +40,22 @@ pub struct SyncHandler {
     pub clock: Arc<dyn Clock>,
     /// `POST /sync` is for admins.
     pub identity: IdentityConfig,
+    /// The fanned-out full sync's queue and records; `None`: every sync runs in one invocation.
+    pub fanout: Option<FanOutPorts>,
+}
+
+/// What the fanned-out full sync runs over (`domain::fanout`).
+#[derive(Clone)]
+pub struct FanOutPorts {
+    pub queue: Arc<dyn PartQueue>,
+    pub runs: Arc<dyn SyncRunStore>,
+    pub above_users: u64,
+}
+
+impl FanOutPorts {
+    fn fanout(&self) -> FanOut<'_> {
+        FanOut::new(self.queue.as_ref(), self.runs.as_ref(), self.above_users)
+    }
 }
 
 /// The incremental schedule's event (`{"source": "jit.sync", "detail-type": "Incremental Sync"}`,
@@ -51,15 +73,41 @@ impl SyncHandler {
     pub fn from_config(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Self, ConfigError> {
         // The lifecycle's catalog and JumpCloud clients serve the sync too: one set per container.
         let lifecycle = Arc::new(Lifecycle::from_config(sdk, config, Function::Revoke)?);
-        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name));
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let store = Arc::new(DynamoStore::new(dynamodb.clone(), &config.table_name));
+        let (directories, fanout): (Arc<dyn DirectoryProvider>, _) = match &config.fanout {
+            None => (lifecycle.directories.clone(), None),
+            Some(settings) => {
+                // The sync's own JumpCloud clients: every worker of an integration (every
+                // container) takes from one rate budget in the table.
+                let (table, per_second) = (config.table_name.clone(), settings.requests_per_second);
+                let rate_for: SharedRateFor = Arc::new(move |integration: &str| {
+                    Arc::new(DynamoSharedRate::new(dynamodb.clone(), table.clone(), integration, per_second))
+                        as Arc<dyn crate::ports::SharedRate>
+                });
+                let directories = Arc::new(
+                    JumpCloudDirectories::new(
+                        crate::wiring::http_client(),
+                        config.jumpcloud_api_url.clone(),
+                        config.jumpcloud_insights_url.clone(),
+                        config.jumpcloud.clone(),
+                        lifecycle.catalog.clone(),
+                    )
+                    .with_shared_rate(rate_for),
+                );
+                let queue = Arc::new(SqsPartQueue::new(aws_sdk_sqs::Client::new(sdk), &settings.queue_url));
+                (directories, Some(FanOutPorts { queue, runs: store.clone(), above_users: settings.above_users }))
+            }
+        };
         Ok(Self {
             catalog: lifecycle.catalog.clone(),
-            directories: lifecycle.directories.clone(),
+            directories,
             clock: lifecycle.clock.clone(),
             lifecycle: Some(lifecycle),
             store,
             policy: config.directory.clone(),
             identity: config.identity.clone(),
+            fanout,
         })
     }
 
@@ -69,22 +117,27 @@ impl SyncHandler {
 
     async fn run(&self, only: Option<&str>) -> Result<SyncSummary, SyncError> {
         let grants = self.lifecycle.as_ref().map(|l| l.ctx());
-        let summary =
-            sync_all(&self.ctx(grants.as_ref()), self.catalog.as_ref(), self.directories.as_ref(), only).await?;
+        let fanout = self.fanout.as_ref().map(FanOutPorts::fanout);
+        let ctx = self.ctx(grants.as_ref(), fanout.as_ref());
+        let summary = sync_all(&ctx, self.catalog.as_ref(), self.directories.as_ref(), only).await?;
         for outcome in &summary.integrations {
             tracing::info!(integration = outcome.integration(), outcome = ?outcome, "sync finished");
         }
         Ok(summary)
     }
 
-    fn ctx<'a>(&'a self, grants: Option<&'a crate::domain::grant::GrantContext<'a>>) -> SyncContext<'a> {
+    fn ctx<'a>(
+        &'a self,
+        grants: Option<&'a crate::domain::grant::GrantContext<'a>>,
+        fanout: Option<&'a FanOut<'a>>,
+    ) -> SyncContext<'a> {
         SyncContext {
             store: self.store.as_ref(),
             policy: &self.policy,
             clock: self.clock.as_ref(),
             progress: &NoProgress,
             grants,
-            fanout: None,
+            fanout,
         }
     }
 
@@ -92,8 +145,9 @@ impl SyncHandler {
     /// only when every integration failed.
     async fn incremental(&self) -> Result<Value, Diagnostic> {
         let grants = self.lifecycle.as_ref().map(|l| l.ctx());
+        let fanout = self.fanout.as_ref().map(FanOutPorts::fanout);
         let summary: IncrementalSummary =
-            sync_incremental_all(&self.ctx(grants.as_ref()), self.catalog.as_ref(), self.directories.as_ref())
+            sync_incremental_all(&self.ctx(grants.as_ref(), fanout.as_ref()), self.catalog.as_ref(), self.directories.as_ref())
                 .await
                 .map_err(|e| failure::retryable(e.to_string()))?;
         for outcome in &summary.integrations {
@@ -110,6 +164,9 @@ impl SyncHandler {
     /// incremental run (`events/sync-incremental.json`). Fails the invocation (for alarms) only
     /// when none could be synced.
     async fn scheduled(&self, event: Value) -> Result<Value, Diagnostic> {
+        if event.get("Records").is_some() {
+            return self.parts(event).await;
+        }
         let source = event.get("source").and_then(Value::as_str).unwrap_or_default();
         if source == INCREMENTAL_SOURCE {
             return self.incremental().await;
@@ -127,6 +184,57 @@ impl SyncHandler {
             return Err(failure::retryable(format!("every integration failed to sync: {summary_json}")));
         }
         Ok(summary_json)
+    }
+
+    /// The fanned-out sync's parts, delivered by SQS (`domain::fanout::run_part`). A part that
+    /// fails is reported back (`batchItemFailures`): SQS delivers it again, and after the
+    /// queue's `maxReceiveCount` moves it to the dead-letter queue.
+    async fn parts(&self, event: Value) -> Result<Value, Diagnostic> {
+        let Some(ports) = &self.fanout else {
+            return Err(failure::non_retryable("an SQS event, but the fan-out is off (SYNC_QUEUE_URL is not set)"));
+        };
+        let event: SqsEvent = serde_json::from_value(event)
+            .map_err(|e| failure::non_retryable(format!("not an SQS event: {e}")))?;
+        let fanout = ports.fanout();
+        let grants = self.lifecycle.as_ref().map(|l| l.ctx());
+        let ctx = self.ctx(grants.as_ref(), Some(&fanout));
+        let mut response = SqsBatchResponse::default();
+        for record in event.records {
+            let id = record.message_id.clone().unwrap_or_default();
+            let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+            let message: PartMessage = match record.body.as_deref().map(serde_json::from_str) {
+                Some(Ok(message)) => message,
+                other => {
+                    let error = other.and_then(Result::err).map(|e| e.to_string()).unwrap_or_else(|| "no body".into());
+                    // Never workable: it goes to the dead-letter queue for someone to look at.
+                    tracing::error!(message_id = id, error, "a sync part message that is not one");
+                    response.add_failure(id);
+                    continue;
+                }
+            };
+            let span = tracing::info_span!("sync_part", integration = message.integration, run_id = message.run_id);
+            let outcome = async {
+                let directory = self.directory_for(&message.integration).await?;
+                run_part(&ctx, &fanout, &message, directory.as_ref(), attempt).await
+            }
+            .instrument(span)
+            .await;
+            match outcome {
+                Ok(outcome) => tracing::info!(integration = message.integration, run_id = message.run_id, ?outcome, "sync part"),
+                Err(error) => {
+                    tracing::error!(integration = message.integration, run_id = message.run_id, kind = message.kind.as_str(), part = message.part, attempt, error = %error, "sync part failed");
+                    response.add_failure(id);
+                }
+            }
+        }
+        Ok(serde_json::to_value(response).expect("responses serialize"))
+    }
+
+    async fn directory_for(&self, integration: &str) -> Result<Arc<dyn crate::ports::Directory>, SyncError> {
+        let discovered = self.catalog.list().await?;
+        let found = discovered.integrations.iter().find(|i| i.name == integration);
+        let found = found.ok_or_else(|| SyncError::UnknownIntegration(integration.to_owned()))?;
+        Ok(self.directories.directory(found))
     }
 
     /// Seals finished days of the audit trail (`domain::audit::seal_days`). Best effort: a

@@ -110,7 +110,7 @@ struct SyncStatusItem {
     status: SyncStatus,
 }
 
-fn put(item: Item) -> WriteRequest {
+pub(super) fn put(item: Item) -> WriteRequest {
     WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build().expect("item set")).build()
 }
 
@@ -180,7 +180,7 @@ impl DynamoStore {
     /// Every item of one partition of the table or of an `index` whose sort key begins with
     /// `sort_prefix` (every item without one), following `LastEvaluatedKey` page by page (1 MB
     /// each); with a `projection`, only that attribute is read back.
-    async fn query_partition(
+    pub(super) async fn query_partition(
         &self,
         index: Option<table::Index>,
         pk: String,
@@ -236,7 +236,7 @@ impl DynamoStore {
         Ok(output.items.unwrap_or_default().into_iter().next())
     }
 
-    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+    pub(super) async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         let chunks: Vec<Vec<WriteRequest>> = requests.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec).collect();
         stream::iter(chunks)
             .map(|chunk| self.write_batch(chunk))

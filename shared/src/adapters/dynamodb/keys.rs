@@ -33,6 +33,10 @@ pub fn integration(integration: &str) -> String {
     format!("INTEGRATION#{integration}")
 }
 pub const SYNC_STATUS: &str = "SYNC";
+/// A fanned-out sync run's items (`adapters/dynamodb/sync_runs.rs`): one partition per run.
+pub fn sync_run(integration: &str, run_id: &str) -> String {
+    format!("SYNCRUN#{integration}#{run_id}")
+}
 /// The incremental sync's cursor in Directory Insights (`sk` beside the integration's sync status).
 pub const EVENT_CURSOR: &str = "EVENTS";
 

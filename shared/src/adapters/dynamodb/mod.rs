@@ -8,12 +8,15 @@ mod item;
 mod keys;
 mod membership_oracle;
 mod policy_store;
+mod shared_rate;
 mod slack_messages;
+mod sync_runs;
 pub mod table;
 
 pub use directory_store::DynamoStore;
 pub use grant_store::DynamoGrantStore;
 pub use policy_store::DynamoPolicyStore;
+pub use shared_rate::DynamoSharedRate;
 pub use slack_messages::DynamoSlackMessages;
 
 pub use crate::ports::StoreError;

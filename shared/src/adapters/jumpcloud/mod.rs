@@ -19,14 +19,14 @@ mod wire;
 mod wire_properties;
 
 pub use credentials::{CatalogCredentials, CredentialSource, StaticCredentials};
-pub use provider::JumpCloudDirectories;
+pub use provider::{JumpCloudDirectories, SharedRateFor};
 pub use wire::USER_FIELDS;
 
 use crate::{
     config::JumpCloudLimits,
     credentials::Credentials,
     domain::model::is_object_id,
-    ports::{AddError, AddOutcome, Directory, DirectoryError, RemoveOutcome, SourceGroup, SourceUser},
+    ports::{AddError, AddOutcome, Directory, DirectoryError, RemoveOutcome, SharedRate, SourceGroup, SourceUser},
 };
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
@@ -66,6 +66,9 @@ pub struct JumpCloudClient {
     limits: JumpCloudLimits,
     /// Permits for requests in flight and tokens per second, removals first.
     budget: Budget,
+    /// The rate budget shared with other containers (a fanned-out sync's workers); removals
+    /// never wait for it.
+    shared_rate: Option<Arc<dyn SharedRate>>,
     stats: ClientStats,
 }
 
@@ -107,8 +110,15 @@ impl JumpCloudClient {
             credentials,
             budget: Budget::new(limits.max_concurrency, Quota::per_second(rps)),
             limits,
+            shared_rate: None,
             stats: ClientStats::default(),
         }
+    }
+
+    /// Every request but removals also takes from `rate`, shared with other containers.
+    pub fn with_shared_rate(mut self, rate: Arc<dyn SharedRate>) -> Self {
+        self.shared_rate = Some(rate);
+        self
     }
 
     /// A client with fixed credentials (CLI, tests).
@@ -194,6 +204,13 @@ impl JumpCloudClient {
     }
 
     async fn attempt(&self, call: &Call<'_>, credentials: &Credentials) -> Result<Reply, AttemptError> {
+        // The shared budget first (it may wait for the next second), then this client's own.
+        if let (Some(rate), Class::Normal) = (&self.shared_rate, call.class) {
+            rate.acquire().await.map_err(|e| AttemptError {
+                maybe_applied: false,
+                error: DirectoryError::Transient { reason: format!("the shared rate budget: {e}") },
+            })?;
+        }
         // Held only while the request is in flight, not during backoff sleeps. Every attempt,
         // retries included, waits in the call's class.
         let _permit = self.budget.admit(call.class).await;
