@@ -286,8 +286,10 @@ impl Config {
         let fanout = match get("SYNC_QUEUE_URL") {
             None => None,
             Some(queue_url) => {
-                reqwest::Url::parse(&queue_url)
-                    .map_err(|e| ConfigError { var: "SYNC_QUEUE_URL", reason: format!("{queue_url:?} is not a URL: {e}") })?;
+                reqwest::Url::parse(&queue_url).map_err(|e| ConfigError {
+                    var: "SYNC_QUEUE_URL",
+                    reason: format!("{queue_url:?} is not a URL: {e}"),
+                })?;
                 Some(FanOutConfig {
                     queue_url,
                     above_users: number("FANOUT_ABOVE_USERS", 100_000, 1, 1_000_000_000)?,

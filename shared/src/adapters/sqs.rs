@@ -54,8 +54,16 @@ impl PartQueue for SqsPartQueue {
                     break;
                 }
                 if attempt == RESENDS {
-                    let reasons: Vec<String> = output.failed.iter().map(|f| format!("{}: {}", f.code, f.message.as_deref().unwrap_or(""))).collect();
-                    return Err(QueueError::Aws(format!("SQS refused {} messages: {}", refused.len(), reasons.join("; "))));
+                    let reasons: Vec<String> = output
+                        .failed
+                        .iter()
+                        .map(|f| format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")))
+                        .collect();
+                    return Err(QueueError::Aws(format!(
+                        "SQS refused {} messages: {}",
+                        refused.len(),
+                        reasons.join("; ")
+                    )));
                 }
                 entries.retain(|e| refused.contains(&e.id.as_str()));
             }

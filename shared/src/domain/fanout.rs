@@ -400,22 +400,40 @@ async fn users_part(
     }
     unresolved.sort();
 
-    let mut ids = PartIds::default();
     let mut users: Vec<DirectoryUser> = Vec::with_capacity(listed.len());
+    let mut excluded: Vec<(String, String)> = Vec::new();
     let listed_count = listed.len() as u64;
     for (user, manager) in listed.into_iter().zip(managers) {
         if !ctx.policy.include_suspended_users && user.is_suspended() {
-            ids.excluded.push(user.id);
+            excluded.push((user.id, canonical_email(&user.email)));
             continue;
         }
         users.push(directory_user(user, manager));
     }
-    ids.kept = users.iter().map(|u| u.id.clone()).collect();
+    excluded.sort();
+    let mut ids = PartIds { kept: users.iter().map(|u| u.id.clone()).collect(), ..PartIds::default() };
     ids.kept.sort();
-    ids.excluded.sort();
+    (ids.excluded, ids.excluded_emails) = excluded.into_iter().unzip();
 
-    let stored: HashMap<String, u64> =
-        ctx.store.users_by_ids(integration, &ids.kept).await?.iter().map(|u| (u.id.clone(), content_hash(u))).collect();
+    let stored: HashMap<String, DirectoryUser> =
+        ctx.store.users_by_ids(integration, &ids.kept).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+    // A manager named but found neither here nor stored (a suspended one, say) keeps what the
+    // store has for it until `resolve_managers`, once every part is in, says what it is: so an
+    // unchanged user is not written twice over.
+    let unresolved_of: HashMap<&str, &str> = unresolved.iter().map(|(u, r)| (u.as_str(), r.as_str())).collect();
+    for user in &mut users {
+        let (Some(reference), Some(before)) = (unresolved_of.get(user.id.as_str()), stored.get(&user.id)) else {
+            continue;
+        };
+        let named = |id: &Option<String>, email: &Option<String>| {
+            id.as_deref() == Some(*reference) || email.as_deref() == Some(canonical_email(reference).as_str())
+        };
+        if named(&before.manager_id, &before.manager_email) {
+            (user.manager_id, user.manager_email) = (before.manager_id.clone(), before.manager_email.clone());
+        }
+    }
+    drop(unresolved_of);
+    let stored: HashMap<String, u64> = stored.iter().map(|(id, u)| (id.clone(), content_hash(u))).collect();
     let new: Vec<String> = users.iter().filter(|u| !stored.contains_key(&u.id)).map(|u| u.id.clone()).collect();
     let put_users: Vec<DirectoryUser> =
         users.into_iter().filter(|u| stored.get(&u.id) != Some(&content_hash(u))).collect();
@@ -460,27 +478,52 @@ async fn users_part(
     Ok(PartOutcome::Done { kind: PartKind::Users, part, moved })
 }
 
-/// Managers no users part found (in another part, and not stored when it ran): every user of
-/// the run is stored now.
+/// Managers no users part found (in another part, and not stored when it ran; or not stored at
+/// all: suspended users are not, yet the single sync resolves managers among every user it
+/// fetched): every user of the run is stored now, and the parts' excluded users are known.
 async fn resolve_managers(ctx: &SyncContext<'_>, fanout: &FanOut<'_>, run: &SyncRun) -> Result<(), SyncError> {
     let integration = run.integration.as_str();
+    let mut reports = Vec::new();
     for part in 0..run.user_parts {
         let Some(report) = fanout.runs.part_report(integration, &run.run_id, PartKind::Users, part).await? else {
             return Err(SyncError::Fanout(format!("users part {part} counted done without a report")));
         };
-        if report.unresolved_managers.is_empty() {
-            continue;
+        if !report.unresolved_managers.is_empty() {
+            reports.push(report);
         }
+    }
+    if reports.is_empty() {
+        return Ok(());
+    }
+    let mut excluded_by_id: HashMap<String, String> = HashMap::new();
+    for part in 0..run.user_parts {
+        let ids = fanout.runs.part_ids(integration, &run.run_id, part).await?;
+        excluded_by_id.extend(ids.excluded.into_iter().zip(ids.excluded_emails));
+    }
+    let excluded_by_email: HashMap<&str, &str> =
+        excluded_by_id.iter().map(|(id, email)| (email.as_str(), id.as_str())).collect();
+    let excluded = |reference: &str| -> Option<(String, String)> {
+        if let Some((id, email)) = excluded_by_id.get_key_value(reference) {
+            return Some((id.clone(), email.clone()));
+        }
+        let email = canonical_email(reference);
+        excluded_by_email.get(email.as_str()).map(|id| ((*id).to_owned(), email.clone()))
+    };
+    for report in reports {
         let ids: Vec<String> = report.unresolved_managers.iter().map(|(user, _)| user.clone()).collect();
         let mut users: HashMap<String, DirectoryUser> =
             ctx.store.users_by_ids(integration, &ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
         let mut put_users = Vec::new();
         for (user_id, reference) in &report.unresolved_managers {
             let Some(mut user) = users.remove(user_id) else { continue };
-            let Some((id, email)) = stored_manager(ctx.store, integration, reference).await? else { continue };
-            if id != user.id && (user.manager_id.as_deref(), user.manager_email.as_deref()) != (Some(&id), Some(&email))
-            {
-                (user.manager_id, user.manager_email) = (Some(id), Some(email));
+            let found = match stored_manager(ctx.store, integration, reference).await? {
+                Some(manager) => Some(manager),
+                None => excluded(reference),
+            };
+            // Nobody (or the user itself): no manager, as the single sync decides.
+            let (id, email) = found.filter(|(id, _)| *id != user.id).unzip();
+            if (&user.manager_id, &user.manager_email) != (&id, &email) {
+                (user.manager_id, user.manager_email) = (id, email);
                 put_users.push(user);
             }
         }

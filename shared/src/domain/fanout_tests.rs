@@ -23,7 +23,7 @@ fn user(n: usize) -> SourceUser {
 }
 
 /// 23 users (ids 1..=23; user 5 suspended; managers across parts, by id and by custom email
-/// attribute, one naming itself, one unknown), 7 groups, memberships spread over them.
+/// attribute, one naming itself, one unknown, one suspended), 7 groups, memberships spread over them.
 fn org() -> FakeDirectory {
     let mut users: Vec<SourceUser> = (1..=23).map(user).collect();
     users[4].state = UserState::Suspended;
@@ -31,6 +31,7 @@ fn org() -> FakeDirectory {
     users[1].manager = Some(id(1)); // in the same part
     users[2].manager = Some(id(3)); // itself
     users[3].manager = Some(id(99)); // nobody
+    users[12].manager = Some(id(5)); // suspended, in another part
     users[20].attributes = vec![UserAttribute { name: "manager".into(), value: Some("USER2@corp.com".into()) }];
     users[20].manager = None;
     let groups = (1..=7).map(|g| FakeDirectory::group(&id(1000 + g), &format!("group-{g}"))).collect();
@@ -157,6 +158,7 @@ async fn a_fanned_out_sync_stores_exactly_what_the_single_sync_stores() {
     assert!(!stored.users.contains_key(&id(5)), "suspended: not stored");
     assert_eq!(stored.users[&id(1)].manager_id.as_deref(), Some(id(22).as_str()), "a manager in another part");
     assert_eq!(stored.users[&id(21)].manager_email.as_deref(), Some("user2@corp.com"), "by email attribute");
+    assert_eq!(stored.users[&id(13)].manager_id.as_deref(), Some(id(5).as_str()), "a suspended manager");
 
     let status = w.store.sync_status("corp").await.unwrap().unwrap();
     assert_eq!(status.state, SyncState::Succeeded);

@@ -7,28 +7,28 @@ use crate::{
     adapters::dynamodb::{DynamoSharedRate, DynamoStore},
     adapters::jumpcloud::{JumpCloudDirectories, SharedRateFor},
     adapters::sqs::SqsPartQueue,
-    domain::fanout::{run_part, FanOut},
-    ports::{PartMessage, PartQueue, SyncRunStore},
     clock::Clock,
     config::{Config, ConfigError, DirectoryPolicy, IdentityConfig},
     domain::audit::seal_days,
+    domain::fanout::{run_part, FanOut, GROUPS_PER_PART, USERS_PER_PART},
     domain::incremental::{sync_incremental_all, IncrementalSummary},
     domain::model::Name,
     domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
     http::{handle_invocation, json, parse_body, Problem},
     ports::{DirectoryProvider, DirectoryStore, IntegrationCatalog},
+    ports::{PartMessage, PartQueue, SyncRunStore},
     wiring::{Function, Lifecycle},
 };
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_http::{
     http::{Method, StatusCode},
     lambda_runtime::Diagnostic,
     Body, LambdaEvent, Request, Response,
 };
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
 use serde_json::Value;
-use tracing::Instrument;
 use std::sync::Arc;
+use tracing::Instrument;
 
 pub struct SyncHandler {
     /// The grant lifecycle's ports, for reconciliation; `None` syncs the directory only.
@@ -50,11 +50,18 @@ pub struct FanOutPorts {
     pub queue: Arc<dyn PartQueue>,
     pub runs: Arc<dyn SyncRunStore>,
     pub above_users: u64,
+    /// `domain::fanout::USERS_PER_PART` and `GROUPS_PER_PART`; smaller in tests.
+    pub users_per_part: u64,
+    pub groups_per_part: usize,
 }
 
 impl FanOutPorts {
     fn fanout(&self) -> FanOut<'_> {
-        FanOut::new(self.queue.as_ref(), self.runs.as_ref(), self.above_users)
+        FanOut {
+            users_per_part: self.users_per_part,
+            groups_per_part: self.groups_per_part,
+            ..FanOut::new(self.queue.as_ref(), self.runs.as_ref(), self.above_users)
+        }
     }
 }
 
@@ -96,7 +103,14 @@ impl SyncHandler {
                     .with_shared_rate(rate_for),
                 );
                 let queue = Arc::new(SqsPartQueue::new(aws_sdk_sqs::Client::new(sdk), &settings.queue_url));
-                (directories, Some(FanOutPorts { queue, runs: store.clone(), above_users: settings.above_users }))
+                let ports = FanOutPorts {
+                    queue,
+                    runs: store.clone(),
+                    above_users: settings.above_users,
+                    users_per_part: USERS_PER_PART,
+                    groups_per_part: GROUPS_PER_PART,
+                };
+                (directories, Some(ports))
             }
         };
         Ok(Self {
@@ -146,10 +160,13 @@ impl SyncHandler {
     async fn incremental(&self) -> Result<Value, Diagnostic> {
         let grants = self.lifecycle.as_ref().map(|l| l.ctx());
         let fanout = self.fanout.as_ref().map(FanOutPorts::fanout);
-        let summary: IncrementalSummary =
-            sync_incremental_all(&self.ctx(grants.as_ref(), fanout.as_ref()), self.catalog.as_ref(), self.directories.as_ref())
-                .await
-                .map_err(|e| failure::retryable(e.to_string()))?;
+        let summary: IncrementalSummary = sync_incremental_all(
+            &self.ctx(grants.as_ref(), fanout.as_ref()),
+            self.catalog.as_ref(),
+            self.directories.as_ref(),
+        )
+        .await
+        .map_err(|e| failure::retryable(e.to_string()))?;
         for outcome in &summary.integrations {
             tracing::info!(outcome = ?outcome, "incremental sync finished");
         }
@@ -193,8 +210,8 @@ impl SyncHandler {
         let Some(ports) = &self.fanout else {
             return Err(failure::non_retryable("an SQS event, but the fan-out is off (SYNC_QUEUE_URL is not set)"));
         };
-        let event: SqsEvent = serde_json::from_value(event)
-            .map_err(|e| failure::non_retryable(format!("not an SQS event: {e}")))?;
+        let event: SqsEvent =
+            serde_json::from_value(event).map_err(|e| failure::non_retryable(format!("not an SQS event: {e}")))?;
         let fanout = ports.fanout();
         let grants = self.lifecycle.as_ref().map(|l| l.ctx());
         let ctx = self.ctx(grants.as_ref(), Some(&fanout));
@@ -220,7 +237,9 @@ impl SyncHandler {
             .instrument(span)
             .await;
             match outcome {
-                Ok(outcome) => tracing::info!(integration = message.integration, run_id = message.run_id, ?outcome, "sync part"),
+                Ok(outcome) => {
+                    tracing::info!(integration = message.integration, run_id = message.run_id, ?outcome, "sync part")
+                }
                 Err(error) => {
                     tracing::error!(integration = message.integration, run_id = message.run_id, kind = message.kind.as_str(), part = message.part, attempt, error = %error, "sync part failed");
                     response.add_failure(id);

@@ -111,8 +111,11 @@ impl NewKind {
 pub struct PartIds {
     /// Users listed and stored, in id order.
     pub kept: Vec<String>,
-    /// Users listed but not stored (suspended, unless configured otherwise).
+    /// Users listed but not stored (suspended, unless configured otherwise), in id order...
     pub excluded: Vec<String>,
+    /// ...and their canonical emails, in the same order: a stored user may name one as manager
+    /// (as the single sync resolves managers among every user it fetched).
+    pub excluded_emails: Vec<String>,
 }
 
 /// What one part did.

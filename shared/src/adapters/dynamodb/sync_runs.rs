@@ -121,7 +121,8 @@ impl SyncRunStore for DynamoStore {
         };
         match request.send().await {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => match expected {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => match expected
+            {
                 None => Err(StoreError::Aws(format!("run {} exists already", run.run_id))),
                 Some(_) => Ok(false),
             },
@@ -153,7 +154,8 @@ impl SyncRunStore for DynamoStore {
 
     async fn member_plan(&self, integration: &str, run_id: &str, part: u32) -> Result<Vec<String>, StoreError> {
         let item = self.get(keys::sync_run(integration, run_id), &format!("PLAN#{part:06}")).await?;
-        let item = item.ok_or_else(|| StoreError::Mapping(format!("run {run_id} has no plan for members part {part}")))?;
+        let item =
+            item.ok_or_else(|| StoreError::Mapping(format!("run {run_id} has no plan for members part {part}")))?;
         Ok(from_item::<IdsItem>(item)?.ids)
     }
 
@@ -170,7 +172,13 @@ impl SyncRunStore for DynamoStore {
         // The ids first: a report only ever stands beside all of its ids.
         self.put_ids(&pk, &format!("IDS#{part:06}#kept"), &ids.kept).await?;
         self.put_ids(&pk, &format!("IDS#{part:06}#excluded"), &ids.excluded).await?;
-        let item = to_item(&ReportItem { pk: pk.clone(), sk: report_sort(kind, part), ttl: expires(), report: report.clone() })?;
+        self.put_ids(&pk, &format!("IDS#{part:06}#emails"), &ids.excluded_emails).await?;
+        let item = to_item(&ReportItem {
+            pk: pk.clone(),
+            sk: report_sort(kind, part),
+            ttl: expires(),
+            report: report.clone(),
+        })?;
         self.client().put_item().table_name(self.table()).set_item(Some(item)).send().await.map_err(StoreError::aws)?;
         let output = self
             .client()
@@ -186,7 +194,8 @@ impl SyncRunStore for DynamoStore {
             .send()
             .await
             .map_err(StoreError::aws)?;
-        let done = output.attributes.as_ref().and_then(|a| a.get("parts")).and_then(|v| v.as_ns().ok()).map_or(0, Vec::len);
+        let done =
+            output.attributes.as_ref().and_then(|a| a.get("parts")).and_then(|v| v.as_ns().ok()).map_or(0, Vec::len);
         Ok(done as u32)
     }
 
@@ -203,11 +212,12 @@ impl SyncRunStore for DynamoStore {
 
     async fn part_ids(&self, integration: &str, run_id: &str, part: u32) -> Result<PartIds, StoreError> {
         let pk = keys::sync_run(integration, run_id);
-        let (kept, excluded) = futures::try_join!(
+        let (kept, excluded, excluded_emails) = futures::try_join!(
             self.ids_under(pk.clone(), format!("IDS#{part:06}#kept#")),
             self.ids_under(pk.clone(), format!("IDS#{part:06}#excluded#")),
+            self.ids_under(pk.clone(), format!("IDS#{part:06}#emails#")),
         )?;
-        Ok(PartIds { kept, excluded })
+        Ok(PartIds { kept, excluded, excluded_emails })
     }
 
     async fn put_new_ids(
