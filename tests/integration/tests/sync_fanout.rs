@@ -69,17 +69,14 @@ async fn deliver(sqs: &aws_sdk_sqs::Client, queue_url: &str, handler: &SyncHandl
             .into_iter()
             .map(|(name, value)| (name.as_str().to_owned(), Value::String(value)))
             .collect();
-        let record = json!({
-            "messageId": message.message_id,
-            "receiptHandle": message.receipt_handle,
-            "body": message.body,
-            "attributes": attributes,
-            "messageAttributes": {},
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jit-sync-parts",
-            "awsRegion": "us-east-1",
-        });
-        let response = handler.handle(lambda_event(json!({ "Records": [record] }))).await.expect("invocation");
+        // The sample event (`events/sync-part-sqs.json`) carrying this message.
+        let mut sqs_event = event("sync-part-sqs.json");
+        let record = &mut sqs_event["Records"][0];
+        record["messageId"] = json!(message.message_id);
+        record["receiptHandle"] = json!(message.receipt_handle);
+        record["body"] = json!(message.body);
+        record["attributes"] = Value::Object(attributes);
+        let response = handler.handle(lambda_event(sqs_event)).await.expect("invocation");
         delivered += 1;
         let failures = response["batchItemFailures"].as_array().expect("a batch response").len();
         if failures == 0 {
@@ -202,4 +199,28 @@ async fn workers_sharing_the_rate_budget_never_take_more_than_its_share_of_a_sec
     assert!(used.iter().all(|&n| n <= PER_SECOND), "a second over the budget: {used:?}");
     assert!(used.iter().sum::<u32>() >= 60, "every request was taken from some second: {used:?}");
     assert!(used.len() >= 3, "60 requests at 20 a second span at least 3 seconds: {used:?}");
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_a_part_goes_back_and_a_sync_without_a_queue_refuses_sqs_events() {
+    let stack = Stack::new().await;
+    let sim = Simulator::start(vec![org()]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let handler = fanned(&stack, &sim, &queue(&sqs).await);
+    let mut malformed = event("sync-part-sqs.json");
+    malformed["Records"][0]["body"] = json!("{\"integration\":\"corp\"}");
+    let response = handler.handle(lambda_event(malformed)).await.unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "4f2b7d1e-9c3a-4e8b-a1f0-6d5c2b9e8a71"}]),
+        "reported failed: after the queue's retries it waits in the dead-letter queue"
+    );
+    // A part of a run nobody planned: dropped, not failed.
+    let response = handler.handle(lambda_event(event("sync-part-sqs.json"))).await.unwrap();
+    assert_eq!(response["batchItemFailures"], json!([]));
+
+    let plain = SyncHandler::from_config(&stack.sdk, &stack.config(&sim.url(), &[])).unwrap();
+    let refused = plain.handle(lambda_event(event("sync-part-sqs.json"))).await.unwrap_err();
+    assert!(format!("{refused:?}").contains("SYNC_QUEUE_URL"), "{refused:?}");
 }
