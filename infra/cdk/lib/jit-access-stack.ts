@@ -163,6 +163,22 @@ export class JitAccessStack extends Stack {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
     }));
 
+    // The fanned-out full sync's parts, worked by the sync function itself (the event source
+    // mapping below); a part failing its fifth delivery (domain::fanout::PART_ATTEMPTS) stays in
+    // the dead-letter queue. Visibility: six times the function's timeout, as AWS advises.
+    const syncPartsDlq = new sqs.Queue(this, 'SyncPartsDeadLetterQueue', {
+      queueName: sub('${AWS::StackName}-sync-parts-dead-letters'),
+      retentionPeriod: Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+    });
+    const syncParts = new sqs.Queue(this, 'SyncPartsQueue', {
+      queueName: sub('${AWS::StackName}-sync-parts'),
+      visibilityTimeout: Duration.seconds(3600),
+      retentionPeriod: Duration.days(1),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      deadLetterQueue: { queue: syncPartsDlq, maxReceiveCount: 5 },
+    });
+
     // The HTTP API comes before the functions: they read its id (API_ID).
     const api = (this.httpApi = new apigw.CfnApi(this, 'HttpApi', {
       name: stackName,
@@ -277,6 +293,7 @@ export class JitAccessStack extends Stack {
         sid: 'Directory',
         actions: [
           'dynamodb:GetItem',
+          'dynamodb:BatchGetItem', // users by id: the incremental sync's named users, the fan-out's parts
           'dynamodb:PutItem',
           'dynamodb:UpdateItem',
           'dynamodb:DeleteItem',
@@ -286,6 +303,19 @@ export class JitAccessStack extends Stack {
         resources: tableAndIndexes,
       }),
       publishEvents,
+      // The fanned-out sync sends its parts, and (as the queue's event source mapping, which acts
+      // with this role) receives and deletes them.
+      new iam.PolicyStatement({
+        sid: 'SyncParts',
+        actions: [
+          'sqs:SendMessage',
+          'sqs:ReceiveMessage',
+          'sqs:DeleteMessage',
+          'sqs:ChangeMessageVisibility',
+          'sqs:GetQueueAttributes',
+        ],
+        resources: [syncParts.queueArn],
+      }),
       ownLogs(logGroups.sync),
     ]);
 
@@ -355,8 +385,20 @@ export class JitAccessStack extends Stack {
       memorySize: 1024,
       timeout: Duration.seconds(600),
       reservedConcurrentExecutions: p.SyncReservedConcurrency.valueAsNumber,
+      environment: {
+        SYNC_QUEUE_URL: syncParts.queueUrl,
+        FANOUT_ABOVE_USERS: p.FanOutAboveUsers.valueAsString,
+      },
       // Scheduled runs are asynchronous: no Lambda retries, the next run comes anyway.
       retryAttempts: 0,
+    });
+    // L1: the L2 SqsEventSource would add its own grant to the role; SyncParts above is the one.
+    new lambda.CfnEventSourceMapping(this, 'SyncPartsEventSourceMapping', {
+      eventSourceArn: syncParts.queueArn,
+      functionName: syncFunction.functionName,
+      batchSize: 1,
+      functionResponseTypes: ['ReportBatchItemFailures'],
+      scalingConfig: { maximumConcurrency: p.SyncWorkers.valueAsNumber },
     });
 
     const revokeFunction = rustFunction('RevokeFunction', 'revoke', {
@@ -678,6 +720,20 @@ export class JitAccessStack extends Stack {
       namespace: 'AWS/SQS',
       metricName: 'ApproximateNumberOfMessagesVisible',
       dimensions: [{ name: 'QueueName', value: dlq.queueName }],
+      statistic: 'Maximum',
+      period: 300,
+      threshold: 0,
+      comparisonOperator: 'GreaterThanThreshold',
+      treatMissingData: 'notBreaching',
+    });
+
+    alarm('SyncPartsDeadLetterAlarm', {
+      alarmDescription: sub(
+        "${AWS::StackName}: a fanned-out sync's part failed for good (sync parts dead-letter queue not empty)",
+      ),
+      namespace: 'AWS/SQS',
+      metricName: 'ApproximateNumberOfMessagesVisible',
+      dimensions: [{ name: 'QueueName', value: syncPartsDlq.queueName }],
       statistic: 'Maximum',
       period: 300,
       threshold: 0,

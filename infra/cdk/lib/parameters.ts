@@ -105,10 +105,25 @@ export const PARAMETERS = {
   },
   SyncReservedConcurrency: {
     type: "Number",
-    default: 2,
+    default: 6,
+    minValue: 3,
+    description:
+      "Concurrent executions of sync at most (and kept for it): repeated POST /sync calls cannot run unbounded in parallel against JumpCloud's rate limit, which revoke needs too. Keep it above SyncWorkers, so that the schedules still run while a fanned-out sync's parts are worked.",
+  },
+  SyncWorkers: {
+    type: "Number",
+    default: 4,
+    minValue: 2,
+    maxValue: 1000,
+    description:
+      "Sync functions working a fanned-out full sync's parts at once (the SQS event source mapping's maximum concurrency; 2 is SQS's least). They share one JumpCloud rate budget whatever their number: more workers shorten a sync only while JumpCloud's rate is not the bound.",
+  },
+  FanOutAboveUsers: {
+    type: "Number",
+    default: 100000,
     minValue: 1,
     description:
-      "Concurrent executions of sync at most (and kept for it): repeated POST /sync calls cannot run unbounded in parallel against JumpCloud's rate limit, which revoke needs too.",
+      "Organizations with at least this many users are synced in full by parts over SQS (the fanned-out sync); smaller ones in one invocation.",
   },
   GrantReservedConcurrency: {
     type: "Number",

@@ -304,7 +304,7 @@ test('schedules retry and keep their dead letters; the sweep lives outside the f
 });
 
 test('alarms notify the alarm topic only when one is given', () => {
-  template.resourceCountIs('AWS::CloudWatch::Alarm', 8);
+  template.resourceCountIs('AWS::CloudWatch::Alarm', 9);
   const conditional = Object.entries(resources)
     .filter(([, r]) => r.Type === 'AWS::CloudWatch::Alarm' && r.Condition !== undefined)
     .map(([id, r]) => `${id} if ${r.Condition}`);

@@ -220,7 +220,7 @@ test('the schedules: the sync rule, the sweep, the schedule group, the bus, the 
 
 test('the alarms, metric filters and log groups', () => {
   const types = ['AWS::CloudWatch::Alarm', 'AWS::Logs::MetricFilter', 'AWS::Logs::LogGroup'];
-  assert.equal(Object.keys(ofType(sam, 'AWS::CloudWatch::Alarm')).length, 8);
+  assert.equal(Object.keys(ofType(sam, 'AWS::CloudWatch::Alarm')).length, 9);
   assertNoDifference('alarms', differences(whole(sam, ...types), whole(cdk, ...types)));
 });
 

@@ -93,6 +93,8 @@ const IDENTITY: { [type: string]: (p: JsonObject) => Json } = {
   'AWS::CloudWatch::Alarm': (p) => [p.Namespace, p.MetricName, p.Dimensions ?? null],
   'AWS::Events::Rule': (p) => p.Description,
   'AWS::Scheduler::Schedule': (p) => p.Description,
+  // The schedules' dead-letter queue is the one without a name.
+  'AWS::SQS::Queue': (p) => p.QueueName ?? 'unnamed',
 };
 
 /** Arrays whose order means nothing, by property name: compared sorted. */

@@ -21,8 +21,10 @@ use std::collections::{BTreeMap, BTreeSet};
 // something new: that is the point of keeping them here.
 // ---------------------------------------------------------------------------------------------
 
+/// BatchGetItem: users by id (the incremental sync's named users, a fanned-out sync's parts).
 const SYNC_TABLE_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
@@ -42,6 +44,14 @@ const GRANT_TABLE_ACTIONS: &[&str] = &[
 ];
 const REVOKE_TABLE_ACTIONS: &[&str] = GRANT_TABLE_ACTIONS;
 
+const SYNC_PARTS_ACTIONS: &[&str] = &[
+    "sqs:SendMessage",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+];
+
 const SECRETS_ACTIONS: &[&str] = &["secretsmanager:ListSecrets", "secretsmanager:GetSecretValue"];
 const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
 
@@ -49,7 +59,16 @@ const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
 fn allowed_actions() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     let common = || SECRETS_ACTIONS.iter().chain(LOG_ACTIONS).chain(&["events:PutEvents"]).copied();
     BTreeMap::from([
-        ("SyncRole", SYNC_TABLE_ACTIONS.iter().copied().chain(common()).collect()),
+        (
+            "SyncRole",
+            SYNC_TABLE_ACTIONS
+                .iter()
+                .copied()
+                .chain(common())
+                // The fanned-out sync's parts: sent, and received as the queue's event source.
+                .chain(SYNC_PARTS_ACTIONS.iter().copied())
+                .collect(),
+        ),
         (
             "GrantRole",
             GRANT_TABLE_ACTIONS
@@ -339,7 +358,7 @@ fn every_function_has_reserved_concurrency_from_a_parameter() {
     let t = Template::load();
     let expected = [
         ("RevokeFunction", "RevokeReservedConcurrency", "5"),
-        ("SyncFunction", "SyncReservedConcurrency", "2"),
+        ("SyncFunction", "SyncReservedConcurrency", "6"),
         ("GrantFunction", "GrantReservedConcurrency", "10"),
     ];
     for (function, parameter, default) in expected {
@@ -463,6 +482,10 @@ fn check_statement(t: &Template, origin: &str, statement: &Value) {
             "events" => {
                 assert_eq!(action, "events:PutEvents", "{origin}: {action}");
                 assert_eq!(resources, [get_att("EventBus", "Arn")], "{origin}: PutEvents only on the bus");
+            }
+            "sqs" if resources == [get_att("SyncPartsQueue", "Arn")] => {
+                assert!(origin.starts_with("SyncRole"), "{origin}: only sync sends and receives the sync parts");
+                assert!(SYNC_PARTS_ACTIONS.contains(&action.as_str()), "{origin}: {action}");
             }
             "sqs" => {
                 assert_eq!(action, "sqs:SendMessage", "{origin}: {action}");
@@ -921,6 +944,56 @@ fn schedules_have_retries_a_dead_letter_queue_and_alarms() {
     }
 }
 
+#[test]
+fn the_fanned_out_sync_has_its_queue_dead_letters_bounded_workers_and_an_alarm() {
+    let t = Template::load();
+    let queue = &t.resource("SyncPartsQueue")["Properties"];
+    assert_eq!(queue["RedrivePolicy"]["deadLetterTargetArn"], get_att("SyncPartsDeadLetterQueue", "Arn"));
+    assert_eq!(
+        queue["RedrivePolicy"]["maxReceiveCount"].as_u64(),
+        Some(u64::from(jit_shared::domain::fanout::PART_ATTEMPTS)),
+        "the part's last delivery is the one that fails the run"
+    );
+    let timeout = t.resource("SyncFunction")["Properties"]["Timeout"].as_u64().unwrap();
+    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout, "six times the function's timeout");
+    for id in ["SyncPartsQueue", "SyncPartsDeadLetterQueue"] {
+        assert_eq!(t.resource(id)["Properties"]["SqsManagedSseEnabled"], true, "{id} encrypted");
+    }
+
+    // The sync function consumes it: one part per invocation, failures reported per message, at
+    // most SyncWorkers at once, and fewer than the function's reserved concurrency.
+    let mapping = &t.resource("SyncPartsEventSourceMapping")["Properties"];
+    assert_eq!(mapping["EventSourceArn"], get_att("SyncPartsQueue", "Arn"));
+    assert_eq!(mapping["FunctionName"], reference("SyncFunction"));
+    assert_eq!(mapping["BatchSize"], 1);
+    assert_eq!(mapping["FunctionResponseTypes"], json!(["ReportBatchItemFailures"]));
+    assert_eq!(mapping["ScalingConfig"]["MaximumConcurrency"], reference("SyncWorkers"));
+    let parameters = &t.0["Parameters"];
+    assert!(
+        parameters["SyncWorkers"]["Default"].as_u64() < parameters["SyncReservedConcurrency"]["Default"].as_u64(),
+        "the schedules still run while the parts are worked"
+    );
+    assert!(parameters["SyncWorkers"]["MinValue"].as_u64() >= Some(2), "SQS's least maximum concurrency");
+    let env = &t.resource("SyncFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["SYNC_QUEUE_URL"], reference("SyncPartsQueue"));
+    assert_eq!(env["FANOUT_ABOVE_USERS"], reference("FanOutAboveUsers"));
+
+    // Only the sync role touches it, and only it.
+    for (role, _) in t.of_type("AWS::IAM::Role") {
+        for (origin, statement) in role_statements(&t, role) {
+            let sqs: Vec<String> = actions(&statement).into_iter().filter(|a| a.starts_with("sqs:")).collect();
+            if sqs.is_empty() || role != "SyncRole" {
+                continue;
+            }
+            assert_eq!(resources(&statement), [get_att("SyncPartsQueue", "Arn")], "{origin}");
+        }
+    }
+
+    let alarm = &t.resource("SyncPartsDeadLetterAlarm")["Properties"];
+    assert_eq!(alarm["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(alarm["Dimensions"][0]["Value"], get_att("SyncPartsDeadLetterQueue", "QueueName"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Notifications: an optional topic of the request and approval events
 // ---------------------------------------------------------------------------------------------
@@ -1069,7 +1142,11 @@ fn deployed_value(t: &Template, value: &Value) -> String {
         Value::Number(n) => n.to_string(),
         Value::Object(map) if map.contains_key("Ref") => {
             let name = map["Ref"].as_str().unwrap();
-            t.parameter_default(name).unwrap_or_else(|| format!("jit-access-{name}"))
+            match t.0["Resources"][name]["Type"].as_str() {
+                // A queue's `Ref` is its URL.
+                Some("AWS::SQS::Queue") => format!("https://sqs.us-east-1.amazonaws.com/123456789012/jit-access-{name}"),
+                _ => t.parameter_default(name).unwrap_or_else(|| format!("jit-access-{name}")),
+            }
         }
         Value::Object(map) if map.contains_key("Fn::GetAtt") => {
             let resource = map["Fn::GetAtt"][0].as_str().unwrap();
