@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use jit_schedule_runner::{FunctionNames, LocalLambda, RunOptions, ScheduleRunner};
+use jit_schedule_runner::{sqs::SqsRelay, FunctionNames, LocalLambda, RunOptions, ScheduleRunner};
 use jit_shared::{
     adapters::scheduler,
     clock::{Clock, SystemClock},
@@ -60,14 +60,24 @@ pub async fn run(sdk: &aws_config::SdkConfig, config: &Config, args: RunSchedule
         .function_name_map
         .into_iter()
         .fold(FunctionNames::default(), |names, (deployed, local)| names.map(deployed, local));
+    let invoker: Arc<dyn jit_schedule_runner::LambdaInvoker> = Arc::new(invoker);
     let mut runner =
-        ScheduleRunner::new(scheduler::client(sdk), config.schedule_group.clone(), functions, Arc::new(invoker));
+        ScheduleRunner::new(scheduler::client(sdk), config.schedule_group.clone(), functions, invoker.clone());
+    // With the fan-out configured, the fanned-out sync's parts go to `sync` too (Lambda's SQS
+    // event source mapping in AWS).
+    if let Some(fanout) = &config.fanout {
+        runner = runner.with_relay(SqsRelay::new(aws_sdk_sqs::Client::new(sdk), &fanout.queue_url, invoker));
+    }
     if args.once {
         let deliveries = runner.tick(SystemClock.now()).await?;
         let mut ok = true;
         for delivery in &deliveries {
             println!("{delivery}");
             ok &= delivery.succeeded();
+        }
+        for part in runner.relay_parts().await {
+            println!("{part}");
+            ok &= part.succeeded();
         }
         if args.sweep_every.is_some_and(|d| !d.is_zero()) {
             let sweep = runner.sweep().await;

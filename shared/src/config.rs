@@ -187,6 +187,11 @@ pub struct FanOutConfig {
     /// (`FANOUT_REQUESTS_PER_SECOND`, default three quarters of `JUMPCLOUD_REQUESTS_PER_SECOND`):
     /// the rest is left to grants and revocations.
     pub requests_per_second: u32,
+    /// Users per users part (`FANOUT_USERS_PER_PART`, 100 to 10,000, default 10,000: what one
+    /// part's report holds) and groups per members part (`FANOUT_GROUPS_PER_PART`, 1 to 250,
+    /// default 250: a part stays well within the function's time at any worker count).
+    pub users_per_part: u64,
+    pub groups_per_part: usize,
 }
 
 /// Slack approvals (optional: on with `SLACK_ENABLED`, and then used while a secret carries the tag).
@@ -299,6 +304,18 @@ impl Config {
                         1,
                         u64::from(jumpcloud_rps),
                     )? as u32,
+                    users_per_part: number(
+                        "FANOUT_USERS_PER_PART",
+                        crate::domain::fanout::USERS_PER_PART,
+                        100,
+                        crate::domain::fanout::USERS_PER_PART,
+                    )?,
+                    groups_per_part: number(
+                        "FANOUT_GROUPS_PER_PART",
+                        crate::domain::fanout::GROUPS_PER_PART as u64,
+                        1,
+                        crate::domain::fanout::GROUPS_PER_PART as u64,
+                    )? as usize,
                 })
             }
         };
@@ -592,11 +609,21 @@ mod oidc_tests {
         .fanout
         .unwrap();
         assert_eq!((set.above_users, set.requests_per_second), (5000, 25));
+        assert_eq!((on.users_per_part, on.groups_per_part), (10_000, 250), "the domain's defaults");
+        let small =
+            config(&[("SYNC_QUEUE_URL", url), ("FANOUT_USERS_PER_PART", "100"), ("FANOUT_GROUPS_PER_PART", "10")])
+                .unwrap()
+                .fanout
+                .unwrap();
+        assert_eq!((small.users_per_part, small.groups_per_part), (100, 10));
         for (vars, var) in [
             (vec![("SYNC_QUEUE_URL", "not a url")], "SYNC_QUEUE_URL"),
             (vec![("SYNC_QUEUE_URL", url), ("FANOUT_ABOVE_USERS", "0")], "FANOUT_ABOVE_USERS"),
             // More than JumpCloud allows the whole deployment: no room left for revocations.
             (vec![("SYNC_QUEUE_URL", url), ("FANOUT_REQUESTS_PER_SECOND", "21")], "FANOUT_REQUESTS_PER_SECOND"),
+            // A bigger users part's ids would not fit its report.
+            (vec![("SYNC_QUEUE_URL", url), ("FANOUT_USERS_PER_PART", "10001")], "FANOUT_USERS_PER_PART"),
+            (vec![("SYNC_QUEUE_URL", url), ("FANOUT_GROUPS_PER_PART", "0")], "FANOUT_GROUPS_PER_PART"),
         ] {
             assert_eq!(config(&vars).unwrap_err().var, var);
         }

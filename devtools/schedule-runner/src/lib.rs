@@ -6,7 +6,12 @@
 //! local delivery follows what the schedule says (its `at()` time, target, input, retry policy and
 //! `ActionAfterCompletion`), not what the grant function meant to write.
 //!
+//! With a queue ([`sqs::SqsRelay`]) it also stands in for Lambda's SQS event source mapping: the
+//! fanned-out sync's parts go to `sync`.
+//!
 //! A development tool: `jitctl` and the integration tests use it; the functions do not link it.
+
+pub mod sqs;
 
 use async_trait::async_trait;
 use aws_sdk_scheduler::{
@@ -403,6 +408,7 @@ pub struct ScheduleRunner {
     attempts: HashMap<String, u32>,
     completed: HashSet<String>,
     unroutable: HashSet<String>,
+    relay: Option<sqs::SqsRelay>,
 }
 
 impl ScheduleRunner {
@@ -420,6 +426,38 @@ impl ScheduleRunner {
             attempts: HashMap::new(),
             completed: HashSet::new(),
             unroutable: HashSet::new(),
+            relay: None,
+        }
+    }
+
+    /// Each tick also relays the fanned-out sync's parts from that queue to `sync`.
+    pub fn with_relay(mut self, relay: sqs::SqsRelay) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// Relays every part on the queue (nothing without a relay).
+    pub async fn relay_parts(&self) -> Vec<Delivery> {
+        let Some(relay) = &self.relay else { return Vec::new() };
+        match relay.drain().await {
+            Ok(relayed) => relayed
+                .into_iter()
+                .map(|r| Delivery {
+                    schedule: format!("sync part {}", r.message_id),
+                    function: sqs::PARTS_FUNCTION.into(),
+                    status: None,
+                    outcome: match r.failure {
+                        None => DeliveryOutcome::Delivered { deleted: true },
+                        Some(error) => DeliveryOutcome::Failed {
+                            error: format!("receive {}, back on the queue: {error}", r.receive_count),
+                        },
+                    },
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(error, "could not relay the sync parts; trying again next tick");
+                Vec::new()
+            }
         }
     }
 
@@ -514,6 +552,7 @@ impl ScheduleRunner {
                     Ok(deliveries) => deliveries.iter().for_each(&mut report),
                     Err(e) => tracing::warn!(error = %e, "could not list the due schedules; trying again next tick"),
                 }
+                self.relay_parts().await.iter().for_each(&mut report);
                 if let (Some(at), Some(every)) = (next_sweep, options.sweep_every) {
                     if tokio::time::Instant::now() >= at {
                         report(&self.sweep().await);

@@ -69,10 +69,78 @@ pub async fn ensure_all(
         ensure_schedule_group(&aws_sdk_scheduler::Client::new(sdk), &config.schedule_group).await?,
         ensure_event_bus(&aws_sdk_eventbridge::Client::new(sdk), &config.event_bus_name).await?,
     ];
+    if let Some(fanout) = &config.fanout {
+        steps.extend(ensure_sync_parts_queue(&aws_sdk_sqs::Client::new(sdk), &fanout.queue_url).await?);
+    }
     if let Some(secret) = local_secret {
         steps.push(ensure_secret(&aws_sdk_secretsmanager::Client::new(sdk), config, secret).await?);
     }
     Ok(steps)
+}
+
+/// The sync parts' visibility timeout: six times the sync function's (`SyncPartsQueue`).
+pub const SYNC_PARTS_VISIBILITY_SECS: u32 = 3_600;
+
+/// The fanned-out sync's queue that `SYNC_QUEUE_URL` names (its last path segment), and its
+/// dead-letter queue (`{name}-dead-letters`), as the template's `SyncPartsQueue` has them: a part
+/// received [`PART_ATTEMPTS`](crate::domain::fanout::PART_ATTEMPTS) times goes there. Creating a
+/// queue that exists with the same attributes is a no-op in SQS.
+pub async fn ensure_sync_parts_queue(client: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Vec<Step>, SetupError> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let name = queue_url.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
+    let resource = format!("queue {name}");
+    let sqs_failed = |e: aws_sdk_sqs::error::SdkError<_, _>| -> SetupError {
+        SetupError { resource: resource.clone(), reason: aws_sdk_sqs::error::DisplayErrorContext(e).to_string() }
+    };
+    let exists = |name: &str| {
+        let name = name.to_owned();
+        async move { client.get_queue_url().queue_name(&name).send().await.is_ok() }
+    };
+    let dead_letters = format!("{name}-dead-letters");
+    let dlq_existed = exists(&dead_letters).await;
+    let dlq = client
+        .create_queue()
+        .queue_name(&dead_letters)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await
+        .map_err(|e: aws_sdk_sqs::error::SdkError<_, _>| SetupError {
+            resource: format!("queue {dead_letters}"),
+            reason: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+        })?;
+    let dlq_url = dlq.queue_url.unwrap_or_default();
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| SetupError {
+            resource: format!("queue {dead_letters}"),
+            reason: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+        })?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default();
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": crate::domain::fanout::PART_ATTEMPTS,
+    });
+    let existed = exists(&name).await;
+    client
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::VisibilityTimeout, SYNC_PARTS_VISIBILITY_SECS.to_string())
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "86400")
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .map_err(sqs_failed)?;
+    let outcome = |existed: bool| if existed { Outcome::AlreadyThere } else { Outcome::Created };
+    Ok(vec![
+        Step { resource: format!("queue {dead_letters}"), outcome: outcome(dlq_existed) },
+        Step { resource: resource.clone(), outcome: outcome(existed) },
+    ])
 }
 
 pub async fn ensure_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<Step, SetupError> {

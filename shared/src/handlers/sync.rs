@@ -10,7 +10,7 @@ use crate::{
     clock::Clock,
     config::{Config, ConfigError, DirectoryPolicy, IdentityConfig},
     domain::audit::seal_days,
-    domain::fanout::{run_part, FanOut, GROUPS_PER_PART, USERS_PER_PART},
+    domain::fanout::{run_part, FanOut},
     domain::incremental::{sync_incremental_all, IncrementalSummary},
     domain::model::Name,
     domain::sync::{sync_all, NoProgress, SyncContext, SyncError, SyncSummary},
@@ -107,8 +107,8 @@ impl SyncHandler {
                     queue,
                     runs: store.clone(),
                     above_users: settings.above_users,
-                    users_per_part: USERS_PER_PART,
-                    groups_per_part: GROUPS_PER_PART,
+                    users_per_part: settings.users_per_part,
+                    groups_per_part: settings.groups_per_part,
                 };
                 (directories, Some(ports))
             }

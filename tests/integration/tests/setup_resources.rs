@@ -46,3 +46,46 @@ async fn setup_creates_everything_once_and_is_idempotent() {
     let described = secrets.describe_secret().secret_id(&secret.secret_name).send().await.unwrap();
     assert!(described.tags().iter().any(|t| t.key() == Some(tag.as_str()) && t.value() == Some("true")));
 }
+
+#[tokio::test]
+async fn with_the_fan_out_setup_creates_the_parts_queue_and_its_dead_letters_like_the_template() {
+    let sdk = sdk_config().await;
+    let name = unique("jit-sync-parts");
+    // moto names its queues `{endpoint}/{account}/{name}`: the configured URL's last segment.
+    let url = format!("http://127.0.0.1:1/123456789012/{name}");
+    let vars = [("TABLE_NAME", unique("t")), ("SYNC_QUEUE_URL", url)];
+    let config = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let steps = ensure_all(&sdk, &config, None).await.unwrap();
+    let queues: Vec<(String, Outcome)> = steps
+        .iter()
+        .filter(|s| s.resource.starts_with("queue "))
+        .map(|s| (s.resource.clone(), s.outcome.clone()))
+        .collect();
+    assert_eq!(
+        queues,
+        vec![(format!("queue {name}-dead-letters"), Outcome::Created), (format!("queue {name}"), Outcome::Created)]
+    );
+    let again = ensure_all(&sdk, &config, None).await.unwrap();
+    assert!(again.iter().all(|s| s.outcome == Outcome::AlreadyThere), "{again:?}");
+
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = sqs.get_queue_url().queue_name(&name).send().await.unwrap().queue_url.unwrap();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let attribute =
+        |n: &str| attributes.get(&aws_sdk_sqs::types::QueueAttributeName::from(n)).cloned().unwrap_or_default();
+    assert_eq!(attribute("VisibilityTimeout"), jit_shared::adapters::setup::SYNC_PARTS_VISIBILITY_SECS.to_string());
+    let redrive: serde_json::Value = serde_json::from_str(&attribute("RedrivePolicy")).unwrap();
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        jit_shared::domain::fanout::PART_ATTEMPTS.to_string()
+    );
+    assert!(redrive["deadLetterTargetArn"].as_str().unwrap().ends_with(&format!("{name}-dead-letters")));
+}

@@ -2,8 +2,9 @@
 //! works the parts it receives back (as Lambda's SQS event source mapping would hand them over),
 //! its records and the shared rate budget in moto's DynamoDB, the simulator as JumpCloud.
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use integration_tests::{event, lambda_event, unique, Stack};
+use jit_schedule_runner::{sqs::SqsRelay, Invocation, LambdaInvoker};
 use jit_shared::{
     adapters::dynamodb::{DynamoSharedRate, DynamoStore},
     handlers::sync::SyncHandler,
@@ -11,6 +12,7 @@ use jit_shared::{
 };
 use jumpcloud_sim::{GenerateSpec, Org, RunningSimulator, Simulator, UserState};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 const KEY: &str = "fanout-admin-key-3c9a1e";
 
@@ -38,58 +40,38 @@ async fn queue(sqs: &aws_sdk_sqs::Client) -> String {
 }
 
 /// The sync handler fanning out above 1,000 users, 250 users and 10 groups per part.
-fn fanned(stack: &Stack, sim: &RunningSimulator, queue_url: &str) -> SyncHandler {
+fn fanned(stack: &Stack, sim: &RunningSimulator, queue_url: &str) -> Arc<SyncHandler> {
     let config = stack.config(&sim.url(), &[("SYNC_QUEUE_URL", queue_url), ("FANOUT_ABOVE_USERS", "1000")]);
     let mut handler = SyncHandler::from_config(&stack.sdk, &config).expect("handler");
     let ports = handler.fanout.as_mut().expect("fan-out on");
     (ports.users_per_part, ports.groups_per_part) = (250, 10);
-    handler
+    Arc::new(handler)
 }
 
-/// Lambda's SQS poller, batch size 1: receives what is visible, hands each message to the
-/// handler as an SQS event, deletes it unless the handler reported it failed. Returns the
-/// deliveries made and those reported failed.
-async fn deliver(sqs: &aws_sdk_sqs::Client, queue_url: &str, handler: &SyncHandler) -> (usize, usize) {
-    let (mut delivered, mut failed) = (0, 0);
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(1)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive");
-        let Some(message) = received.messages.unwrap_or_default().into_iter().next() else {
-            return (delivered, failed);
-        };
-        let attributes: serde_json::Map<String, Value> = message
-            .attributes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, value)| (name.as_str().to_owned(), Value::String(value)))
-            .collect();
-        // The sample event (`events/sync-part-sqs.json`) carrying this message.
-        let mut sqs_event = event("sync-part-sqs.json");
-        let record = &mut sqs_event["Records"][0];
-        record["messageId"] = json!(message.message_id);
-        record["receiptHandle"] = json!(message.receipt_handle);
-        record["body"] = json!(message.body);
-        record["attributes"] = Value::Object(attributes);
-        let response = handler.handle(lambda_event(sqs_event)).await.expect("invocation");
-        delivered += 1;
-        let failures = response["batchItemFailures"].as_array().expect("a batch response").len();
-        if failures == 0 {
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle.expect("receipt"))
-                .send()
-                .await
-                .expect("delete");
-        } else {
-            failed += 1;
-        }
+/// The sync handler in this process, as the local relay invokes it.
+struct InProcess(Arc<SyncHandler>);
+
+#[async_trait::async_trait]
+impl LambdaInvoker for InProcess {
+    async fn invoke(&self, function: &str, payload: &str) -> Result<Invocation, String> {
+        assert_eq!(function, "sync");
+        let event: Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+        Ok(match self.0.handle(lambda_event(event)).await {
+            Ok(answer) => Invocation { status: 200, function_error: None, body_excerpt: answer.to_string() },
+            Err(e) => {
+                Invocation { status: 200, function_error: Some("Unhandled".into()), body_excerpt: format!("{e:?}") }
+            }
+        })
     }
+}
+
+/// The local stand-in for Lambda's SQS event source mapping (`jitctl run-schedules`' relay):
+/// each message to the handler as an SQS event, deleted unless reported failed. Returns the
+/// deliveries made and those that failed.
+async fn deliver(sqs: &aws_sdk_sqs::Client, queue_url: &str, handler: &Arc<SyncHandler>) -> (usize, usize) {
+    let relay = SqsRelay::new(sqs.clone(), queue_url, Arc::new(InProcess(handler.clone())));
+    let relayed = relay.drain().await.expect("relay");
+    (relayed.len(), relayed.iter().filter(|r| r.failure.is_some()).count())
 }
 
 /// The stored directory, in a comparable form.

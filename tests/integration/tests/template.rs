@@ -956,6 +956,11 @@ fn the_fanned_out_sync_has_its_queue_dead_letters_bounded_workers_and_an_alarm()
     );
     let timeout = t.resource("SyncFunction")["Properties"]["Timeout"].as_u64().unwrap();
     assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout, "six times the function's timeout");
+    assert_eq!(
+        queue["VisibilityTimeout"].as_u64(),
+        Some(u64::from(jit_shared::adapters::setup::SYNC_PARTS_VISIBILITY_SECS)),
+        "jitctl setup makes the local queue alike"
+    );
     for id in ["SyncPartsQueue", "SyncPartsDeadLetterQueue"] {
         assert_eq!(t.resource(id)["Properties"]["SqsManagedSseEnabled"], true, "{id} encrypted");
     }
@@ -1144,7 +1149,9 @@ fn deployed_value(t: &Template, value: &Value) -> String {
             let name = map["Ref"].as_str().unwrap();
             match t.0["Resources"][name]["Type"].as_str() {
                 // A queue's `Ref` is its URL.
-                Some("AWS::SQS::Queue") => format!("https://sqs.us-east-1.amazonaws.com/123456789012/jit-access-{name}"),
+                Some("AWS::SQS::Queue") => {
+                    format!("https://sqs.us-east-1.amazonaws.com/123456789012/jit-access-{name}")
+                }
                 _ => t.parameter_default(name).unwrap_or_else(|| format!("jit-access-{name}")),
             }
         }
