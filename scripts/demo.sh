@@ -58,16 +58,22 @@ export MIN_GRANT_DURATION=1m
 # The sample events' IAM caller stands for the security team's role: an admin. People sign in with
 # JWTs (the walk-through signs requests as several of the simulator's users).
 export ADMIN_PRINCIPALS=arn:aws:iam::123456789012:user/alice
+# The full sync fans out over SQS (moto's), as a large organization's does: the 500 users in parts
+# of 100, the groups in parts of 10; `jitctl run-schedules` relays the parts to `sync` (Lambda's SQS
+# event source mapping in AWS). moto names a queue {endpoint}/{account}/{name}.
+export SYNC_QUEUE_URL="$AWS_ENDPOINT_URL/123456789012/jit-access-local-sync-parts"
+export FANOUT_ABOVE_USERS=100 FANOUT_USERS_PER_PART=100 FANOUT_GROUPS_PER_PART=10
 ENV_FILE="$LOCAL/functions.env"
 {
   for var in TABLE_NAME SCHEDULE_GROUP EVENT_BUS_NAME JUMPCLOUD_API_URL REQUESTABLE_GROUPS RUST_LOG \
              REVOKE_FUNCTION_ARN SCHEDULER_ROLE_ARN MIN_GRANT_DURATION ADMIN_PRINCIPALS \
+             SYNC_QUEUE_URL FANOUT_ABOVE_USERS FANOUT_USERS_PER_PART FANOUT_GROUPS_PER_PART \
              OIDC_ISSUER OIDC_CLIENT_ID AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
     echo "$var=${!var}"
   done
 } > "$ENV_FILE"
 
-say "jitctl setup: table, schedule group, event bus and a tagged secret for the simulator"
+say "jitctl setup: table, schedule group, event bus, the sync parts queue and a tagged secret for the simulator"
 JUMPCLOUD_API_KEY="$SIM_KEY" "$JIT_BIN/jitctl" setup --integration local-demo
 
 LAMBDA_PORT=$(free_port)
@@ -90,11 +96,36 @@ invoke() { # invoke FUNCTION EVENT_FILE
 
 summary() { python3 "$ROOT/scripts/show_summary.py"; }
 
-say "1. POST /sync through the sync function (an HTTP API event)"
+# Until the fanned-out sync's last part has finished it (its status leaves "running").
+synced() {
+  "$VENV/bin/python" - <<'PY'
+import os, sys, time, boto3
+table = boto3.resource("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).Table(os.environ["TABLE_NAME"])
+deadline = time.time() + 300
+while True:
+    status = table.get_item(Key={"pk": "INTEGRATION#local-demo", "sk": "SYNC"}).get("Item", {})
+    if status.get("state") not in (None, "running"):
+        break
+    if time.time() > deadline:
+        sys.exit("  the fanned-out sync did not finish within 5 minutes (see .local/runner.log)")
+    time.sleep(1)
+if status["state"] != "succeeded":
+    sys.exit(f"  the fanned-out sync failed: {status.get('error')}")
+print(f"  its parts are done: {status['users']} users, {status['groups']} groups, {status['memberships']} memberships; "
+      f"{status['written']} items written, {status['deleted']} deleted")
+PY
+}
+
+say "the local runner starts: it delivers due expiry schedules, the sweep every 20 s, and the sync's parts to sync"
+start_background runner "$JIT_BIN/jitctl" run-schedules --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --sweep-every 20
+
+say "1. POST /sync through the sync function (an HTTP API event): planned, then worked part by part over SQS"
 invoke sync events/sync-http-post.json | summary
+synced
 
 say "2. the sync schedule fires (an EventBridge scheduled event): nothing changed, nothing written"
 invoke sync events/sync-schedule.json | summary
+synced
 
 say "3. a change in JumpCloud, then the incremental sync (every minute): only what the events name is read"
 curl --silent --fail "$SIM_URL/_sim/orgs/0/groups?name=engineering" > "$LOCAL/engineering.json"
@@ -147,8 +178,7 @@ status = table.get_item(Key={"pk": "INTEGRATION#local-demo", "sk": "SYNC"})["Ite
 print(f"  last sync: {status['state']}, finished {status['finished_at']}")
 PY
 
-say "5. the local schedule runner starts (it delivers due expiry schedules, and the sweep every 20 s)"
-start_background runner "$JIT_BIN/jitctl" run-schedules --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --sweep-every 20
+say "5. grants, approvals and expiry (the runner delivers the expiry schedules and the sweep)"
 "$VENV/bin/python" "$ROOT/scripts/walkthrough.py" "http://127.0.0.1:$LAMBDA_PORT" "$SIM_URL" "$API_URL" "$OIDC_ISSUER" "$OIDC_CLIENT_ID"
 
 say "11. the operator CLI: jitctl grant, grants list, revoke (early), audit"

@@ -153,5 +153,5 @@ start_moto() {
   start_background moto "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT"
   wait_port "$MOTO_PORT" 60 || { cat "$LOCAL/moto.log" >&2; exit 1; }
   export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
-  say "moto's server (DynamoDB, Secrets Manager, EventBridge, Scheduler) on $AWS_ENDPOINT_URL"
+  say "moto's server (DynamoDB, Secrets Manager, EventBridge, Scheduler, SQS) on $AWS_ENDPOINT_URL"
 }

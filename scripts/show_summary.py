@@ -23,6 +23,9 @@ for i in doc.get("integrations", []):
         print(f"  {i['integration']}: a full sync instead ({i['reason']})")
         if i["full_sync"]["status"] == "succeeded":
             print("    " + full(i["full_sync"]))
+    elif i["status"] == "fanned_out":
+        print(f"  {i['integration']}: {i['users']} users, {i['groups']} groups: fanned out, run {i['run_id']}: "
+              f"{i['user_parts']} users parts, then {i['member_parts']} members parts, on the queue")
     elif i["status"] == "full_sync_running":
         print(f"  {i['integration']}: a full sync is running: nothing done")
     else:

@@ -447,7 +447,7 @@ impl ScheduleRunner {
                     function: sqs::PARTS_FUNCTION.into(),
                     status: None,
                     outcome: match r.failure {
-                        None => DeliveryOutcome::Delivered { deleted: true },
+                        None => DeliveryOutcome::Delivered { deleted: false },
                         Some(error) => DeliveryOutcome::Failed {
                             error: format!("receive {}, back on the queue: {error}", r.receive_count),
                         },
