@@ -77,6 +77,35 @@ async fn lists_everything_with_the_minimum_number_of_requests() {
 }
 
 #[tokio::test]
+async fn lists_a_range_of_users_in_id_order_and_to_the_end_with_the_fewest_requests() {
+    let (org, mut users, _) = org();
+    users.sort();
+    let sim = start(org).await;
+    let c = client(&sim, limits());
+    let h = sim.handle();
+    let ids = |listed: Vec<jit_shared::ports::SourceUser>| listed.into_iter().map(|u| u.id).collect::<Vec<_>>();
+
+    assert_eq!(c.count_users().await.unwrap(), 250);
+    assert_eq!(h.request_count("GET /api/systemusers"), 1);
+    h.reset_counts();
+
+    // A part in the middle: positions 50..180, its pages at once (the last one short).
+    assert_eq!(ids(c.list_users_from(50, Some(130)).await.unwrap()), users[50..180].to_vec());
+    assert_eq!(h.request_count("GET /api/systemusers"), 2, "skip 50 limit 100, skip 150 limit 30");
+    h.reset_counts();
+
+    // The last part: to the end, the first page's count says where that is.
+    assert_eq!(ids(c.list_users_from(50, None).await.unwrap()), users[50..].to_vec());
+    assert_eq!(h.request_count("GET /api/systemusers"), 2, "pages at 50 and 150; 250 is the end: no empty page");
+    h.reset_counts();
+    assert_eq!(ids(c.list_users_from(150, None).await.unwrap()), users[150..].to_vec());
+    assert_eq!(h.request_count("GET /api/systemusers"), 1, "one full page, and the count says it is the last");
+    h.reset_counts();
+    assert!(c.list_users_from(300, None).await.unwrap().is_empty(), "past the end");
+    assert_eq!(h.request_count("GET /api/systemusers"), 1);
+}
+
+#[tokio::test]
 async fn lists_the_groups_a_user_is_a_direct_member_of() {
     let (mut org, users, mut groups) = org();
     // 120 more groups hold user 0: the answer spans pages.

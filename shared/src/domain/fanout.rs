@@ -106,19 +106,30 @@ pub enum PartOutcome {
 }
 
 /// Whether an integration's full sync is fanned out: its last sync counted at least
-/// `above_users` users or, when none counted any, JumpCloud says it has that many (one request).
+/// `above_users` users or, when none counted any, JumpCloud says it has that many (one request,
+/// whose count the plan then uses: `Wanted::counted`).
 pub async fn wanted(
     ctx: &SyncContext<'_>,
     fanout: &FanOut<'_>,
     integration: &str,
     directory: &dyn Directory,
-) -> Result<bool, SyncError> {
+) -> Result<Option<Wanted>, SyncError> {
     let last = ctx.store.sync_status(integration).await?;
-    let users = match last.filter(|s| s.users > 0) {
-        Some(status) => status.users,
-        None => directory.count_users().await?,
+    let (users, counted) = match last.filter(|s| s.users > 0) {
+        Some(status) => (status.users, None),
+        None => {
+            let users = directory.count_users().await?;
+            (users, Some(users))
+        }
     };
-    Ok(users >= fanout.above_users)
+    Ok((users >= fanout.above_users).then_some(Wanted { counted }))
+}
+
+/// A full sync to fan out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// The users JumpCloud counted just now, if it was asked.
+    pub counted: Option<u64>,
 }
 
 /// Claims the integration and plans the run; on failure records the sync as failed.
@@ -127,6 +138,7 @@ pub async fn start(
     fanout: &FanOut<'_>,
     integration: &str,
     directory: &dyn Directory,
+    wanted: Wanted,
 ) -> Result<FanOutStarted, SyncError> {
     let started_at = ctx.clock.now();
     let mut status = SyncStatus::running(integration, started_at);
@@ -134,7 +146,7 @@ pub async fn start(
         tracing::info!(integration, since = %running.started_at, "a sync of this integration is running: not starting another");
         return Err(SyncError::AlreadyRunning(Box::new(running)));
     }
-    let planned = plan(ctx, fanout, integration, directory, started_at).await;
+    let planned = plan(ctx, fanout, integration, directory, started_at, wanted).await;
     if let Err(error) = &planned {
         status.state = SyncState::Failed;
         status.finished_at = Some(ctx.clock.now());
@@ -152,9 +164,16 @@ async fn plan(
     integration: &str,
     directory: &dyn Directory,
     started_at: chrono::DateTime<chrono::Utc>,
+    wanted: Wanted,
 ) -> Result<FanOutStarted, SyncError> {
     let run_id = uuid::Uuid::new_v4().to_string();
-    let (users, groups) = futures::try_join!(directory.count_users(), directory.list_groups())?;
+    let count = async {
+        match wanted.counted {
+            Some(users) => Ok(users),
+            None => directory.count_users().await,
+        }
+    };
+    let (users, groups) = futures::try_join!(count, directory.list_groups())?;
     let stored: HashMap<String, u64> =
         ctx.store.list_groups(integration).await?.iter().map(|g| (g.id.clone(), content_hash(g))).collect();
     let first_sync = stored.is_empty();

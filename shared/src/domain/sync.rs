@@ -361,8 +361,8 @@ pub(crate) fn slices(
 pub async fn full_sync(ctx: &SyncContext<'_>, integration: &str, directory: &dyn Directory) -> IntegrationOutcome {
     if let Some(fanout) = ctx.fanout {
         let started = match fanout::wanted(ctx, fanout, integration, directory).await {
-            Ok(false) => None,
-            Ok(true) => Some(fanout::start(ctx, fanout, integration, directory).await),
+            Ok(None) => None,
+            Ok(Some(wanted)) => Some(fanout::start(ctx, fanout, integration, directory, wanted).await),
             Err(e) => Some(Err(e)),
         };
         match started {

@@ -25,6 +25,8 @@ pub struct MemoryStore {
     sync_claims: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
     event_cursors: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
     item_writes: AtomicUsize,
+    /// Integration -> email -> user id: the email index.
+    emails: Mutex<HashMap<String, HashMap<String, String>>>,
 }
 
 impl MemoryStore {
@@ -34,6 +36,21 @@ impl MemoryStore {
     }
     pub fn directory(&self, integration: &str) -> DirectorySnapshot {
         self.directories.lock().expect("lock").get(integration).cloned().unwrap_or_default()
+    }
+
+    /// `read` over the integration's directory in place: no copy of it (benchmarks hold a
+    /// million users here).
+    fn with<T>(&self, integration: &str, read: impl FnOnce(&DirectorySnapshot) -> T) -> T {
+        let directories = self.directories.lock().expect("lock");
+        match directories.get(integration) {
+            Some(directory) => read(directory),
+            None => read(&DirectorySnapshot::default()),
+        }
+    }
+
+    /// The integration's users by canonical email (kept beside the directory, as the index is).
+    fn user_id_by_email(&self, integration: &str, email: &str) -> Option<String> {
+        self.emails.lock().expect("lock").get(integration).and_then(|by_email| by_email.get(email).cloned())
     }
 }
 
@@ -45,12 +62,13 @@ impl DirectoryStore for MemoryStore {
         after: Option<&str>,
         upto: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let mut ids: Vec<String> = self
-            .directory(integration)
-            .users
-            .into_keys()
-            .filter(|id| after.is_none_or(|a| id.as_str() > a) && upto.is_none_or(|u| id.as_str() <= u))
-            .collect();
+        let mut ids: Vec<String> = self.with(integration, |d| {
+            d.users
+                .keys()
+                .filter(|id| after.is_none_or(|a| id.as_str() > a) && upto.is_none_or(|u| id.as_str() <= u))
+                .cloned()
+                .collect()
+        });
         ids.sort();
         Ok(ids)
     }
@@ -61,12 +79,19 @@ impl DirectoryStore for MemoryStore {
 
     async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError> {
         let mut dirs = self.directories.lock().expect("lock");
+        let mut emails = self.emails.lock().expect("lock");
         let dir = dirs.entry(integration.to_owned()).or_default();
+        let by_email = emails.entry(integration.to_owned()).or_default();
         for u in &changes.put_users {
-            dir.users.insert(u.id.clone(), u.clone());
+            if let Some(before) = dir.users.insert(u.id.clone(), u.clone()) {
+                by_email.remove(&before.email);
+            }
+            by_email.insert(u.email.clone(), u.id.clone());
         }
         for id in &changes.delete_users {
-            dir.users.remove(id);
+            if let Some(before) = dir.users.remove(id) {
+                by_email.remove(&before.email);
+            }
         }
         for g in &changes.put_groups {
             dir.groups.insert(g.id.clone(), g.clone());
@@ -83,7 +108,7 @@ impl DirectoryStore for MemoryStore {
     }
 
     async fn list_groups(&self, integration: &str) -> Result<Vec<crate::domain::model::DirectoryGroup>, StoreError> {
-        let mut groups: Vec<_> = self.directory(integration).groups.into_values().collect();
+        let mut groups: Vec<_> = self.with(integration, |d| d.groups.values().cloned().collect());
         groups.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(groups)
     }
@@ -113,49 +138,57 @@ impl DirectoryStore for MemoryStore {
     }
 
     async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError> {
-        Ok(self.directory(integration).users.into_values().find(|u| u.email == email))
+        let Some(id) = self.user_id_by_email(integration, email) else { return Ok(None) };
+        Ok(self.with(integration, |d| d.users.get(&id).cloned()))
     }
 
     async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError> {
-        Ok(self.directory(integration).groups.into_values().find(|g| g.name == name))
+        Ok(self.with(integration, |d| d.groups.values().find(|g| g.name == name).cloned()))
     }
 
     async fn is_member(&self, integration: &str, group_id: &str, user_id: &str) -> Result<bool, StoreError> {
         let membership = Membership { group_id: group_id.into(), user_id: user_id.into() };
-        Ok(self.directory(integration).memberships.contains(&membership))
+        Ok(self.with(integration, |d| d.memberships.contains(&membership)))
     }
 
     async fn user_by_id(&self, integration: &str, id: &str) -> Result<Option<DirectoryUser>, StoreError> {
-        Ok(self.directory(integration).users.remove(id))
+        Ok(self.with(integration, |d| d.users.get(id).cloned()))
     }
 
     async fn group_by_id(&self, integration: &str, id: &str) -> Result<Option<DirectoryGroup>, StoreError> {
-        Ok(self.directory(integration).groups.remove(id))
+        Ok(self.with(integration, |d| d.groups.get(id).cloned()))
     }
 
     async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError> {
-        // `remove`: an id asked twice is answered once, as by DynamoDB's adapter.
-        let mut users = self.directory(integration).users;
-        Ok(ids.iter().filter_map(|id| users.remove(id)).collect())
+        // An id asked twice is answered once, as by DynamoDB's adapter.
+        let mut seen = std::collections::HashSet::new();
+        Ok(self.with(integration, |d| {
+            ids.iter().filter(|id| seen.insert(id.as_str())).filter_map(|id| d.users.get(id).cloned()).collect()
+        }))
     }
 
     async fn user_by_username(&self, integration: &str, username: &str) -> Result<Option<DirectoryUser>, StoreError> {
         let wanted = canonical_username(username);
-        Ok(self.directory(integration).users.into_values().find(|u| canonical_username(&u.username) == wanted))
+        Ok(self.with(integration, |d| d.users.values().find(|u| canonical_username(&u.username) == wanted).cloned()))
     }
 
     async fn group_members(&self, integration: &str, group_id: &str) -> Result<Vec<String>, StoreError> {
-        let memberships = self.directory(integration).memberships;
-        Ok(memberships.iter().filter(|m| m.group_id == group_id).map(|m| m.user_id.to_string()).collect())
+        // Memberships are ordered by group, then user: the group's are one range.
+        let group = crate::domain::model::ObjectId::new(group_id);
+        let from = Membership { group_id: group.clone(), user_id: crate::domain::model::ObjectId::Hex([0; 12]) };
+        Ok(self.with(integration, |d| {
+            d.memberships.range(from..).take_while(|m| m.group_id == group).map(|m| m.user_id.to_string()).collect()
+        }))
     }
 
     async fn groups_of(&self, integration: &str, user_id: &str) -> Result<Vec<String>, StoreError> {
-        let memberships = self.directory(integration).memberships;
-        Ok(memberships.iter().filter(|m| m.user_id == user_id).map(|m| m.group_id.to_string()).collect())
+        Ok(self.with(integration, |d| {
+            d.memberships.iter().filter(|m| m.user_id == user_id).map(|m| m.group_id.to_string()).collect()
+        }))
     }
 
     async fn list_users(&self, integration: &str) -> Result<Vec<DirectoryUser>, StoreError> {
-        let mut users: Vec<_> = self.directory(integration).users.into_values().collect();
+        let mut users: Vec<_> = self.with(integration, |d| d.users.values().cloned().collect());
         users.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(users)
     }

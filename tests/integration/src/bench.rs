@@ -401,3 +401,31 @@ pub fn function_settings(schedule_group: &str, bus: &str, grant: bool) -> Vec<(S
     }
     vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// A simulator in a child process, so that a benchmark's memory is its own.
+
+/// The child's side: serves `org` with `latency_ms` per request, prints its URL on stdout, and
+/// serves until the parent closes its stdin.
+pub async fn serve_until_stdin_closes(org: jumpcloud_sim::Org, latency_ms: u64) -> anyhow::Result<()> {
+    let sim = jumpcloud_sim::Simulator::start(vec![org]).await?;
+    sim.handle().set_faults(jumpcloud_sim::Faults { latency_ms, ..jumpcloud_sim::Faults::default() });
+    println!("{}", sim.url());
+    tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await?;
+    Ok(())
+}
+
+/// The parent's side: runs this binary with `args` (which make it call
+/// [`serve_until_stdin_closes`]) and reads the simulator's URL. Dropping the child's stdin (or
+/// the child) stops it.
+pub fn spawn_simulator(args: &[String]) -> anyhow::Result<(std::process::Child, String)> {
+    use anyhow::Context;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut url)?;
+    Ok((child, url.trim().to_owned()))
+}

@@ -18,6 +18,7 @@ pub use jumpcloud_sim;
 
 pub mod bench;
 pub mod functions;
+pub mod memory;
 mod proxy;
 
 pub use proxy::{serial_proxy, ThrottlingProxy};
@@ -122,6 +123,12 @@ impl Stack {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         jit_shared::adapters::setup::ensure_table(&dynamodb, &table).await.expect("table created");
         Self { secrets: aws_sdk_secretsmanager::Client::new(&sdk), dynamodb, sdk, table, tag_key: unique("tag") }
+    }
+
+    /// A stack over a table another process made (its secret tag too): a benchmark's children.
+    pub async fn existing(sdk: SdkConfig, table: String, tag_key: String) -> Self {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        Self { secrets: aws_sdk_secretsmanager::Client::new(&sdk), dynamodb, sdk, table, tag_key }
     }
 
     /// The functions' configuration for this stack and a JumpCloud URL.

@@ -335,6 +335,7 @@ impl Directory for JumpCloudClient {
     }
 
     async fn list_users_from(&self, skip: u64, limit: Option<u64>) -> Result<Vec<SourceUser>, DirectoryError> {
+        // A page of users, and how many the organization has (v1 pages carry `totalCount`).
         let page = |skip: u64, size: u64| async move {
             let query = [
                 ("sort", "_id".to_owned()),
@@ -343,31 +344,39 @@ impl Directory for JumpCloudClient {
                 ("skip", skip.to_string()),
             ];
             let list: UserList = decode(&self.get("/api/systemusers", &query).await?)?;
-            Ok::<_, DirectoryError>(list.results.into_iter().map(SourceUser::from).collect::<Vec<_>>())
+            Ok::<_, DirectoryError>((
+                list.results.into_iter().map(SourceUser::from).collect::<Vec<_>>(),
+                list.total_count,
+            ))
         };
-        match limit {
-            // A known range: its pages at once, within the client's limits.
-            Some(limit) => {
-                let pages = try_join_all(
-                    (skip..skip + limit)
-                        .step_by(PAGE_SIZE as usize)
-                        .map(|at| page(at, PAGE_SIZE.min(skip + limit - at))),
-                )
-                .await?;
-                Ok(pages.into_iter().flatten().collect())
+        let range = |from: u64, to: u64| {
+            try_join_all((from..to).step_by(PAGE_SIZE as usize).map(move |at| page(at, PAGE_SIZE.min(to - at))))
+        };
+        // A known range: its pages at once, within the client's limits.
+        if let Some(limit) = limit {
+            return Ok(range(skip, skip + limit).await?.into_iter().flat_map(|(users, _)| users).collect());
+        }
+        // To the end: the first page says how far that is, the rest of the way at once; then page
+        // by page while users keep coming (created since), as the latest count says.
+        let (mut users, mut total) = page(skip, PAGE_SIZE).await?;
+        if let Some(known) = total.filter(|_| users.len() as u64 == PAGE_SIZE) {
+            for (more, count) in range(skip + PAGE_SIZE, known.max(skip + PAGE_SIZE)).await? {
+                users.extend(more);
+                total = count.or(total);
             }
-            // To the end: page by page until a short one.
-            None => {
-                let mut users = Vec::new();
-                loop {
-                    let more = page(skip + users.len() as u64, PAGE_SIZE).await?;
-                    let short = (more.len() as u64) < PAGE_SIZE;
-                    users.extend(more);
-                    if short {
-                        return Ok(users);
-                    }
-                }
+        }
+        loop {
+            let next = skip + users.len() as u64;
+            let full = (users.len() as u64).is_multiple_of(PAGE_SIZE) && !users.is_empty();
+            if !full || total.is_some_and(|t| next >= t) {
+                return Ok(users);
             }
+            let (more, count) = page(next, PAGE_SIZE).await?;
+            total = count.or(total);
+            if more.is_empty() {
+                return Ok(users);
+            }
+            users.extend(more);
         }
     }
 

@@ -10,7 +10,12 @@
 //! here is the sync's own.
 
 use anyhow::{bail, Context};
-use integration_tests::{sdk_config, unique};
+use integration_tests::{
+    memory::{
+        file_rss_mib, heap_live_mib, heap_peak_mib, peak_rss_mib, reset_heap_peak, reset_peak_rss, CountingAllocator,
+    },
+    sdk_config, unique,
+};
 use jit_shared::{
     adapters::dynamodb::DynamoStore,
     adapters::jumpcloud::JumpCloudClient,
@@ -20,38 +25,13 @@ use jit_shared::{
     credentials::{ApiKey, Credentials},
     domain::sync::{sync_integration, ProgressSink, SyncContext, SyncProgress, SyncReport},
 };
-use jumpcloud_sim::{Faults, GenerateSpec, Org, Simulator};
+use jumpcloud_sim::{GenerateSpec, Org};
 use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 const KEY: &str = "bench-key";
-
-/// Counts live heap bytes and their peak, so the report separates what the sync holds from what
-/// the allocator keeps (RSS).
-struct CountingAllocator;
-static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let ptr = unsafe { std::alloc::System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        ptr
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -72,19 +52,11 @@ impl ProgressSink for HeapByStage {
         };
         eprintln!(
             "  heap {:>6.1} MiB live, {:>6.1} MiB peak: {}",
-            LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
+            heap_live_mib(),
             heap_peak_mib(),
             stage.chars().take(90).collect::<String>()
         );
     }
-}
-
-fn heap_peak_mib() -> f64 {
-    PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
-}
-
-fn reset_heap_peak() {
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 struct Args {
@@ -127,43 +99,9 @@ fn spec(a: &Args) -> GenerateSpec {
     }
 }
 
-/// Peak resident memory of this process since the last reset, in MiB (Linux).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-/// Resident memory backed by files (the binary's code and libraries, not the sync's data), in MiB.
-fn file_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("RssFile:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 /// The child: serve the generated organization and print the URL.
 async fn serve_sim(a: Args) -> anyhow::Result<()> {
-    let org = Org::generate(&spec(&a));
-    let sim = Simulator::start(vec![org]).await?;
-    sim.handle().set_faults(Faults { latency_ms: a.latency_ms, ..Faults::default() });
-    println!("{}", sim.url());
-    // Serve until the parent closes our stdin.
-    tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await?;
-    Ok(())
+    integration_tests::bench::serve_until_stdin_closes(Org::generate(&spec(&a)), a.latency_ms).await
 }
 
 fn print_report(label: &str, r: &SyncReport, peak: f64) {
@@ -201,17 +139,19 @@ async fn main() -> anyhow::Result<()> {
         a.users, a.groups, total_members, a.latency_ms, a.concurrency, a.rps
     );
 
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .arg("serve-sim")
-        .args(["--users", &a.users.to_string(), "--groups", &a.groups.to_string()])
-        .args(["--avg-members", &a.avg_members.to_string(), "--latency-ms", &a.latency_ms.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut url = String::new();
-    BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut url)?;
-    let url = url.trim().to_owned();
+    let sim_args = [
+        "serve-sim",
+        "--users",
+        &a.users.to_string(),
+        "--groups",
+        &a.groups.to_string(),
+        "--avg-members",
+        &a.avg_members.to_string(),
+        "--latency-ms",
+        &a.latency_ms.to_string(),
+    ]
+    .map(String::from);
+    let (mut child, url) = integration_tests::bench::spawn_simulator(&sim_args)?;
 
     let sdk = sdk_config().await;
     let table = unique("bench");

@@ -1,0 +1,437 @@
+//! Fanned-out full sync benchmark (not a test), two parts:
+//!
+//! 1. **At scale** (default 1,000,000 users / 50,000 groups / ~4,000,000 memberships, 20 ms per
+//!    request): the simulator in a child process; the planner and `--workers` workers in this
+//!    process, each worker with its own JumpCloud client (`--concurrency` in flight) and all of
+//!    them under one shared rate budget (`--rps`), parts passed through an in-memory queue. The
+//!    stored directory and the run's records are in memory (`MemoryStore`, `MemoryRuns`): moto
+//!    cannot hold 5 million items in reasonable time, so DynamoDB is replaced here (its writes are
+//!    counted), and said so in the output. Prints requests vs the documented API's minimum, wall
+//!    time vs max(rate bound, concurrency bound), parts, and a second sync's writes (0).
+//! 2. **Per worker** (`--worker-org USERS:GROUPS:AVG`, default 30,000:750:80: full-size parts, 3
+//!    of each kind): the real `sync` handler in a fresh child process per delivered part, on moto
+//!    (DynamoDB, SQS), the parts relayed from moto's queue as Lambda's event source mapping
+//!    would; each child reports its peak RSS (VmHWM), the number the 128 MB bound is about.
+//!
+//! `cargo run --profile bench-fast -p integration-tests --bin bench-fanout -- [--users N]
+//!  [--groups N] [--avg-members N] [--latency-ms N] [--workers N] [--concurrency N] [--rps N]
+//!  [--worker-org U:G:A] [--skip-scale] [--skip-workers]`
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use integration_tests::{
+    bench::{serve_until_stdin_closes, spawn_simulator},
+    memory::{heap_peak_mib, peak_rss_mib, reset_heap_peak, reset_peak_rss, CountingAllocator},
+    sdk_config, unique, Stack,
+};
+use jit_schedule_runner::{sqs::SqsRelay, Invocation, LambdaInvoker};
+use jit_shared::{
+    adapters::jumpcloud::JumpCloudClient,
+    clock::SystemClock,
+    config::{DirectoryPolicy, JumpCloudLimits},
+    credentials::{ApiKey, Credentials},
+    domain::{
+        fanout::{run_part, FanOut},
+        sync::{full_sync, IntegrationOutcome, NoProgress, SyncContext},
+    },
+    handlers::sync::SyncHandler,
+    ports::{DirectoryStore, RunStage, SharedRate, StoreError, SyncRunStore},
+    testing::{MemoryQueue, MemoryRuns, MemoryStore},
+};
+use jumpcloud_sim::{GenerateSpec, Org};
+use serde_json::Value;
+use std::{
+    num::NonZeroU32,
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+const KEY: &str = "bench-key";
+
+struct Args {
+    users: usize,
+    groups: usize,
+    avg_members: usize,
+    latency_ms: u64,
+    workers: usize,
+    concurrency: usize,
+    rps: u32,
+    worker_org: (usize, usize, usize),
+    scale: bool,
+    per_worker: bool,
+}
+
+fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+    let mut a = Args {
+        users: 1_000_000,
+        groups: 50_000,
+        avg_members: 80,
+        latency_ms: 20,
+        workers: 4,
+        concurrency: 8,
+        rps: 100_000,
+        worker_org: (30_000, 750, 80),
+        scale: true,
+        per_worker: true,
+    };
+    while let Some(flag) = raw.next() {
+        match flag.as_str() {
+            "--skip-scale" => a.scale = false,
+            "--skip-workers" => a.per_worker = false,
+            _ => {
+                let value = raw.next().with_context(|| format!("{flag} needs a value"))?;
+                match flag.as_str() {
+                    "--users" => a.users = value.parse()?,
+                    "--groups" => a.groups = value.parse()?,
+                    "--avg-members" => a.avg_members = value.parse()?,
+                    "--latency-ms" => a.latency_ms = value.parse()?,
+                    "--workers" => a.workers = value.parse()?,
+                    "--concurrency" => a.concurrency = value.parse()?,
+                    "--rps" => a.rps = value.parse()?,
+                    "--worker-org" => {
+                        let n: Vec<usize> = value.split(':').map(str::parse).collect::<Result<_, _>>()?;
+                        let [u, g, m] = n[..] else { bail!("--worker-org USERS:GROUPS:AVG") };
+                        a.worker_org = (u, g, m);
+                    }
+                    other => bail!("unknown flag {other}"),
+                }
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn spec(users: usize, groups: usize, avg_members: usize) -> GenerateSpec {
+    GenerateSpec { users, groups, avg_members, seed: 42, api_key: KEY.into(), ..GenerateSpec::default() }
+}
+
+/// The documented API's minimum for a full read: user pages, group pages, and each group's member
+/// pages (one for an empty group), 100 per page; and the membership count.
+fn minimum(org: &Org) -> (usize, usize) {
+    let pages = |n: usize| n.div_ceil(100).max(1);
+    let members: usize = org.groups.iter().map(|g| org.members(&g.id).len()).sum();
+    let member_pages: usize = org.groups.iter().map(|g| pages(org.members(&g.id).len())).sum();
+    (pages(org.users.len()) + pages(org.groups.len()) + member_pages, members)
+}
+
+/// The workers' shared budget, in memory (in AWS: `DynamoSharedRate`, a counter per second).
+struct InMemoryRate(governor::DefaultDirectRateLimiter);
+
+#[async_trait]
+impl SharedRate for InMemoryRate {
+    async fn acquire(&self) -> Result<(), StoreError> {
+        self.0.until_ready().await;
+        Ok(())
+    }
+}
+
+fn client(url: &str, a: &Args, rate: Arc<dyn SharedRate>) -> JumpCloudClient {
+    let limits = JumpCloudLimits {
+        max_concurrency: a.concurrency,
+        requests_per_second: a.rps,
+        request_timeout: Duration::from_secs(30),
+        retry_budget: Duration::from_secs(60),
+        ..JumpCloudLimits::default()
+    };
+    let credentials = Credentials { token: ApiKey::new(KEY), org_id: None };
+    JumpCloudClient::with_credentials(reqwest::Client::new(), url, credentials, limits).with_shared_rate(rate)
+}
+
+struct RunResult {
+    wall: Duration,
+    requests: u64,
+    retries: u64,
+    parts: u32,
+    written: u64,
+    deleted: u64,
+    users: u64,
+    memberships: u64,
+}
+
+/// One fanned-out sync: the plan, then `workers` tasks taking parts until the run is done.
+async fn fanned_sync(
+    ctx: &SyncContext<'_>,
+    fanout: &FanOut<'_>,
+    queue: &MemoryQueue,
+    runs: &MemoryRuns,
+    planner: &JumpCloudClient,
+    workers: &[JumpCloudClient],
+) -> anyhow::Result<RunResult> {
+    let before: u64 = std::iter::once(planner).chain(workers).map(|c| c.stats().requests.load(Ordering::Relaxed)).sum();
+    let started = Instant::now();
+    let run = match full_sync(ctx, "bench", planner).await {
+        IntegrationOutcome::FannedOut(run) => run,
+        other => bail!("not fanned out: {other:?}"),
+    };
+    eprintln!("  planned: {} users parts, {} members parts", run.user_parts, run.member_parts);
+    let run_id = run.run_id.as_str();
+    let work = workers.iter().map(|client| async move {
+        loop {
+            match queue.take() {
+                Some(message) => {
+                    run_part(ctx, fanout, &message, client, 1).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+                None => {
+                    let stage = runs.run("bench", run_id).await?.map(|r| r.stage);
+                    if matches!(stage, Some(RunStage::Done | RunStage::Failed)) {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    // Between the halves: the part that completes the users half sends the rest.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    });
+    futures::future::try_join_all(work).await?;
+    let wall = started.elapsed();
+    let done = runs.run("bench", &run.run_id).await?.context("the run")?;
+    if done.stage != RunStage::Done {
+        bail!("the run ended {:?}: {:?}", done.stage, done.error);
+    }
+    let status = ctx.store.sync_status("bench").await?.context("status")?;
+    let clients = std::iter::once(planner).chain(workers);
+    let (requests, retries) = clients.fold((0, 0), |(r, t), c| {
+        (r + c.stats().requests.load(Ordering::Relaxed), t + c.stats().retries.load(Ordering::Relaxed))
+    });
+    Ok(RunResult {
+        wall,
+        requests: requests - before,
+        retries,
+        parts: run.user_parts + run.member_parts,
+        written: status.written,
+        deleted: status.deleted,
+        users: status.users,
+        memberships: status.memberships,
+    })
+}
+
+async fn at_scale(a: &Args) -> anyhow::Result<()> {
+    let org = Org::generate(&spec(a.users, a.groups, a.avg_members));
+    let (minimum, members) = minimum(&org);
+    drop(org);
+    println!(
+        "== at scale: {} users, {} groups, {} memberships; simulator latency {} ms; {} workers x {} in flight; shared budget {} req/s",
+        a.users, a.groups, members, a.latency_ms, a.workers, a.concurrency, a.rps
+    );
+    println!("   DynamoDB: replaced by the in-memory store (moto cannot hold 5 million items in useful time); its writes are counted");
+    let sim_args = [
+        "serve-sim",
+        "--users",
+        &a.users.to_string(),
+        "--groups",
+        &a.groups.to_string(),
+        "--avg-members",
+        &a.avg_members.to_string(),
+        "--latency-ms",
+        &a.latency_ms.to_string(),
+    ]
+    .map(String::from);
+    let (mut sim, url) = spawn_simulator(&sim_args)?;
+
+    let rate: Arc<dyn SharedRate> = Arc::new(InMemoryRate(governor::RateLimiter::direct(governor::Quota::per_second(
+        NonZeroU32::new(a.rps.max(1)).expect("non-zero"),
+    ))));
+    let planner = client(&url, a, rate.clone());
+    let workers: Vec<JumpCloudClient> = (0..a.workers).map(|_| client(&url, a, rate.clone())).collect();
+    let (store, runs, queue) = (MemoryStore::default(), MemoryRuns::default(), MemoryQueue::default());
+    let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };
+    let fanout = FanOut::new(&queue, &runs, 1);
+    let ctx = SyncContext {
+        store: &store,
+        policy: &policy,
+        clock: &SystemClock,
+        progress: &NoProgress,
+        grants: None,
+        fanout: Some(&fanout),
+    };
+    reset_peak_rss();
+    reset_heap_peak();
+    let first = fanned_sync(&ctx, &fanout, &queue, &runs, &planner, &workers).await?;
+    let (first_rss, first_heap) = (peak_rss_mib(), heap_peak_mib());
+    let second = fanned_sync(&ctx, &fanout, &queue, &runs, &planner, &workers).await?;
+    drop(sim.stdin.take());
+    let _ = sim.wait();
+
+    let in_flight = (a.workers * a.concurrency) as f64;
+    let rate_bound = first.requests as f64 / f64::from(a.rps);
+    let concurrency_bound = first.requests as f64 * a.latency_ms as f64 / 1000.0 / in_flight;
+    let bound = rate_bound.max(concurrency_bound);
+    for (label, r) in [("first sync", &first), ("second sync", &second)] {
+        println!(
+            "   {label:<12} users {:>8}  memberships {:>8}  parts {:>4}  requests {:>6} (retries {})  written {:>8}  deleted {:>4}  wall {:>7.1} s",
+            r.users, r.memberships, r.parts, r.requests, r.retries, r.written, r.deleted, r.wall.as_secs_f64()
+        );
+    }
+    println!(
+        "   requests: {} made, documented-API minimum {minimum} (ratio {:.4}: the one extra is the users count that plans the parts)",
+        first.requests,
+        first.requests as f64 / minimum as f64
+    );
+    println!(
+        "   wall time: {:.1} s; rate bound {rate_bound:.1} s, concurrency bound {concurrency_bound:.1} s ({} in flight x {} ms); ratio {:.3}",
+        first.wall.as_secs_f64(),
+        in_flight,
+        a.latency_ms,
+        first.wall.as_secs_f64() / bound
+    );
+    println!("   a re-sync wrote {} items and deleted {}", second.written, second.deleted);
+    println!(
+        "   this process (workers and the in-memory store together): peak RSS {first_rss:.0} MiB, peak heap {first_heap:.0} MiB; per worker: below"
+    );
+    Ok(())
+}
+
+/// The child: one part, delivered by the relay as an SQS event, worked by the real handler.
+async fn worker_child(table: String, tag_key: String, sim_url: String, queue_url: String) -> anyhow::Result<()> {
+    let stack = Stack::existing(sdk_config().await, table, tag_key).await;
+    let config = stack.config(&sim_url, &[("SYNC_QUEUE_URL", &queue_url), ("FANOUT_ABOVE_USERS", "1")]);
+    let handler = SyncHandler::from_config(&stack.sdk, &config)?;
+    let mut payload = String::new();
+    std::io::stdin().read_line(&mut payload)?;
+    let answer = handler.handle(integration_tests::lambda_event(serde_json::from_str(&payload)?)).await;
+    let body = match answer {
+        Ok(answer) => answer.to_string(),
+        Err(e) => bail!("{e:?}"),
+    };
+    println!("{body}");
+    println!("VmHWM {:.1}", peak_rss_mib());
+    Ok(())
+}
+
+/// Invokes `sync` as a fresh child process per part, and keeps each child's peak RSS.
+struct ChildProcesses {
+    args: Vec<String>,
+    peaks: std::sync::Mutex<Vec<f64>>,
+}
+
+#[async_trait]
+impl LambdaInvoker for ChildProcesses {
+    async fn invoke(&self, _function: &str, payload: &str) -> Result<Invocation, String> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args(&self.args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        writeln!(child.stdin.take().expect("stdin"), "{payload}").map_err(|e| e.to_string())?;
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.map_err(|e| e.to_string())?;
+        let output = output.map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut lines = stdout.lines();
+        let body = lines.next().unwrap_or_default().to_owned();
+        if let Some(peak) = lines.find_map(|l| l.strip_prefix("VmHWM ")).and_then(|v| v.parse().ok()) {
+            self.peaks.lock().expect("peaks").push(peak);
+        }
+        let failed = !output.status.success();
+        Ok(Invocation { status: 200, function_error: failed.then(|| "Unhandled".into()), body_excerpt: body })
+    }
+}
+
+async fn per_worker(a: &Args) -> anyhow::Result<()> {
+    let (users, groups, avg) = a.worker_org;
+    println!(
+        "== per worker: {users} users, {groups} groups (~{} memberships), full-size parts; each part a fresh process running the real sync handler on moto",
+        groups * avg
+    );
+    let org = Org::generate(&spec(users, groups, avg));
+    let sim_args = [
+        "serve-sim",
+        "--users",
+        &users.to_string(),
+        "--groups",
+        &groups.to_string(),
+        "--avg-members",
+        &avg.to_string(),
+        "--latency-ms",
+        "0",
+    ]
+    .map(String::from);
+    drop(org);
+    let (mut sim, url) = spawn_simulator(&sim_args)?;
+    let stack = Stack::new().await;
+    stack.integration("bench", KEY).await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique("bench-sync-parts"))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "0")
+        .send()
+        .await?
+        .queue_url
+        .context("queue URL")?;
+    let config = stack.config(&url, &[("SYNC_QUEUE_URL", &queue_url), ("FANOUT_ABOVE_USERS", "1")]);
+    let planner = SyncHandler::from_config(&stack.sdk, &config)?;
+    let children = Arc::new(ChildProcesses {
+        args: vec!["worker".into(), stack.table.clone(), stack.tag_key.clone(), url.clone(), queue_url.clone()],
+        peaks: Default::default(),
+    });
+    let relay = SqsRelay::new(sqs.clone(), &queue_url, children.clone());
+    for label in ["first sync", "second sync"] {
+        let started = Instant::now();
+        let summary: Value = planner
+            .handle(integration_tests::lambda_event(integration_tests::event("sync-schedule.json")))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let run = &summary["integrations"][0];
+        if run["status"] != "fanned_out" {
+            bail!("not fanned out: {summary}");
+        }
+        children.peaks.lock().expect("peaks").clear();
+        let relayed = relay.drain().await.map_err(anyhow::Error::msg)?;
+        let failed = relayed.iter().filter(|r| r.failure.is_some()).count();
+        let status = jit_shared::adapters::dynamodb::DynamoStore::new(stack.dynamodb.clone(), &stack.table)
+            .sync_status("bench")
+            .await?
+            .context("status")?;
+        let peaks = children.peaks.lock().expect("peaks").clone();
+        println!(
+            "   {label:<12} {} parts ({} users, {} members), {failed} failed; {} users, {} memberships, written {}; {:.1} s; worker peak RSS max {:.1} MiB, min {:.1} MiB",
+            relayed.len(),
+            run["user_parts"],
+            run["member_parts"],
+            status.users,
+            status.memberships,
+            status.written,
+            started.elapsed().as_secs_f64(),
+            peaks.iter().copied().fold(0.0, f64::max),
+            peaks.iter().copied().fold(f64::MAX, f64::min),
+        );
+    }
+    drop(sim.stdin.take());
+    let _ = sim.wait();
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut raw = std::env::args().skip(1).peekable();
+    match raw.peek().map(String::as_str) {
+        Some("serve-sim") => {
+            raw.next();
+            let a = parse_args(raw)?;
+            let org = Org::generate(&spec(a.users, a.groups, a.avg_members));
+            return serve_until_stdin_closes(org, a.latency_ms).await;
+        }
+        Some("worker") => {
+            raw.next();
+            let (table, tag, sim, queue) = (raw.next(), raw.next(), raw.next(), raw.next());
+            let (Some(table), Some(tag), Some(sim), Some(queue)) = (table, tag, sim, queue) else {
+                bail!("worker TABLE TAG_KEY SIM QUEUE")
+            };
+            return worker_child(table, tag, sim, queue).await;
+        }
+        _ => {}
+    }
+    let a = parse_args(raw)?;
+    if a.scale {
+        at_scale(&a).await?;
+    }
+    if a.per_worker {
+        per_worker(&a).await?;
+    }
+    Ok(())
+}
