@@ -166,12 +166,17 @@ async fn fanned_sync(
         IntegrationOutcome::FannedOut(run) => run,
         other => bail!("not fanned out: {other:?}"),
     };
-    eprintln!("  planned: {} users parts, {} members parts", run.user_parts, run.member_parts);
+    let planned = started.elapsed();
+    let members_from = std::sync::Mutex::new(None::<Duration>);
     let run_id = run.run_id.as_str();
+    let members_from = &members_from;
     let work = workers.iter().map(|client| async move {
         loop {
             match queue.take() {
                 Some(message) => {
+                    if message.kind == jit_shared::ports::PartKind::Members {
+                        members_from.lock().expect("lock").get_or_insert_with(|| started.elapsed());
+                    }
                     run_part(ctx, fanout, &message, client, 1).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                 }
                 None => {
@@ -187,6 +192,13 @@ async fn fanned_sync(
     });
     futures::future::try_join_all(work).await?;
     let wall = started.elapsed();
+    let members_from = members_from.lock().expect("lock").unwrap_or_default();
+    eprintln!(
+        "  phases: plan {:.1} s, users parts {:.1} s, members parts and finish {:.1} s",
+        planned.as_secs_f64(),
+        (members_from - planned).as_secs_f64(),
+        (wall - members_from).as_secs_f64()
+    );
     let done = runs.run("bench", &run.run_id).await?.context("the run")?;
     if done.stage != RunStage::Done {
         bail!("the run ended {:?}: {:?}", done.stage, done.error);
