@@ -1,0 +1,204 @@
+//! Users parts: a range of users each; the part completing the half resolves what managers are left
+//! and sends the members parts.
+
+use super::*;
+
+/// A manager named by id or email, as stored.
+async fn stored_manager(
+    store: &dyn DirectoryStore,
+    integration: &str,
+    reference: &str,
+) -> Result<Option<(String, String)>, SyncError> {
+    let found = if reference.contains('@') {
+        store.user_by_email(integration, &canonical_email(reference)).await?
+    } else {
+        store.user_by_id(integration, reference).await?
+    };
+    Ok(found.map(|u| (u.id, u.email)))
+}
+
+pub(super) async fn users_part(
+    ctx: &SyncContext<'_>,
+    fanout: &FanOut<'_>,
+    run: &SyncRun,
+    part: u32,
+    directory: &dyn Directory,
+) -> Result<PartOutcome, SyncError> {
+    let integration = run.integration.as_str();
+    let last_part = part + 1 == run.user_parts;
+    let skip = u64::from(part) * run.users_per_part;
+    let listed = directory.list_users_from(skip, (!last_part).then_some(run.users_per_part)).await?;
+    let last_id = listed.iter().map(|u| u.id.clone()).max();
+
+    // Managers among the part's own users first (as the single sync resolves them), then stored.
+    let by_id: HashMap<&str, usize> = listed.iter().enumerate().map(|(i, u)| (u.id.as_str(), i)).collect();
+    let by_email: HashMap<String, usize> =
+        listed.iter().enumerate().map(|(i, u)| (canonical_email(&u.email), i)).collect();
+    let references: Vec<Option<String>> = listed.iter().map(|u| manager_reference(u, ctx.policy)).collect();
+    let mut managers: Vec<Option<(String, String)>> = vec![None; listed.len()];
+    let mut elsewhere: Vec<usize> = Vec::new();
+    for (i, reference) in references.iter().enumerate() {
+        let Some(reference) = reference else { continue };
+        let local = by_id.get(reference.as_str()).or_else(|| by_email.get(&canonical_email(reference))).copied();
+        match local {
+            Some(m) if m != i => managers[i] = Some((listed[m].id.clone(), canonical_email(&listed[m].email))),
+            Some(_) => {}
+            None => elsewhere.push(i),
+        }
+    }
+    drop((by_id, by_email));
+    let found: Vec<(usize, Option<(String, String)>)> = stream::iter(elsewhere)
+        .map(|i| {
+            let reference = references[i].clone().unwrap_or_default();
+            async move { stored_manager(ctx.store, integration, &reference).await.map(|m| (i, m)) }
+        })
+        .buffer_unordered(STORE_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut unresolved = Vec::new();
+    for (i, manager) in found {
+        match manager.filter(|(id, _)| *id != listed[i].id) {
+            Some(m) => managers[i] = Some(m),
+            None => unresolved.push((listed[i].id.clone(), references[i].clone().unwrap_or_default())),
+        }
+    }
+    unresolved.sort();
+
+    let mut users: Vec<DirectoryUser> = Vec::with_capacity(listed.len());
+    let mut excluded: Vec<(String, String)> = Vec::new();
+    let listed_count = listed.len() as u64;
+    for (user, manager) in listed.into_iter().zip(managers) {
+        if !ctx.policy.include_suspended_users && user.is_suspended() {
+            excluded.push((user.id, canonical_email(&user.email)));
+            continue;
+        }
+        users.push(directory_user(user, manager));
+    }
+    excluded.sort();
+    let mut ids = PartIds { kept: users.iter().map(|u| u.id.clone()).collect(), ..PartIds::default() };
+    ids.kept.sort();
+    (ids.excluded, ids.excluded_emails) = excluded.into_iter().unzip();
+
+    let stored: HashMap<String, DirectoryUser> =
+        ctx.store.users_by_ids(integration, &ids.kept).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+    // A manager named but found neither here nor stored (a suspended one, say) keeps what the
+    // store has for it until `resolve_managers`, once every part is in, says what it is: so an
+    // unchanged user is not written twice over.
+    let unresolved_of: HashMap<&str, &str> = unresolved.iter().map(|(u, r)| (u.as_str(), r.as_str())).collect();
+    for user in &mut users {
+        let (Some(reference), Some(before)) = (unresolved_of.get(user.id.as_str()), stored.get(&user.id)) else {
+            continue;
+        };
+        let named = |id: &Option<String>, email: &Option<String>| {
+            id.as_deref() == Some(*reference) || email.as_deref() == Some(canonical_email(reference).as_str())
+        };
+        if named(&before.manager_id, &before.manager_email) {
+            (user.manager_id, user.manager_email) = (before.manager_id.clone(), before.manager_email.clone());
+        }
+    }
+    drop(unresolved_of);
+    let stored: HashMap<String, u64> = stored.iter().map(|(id, u)| (id.clone(), content_hash(u))).collect();
+    let new: Vec<String> = users.iter().filter(|u| !stored.contains_key(&u.id)).map(|u| u.id.clone()).collect();
+    let put_users: Vec<DirectoryUser> =
+        users.into_iter().filter(|u| stored.get(&u.id) != Some(&content_hash(u))).collect();
+    let report = PartReport {
+        listed: listed_count,
+        kept: ids.kept.len() as u64,
+        written: put_users.len() as u64,
+        deleted: 0,
+        last_id,
+        unresolved_managers: unresolved,
+        ..PartReport::default()
+    };
+    write(ctx.store, integration, DirectoryChanges { put_users, ..DirectoryChanges::default() }).await?;
+    if !run.first_sync && !new.is_empty() {
+        fanout.runs.put_new_ids(integration, &run.run_id, NewKind::Users, part, &new).await?;
+    }
+    let done = fanout.runs.report_part(integration, &run.run_id, PartKind::Users, part, &report, &ids).await?;
+    tracing::info!(
+        integration,
+        run_id = run.run_id,
+        part,
+        listed = listed_count,
+        written = report.written,
+        done,
+        of = run.user_parts,
+        "users part done"
+    );
+    let mut moved = None;
+    if done >= run.user_parts {
+        resolve_managers(ctx, fanout, run).await?;
+        let next = SyncRun {
+            stage: RunStage::Members,
+            moved_by: Some(part_name(PartKind::Users, part)),
+            members_sent: false,
+            ..run.clone()
+        };
+        if fanout.runs.put_run(&next, Some(RunStage::Users)).await? {
+            send_members(fanout, next).await?;
+            moved = Some(RunStage::Members);
+        }
+    }
+    Ok(PartOutcome::Done { kind: PartKind::Users, part, moved })
+}
+
+/// Managers no users part found (in another part, and not stored when it ran; or not stored at
+/// all: suspended users are not, yet the single sync resolves managers among every user it
+/// fetched): every user of the run is stored now, and the parts' excluded users are known.
+async fn resolve_managers(ctx: &SyncContext<'_>, fanout: &FanOut<'_>, run: &SyncRun) -> Result<(), SyncError> {
+    let integration = run.integration.as_str();
+    let mut reports = Vec::new();
+    for part in 0..run.user_parts {
+        let Some(report) = fanout.runs.part_report(integration, &run.run_id, PartKind::Users, part).await? else {
+            return Err(SyncError::Fanout(format!("users part {part} counted done without a report")));
+        };
+        if !report.unresolved_managers.is_empty() {
+            reports.push(report);
+        }
+    }
+    if reports.is_empty() {
+        return Ok(());
+    }
+    let mut excluded_by_id: HashMap<String, String> = HashMap::new();
+    for part in 0..run.user_parts {
+        let ids = fanout.runs.part_ids(integration, &run.run_id, part).await?;
+        excluded_by_id.extend(ids.excluded.into_iter().zip(ids.excluded_emails));
+    }
+    let excluded_by_email: HashMap<&str, &str> =
+        excluded_by_id.iter().map(|(id, email)| (email.as_str(), id.as_str())).collect();
+    let excluded = |reference: &str| -> Option<(String, String)> {
+        if let Some((id, email)) = excluded_by_id.get_key_value(reference) {
+            return Some((id.clone(), email.clone()));
+        }
+        let email = canonical_email(reference);
+        excluded_by_email.get(email.as_str()).map(|id| ((*id).to_owned(), email.clone()))
+    };
+    for report in reports {
+        let ids: Vec<String> = report.unresolved_managers.iter().map(|(user, _)| user.clone()).collect();
+        let mut users: HashMap<String, DirectoryUser> =
+            ctx.store.users_by_ids(integration, &ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+        let mut put_users = Vec::new();
+        for (user_id, reference) in &report.unresolved_managers {
+            let Some(mut user) = users.remove(user_id) else { continue };
+            let found = match stored_manager(ctx.store, integration, reference).await? {
+                Some(manager) => Some(manager),
+                None => excluded(reference),
+            };
+            // Nobody (or the user itself): no manager, as the single sync decides.
+            let (id, email) = found.filter(|(id, _)| *id != user.id).unzip();
+            if (&user.manager_id, &user.manager_email) != (&id, &email) {
+                (user.manager_id, user.manager_email) = (id, email);
+                put_users.push(user);
+            }
+        }
+        write(ctx.store, integration, DirectoryChanges { put_users, ..DirectoryChanges::default() }).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn send_members(fanout: &FanOut<'_>, mut run: SyncRun) -> Result<(), SyncError> {
+    fanout.queue.send(&messages(&run, PartKind::Members, run.member_parts)).await.map_err(SyncError::Queue)?;
+    run.members_sent = true;
+    fanout.runs.put_run(&run, Some(RunStage::Members)).await?;
+    Ok(())
+}
