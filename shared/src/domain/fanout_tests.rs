@@ -115,14 +115,7 @@ impl World {
 async fn single(dir: &FakeDirectory) -> DirectorySnapshot {
     let store = MemoryStore::default();
     let (policy, clock) = (DirectoryPolicy::default(), ManualClock::new(Utc::now()));
-    let ctx = SyncContext {
-        store: &store,
-        policy: &policy,
-        clock: &clock,
-        progress: &NoProgress,
-        grants: None,
-        fanout: None,
-    };
+    let ctx = SyncContext::directory_only(&store, &policy, &clock);
     sync_integration(&ctx, "corp", dir).await.expect("single sync");
     store.directory("corp")
 }

@@ -5,7 +5,7 @@
 use super::*;
 use crate::{
     clock::ManualClock,
-    domain::sync::{sync_integration, NoProgress, SyncContext},
+    domain::sync::{sync_integration, SyncContext},
     ports::{DirectoryEvent, EventBatch, SyncStatus, UserAttribute},
     testing::{FakeDirectory, MemoryStore},
 };
@@ -117,14 +117,7 @@ impl World {
             clock: ManualClock::new(t(0)),
             policy: DirectoryPolicy::default(),
         };
-        let ctx = SyncContext {
-            store: &world.store,
-            policy: &world.policy,
-            clock: &world.clock,
-            progress: &NoProgress,
-            grants: None,
-            fanout: None,
-        };
+        let ctx = SyncContext::directory_only(&world.store, &world.policy, &world.clock);
         sync_integration(&ctx, "corp", &world.directory).await.expect("full sync");
         world.directory.reads.lock().unwrap().clear();
         world.clock.advance(Duration::minutes(1));
@@ -391,14 +384,7 @@ async fn every_integration_runs_and_one_without_a_cursor_is_synced_in_full_inste
     let store = MemoryStore::default();
     let clock = ManualClock::new(t(0));
     let policy = DirectoryPolicy::default();
-    let ctx = SyncContext {
-        store: &store,
-        policy: &policy,
-        clock: &clock,
-        progress: &NoProgress,
-        grants: None,
-        fanout: None,
-    };
+    let ctx = SyncContext::directory_only(&store, &policy, &clock);
     let corp = Arc::new(FakeDirectory::with(
         vec![FakeDirectory::user("u1", "alice@corp.com")],
         vec![FakeDirectory::group("g1", "admins")],
@@ -481,14 +467,7 @@ async fn a_full_sync_in_place_of_runs_that_cannot_go_on_starts_at_most_every_fif
     let store = MemoryStore::default();
     let clock = ManualClock::new(t(0));
     let policy = DirectoryPolicy::default();
-    let ctx = SyncContext {
-        store: &store,
-        policy: &policy,
-        clock: &clock,
-        progress: &NoProgress,
-        grants: None,
-        fanout: None,
-    };
+    let ctx = SyncContext::directory_only(&store, &policy, &clock);
     let corp = Arc::new(FakeDirectory::with(vec![FakeDirectory::user("u1", "alice@corp.com")], vec![], &[]));
     let integrations = FakeIntegrations::default();
     integrations.add("corp", corp.clone());

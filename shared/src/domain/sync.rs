@@ -112,6 +112,13 @@ pub struct SyncContext<'a> {
     pub fanout: Option<&'a FanOut<'a>>,
 }
 
+impl<'a> SyncContext<'a> {
+    /// The directory alone: no progress shown, no grant lifecycle, no fan-out.
+    pub fn directory_only(store: &'a dyn DirectoryStore, policy: &'a DirectoryPolicy, clock: &'a dyn Clock) -> Self {
+        Self { store, policy, clock, progress: &NoProgress, grants: None, fanout: None }
+    }
+}
+
 /// Syncs one integration and records its status (running, then succeeded or failed).
 pub async fn sync_integration(
     ctx: &SyncContext<'_>,
@@ -624,14 +631,7 @@ mod tests {
     #[tokio::test]
     async fn one_failing_integration_does_not_stop_the_others() {
         let (store, policy, clock) = ctx_parts();
-        let ctx = SyncContext {
-            store: &store,
-            policy: &policy,
-            clock: &clock,
-            progress: &NoProgress,
-            grants: None,
-            fanout: None,
-        };
+        let ctx = SyncContext::directory_only(&store, &policy, &clock);
         let integrations = FakeIntegrations::default();
         integrations.add("good", org());
         let broken = org();
@@ -656,14 +656,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_named_integration_is_synced_and_an_unknown_one_is_an_error() {
         let (store, policy, clock) = ctx_parts();
-        let ctx = SyncContext {
-            store: &store,
-            policy: &policy,
-            clock: &clock,
-            progress: &NoProgress,
-            grants: None,
-            fanout: None,
-        };
+        let ctx = SyncContext::directory_only(&store, &policy, &clock);
         let integrations = FakeIntegrations::default();
         integrations.add("a", org());
         integrations.add("b", org());

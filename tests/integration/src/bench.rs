@@ -415,6 +415,16 @@ pub async fn serve_until_stdin_closes(org: jumpcloud_sim::Org, latency_ms: u64) 
     Ok(())
 }
 
+/// The arguments that make this binary serve a generated organization (its `serve-sim` mode).
+pub fn serve_sim_args(users: usize, groups: usize, avg_members: usize, latency_ms: u64) -> Vec<String> {
+    let numbers = [("--users", users as u64), ("--groups", groups as u64), ("--avg-members", avg_members as u64)];
+    let mut args = vec!["serve-sim".to_owned()];
+    for (flag, value) in numbers.into_iter().chain([("--latency-ms", latency_ms)]) {
+        args.extend([flag.to_owned(), value.to_string()]);
+    }
+    args
+}
+
 /// The parent's side: runs this binary with `args` (which make it call
 /// [`serve_until_stdin_closes`]) and reads the simulator's URL. Dropping the child's stdin (or
 /// the child) stops it.
@@ -428,4 +438,23 @@ pub fn spawn_simulator(args: &[String]) -> anyhow::Result<(std::process::Child, 
     let mut url = String::new();
     BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut url)?;
     Ok((child, url.trim().to_owned()))
+}
+
+/// A benchmark's JumpCloud client: `concurrency` in flight, `rps` a second, patient timeouts.
+pub fn jumpcloud_client(
+    url: &str,
+    key: &str,
+    concurrency: usize,
+    rps: u32,
+) -> jit_shared::adapters::jumpcloud::JumpCloudClient {
+    let limits = jit_shared::config::JumpCloudLimits {
+        max_concurrency: concurrency,
+        requests_per_second: rps,
+        request_timeout: Duration::from_secs(30),
+        retry_budget: Duration::from_secs(60),
+        ..jit_shared::config::JumpCloudLimits::default()
+    };
+    let credentials =
+        jit_shared::credentials::Credentials { token: jit_shared::credentials::ApiKey::new(key), org_id: None };
+    jit_shared::adapters::jumpcloud::JumpCloudClient::with_credentials(reqwest::Client::new(), url, credentials, limits)
 }

@@ -48,6 +48,27 @@ fn fanned(stack: &Stack, sim: &RunningSimulator, queue_url: &str) -> Arc<SyncHan
     Arc::new(handler)
 }
 
+/// A stack with the integration, the simulator serving [`org`], a queue, and the fanning handler.
+struct Fixture {
+    stack: Stack,
+    sim: RunningSimulator,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    handler: Arc<SyncHandler>,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let stack = Stack::new().await;
+        let sim = Simulator::start(vec![org()]).await.unwrap();
+        stack.integration("corp", KEY).await;
+        let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+        let queue_url = queue(&sqs).await;
+        let handler = fanned(&stack, &sim, &queue_url);
+        Self { stack, sim, sqs, queue_url, handler }
+    }
+}
+
 /// The sync handler in this process, as the local relay invokes it.
 struct InProcess(Arc<SyncHandler>);
 
@@ -89,12 +110,7 @@ async fn stored(stack: &Stack) -> (Vec<Value>, Vec<Value>, Vec<String>) {
 
 #[tokio::test]
 async fn a_fanned_out_sync_over_sqs_stores_what_one_invocation_stores_and_a_resync_writes_nothing() {
-    let stack = Stack::new().await;
-    let sim = Simulator::start(vec![org()]).await.unwrap();
-    stack.integration("corp", KEY).await;
-    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let queue_url = queue(&sqs).await;
-    let handler = fanned(&stack, &sim, &queue_url);
+    let Fixture { stack, sim, sqs, queue_url, handler } = Fixture::new().await;
 
     let summary = handler.handle(lambda_event(event("sync-schedule.json"))).await.unwrap();
     let run = &summary["integrations"][0];
@@ -135,12 +151,7 @@ async fn a_fanned_out_sync_over_sqs_stores_what_one_invocation_stores_and_a_resy
 
 #[tokio::test]
 async fn a_part_that_fails_is_delivered_again_alone() {
-    let stack = Stack::new().await;
-    let sim = Simulator::start(vec![org()]).await.unwrap();
-    stack.integration("corp", KEY).await;
-    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let queue_url = queue(&sqs).await;
-    let handler = fanned(&stack, &sim, &queue_url);
+    let Fixture { stack, sim, sqs, queue_url, handler } = Fixture::new().await;
     handler.handle(lambda_event(event("sync-schedule.json"))).await.unwrap();
     // JumpCloud answers 503 to the next requests, past the client's retry budget for one part.
     sim.handle().fail_next(30, jumpcloud_sim::FaultKind::ServerError(503));
@@ -185,11 +196,7 @@ async fn workers_sharing_the_rate_budget_never_take_more_than_its_share_of_a_sec
 
 #[tokio::test]
 async fn a_message_that_is_not_a_part_goes_back_and_a_sync_without_a_queue_refuses_sqs_events() {
-    let stack = Stack::new().await;
-    let sim = Simulator::start(vec![org()]).await.unwrap();
-    stack.integration("corp", KEY).await;
-    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let handler = fanned(&stack, &sim, &queue(&sqs).await);
+    let Fixture { stack, sim, handler, .. } = Fixture::new().await;
     let mut malformed = event("sync-part-sqs.json");
     malformed["Records"][0]["body"] = json!("{\"integration\":\"corp\"}");
     let response = handler.handle(lambda_event(malformed)).await.unwrap();

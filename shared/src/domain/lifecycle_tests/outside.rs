@@ -20,14 +20,7 @@ async fn synced(policy: &str) -> World {
     let w = World::new(&[]);
     w.policies.apply(policy, t0());
     let directory_policy = DirectoryPolicy::default();
-    let ctx = SyncContext {
-        store: &w.synced,
-        policy: &directory_policy,
-        clock: &w.clock,
-        progress: &NoProgress,
-        grants: None,
-        fanout: None,
-    };
+    let ctx = SyncContext::directory_only(&w.synced, &directory_policy, &w.clock);
     sync_integration(&ctx, "corp", w.jc.as_ref()).await.expect("full sync");
     w.advance(Duration::minutes(1));
     w
@@ -262,12 +255,9 @@ async fn fanned_full_sync(w: &World) -> serde_json::Value {
     let (queue, runs) = (MemoryQueue::default(), MemoryRuns::default());
     let fanout = FanOut { users_per_part: 1, groups_per_part: 1, ..FanOut::new(&queue, &runs, 0) };
     let ctx = SyncContext {
-        store: &w.synced,
-        policy: &policy,
-        clock: &w.clock,
-        progress: &NoProgress,
         grants: Some(&grants),
         fanout: Some(&fanout),
+        ..SyncContext::directory_only(&w.synced, &policy, &w.clock)
     };
     let outcome = full_sync(&ctx, "corp", w.jc.as_ref()).await;
     assert!(matches!(outcome, IntegrationOutcome::FannedOut(_)), "{outcome:?}");

@@ -20,7 +20,7 @@
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use integration_tests::{
-    bench::{serve_until_stdin_closes, spawn_simulator},
+    bench::{jumpcloud_client, serve_until_stdin_closes, spawn_simulator},
     memory::{heap_peak_mib, peak_rss_mib, reset_heap_peak, reset_peak_rss, CountingAllocator},
     sdk_config, unique, Stack,
 };
@@ -28,8 +28,7 @@ use jit_schedule_runner::{sqs::SqsRelay, Invocation, LambdaInvoker};
 use jit_shared::{
     adapters::jumpcloud::JumpCloudClient,
     clock::SystemClock,
-    config::{DirectoryPolicy, JumpCloudLimits},
-    credentials::{ApiKey, Credentials},
+    config::DirectoryPolicy,
     domain::{
         fanout::{run_part, FanOut},
         sync::{full_sync, IntegrationOutcome, NoProgress, SyncContext},
@@ -129,15 +128,7 @@ impl SharedRate for InMemoryRate {
 }
 
 fn client(url: &str, a: &Args, rate: Arc<dyn SharedRate>) -> JumpCloudClient {
-    let limits = JumpCloudLimits {
-        max_concurrency: a.concurrency,
-        requests_per_second: a.rps,
-        request_timeout: Duration::from_secs(30),
-        retry_budget: Duration::from_secs(60),
-        ..JumpCloudLimits::default()
-    };
-    let credentials = Credentials { token: ApiKey::new(KEY), org_id: None };
-    JumpCloudClient::with_credentials(reqwest::Client::new(), url, credentials, limits).with_shared_rate(rate)
+    jumpcloud_client(url, KEY, a.concurrency, a.rps).with_shared_rate(rate)
 }
 
 struct RunResult {
@@ -229,18 +220,7 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
         a.users, a.groups, members, a.latency_ms, a.workers, a.concurrency, a.rps
     );
     println!("   DynamoDB: replaced by the in-memory store (moto cannot hold 5 million items in useful time); its writes are counted");
-    let sim_args = [
-        "serve-sim",
-        "--users",
-        &a.users.to_string(),
-        "--groups",
-        &a.groups.to_string(),
-        "--avg-members",
-        &a.avg_members.to_string(),
-        "--latency-ms",
-        &a.latency_ms.to_string(),
-    ]
-    .map(String::from);
+    let sim_args = integration_tests::bench::serve_sim_args(a.users, a.groups, a.avg_members, a.latency_ms);
     let (mut sim, url) = spawn_simulator(&sim_args)?;
 
     let rate: Arc<dyn SharedRate> = Arc::new(InMemoryRate(governor::RateLimiter::direct(governor::Quota::per_second(
@@ -350,18 +330,7 @@ async fn per_worker(a: &Args) -> anyhow::Result<()> {
         groups * avg
     );
     let org = Org::generate(&spec(users, groups, avg));
-    let sim_args = [
-        "serve-sim",
-        "--users",
-        &users.to_string(),
-        "--groups",
-        &groups.to_string(),
-        "--avg-members",
-        &avg.to_string(),
-        "--latency-ms",
-        "0",
-    ]
-    .map(String::from);
+    let sim_args = integration_tests::bench::serve_sim_args(users, groups, avg, 0);
     drop(org);
     let (mut sim, url) = spawn_simulator(&sim_args)?;
     let stack = Stack::new().await;

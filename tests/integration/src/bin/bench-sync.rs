@@ -18,11 +18,9 @@ use integration_tests::{
 };
 use jit_shared::{
     adapters::dynamodb::DynamoStore,
-    adapters::jumpcloud::JumpCloudClient,
     adapters::setup::ensure_table,
     clock::SystemClock,
-    config::{DirectoryPolicy, JumpCloudLimits},
-    credentials::{ApiKey, Credentials},
+    config::DirectoryPolicy,
     domain::sync::{sync_integration, ProgressSink, SyncContext, SyncProgress, SyncReport},
 };
 use jumpcloud_sim::{GenerateSpec, Org};
@@ -139,18 +137,7 @@ async fn main() -> anyhow::Result<()> {
         a.users, a.groups, total_members, a.latency_ms, a.concurrency, a.rps
     );
 
-    let sim_args = [
-        "serve-sim",
-        "--users",
-        &a.users.to_string(),
-        "--groups",
-        &a.groups.to_string(),
-        "--avg-members",
-        &a.avg_members.to_string(),
-        "--latency-ms",
-        &a.latency_ms.to_string(),
-    ]
-    .map(String::from);
+    let sim_args = integration_tests::bench::serve_sim_args(a.users, a.groups, a.avg_members, a.latency_ms);
     let (mut child, url) = integration_tests::bench::spawn_simulator(&sim_args)?;
 
     let sdk = sdk_config().await;
@@ -158,19 +145,7 @@ async fn main() -> anyhow::Result<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     ensure_table(&dynamodb, &table).await?;
     let store = DynamoStore::new(dynamodb, &table);
-    let limits = JumpCloudLimits {
-        max_concurrency: a.concurrency,
-        requests_per_second: a.rps,
-        request_timeout: Duration::from_secs(30),
-        retry_budget: Duration::from_secs(60),
-        ..JumpCloudLimits::default()
-    };
-    let client = JumpCloudClient::with_credentials(
-        reqwest::Client::new(),
-        &url,
-        Credentials { token: ApiKey::new(KEY), org_id: None },
-        limits,
-    );
+    let client = integration_tests::bench::jumpcloud_client(&url, KEY, a.concurrency, a.rps);
     let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };
     let ctx = SyncContext {
         store: &store,
