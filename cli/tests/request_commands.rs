@@ -46,7 +46,7 @@ async fn world() -> World {
     let mut org = Org::new(KEY);
     let maria = org.add_user(User::new("maria", "maria@example.com"));
     let mut alice = User::new("alice", "alice@example.com");
-    alice.manager = Some(maria);
+    alice.manager = Some(maria.into());
     let alice = org.add_user(alice);
     org.add_user(User::new("bob", "bob@example.com"));
     org.add_user(User::new("sam", "sam@example.com").with_state(UserState::Suspended));

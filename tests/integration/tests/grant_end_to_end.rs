@@ -35,7 +35,7 @@ async fn world() -> World {
     let bob = org.add_user(User::new("bob", "bob@example.com"));
     // bob is alice's manager (the directory's relation and the `manager` attribute).
     let mut alice_user = User::new("alice", "alice@example.com");
-    alice_user.manager = Some(bob.clone());
+    alice_user.manager = Some(bob.as_str().into());
     alice_user.set_attribute("manager", "bob@example.com");
     let alice = org.add_user(alice_user);
     let db = org.add_group(Group::new("prod-db-admins"));

@@ -63,7 +63,7 @@ async fn world(policy: &str, slack_setup: Slack) -> World {
     let bob = org.add_user(User::new("bob", "bob@example.com"));
     org.add_user(User::new("carol", "carol@example.com"));
     let mut alice = User::new("alice", "alice@example.com");
-    alice.manager = Some(bob);
+    alice.manager = Some(bob.into());
     alice.set_attribute("manager", "bob@example.com");
     let alice = org.add_user(alice);
     let db = org.add_group(Group::new("prod-db-admins"));

@@ -28,12 +28,12 @@ fn seeded_org(key: &str) -> (Org, Seeded) {
     for i in 0..60 {
         let mut user = User::new(format!("user{i:02}"), format!("User{i:02}@Corp.Example"));
         user.department = if i % 2 == 0 { "Engineering".into() } else { "Finance".into() };
-        user.firstname = format!("Given{i}");
+        user.firstname = format!("Given{i}").into();
         if i > 0 {
             if i % 2 == 0 {
                 user.set_attribute("manager", "user00@corp.example");
             } else {
-                user.manager = Some(users[0].clone());
+                user.manager = Some(users[0].as_str().into());
             }
         }
         if i == 59 {

@@ -143,7 +143,7 @@ async fn users(
         .iter()
         .filter(|u| {
             lookup.email.as_ref().is_none_or(|e| u.email.eq_ignore_ascii_case(e))
-                && lookup.username.as_ref().is_none_or(|n| &u.username == n)
+                && lookup.username.as_ref().is_none_or(|n| u.username == n)
         })
         .map(|u| serde_json::to_value(u).unwrap_or(Value::Null))
         .collect();
@@ -165,7 +165,7 @@ async fn groups(
     let found: Vec<Value> = data
         .groups()
         .iter()
-        .filter(|g| lookup.name.as_ref().is_none_or(|n| &g.name == n))
+        .filter(|g| lookup.name.as_ref().is_none_or(|n| g.name == n))
         .map(|g| group_json(g, None))
         .collect();
     Ok(Json(Value::Array(found)))

@@ -13,7 +13,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
@@ -133,12 +134,47 @@ fn project(mut object: Map<String, Value>, fields: Option<&[String]>) -> Value {
     Value::Object(object)
 }
 
-fn user_json(user: &User, fields: Option<&[String]>) -> Value {
-    let Ok(Value::Object(mut object)) = serde_json::to_value(user) else {
-        unreachable!("a User serializes to an object")
-    };
-    object.insert("id".into(), Value::String(user.id.clone()));
-    project(object, fields)
+/// A user as the API returns it: the fields asked for, and `id` beside `_id`. Written straight into
+/// the response: building a `serde_json::Value` of every user first cost more CPU than the rest of
+/// serving a page (a million-user sync reads 10,000 pages). The names are `User`'s serialized
+/// names; a test holds the two equal.
+struct UserJson<'a> {
+    user: &'a User,
+    fields: Option<&'a [String]>,
+}
+
+impl Serialize for UserJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let u = self.user;
+        let wanted = |name: &str| self.fields.is_none_or(|f| f.iter().any(|x| x == name));
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("_id", &u.id)?;
+        map.serialize_entry("id", &u.id)?;
+        macro_rules! fields {
+            ($($name:literal => $value:expr),* $(,)?) => {
+                $(if wanted($name) { map.serialize_entry($name, $value)?; })*
+            };
+        }
+        fields! {
+            "username" => &u.username, "email" => &u.email, "firstname" => &u.firstname,
+            "lastname" => &u.lastname, "displayname" => &u.displayname, "jobTitle" => &u.job_title,
+            "department" => &u.department, "location" => &u.location, "employeeType" => &u.employee_type,
+            "state" => &u.state, "suspended" => &u.suspended, "activated" => &u.activated,
+            "attributes" => &u.attributes, "created" => &u.created,
+        }
+        // JumpCloud omits `manager` when there is none, as `User` does.
+        if let Some(manager) = u.manager.as_ref().filter(|_| wanted("manager")) {
+            map.serialize_entry("manager", manager)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserPage<'a> {
+    total_count: usize,
+    results: Vec<UserJson<'a>>,
 }
 
 pub(crate) fn group_json(group: &Group, fields: Option<&[String]>) -> Value {
@@ -162,8 +198,8 @@ async fn list_users(State(shared): AppState, headers: HeaderMap, query: Params) 
     let query = ListQuery::<UserField>::parse(&params(query)?, Dialect::V1)?;
     let data = begun.org.read();
     let (total, users) = data.list_users(&query);
-    let results: Vec<Value> = users.into_iter().map(|u| user_json(u, query.fields.as_deref())).collect();
-    Ok(Json(json!({ "totalCount": total, "results": results })).into_response())
+    let results = users.into_iter().map(|user| UserJson { user, fields: query.fields.as_deref() }).collect();
+    Ok(Json(UserPage { total_count: total, results }).into_response())
 }
 
 async fn get_user(
@@ -176,7 +212,7 @@ async fn get_user(
     let fields = fields_param(&params(query)?);
     let data = begun.org.read();
     let user = data.user(&id).ok_or_else(|| ApiError::not_found(format!("user {id} not found")))?;
-    Ok(Json(user_json(user, fields.as_deref())).into_response())
+    Ok(Json(UserJson { user, fields: fields.as_deref() }).into_response())
 }
 
 async fn list_groups(State(shared): AppState, headers: HeaderMap, query: Params) -> Result<Response, ApiError> {
@@ -326,4 +362,29 @@ async fn list_events(State(shared): AppState, headers: HeaderMap, body: Bytes) -
         answer.insert(X_SEARCH_AFTER, HeaderValue::try_from(cursor).expect("digits, hex and punctuation"));
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GenerateSpec, Org};
+
+    #[test]
+    fn a_user_is_served_as_it_serializes_with_id_beside_it() {
+        let org = Org::generate(&GenerateSpec { users: 300, groups: 0, ..GenerateSpec::default() });
+        assert!(org.users.iter().any(|u| u.manager.is_none()) && org.users.iter().any(|u| u.manager.is_some()));
+        let asked = ["email".to_owned(), "manager".to_owned()];
+        for user in &org.users {
+            let mut expected = serde_json::to_value(user).unwrap();
+            expected["id"] = user.id.as_str().into();
+            assert_eq!(serde_json::to_value(UserJson { user, fields: None }).unwrap(), expected);
+
+            let projected = serde_json::to_value(UserJson { user, fields: Some(&asked) }).unwrap();
+            let mut keys: Vec<&str> = projected.as_object().unwrap().keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            let want: &[&str] = if user.manager.is_some() { &["_id", "email", "id", "manager"] } else { &["_id", "email", "id"] };
+            assert_eq!(keys, want);
+            assert_eq!(projected["email"], expected["email"]);
+        }
+    }
 }

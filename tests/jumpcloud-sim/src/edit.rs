@@ -27,7 +27,7 @@ pub(crate) fn object(body: &[u8]) -> Result<Object, ApiError> {
 /// [`User::set_state`] does.
 pub(crate) fn new_user(mut body: Object, created: String) -> Result<User, ApiError> {
     let id = take_id(&mut body, "_id")?;
-    let template = User { id: id.unwrap_or_else(new_object_id), created, ..User::new("", "") };
+    let template = User { id: id.unwrap_or_else(new_object_id).into(), created: created.into(), ..User::new("", "") };
     for required in ["username", "email"] {
         if !body.contains_key(required) {
             return Err(ApiError::bad_request(format!("{required}: required")));
@@ -68,7 +68,7 @@ pub(crate) fn new_group(mut body: Object) -> Result<Group, ApiError> {
     if !body.contains_key("name") {
         return Err(ApiError::bad_request("name: required"));
     }
-    let template = Group { id: id.unwrap_or_else(new_object_id), ..Group::new("") };
+    let template = Group { id: id.unwrap_or_else(new_object_id).into(), ..Group::new("") };
     patched_group(&template, body)
 }
 

@@ -2,8 +2,10 @@
 //! reads like API output (`_id`, `jobTitle`, `membershipMethod`...).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
 
 use anyhow::{bail, Context};
+pub use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{new_object_id, now_secs, rfc3339};
@@ -31,12 +33,12 @@ impl UserState {
 /// A custom attribute (`systemuserput_attributes_inner`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribute {
-    pub name: String,
-    pub value: String,
+    pub name: CompactString,
+    pub value: CompactString,
 }
 
 impl Attribute {
-    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<CompactString>, value: impl Into<CompactString>) -> Self {
         Attribute { name: name.into(), value: value.into() }
     }
 }
@@ -53,26 +55,26 @@ fn yes() -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct User {
     #[serde(rename = "_id")]
-    pub id: String,
-    pub username: String,
-    pub email: String,
+    pub id: CompactString,
+    pub username: CompactString,
+    pub email: CompactString,
     #[serde(default)]
-    pub firstname: String,
+    pub firstname: CompactString,
     #[serde(default)]
-    pub lastname: String,
+    pub lastname: CompactString,
     #[serde(default)]
-    pub displayname: String,
+    pub displayname: CompactString,
     #[serde(default)]
-    pub job_title: String,
+    pub job_title: CompactString,
     #[serde(default)]
-    pub department: String,
+    pub department: CompactString,
     #[serde(default)]
-    pub location: String,
+    pub location: CompactString,
     #[serde(default)]
-    pub employee_type: String,
+    pub employee_type: CompactString,
     /// The manager's user id; JumpCloud omits the field when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub manager: Option<String>,
+    pub manager: Option<CompactString>,
     #[serde(default)]
     pub state: UserState,
     #[serde(default)]
@@ -82,29 +84,29 @@ pub struct User {
     #[serde(default)]
     pub attributes: Vec<Attribute>,
     #[serde(default)]
-    pub created: String,
+    pub created: CompactString,
 }
 
 impl User {
     /// An activated user with a fresh id, created now.
-    pub fn new(username: impl Into<String>, email: impl Into<String>) -> Self {
+    pub fn new(username: impl Into<CompactString>, email: impl Into<CompactString>) -> Self {
         User {
-            id: new_object_id(),
+            id: new_object_id().into(),
             username: username.into(),
             email: email.into(),
-            firstname: String::new(),
-            lastname: String::new(),
-            displayname: String::new(),
-            job_title: String::new(),
-            department: String::new(),
-            location: String::new(),
-            employee_type: String::new(),
+            firstname: CompactString::default(),
+            lastname: CompactString::default(),
+            displayname: CompactString::default(),
+            job_title: CompactString::default(),
+            department: CompactString::default(),
+            location: CompactString::default(),
+            employee_type: CompactString::default(),
             manager: None,
             state: UserState::Activated,
             suspended: false,
             activated: true,
             attributes: Vec::new(),
-            created: rfc3339(now_secs()),
+            created: rfc3339(now_secs()).into(),
         }
     }
 
@@ -131,7 +133,7 @@ impl User {
     }
 
     /// Sets (or replaces) a custom attribute.
-    pub fn set_attribute(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn set_attribute(&mut self, name: impl Into<CompactString>, value: impl Into<CompactString>) {
         let (name, value) = (name.into(), value.into());
         match self.attributes.iter_mut().find(|a| a.name == name) {
             Some(a) => a.value = value,
@@ -175,24 +177,24 @@ impl MembershipMethod {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Group {
-    pub id: String,
-    pub name: String,
+    pub id: CompactString,
+    pub name: CompactString,
     #[serde(default)]
-    pub description: String,
+    pub description: CompactString,
     #[serde(default)]
-    pub email: String,
+    pub email: CompactString,
     #[serde(default)]
     pub membership_method: MembershipMethod,
 }
 
 impl Group {
     /// A static group with a fresh id.
-    pub fn new(name: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<CompactString>) -> Self {
         Group {
-            id: new_object_id(),
+            id: new_object_id().into(),
             name: name.into(),
-            description: String::new(),
-            email: String::new(),
+            description: CompactString::default(),
+            email: CompactString::default(),
             membership_method: MembershipMethod::Static,
         }
     }
@@ -200,6 +202,29 @@ impl Group {
     pub fn with_method(mut self, method: MembershipMethod) -> Self {
         self.membership_method = method;
         self
+    }
+}
+
+/// A string that hashes and compares as its lowercase form, without making that form.
+struct IgnoreCase<'a>(&'a str);
+
+impl IgnoreCase<'_> {
+    fn lowercase(&self) -> impl Iterator<Item = char> + '_ {
+        self.0.chars().flat_map(char::to_lowercase)
+    }
+}
+
+impl PartialEq for IgnoreCase<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.lowercase().eq(other.lowercase())
+    }
+}
+
+impl Eq for IgnoreCase<'_> {}
+
+impl Hash for IgnoreCase<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.lowercase().for_each(|c| c.hash(state));
     }
 }
 
@@ -216,7 +241,7 @@ pub struct Org {
     pub groups: Vec<Group>,
     /// Group id -> ids of its direct members.
     #[serde(default)]
-    pub memberships: BTreeMap<String, BTreeSet<String>>,
+    pub memberships: BTreeMap<CompactString, BTreeSet<CompactString>>,
 }
 
 impl Org {
@@ -239,21 +264,21 @@ impl Org {
     /// Adds a user and returns its id. Consistency (unique ids, usernames, emails) is checked by
     /// [`Org::validate`], which the simulator runs at start.
     pub fn add_user(&mut self, user: User) -> String {
-        let id = user.id.clone();
+        let id = user.id.to_string();
         self.users.push(user);
         id
     }
 
     /// Adds a group and returns its id.
     pub fn add_group(&mut self, group: Group) -> String {
-        let id = group.id.clone();
+        let id = group.id.to_string();
         self.groups.push(group);
         id
     }
 
     /// Makes a user a direct member of a group; false if it already was.
     pub fn add_member(&mut self, group_id: &str, user_id: &str) -> bool {
-        self.memberships.entry(group_id.to_owned()).or_default().insert(user_id.to_owned())
+        self.memberships.entry(group_id.into()).or_default().insert(user_id.into())
     }
 
     pub fn user(&self, id: &str) -> Option<&User> {
@@ -274,7 +299,7 @@ impl Org {
 
     /// Direct members of a group (empty for an unknown group).
     pub fn members(&self, group_id: &str) -> BTreeSet<String> {
-        self.memberships.get(group_id).cloned().unwrap_or_default()
+        self.memberships.get(group_id).map(|m| m.iter().map(CompactString::to_string).collect()).unwrap_or_default()
     }
 
     /// Checks what JumpCloud itself guarantees: unique ids, usernames, emails (ignoring case) and
@@ -283,24 +308,25 @@ impl Org {
         if self.api_key.is_empty() {
             bail!("api_key is empty");
         }
-        let mut ids = HashSet::new();
-        let mut usernames = HashSet::new();
-        let mut emails = HashSet::new();
+        // Sets of borrowed strings: at 1,000,000 users, owned copies would double the peak.
+        let mut user_ids = HashSet::with_capacity(self.users.len());
+        let mut usernames = HashSet::with_capacity(self.users.len());
+        let mut emails = HashSet::with_capacity(self.users.len());
         for u in &self.users {
             if u.id.is_empty() {
                 bail!("user {:?} has an empty _id", u.username);
             }
-            if !ids.insert(u.id.as_str()) {
+            if !user_ids.insert(u.id.as_str()) {
                 bail!("duplicate id {}", u.id);
             }
             if !usernames.insert(u.username.as_str()) {
                 bail!("duplicate username {}", u.username);
             }
-            if !emails.insert(u.email.to_lowercase()) {
+            if !emails.insert(IgnoreCase(&u.email)) {
                 bail!("duplicate email {}", u.email);
             }
         }
-        let user_ids = ids.clone();
+        drop((usernames, emails));
         for u in &self.users {
             if let Some(m) = &u.manager {
                 if !user_ids.contains(m.as_str()) {
@@ -314,13 +340,12 @@ impl Org {
             if g.id.is_empty() {
                 bail!("group {:?} has an empty id", g.name);
             }
-            if !ids.insert(g.id.as_str()) {
+            if user_ids.contains(g.id.as_str()) || !group_ids.insert(g.id.as_str()) {
                 bail!("duplicate id {}", g.id);
             }
             if !names.insert(g.name.as_str()) {
                 bail!("duplicate group name {}", g.name);
             }
-            group_ids.insert(g.id.as_str());
         }
         for (gid, members) in &self.memberships {
             if !group_ids.contains(gid.as_str()) {

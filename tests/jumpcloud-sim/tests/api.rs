@@ -121,7 +121,7 @@ fn small() -> Small {
     let alice = org.add_user(User { department: "Engineering".into(), ..User::new("alice", "alice@example.com") });
     let bob = org.add_user(User {
         department: "Finance".into(),
-        manager: Some(alice.clone()),
+        manager: Some(alice.as_str().into()),
         ..User::new("bob", "bob@example.com")
     });
     let admins = org.add_group(Group::new("prod-db-admins"));
@@ -149,7 +149,7 @@ async fn all_user_ids(api: &Api, sort: &str) -> Vec<String> {
 #[tokio::test]
 async fn paging_with_a_stable_sort_returns_every_user_exactly_once() {
     let org = generated(250, 5, 10);
-    let expected: HashSet<String> = org.users.iter().map(|u| u.id.clone()).collect();
+    let expected: HashSet<String> = org.users.iter().map(|u| u.id.to_string()).collect();
     let sim = Simulator::start(vec![org.clone()]).await.unwrap();
     let api = Api::new(&sim);
 

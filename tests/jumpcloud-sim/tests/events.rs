@@ -181,7 +181,7 @@ async fn each_direct_change_emits_exactly_its_event() {
     tick();
     org.update_user(&carol, |u| {
         u.email = "carol@corp.example.com".into();
-        u.manager = Some(s.alice.clone());
+        u.manager = Some(s.alice.as_str().into());
         u.set_attribute("costCenter", "42");
     })
     .unwrap();

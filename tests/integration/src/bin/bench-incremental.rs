@@ -67,9 +67,9 @@ struct Expected {
 /// the rest a new user or a renamed group.
 fn change(org: &OrgHandle, n: usize, rng: &mut StdRng, round: usize) -> anyhow::Result<Expected> {
     let snapshot = org.snapshot();
-    let users: Vec<String> = snapshot.users.iter().filter(|u| !u.suspended).map(|u| u.id.clone()).collect();
+    let users: Vec<String> = snapshot.users.iter().filter(|u| !u.suspended).map(|u| u.id.to_string()).collect();
     let groups: Vec<String> =
-        snapshot.groups.iter().filter(|g| !g.membership_method.is_dynamic()).map(|g| g.id.clone()).collect();
+        snapshot.groups.iter().filter(|g| !g.membership_method.is_dynamic()).map(|g| g.id.to_string()).collect();
     let mut expected = Expected::default();
     for i in 0..n {
         match i % 8 {
@@ -95,7 +95,7 @@ fn change(org: &OrgHandle, n: usize, rng: &mut StdRng, round: usize) -> anyhow::
             _ => {
                 let g = &groups[rng.random_range(0..groups.len())];
                 let name = format!("renamed-{round}-{i}");
-                org.update_group(g, |group| group.name = name.clone())?;
+                org.update_group(g, |group| group.name = name.as_str().into())?;
                 expected.group_names.retain(|(id, _)| id != g);
                 expected.group_names.push((g.clone(), name));
             }

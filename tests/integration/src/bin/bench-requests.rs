@@ -117,7 +117,7 @@ async fn fixture(proxy: &CountingProxy, devs: usize) -> anyhow::Result<Fixture> 
     let mut engineers = Vec::with_capacity(devs);
     for i in 0..devs {
         let mut user = User::new(format!("dev{i}"), dev(i));
-        user.manager = Some(lead.clone());
+        user.manager = Some(lead.as_str().into());
         engineers.push(org.add_user(user));
     }
     org.add_group(Group::new(GROUP));

@@ -108,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
     let mut org = Org::new(KEY);
     let bob = org.add_user(User::new("bob", "bob@example.com"));
     let mut alice = User::new("alice", "alice@example.com");
-    alice.manager = Some(bob.clone());
+    alice.manager = Some(bob.as_str().into());
     alice.set_attribute("manager", "bob@example.com");
     let alice = org.add_user(alice);
     org.add_user(User::new("erin", "erin@example.com"));
