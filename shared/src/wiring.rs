@@ -54,8 +54,19 @@ pub enum Function {
 impl Lifecycle {
     /// Builds every client once (per container). Missing schedule ARNs fail `grant` at start-up.
     pub fn from_config(sdk: &aws_config::SdkConfig, config: &Config, function: Function) -> Result<Self, ConfigError> {
+        Self::from_config_with_http(sdk, config, function, http_client())
+    }
+
+    /// As [`from_config`](Self::from_config), over `http`: a function that makes more HTTPS
+    /// clients of its own (the sync's) keeps one connection pool per container.
+    pub fn from_config_with_http(
+        sdk: &aws_config::SdkConfig,
+        config: &Config,
+        function: Function,
+        http: reqwest::Client,
+    ) -> Result<Self, ConfigError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let (catalog, directories) = integrations(sdk, config, clock.clone());
+        let (catalog, directories) = integrations(sdk, config, clock.clone(), http.clone());
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         let store = Arc::new(DynamoGrantStore::new(dynamodb.clone(), &config.table_name));
         let scheduler_client = scheduler::client(sdk);
@@ -76,7 +87,7 @@ impl Lifecycle {
                     config.secrets_cache_ttl,
                     clock.clone(),
                 )),
-                SlackApi::new(http_client(), &config.slack.api_url),
+                SlackApi::new(http, &config.slack.api_url),
                 Arc::new(DynamoSlackMessages::new(dynamodb.clone(), &config.table_name)),
                 policy_store.clone(),
                 clock.clone(),
@@ -126,6 +137,7 @@ pub fn integrations(
     sdk: &aws_config::SdkConfig,
     config: &crate::config::Config,
     clock: std::sync::Arc<dyn crate::clock::Clock>,
+    http: reqwest::Client,
 ) -> (
     std::sync::Arc<dyn crate::ports::IntegrationCatalog>,
     std::sync::Arc<crate::adapters::jumpcloud::JumpCloudDirectories>,
@@ -139,7 +151,7 @@ pub fn integrations(
             clock,
         ));
     let directories = std::sync::Arc::new(crate::adapters::jumpcloud::JumpCloudDirectories::new(
-        http_client(),
+        http,
         config.jumpcloud_api_url.clone(),
         config.jumpcloud_insights_url.clone(),
         config.jumpcloud.clone(),
@@ -148,7 +160,8 @@ pub fn integrations(
     (catalog, directories)
 }
 
-/// One HTTP client per container, shared by every integration's JumpCloud client.
+/// The container's one HTTP client (connection pool), shared by every integration's JumpCloud
+/// client and by Slack's.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("jit-access/", env!("CARGO_PKG_VERSION")))

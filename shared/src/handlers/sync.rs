@@ -8,7 +8,7 @@ use crate::{
     adapters::jumpcloud::{JumpCloudDirectories, SharedRateFor},
     adapters::sqs::SqsPartQueue,
     clock::Clock,
-    config::{Config, ConfigError, DirectoryPolicy, IdentityConfig},
+    config::{Config, ConfigError, DirectoryPolicy, FanOutConfig, IdentityConfig},
     domain::audit::seal_days,
     domain::fanout::{run_part, FanOut},
     domain::incremental::{sync_incremental_all, IncrementalSummary},
@@ -49,18 +49,16 @@ pub struct SyncHandler {
 pub struct FanOutPorts {
     pub queue: Arc<dyn PartQueue>,
     pub runs: Arc<dyn SyncRunStore>,
-    pub above_users: u64,
-    /// `domain::fanout::USERS_PER_PART` and `GROUPS_PER_PART`; smaller in tests.
-    pub users_per_part: u64,
-    pub groups_per_part: usize,
+    /// Its settings; tests make the parts smaller.
+    pub settings: FanOutConfig,
 }
 
 impl FanOutPorts {
     fn fanout(&self) -> FanOut<'_> {
         FanOut {
-            users_per_part: self.users_per_part,
-            groups_per_part: self.groups_per_part,
-            ..FanOut::new(self.queue.as_ref(), self.runs.as_ref(), self.above_users)
+            users_per_part: self.settings.users_per_part,
+            groups_per_part: self.settings.groups_per_part,
+            ..FanOut::new(self.queue.as_ref(), self.runs.as_ref(), self.settings.above_users)
         }
     }
 }
@@ -79,14 +77,17 @@ impl SyncHandler {
     /// Builds every client once (per container).
     pub fn from_config(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Self, ConfigError> {
         // The lifecycle's catalog and JumpCloud clients serve the sync too: one set per container.
-        let lifecycle = Arc::new(Lifecycle::from_config(sdk, config, Function::Revoke)?);
+        let http = crate::wiring::http_client();
+        let lifecycle = Arc::new(Lifecycle::from_config_with_http(sdk, config, Function::Revoke, http.clone())?);
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         let store = Arc::new(DynamoStore::new(dynamodb.clone(), &config.table_name));
         let (directories, fanout): (Arc<dyn DirectoryProvider>, _) = match &config.fanout {
             None => (lifecycle.directories.clone(), None),
             Some(settings) => {
-                // The sync's own JumpCloud clients: every worker of an integration (every
-                // container) takes from one rate budget in the table.
+                // The sync's own JumpCloud clients, over the same connection pool: every sync of
+                // an integration, in every container (the planner, its workers, the incremental
+                // runs), takes from one rate budget in the table, which leaves the rest of
+                // JumpCloud's rate to grants and revocations.
                 let (table, per_second) = (config.table_name.clone(), settings.requests_per_second);
                 let rate_for: SharedRateFor = Arc::new(move |integration: &str| {
                     Arc::new(DynamoSharedRate::new(dynamodb.clone(), table.clone(), integration, per_second))
@@ -94,7 +95,7 @@ impl SyncHandler {
                 });
                 let directories = Arc::new(
                     JumpCloudDirectories::new(
-                        crate::wiring::http_client(),
+                        http,
                         config.jumpcloud_api_url.clone(),
                         config.jumpcloud_insights_url.clone(),
                         config.jumpcloud.clone(),
@@ -103,13 +104,7 @@ impl SyncHandler {
                     .with_shared_rate(rate_for),
                 );
                 let queue = Arc::new(SqsPartQueue::new(aws_sdk_sqs::Client::new(sdk), &settings.queue_url));
-                let ports = FanOutPorts {
-                    queue,
-                    runs: store.clone(),
-                    above_users: settings.above_users,
-                    users_per_part: settings.users_per_part,
-                    groups_per_part: settings.groups_per_part,
-                };
+                let ports = FanOutPorts { queue, runs: store.clone(), settings: settings.clone() };
                 (directories, Some(ports))
             }
         };

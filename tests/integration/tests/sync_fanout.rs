@@ -44,7 +44,7 @@ fn fanned(stack: &Stack, sim: &RunningSimulator, queue_url: &str) -> Arc<SyncHan
     let config = stack.config(&sim.url(), &[("SYNC_QUEUE_URL", queue_url), ("FANOUT_ABOVE_USERS", "1000")]);
     let mut handler = SyncHandler::from_config(&stack.sdk, &config).expect("handler");
     let ports = handler.fanout.as_mut().expect("fan-out on");
-    (ports.users_per_part, ports.groups_per_part) = (250, 10);
+    (ports.settings.users_per_part, ports.settings.groups_per_part) = (250, 10);
     Arc::new(handler)
 }
 
