@@ -41,7 +41,12 @@ pub fn reset_heap_peak() {
 }
 
 fn status_kib(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    proc_status_kib("self", field)
+}
+
+/// A field of `/proc/<pid>/status` in KiB (0 when absent).
+fn proc_status_kib(pid: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with(field))
@@ -62,4 +67,64 @@ pub fn file_rss_mib() -> f64 {
 
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Another process's memory and CPU, read from `/proc/<pid>` (Linux): how a benchmark reports
+/// the simulator it runs as a child.
+pub struct ProcessGauge {
+    pid: String,
+}
+
+/// Linux reports CPU time in clock ticks of `USER_HZ`, 100 on every architecture Rust targets
+/// (the value `sysconf(_SC_CLK_TCK)` returns).
+const USER_HZ: f64 = 100.0;
+
+impl ProcessGauge {
+    pub fn of(pid: u32) -> Self {
+        ProcessGauge { pid: pid.to_string() }
+    }
+
+    /// This process.
+    pub fn current() -> Self {
+        ProcessGauge { pid: "self".to_owned() }
+    }
+
+    /// Resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        proc_status_kib(&self.pid, "VmRSS:") / 1024.0
+    }
+
+    /// Peak resident memory, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        proc_status_kib(&self.pid, "VmHWM:") / 1024.0
+    }
+
+    /// User and system CPU time used so far, in seconds (all threads).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: f64 = after_name.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<f64>().ok()).sum();
+        ticks / USER_HZ
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gauge_reads_this_process() {
+        let me = ProcessGauge::current();
+        assert!(me.rss_mib() > 0.0 && me.peak_rss_mib() >= me.rss_mib());
+        // Burn some CPU and see the count move.
+        let before = me.cpu_seconds();
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed().as_millis() < 300 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        assert!(me.cpu_seconds() > before, "cpu time did not move");
+        assert_eq!(ProcessGauge::of(std::process::id()).pid, std::process::id().to_string());
+    }
 }

@@ -21,7 +21,7 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use integration_tests::{
     bench::{jumpcloud_client, serve_until_stdin_closes, spawn_simulator},
-    memory::{heap_peak_mib, peak_rss_mib, reset_heap_peak, reset_peak_rss, CountingAllocator},
+    memory::{heap_peak_mib, peak_rss_mib, reset_heap_peak, reset_peak_rss, CountingAllocator, ProcessGauge},
     sdk_config, unique, Stack,
 };
 use jit_schedule_runner::{sqs::SqsRelay, Invocation, LambdaInvoker};
@@ -222,6 +222,13 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
     println!("   DynamoDB: replaced by the in-memory store (moto cannot hold 5 million items in useful time); its writes are counted");
     let sim_args = integration_tests::bench::serve_sim_args(a.users, a.groups, a.avg_members, a.latency_ms);
     let (mut sim, url) = spawn_simulator(&sim_args)?;
+    let (sim_gauge, this_gauge) = (ProcessGauge::of(sim.id()), ProcessGauge::current());
+    println!(
+        "   simulator (a child process, ready): RSS {:.0} MiB, peak {:.0} MiB while generating; {:.0} bytes a user, memberships included",
+        sim_gauge.rss_mib(),
+        sim_gauge.peak_rss_mib(),
+        sim_gauge.rss_mib() * 1024.0 * 1024.0 / a.users.max(1) as f64
+    );
 
     let rate: Arc<dyn SharedRate> = Arc::new(InMemoryRate(governor::RateLimiter::direct(governor::Quota::per_second(
         NonZeroU32::new(a.rps.max(1)).expect("non-zero"),
@@ -241,8 +248,11 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
     };
     reset_peak_rss();
     reset_heap_peak();
+    let cpu_before = (sim_gauge.cpu_seconds(), this_gauge.cpu_seconds());
     let first = fanned_sync(&ctx, &fanout, &queue, &runs, &planner, &workers).await?;
     let (first_rss, first_heap) = (peak_rss_mib(), heap_peak_mib());
+    let cpu = (sim_gauge.cpu_seconds() - cpu_before.0, this_gauge.cpu_seconds() - cpu_before.1);
+    let sim_rss_after = sim_gauge.rss_mib();
     let second = fanned_sync(&ctx, &fanout, &queue, &runs, &planner, &workers).await?;
     drop(sim.stdin.take());
     let _ = sim.wait();
@@ -268,6 +278,16 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
         in_flight,
         a.latency_ms,
         first.wall.as_secs_f64() / bound
+    );
+    // What the two bounds leave out: on this machine the simulator, the workers and the
+    // in-memory store share its cores, so their CPU time is a third bound.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let cpu_bound = (cpu.0 + cpu.1) / cores;
+    println!(
+        "   CPU during the first sync: simulator {:.1} s, workers and store {:.1} s; on {cores} cores that is a bound of {cpu_bound:.1} s (ratio to it {:.3}); simulator RSS after it {sim_rss_after:.0} MiB",
+        cpu.0,
+        cpu.1,
+        first.wall.as_secs_f64() / bound.max(cpu_bound)
     );
     println!("   a re-sync wrote {} items and deleted {}", second.written, second.deleted);
     println!(
