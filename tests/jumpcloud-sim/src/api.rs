@@ -382,7 +382,8 @@ mod tests {
             let projected = serde_json::to_value(UserJson { user, fields: Some(&asked) }).unwrap();
             let mut keys: Vec<&str> = projected.as_object().unwrap().keys().map(String::as_str).collect();
             keys.sort_unstable();
-            let want: &[&str] = if user.manager.is_some() { &["_id", "email", "id", "manager"] } else { &["_id", "email", "id"] };
+            let want: &[&str] =
+                if user.manager.is_some() { &["_id", "email", "id", "manager"] } else { &["_id", "email", "id"] };
             assert_eq!(keys, want);
             assert_eq!(projected["email"], expected["email"]);
         }

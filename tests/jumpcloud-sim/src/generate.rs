@@ -229,7 +229,8 @@ fn generate_groups(n: usize, first_counter: u32, rng: &mut StdRng) -> Vec<Group>
                     (name, method)
                 }
             };
-            let email = if rng.random_bool(0.3) { format_compact!("{name}@example.com") } else { CompactString::default() };
+            let email =
+                if rng.random_bool(0.3) { format_compact!("{name}@example.com") } else { CompactString::default() };
             Group {
                 id: object_id(created as u32, creator, first_counter.wrapping_add(i as u32)).into(),
                 description: format_compact!("Access group {name}"),

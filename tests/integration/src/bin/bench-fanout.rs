@@ -283,11 +283,13 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
     // in-memory store share its cores, so their CPU time is a third bound.
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     let cpu_bound = (cpu.0 + cpu.1) / cores;
+    let wall = first.wall.as_secs_f64();
     println!(
-        "   CPU during the first sync: simulator {:.1} s, workers and store {:.1} s; on {cores} cores that is a bound of {cpu_bound:.1} s (ratio to it {:.3}); simulator RSS after it {sim_rss_after:.0} MiB",
+        "   CPU during the first sync: simulator {:.1} s, workers and store {:.1} s, so the {cores} cores were busy {:.0}% of the wall time; CPU bound {cpu_bound:.1} s; ratio to the largest of the three bounds {:.3}; simulator RSS after it {sim_rss_after:.0} MiB",
         cpu.0,
         cpu.1,
-        first.wall.as_secs_f64() / bound.max(cpu_bound)
+        100.0 * cpu_bound / wall,
+        wall / bound.max(cpu_bound)
     );
     println!("   a re-sync wrote {} items and deleted {}", second.written, second.deleted);
     println!(
