@@ -185,6 +185,44 @@ async fn vanished_users_groups_and_memberships_go_and_nothing_else() {
     assert_eq!(w.store.directory("corp"), single(&w.dir).await);
 }
 
+/// A members part stores the groups it has read while a slow one is still being read: its
+/// JumpCloud reads and its store writes overlap instead of taking turns.
+#[tokio::test]
+async fn a_members_part_stores_what_it_has_read_while_a_slow_group_is_read() {
+    let w = World::new(org());
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)), "fanned out");
+    while w.queue.messages.lock().unwrap().front().is_some_and(|m| m.kind == PartKind::Users) {
+        w.deliver(1).await.expect("a part").expect("users part");
+    }
+    // The first members part reads groups 1001..=1003: hold the last one's listing.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    *w.dir.hold_members_of.lock().unwrap() = Some((id(1003), gate.clone()));
+    let stored_meanwhile = async {
+        // Let the held group go only once the others' memberships are in the store.
+        loop {
+            let (first, second) = (
+                w.store.group_members("corp", &id(1001)).await.unwrap(),
+                w.store.group_members("corp", &id(1002)).await.unwrap(),
+            );
+            if !first.is_empty() && !second.is_empty() {
+                assert!(w.store.group_members("corp", &id(1003)).await.unwrap().is_empty(), "not read yet");
+                gate.add_permits(1);
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let part = w.deliver(1);
+    let (outcome, ()) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(part, stored_meanwhile) })
+            .await
+            .expect("the part stored nothing until every group was read");
+    outcome.expect("a part").expect("members part");
+    assert!(!w.store.group_members("corp", &id(1003)).await.unwrap().is_empty(), "the held group stored after");
+    w.drain().await;
+    assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
 #[tokio::test]
 async fn a_user_that_paging_moves_past_its_part_is_not_deleted() {
     let w = World::new(org());

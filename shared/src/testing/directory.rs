@@ -31,6 +31,7 @@ pub struct Fault {
 /// - `fail_with` makes every call fail (JumpCloud down);
 /// - `add_fault` / `remove_fault` make only adds / removes fail (lookups keep working);
 /// - `ambiguous_409` reports a 409 as `AlreadyMember { ambiguous: true }`;
+/// - `hold_members_of` holds one group's member listing until the test lets it go;
 /// - `adds` / `removes` count the member operations sent.
 ///
 /// Lookups and member operations yield first, so that concurrent tests interleave.
@@ -47,6 +48,8 @@ pub struct FakeDirectory {
     pub removes: AtomicUsize,
     /// Its Directory Insights events (as `DirectoryInsights` answers them: from a time on, in order).
     pub events: Mutex<Vec<DirectoryEvent>>,
+    /// Listing this group's members waits until the semaphore gives a permit (a slow group).
+    pub hold_members_of: Mutex<Option<(String, std::sync::Arc<tokio::sync::Semaphore>)>>,
 }
 
 impl FakeDirectory {
@@ -118,6 +121,10 @@ impl Directory for FakeDirectory {
         Ok(self.groups.lock().unwrap().clone())
     }
     async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, DirectoryError> {
+        let held = self.hold_members_of.lock().unwrap().clone().filter(|(g, _)| g == group_id);
+        if let Some((_, gate)) = held {
+            let _passed = gate.acquire().await.expect("the gate is never closed");
+        }
         self.check()?;
         Ok(self.members.lock().unwrap().get(group_id).map(|m| m.iter().cloned().collect()).unwrap_or_default())
     }

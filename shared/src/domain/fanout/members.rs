@@ -18,69 +18,44 @@ pub(super) async fn members_part(
 ) -> Result<PartOutcome, SyncError> {
     let integration = run.integration.as_str();
     let group_ids = fanout.runs.member_plan(integration, &run.run_id, part).await?;
-    let reads: Vec<GroupRead> = stream::iter(group_ids)
-        .map(|group_id| async move {
-            let (fetched, stored) = futures::join!(
-                directory.list_group_members(&group_id),
-                ctx.store.group_members(integration, &group_id)
-            );
-            let fetched = match fetched {
-                Ok(members) => Some(members.into_iter().collect()),
-                Err(DirectoryError::NotFound { .. }) => None, // vanished: the finish deletes it
-                Err(e) => return Err(SyncError::Directory(e)),
-            };
-            Ok::<_, SyncError>(GroupRead { group_id, fetched, stored: stored?.into_iter().collect() })
-        })
-        .buffer_unordered(GROUP_CONCURRENCY)
-        .try_collect()
-        .await?;
-
-    // Memberships only of users the run stored (the single sync keeps those of the users it
-    // stores: not of suspended ones, unless configured).
-    let candidates: Vec<String> = reads
-        .iter()
-        .filter_map(|r| r.fetched.as_ref().map(|f| f.difference(&r.stored)))
-        .flatten()
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let stored_users: HashMap<String, DirectoryUser> =
-        ctx.store.users_by_ids(integration, &candidates).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
     let judging = judging(ctx, fanout, run).await?;
 
-    let mut report = PartReport::default();
-    let mut changes = DirectoryChanges::default();
-    for read in reads {
-        let Some(fetched) = read.fetched else {
-            report.gone_groups.push(read.group_id);
-            continue;
-        };
-        let group = ObjectId::new(&read.group_id);
-        let membership = |user: &str| Membership { group_id: group.clone(), user_id: ObjectId::new(user) };
-        let gone: Vec<&String> = read.stored.difference(&fetched).collect();
-        let added: Vec<&String> =
-            fetched.difference(&read.stored).filter(|u| stored_users.contains_key(u.as_str())).collect();
-        report.listed += (read.stored.len() - gone.len() + added.len()) as u64;
-        changes.delete_memberships.extend(gone.iter().map(|u| membership(u)));
-        for user_id in added {
-            let keep = match &judging {
-                Some(judge) if !judge.new_users.contains(user_id) && !judge.new_groups.contains(&read.group_id) => {
-                    let email = stored_users.get(user_id).map(|u| u.email.as_str());
-                    judge.added(ctx, integration, &read.group_id, user_id, email, directory, &mut report).await?
-                }
-                _ => true,
-            };
-            if keep {
-                changes.put_memberships.push(membership(user_id));
-            } else {
-                report.listed -= 1;
+    // Reading and storing overlap: the groups read so far are stored while later ones are read,
+    // so that neither the worker's JumpCloud slots nor its store writes wait for the other.
+    let (sender, receiver) = futures::channel::mpsc::channel::<GroupRead>(GROUP_CONCURRENCY);
+    let reading = async move {
+        let mut sender = sender;
+        let mut reads = stream::iter(group_ids)
+            .map(|group_id| async move {
+                let (fetched, stored) = futures::join!(
+                    directory.list_group_members(&group_id),
+                    ctx.store.group_members(integration, &group_id)
+                );
+                let fetched = match fetched {
+                    Ok(members) => Some(members.into_iter().collect()),
+                    Err(DirectoryError::NotFound { .. }) => None, // vanished: the finish deletes it
+                    Err(e) => return Err(SyncError::Directory(e)),
+                };
+                Ok::<_, SyncError>(GroupRead { group_id, fetched, stored: stored?.into_iter().collect() })
+            })
+            .buffer_unordered(GROUP_CONCURRENCY);
+        while let Some(read) = reads.next().await {
+            // A closed channel: storing failed, and its error is the part's.
+            if futures::SinkExt::send(&mut sender, read?).await.is_err() {
+                break;
             }
         }
-    }
-    report.written = changes.put_memberships.len() as u64;
-    report.deleted = changes.delete_memberships.len() as u64;
-    write(ctx.store, integration, changes).await?;
+        Ok::<_, SyncError>(())
+    };
+    let storing = async {
+        let mut report = PartReport::default();
+        let mut chunks = receiver.ready_chunks(STORE_CHUNK);
+        while let Some(reads) = chunks.next().await {
+            store_reads(ctx, integration, judging.as_ref(), reads, directory, &mut report).await?;
+        }
+        Ok::<_, SyncError>(report)
+    };
+    let ((), report) = futures::try_join!(reading, storing)?;
     let done = fanout
         .runs
         .report_part(integration, &run.run_id, PartKind::Members, part, &report, &PartIds::default())
@@ -105,6 +80,67 @@ pub(super) async fn members_part(
         }
     }
     Ok(PartOutcome::Done { kind: PartKind::Members, part, moved })
+}
+
+/// Groups stored at once: each step's memberships are written before the next step's are judged.
+const STORE_CHUNK: usize = 25;
+
+/// Stores what some groups' reads found new or gone, adding to the part's report.
+async fn store_reads(
+    ctx: &SyncContext<'_>,
+    integration: &str,
+    judging: Option<&Judging<'_>>,
+    reads: Vec<GroupRead>,
+    directory: &dyn Directory,
+    report: &mut PartReport,
+) -> Result<(), SyncError> {
+    // Memberships only of users the run stored (the single sync keeps those of the users it
+    // stores: not of suspended ones, unless configured).
+    let candidates: Vec<String> = reads
+        .iter()
+        .filter_map(|r| r.fetched.as_ref().map(|f| f.difference(&r.stored)))
+        .flatten()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stored_users: HashMap<String, DirectoryUser> = if candidates.is_empty() {
+        HashMap::new()
+    } else {
+        ctx.store.users_by_ids(integration, &candidates).await?.into_iter().map(|u| (u.id.clone(), u)).collect()
+    };
+
+    let mut changes = DirectoryChanges::default();
+    for read in reads {
+        let Some(fetched) = read.fetched else {
+            report.gone_groups.push(read.group_id);
+            continue;
+        };
+        let group = ObjectId::new(&read.group_id);
+        let membership = |user: &str| Membership { group_id: group.clone(), user_id: ObjectId::new(user) };
+        let gone: Vec<&String> = read.stored.difference(&fetched).collect();
+        let added: Vec<&String> =
+            fetched.difference(&read.stored).filter(|u| stored_users.contains_key(u.as_str())).collect();
+        report.listed += (read.stored.len() - gone.len() + added.len()) as u64;
+        changes.delete_memberships.extend(gone.iter().map(|u| membership(u)));
+        for user_id in added {
+            let keep = match judging {
+                Some(judge) if !judge.new_users.contains(user_id) && !judge.new_groups.contains(&read.group_id) => {
+                    let email = stored_users.get(user_id).map(|u| u.email.as_str());
+                    judge.added(ctx, integration, &read.group_id, user_id, email, directory, report).await?
+                }
+                _ => true,
+            };
+            if keep {
+                changes.put_memberships.push(membership(user_id));
+            } else {
+                report.listed -= 1;
+            }
+        }
+    }
+    report.written += changes.put_memberships.len() as u64;
+    report.deleted += changes.delete_memberships.len() as u64;
+    write(ctx.store, integration, changes).await
 }
 
 /// What a members part needs to judge memberships added outside the product (`domain::outside`):

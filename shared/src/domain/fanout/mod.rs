@@ -10,8 +10,9 @@
 //!    write: exactly one does) and sends the members parts.
 //! 3. **Members parts**: each reads its groups' members, writes the memberships new since the
 //!    stored directory (of users the first half stored; one added outside the product to a
-//!    `jit_only` group is judged as the incremental sync judges it) and deletes those gone. A
-//!    group's member list is read whole by one part, so its deletions are exact there.
+//!    `jit_only` group is judged as the incremental sync judges it) and deletes those gone, storing
+//!    the groups read so far while it reads the rest. A group's member list is read whole by one
+//!    part, so its deletions are exact there.
 //! 4. **Finish**, by the part that finds every members part reported: users and groups that
 //!    vanished (only now that every part has reported, each one confirmed with JumpCloud before
 //!    it goes, so a user that paging moved past its part is never deleted), reconciliation
