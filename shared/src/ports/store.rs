@@ -14,6 +14,7 @@ use crate::domain::model::{
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Errors of the store's backend (DynamoDB), as the domain sees them.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,16 @@ pub trait DirectoryStore: Send + Sync {
     /// stored are skipped, repeated ids answered once. One `BatchGetItem` per 100 distinct ids
     /// (DynamoDB's limit), plus one per retry of keys DynamoDB left unprocessed; none for no ids.
     async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError>;
+    /// The canonical emails of the stored users among these ids, by id: what [`users_by_ids`]
+    /// reads, projected to the two attributes (a fan-out worker checks the millions of members
+    /// it reads against the stored users: a few bytes each, not whole users). Same calls.
+    ///
+    /// [`users_by_ids`]: DirectoryStore::users_by_ids
+    async fn user_emails_by_ids(
+        &self,
+        integration: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, StoreError>;
     /// A user of the synced directory by username, case-insensitively (JumpCloud's usernames are:
     /// see [`canonical_username`](crate::domain::model::canonical_username)). One index query (`gsi2`), not a scan.
     async fn user_by_username(&self, integration: &str, username: &str) -> Result<Option<DirectoryUser>, StoreError>;

@@ -10,7 +10,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Mutex,
@@ -27,6 +27,9 @@ pub struct MemoryStore {
     item_writes: AtomicUsize,
     /// Integration -> email -> user id: the email index.
     emails: Mutex<HashMap<String, HashMap<String, String>>>,
+    /// Integration -> the user ids in order: the users partition's sort key, for the id ranges
+    /// (a scan of a million users per range would make the benchmarks quadratic).
+    user_ids: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl MemoryStore {
@@ -62,15 +65,15 @@ impl DirectoryStore for MemoryStore {
         after: Option<&str>,
         upto: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let mut ids: Vec<String> = self.with(integration, |d| {
-            d.users
-                .keys()
-                .filter(|id| after.is_none_or(|a| id.as_str() > a) && upto.is_none_or(|u| id.as_str() <= u))
-                .cloned()
-                .collect()
-        });
-        ids.sort();
-        Ok(ids)
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        let to = upto.map_or(Unbounded, Included);
+        if matches!((after, upto), (Some(a), Some(u)) if a >= u) {
+            return Ok(Vec::new()); // BTreeSet::range panics on such a range
+        }
+        let user_ids = self.user_ids.lock().expect("lock");
+        let Some(ids) = user_ids.get(integration) else { return Ok(Vec::new()) };
+        Ok(ids.range::<str, _>((from, to)).cloned().collect())
     }
 
     async fn load_digest(&self, integration: &str) -> Result<DirectoryDigest, StoreError> {
@@ -80,17 +83,22 @@ impl DirectoryStore for MemoryStore {
     async fn apply_changes(&self, integration: &str, changes: &DirectoryChanges) -> Result<(), StoreError> {
         let mut dirs = self.directories.lock().expect("lock");
         let mut emails = self.emails.lock().expect("lock");
+        let mut user_ids = self.user_ids.lock().expect("lock");
         let dir = dirs.entry(integration.to_owned()).or_default();
         let by_email = emails.entry(integration.to_owned()).or_default();
+        let ids = user_ids.entry(integration.to_owned()).or_default();
         for u in &changes.put_users {
             if let Some(before) = dir.users.insert(u.id.clone(), u.clone()) {
                 by_email.remove(&before.email);
+            } else {
+                ids.insert(u.id.clone());
             }
             by_email.insert(u.email.clone(), u.id.clone());
         }
         for id in &changes.delete_users {
             if let Some(before) = dir.users.remove(id) {
                 by_email.remove(&before.email);
+                ids.remove(id);
             }
         }
         for g in &changes.put_groups {
@@ -164,6 +172,16 @@ impl DirectoryStore for MemoryStore {
         let mut seen = std::collections::HashSet::new();
         Ok(self.with(integration, |d| {
             ids.iter().filter(|id| seen.insert(id.as_str())).filter_map(|id| d.users.get(id).cloned()).collect()
+        }))
+    }
+
+    async fn user_emails_by_ids(
+        &self,
+        integration: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        Ok(self.with(integration, |d| {
+            ids.iter().filter_map(|id| d.users.get(id).map(|u| (u.id.clone(), u.email.clone()))).collect()
         }))
     }
 
@@ -251,6 +269,37 @@ mod tests {
         let found = store.users_by_ids("corp", &ids).await.unwrap();
         assert_eq!(sorted(found.into_iter().map(|u| u.id).collect()), ["u1", "u3"], "missing skipped, repeats once");
         assert!(store.users_by_ids("corp", &[]).await.unwrap().is_empty());
+
+        let emails = store.user_emails_by_ids("corp", &ids).await.unwrap();
+        let expected = [("u1", "alice@corp.com"), ("u3", "carol@corp.com")].map(|(i, e)| (i.to_owned(), e.to_owned()));
+        assert_eq!(emails, HashMap::from(expected));
+        assert!(store.user_emails_by_ids("other", &ids).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn user_ids_are_listed_by_range_in_order() {
+        let store = seeded().await;
+        let between = |after: Option<&'static str>, upto: Option<&'static str>| {
+            let store = &store;
+            async move { store.user_ids_between("corp", after, upto).await.unwrap() }
+        };
+        assert_eq!(between(None, None).await, ["u1", "u2", "u3"]);
+        assert_eq!(between(Some("u1"), None).await, ["u2", "u3"], "after is left out");
+        assert_eq!(between(None, Some("u2")).await, ["u1", "u2"], "upto is kept");
+        assert_eq!(between(Some("u1"), Some("u2")).await, ["u2"]);
+        assert!(between(Some("u2"), Some("u2")).await.is_empty());
+        assert!(between(Some("u3"), Some("u1")).await.is_empty());
+        assert!(store.user_ids_between("other", None, None).await.unwrap().is_empty());
+
+        let gone = DirectoryChanges { delete_users: vec!["u2".into()], ..DirectoryChanges::default() };
+        store.apply_changes("corp", &gone).await.unwrap();
+        let again = DirectoryChanges { put_users: vec![user("u1", "alice@corp.com")], ..DirectoryChanges::default() };
+        store.apply_changes("corp", &again).await.unwrap();
+        assert_eq!(
+            between(None, None).await,
+            ["u1", "u3"],
+            "a deleted user leaves the range; a rewritten one stays once"
+        );
     }
 
     #[tokio::test]

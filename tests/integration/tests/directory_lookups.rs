@@ -104,6 +104,15 @@ async fn users_are_found_by_id_alone_and_in_batches_of_more_than_a_hundred() {
     assert_eq!(ids(found), sorted(seeded.users.clone()));
     assert!(store.users_by_ids("corp", &[]).await.unwrap().is_empty());
     assert!(store.users_by_ids("other", &seeded.users[..3]).await.unwrap().is_empty());
+
+    // The same batches, projected to id and email.
+    let emails = store.user_emails_by_ids("corp", &asked).await.unwrap();
+    assert_eq!(emails.len(), USERS, "every stored user once; unknown ids skipped");
+    for (i, id) in seeded.users.iter().enumerate() {
+        assert_eq!(emails.get(id).map(String::as_str), Some(format!("user{i:03}@corp.example").as_str()));
+    }
+    assert!(store.user_emails_by_ids("corp", &[]).await.unwrap().is_empty());
+    assert!(store.user_emails_by_ids("other", &seeded.users[..3]).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -269,9 +269,31 @@ impl DynamoStore {
 
     /// One `BatchGetItem` of at most 100 keys, retrying the keys DynamoDB leaves unprocessed
     /// (throttling, or the 16 MB response limit) with jittered backoff, as `write_batch` does.
-    async fn get_batch(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    /// The stored users among `ids` (repeats asked once: DynamoDB refuses a batch that names one
+    /// key twice), as items: one `BatchGetItem` per 100, a few in flight.
+    async fn users_batch(
+        &self,
+        integration: &str,
+        ids: &[String],
+        projection: Option<&Projection>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let distinct: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let keys: Vec<Item> = distinct.into_iter().map(|id| key(keys::users(integration), id)).collect();
+        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_LIMIT).map(<[_]>::to_vec).collect();
+        let found: Vec<Vec<Item>> = stream::iter(chunks)
+            .map(|chunk| self.get_batch(chunk, projection))
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// The items of these keys (all attributes, or only `projection`'s).
+    async fn get_batch(&self, keys: Vec<Item>, projection: Option<&Projection>) -> Result<Vec<Item>, StoreError> {
         let mut pending = KeysAndAttributes::builder()
             .set_keys(Some(keys))
+            .set_projection_expression(projection.map(|p| p.expression.to_owned()))
+            .set_expression_attribute_names(projection.map(|p| p.names()))
             .build()
             .map_err(|e| StoreError::Mapping(e.to_string()))?;
         let mut delays = batch_backoff();
@@ -295,6 +317,21 @@ impl DynamoStore {
         }
     }
 }
+
+/// Attributes a batch read asks for, by placeholder (`id` and the like are not reserved words,
+/// but placeholders keep any name safe).
+struct Projection {
+    expression: &'static str,
+    names: &'static [(&'static str, &'static str)],
+}
+
+impl Projection {
+    fn names(&self) -> HashMap<String, String> {
+        self.names.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+}
+
+const ID_AND_EMAIL: Projection = Projection { expression: "#id, #email", names: &[("#id", "id"), ("#email", "email")] };
 
 /// Backoff between retries of what a batch call left unprocessed.
 fn batch_backoff() -> ExponentialBackoff {
@@ -515,16 +552,17 @@ impl DirectoryStore for DynamoStore {
     }
 
     async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError> {
-        // DynamoDB refuses a batch that names one key twice.
-        let distinct: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
-        let keys: Vec<Item> = distinct.into_iter().map(|id| key(keys::users(integration), id)).collect();
-        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_LIMIT).map(<[_]>::to_vec).collect();
-        let found: Vec<Vec<Item>> = stream::iter(chunks)
-            .map(|chunk| self.get_batch(chunk))
-            .buffer_unordered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-        found.into_iter().flatten().map(user_of).collect()
+        let found = self.users_batch(integration, ids, None).await?;
+        found.into_iter().map(user_of).collect()
+    }
+
+    async fn user_emails_by_ids(
+        &self,
+        integration: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let found = self.users_batch(integration, ids, Some(&ID_AND_EMAIL)).await?;
+        found.iter().map(|item| Ok((required_text(item, "id")?, required_text(item, "email")?))).collect()
     }
 
     async fn user_by_username(&self, integration: &str, username: &str) -> Result<Option<DirectoryUser>, StoreError> {

@@ -104,10 +104,10 @@ async fn store_reads(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let stored_users: HashMap<String, DirectoryUser> = if candidates.is_empty() {
+    let stored_users: HashMap<String, String> = if candidates.is_empty() {
         HashMap::new()
     } else {
-        ctx.store.users_by_ids(integration, &candidates).await?.into_iter().map(|u| (u.id.clone(), u)).collect()
+        ctx.store.user_emails_by_ids(integration, &candidates).await?
     };
 
     let mut changes = DirectoryChanges::default();
@@ -126,7 +126,7 @@ async fn store_reads(
         for user_id in added {
             let keep = match judging {
                 Some(judge) if !judge.new_users.contains(user_id) && !judge.new_groups.contains(&read.group_id) => {
-                    let email = stored_users.get(user_id).map(|u| u.email.as_str());
+                    let email = stored_users.get(user_id).map(String::as_str);
                     judge.added(ctx, integration, &read.group_id, user_id, email, directory, report).await?
                 }
                 _ => true,

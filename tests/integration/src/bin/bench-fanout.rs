@@ -2,7 +2,7 @@
 //!
 //! 1. **At scale** (default 1,000,000 users / 50,000 groups / ~4,000,000 memberships, 20 ms per
 //!    request): the simulator in a child process; the planner and `--workers` workers in this
-//!    process, each worker with its own JumpCloud client (`--concurrency` in flight) and all of
+//!    process, each worker a task of its own with its own JumpCloud client (`--concurrency` in flight) and all of
 //!    them under one shared rate budget (`--rps`), parts passed through an in-memory queue. The
 //!    stored directory and the run's records are in memory (`MemoryStore`, `MemoryRuns`): moto
 //!    cannot hold 5 million items in reasonable time, so DynamoDB is replaced here (its writes are
@@ -142,46 +142,92 @@ struct RunResult {
     memberships: u64,
 }
 
-/// One fanned-out sync: the plan, then `workers` tasks taking parts until the run is done.
-async fn fanned_sync(
-    ctx: &SyncContext<'_>,
-    fanout: &FanOut<'_>,
-    queue: &MemoryQueue,
-    runs: &MemoryRuns,
-    planner: &JumpCloudClient,
-    workers: &[JumpCloudClient],
-) -> anyhow::Result<RunResult> {
-    let before: u64 = std::iter::once(planner).chain(workers).map(|c| c.stats().requests.load(Ordering::Relaxed)).sum();
-    let started = Instant::now();
-    let run = match full_sync(ctx, "bench", planner).await {
-        IntegrationOutcome::FannedOut(run) => run,
-        other => bail!("not fanned out: {other:?}"),
-    };
-    let planned = started.elapsed();
-    let members_from = std::sync::Mutex::new(None::<Duration>);
-    let run_id = run.run_id.as_str();
-    let members_from = &members_from;
-    let work = workers.iter().map(|client| async move {
-        loop {
-            match queue.take() {
-                Some(message) => {
-                    if message.kind == jit_shared::ports::PartKind::Members {
-                        members_from.lock().expect("lock").get_or_insert_with(|| started.elapsed());
-                    }
-                    run_part(ctx, fanout, &message, client, 1).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+/// What the planner and the workers share, owned, so that each worker runs as a task of its own
+/// (in AWS each is a Lambda of its own: one task polling all of them would make them share one
+/// thread's CPU, which no deployment does).
+#[derive(Clone)]
+struct Shared {
+    store: Arc<MemoryStore>,
+    runs: Arc<MemoryRuns>,
+    queue: Arc<MemoryQueue>,
+    policy: Arc<DirectoryPolicy>,
+}
+
+impl Shared {
+    fn fanout(&self) -> FanOut<'_> {
+        FanOut::new(&*self.queue, &*self.runs, 1)
+    }
+    fn ctx<'a>(&'a self, fanout: &'a FanOut<'a>) -> SyncContext<'a> {
+        SyncContext {
+            store: &*self.store,
+            policy: &self.policy,
+            clock: &SystemClock,
+            progress: &NoProgress,
+            grants: None,
+            fanout: Some(fanout),
+        }
+    }
+}
+
+/// One worker: takes parts until the run is done or failed.
+async fn worker(
+    shared: Shared,
+    client: Arc<JumpCloudClient>,
+    run_id: String,
+    started: Instant,
+    members_from: Arc<std::sync::Mutex<Option<Duration>>>,
+) -> anyhow::Result<()> {
+    let fanout = shared.fanout();
+    let ctx = shared.ctx(&fanout);
+    loop {
+        match shared.queue.take() {
+            Some(message) => {
+                if message.kind == jit_shared::ports::PartKind::Members {
+                    members_from.lock().expect("lock").get_or_insert_with(|| started.elapsed());
                 }
-                None => {
-                    let stage = runs.run("bench", run_id).await?.map(|r| r.stage);
-                    if matches!(stage, Some(RunStage::Done | RunStage::Failed)) {
-                        return Ok::<_, anyhow::Error>(());
-                    }
-                    // Between the halves: the part that completes the users half sends the rest.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                run_part(&ctx, &fanout, &message, &*client, 1).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            None => {
+                let stage = shared.runs.run("bench", &run_id).await?.map(|r| r.stage);
+                if matches!(stage, Some(RunStage::Done | RunStage::Failed)) {
+                    return Ok(());
                 }
+                // Between the halves: the part that completes the users half sends the rest.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-    });
-    futures::future::try_join_all(work).await?;
+    }
+}
+
+/// One fanned-out sync: the plan, then the workers, each a task of its own, taking parts until
+/// the run is done.
+async fn fanned_sync(
+    shared: &Shared,
+    planner: &JumpCloudClient,
+    workers: &[Arc<JumpCloudClient>],
+) -> anyhow::Result<RunResult> {
+    let clients = || std::iter::once(planner).chain(workers.iter().map(|c| &**c));
+    let before: u64 = clients().map(|c| c.stats().requests.load(Ordering::Relaxed)).sum();
+    let started = Instant::now();
+    let run = {
+        let fanout = shared.fanout();
+        match full_sync(&shared.ctx(&fanout), "bench", planner).await {
+            IntegrationOutcome::FannedOut(run) => run,
+            other => bail!("not fanned out: {other:?}"),
+        }
+    };
+    let planned = started.elapsed();
+    let members_from = Arc::new(std::sync::Mutex::new(None::<Duration>));
+    let tasks: Vec<_> = workers
+        .iter()
+        .map(|client| {
+            let run = (shared.clone(), client.clone(), run.run_id.clone(), members_from.clone());
+            tokio::spawn(worker(run.0, run.1, run.2, started, run.3))
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
     let wall = started.elapsed();
     let members_from = members_from.lock().expect("lock").unwrap_or_default();
     eprintln!(
@@ -190,13 +236,12 @@ async fn fanned_sync(
         (members_from - planned).as_secs_f64(),
         (wall - members_from).as_secs_f64()
     );
-    let done = runs.run("bench", &run.run_id).await?.context("the run")?;
+    let done = shared.runs.run("bench", &run.run_id).await?.context("the run")?;
     if done.stage != RunStage::Done {
         bail!("the run ended {:?}: {:?}", done.stage, done.error);
     }
-    let status = ctx.store.sync_status("bench").await?.context("status")?;
-    let clients = std::iter::once(planner).chain(workers);
-    let (requests, retries) = clients.fold((0, 0), |(r, t), c| {
+    let status = shared.store.sync_status("bench").await?.context("status")?;
+    let (requests, retries) = clients().fold((0, 0), |(r, t), c| {
         (r + c.stats().requests.load(Ordering::Relaxed), t + c.stats().retries.load(Ordering::Relaxed))
     });
     Ok(RunResult {
@@ -234,26 +279,21 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
         NonZeroU32::new(a.rps.max(1)).expect("non-zero"),
     ))));
     let planner = client(&url, a, rate.clone());
-    let workers: Vec<JumpCloudClient> = (0..a.workers).map(|_| client(&url, a, rate.clone())).collect();
-    let (store, runs, queue) = (MemoryStore::default(), MemoryRuns::default(), MemoryQueue::default());
-    let policy = DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() };
-    let fanout = FanOut::new(&queue, &runs, 1);
-    let ctx = SyncContext {
-        store: &store,
-        policy: &policy,
-        clock: &SystemClock,
-        progress: &NoProgress,
-        grants: None,
-        fanout: Some(&fanout),
+    let workers: Vec<Arc<JumpCloudClient>> = (0..a.workers).map(|_| Arc::new(client(&url, a, rate.clone()))).collect();
+    let shared = Shared {
+        store: Arc::default(),
+        runs: Arc::default(),
+        queue: Arc::default(),
+        policy: Arc::new(DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() }),
     };
     reset_peak_rss();
     reset_heap_peak();
     let cpu_before = (sim_gauge.cpu_seconds(), this_gauge.cpu_seconds());
-    let first = fanned_sync(&ctx, &fanout, &queue, &runs, &planner, &workers).await?;
+    let first = fanned_sync(&shared, &planner, &workers).await?;
     let (first_rss, first_heap) = (peak_rss_mib(), heap_peak_mib());
     let cpu = (sim_gauge.cpu_seconds() - cpu_before.0, this_gauge.cpu_seconds() - cpu_before.1);
     let sim_rss_after = sim_gauge.rss_mib();
-    let second = fanned_sync(&ctx, &fanout, &queue, &runs, &planner, &workers).await?;
+    let second = fanned_sync(&shared, &planner, &workers).await?;
     drop(sim.stdin.take());
     let _ = sim.wait();
 
