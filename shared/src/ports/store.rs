@@ -77,6 +77,15 @@ impl SyncStatus {
 }
 
 /// The synced directory in DynamoDB.
+/// A stored user as a sync compares it with JumpCloud's: its content hash
+/// ([`content_hash`](crate::domain::model::content_hash)) and its manager as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUserDigest {
+    pub hash: u64,
+    pub manager_id: Option<String>,
+    pub manager_email: Option<String>,
+}
+
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
     /// The stored directory's ids, content hashes and memberships (not the items themselves).
@@ -117,6 +126,16 @@ pub trait DirectoryStore: Send + Sync {
     /// stored are skipped, repeated ids answered once. One `BatchGetItem` per 100 distinct ids
     /// (DynamoDB's limit), plus one per retry of keys DynamoDB left unprocessed; none for no ids.
     async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError>;
+    /// The stored users among these ids as a sync compares them (content hash and manager), by
+    /// id: what [`users_by_ids`] reads, projected to those attributes (a fan-out users part
+    /// compares ten thousand users a time: a hash each, not whole users). Same calls.
+    ///
+    /// [`users_by_ids`]: DirectoryStore::users_by_ids
+    async fn user_digests_by_ids(
+        &self,
+        integration: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, StoredUserDigest>, StoreError>;
     /// The canonical emails of the stored users among these ids, by id: what [`users_by_ids`]
     /// reads, projected to the two attributes (a fan-out worker checks the millions of members
     /// it reads against the stored users: a few bytes each, not whole users). Same calls.

@@ -1,10 +1,10 @@
 //! An in-memory store for domain tests: same contract as DynamoDB, counts the writes it takes.
 
-use crate::ports::StoreError;
+use crate::ports::{StoreError, StoredUserDigest};
 use crate::{
     domain::model::{
-        canonical_username, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectorySnapshot, DirectoryUser,
-        Membership,
+        canonical_username, content_hash, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectorySnapshot,
+        DirectoryUser, Membership,
     },
     ports::{DirectoryStore, SyncStatus},
 };
@@ -175,6 +175,21 @@ impl DirectoryStore for MemoryStore {
         }))
     }
 
+    async fn user_digests_by_ids(
+        &self,
+        integration: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, StoredUserDigest>, StoreError> {
+        Ok(self.with(integration, |d| {
+            let digest = |u: &DirectoryUser| StoredUserDigest {
+                hash: content_hash(u),
+                manager_id: u.manager_id.clone(),
+                manager_email: u.manager_email.clone(),
+            };
+            ids.iter().filter_map(|id| d.users.get(id).map(|u| (u.id.clone(), digest(u)))).collect()
+        }))
+    }
+
     async fn user_emails_by_ids(
         &self,
         integration: &str,
@@ -274,6 +289,13 @@ mod tests {
         let expected = [("u1", "alice@corp.com"), ("u3", "carol@corp.com")].map(|(i, e)| (i.to_owned(), e.to_owned()));
         assert_eq!(emails, HashMap::from(expected));
         assert!(store.user_emails_by_ids("other", &ids).await.unwrap().is_empty());
+
+        let digests = store.user_digests_by_ids("corp", &ids).await.unwrap();
+        assert_eq!(digests.len(), 2);
+        let alice = store.user_by_id("corp", "u1").await.unwrap().unwrap();
+        assert_eq!(digests["u1"].hash, content_hash(&alice));
+        assert_ne!(digests["u1"].hash, digests["u3"].hash);
+        assert!(store.user_digests_by_ids("other", &ids).await.unwrap().is_empty());
     }
 
     #[tokio::test]

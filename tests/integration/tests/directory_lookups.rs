@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{http_event, http_response, lambda_event, Stack};
 use jit_shared::{
     adapters::dynamodb::DynamoStore,
-    domain::model::{DirectoryChanges, DirectoryUser, UserState},
+    domain::model::{content_hash, DirectoryChanges, DirectoryUser, UserState},
     handlers::sync::SyncHandler,
     ports::DirectoryStore,
 };
@@ -161,6 +161,44 @@ async fn every_user_is_listed() {
     assert!(users.windows(2).all(|w| w[0].id < w[1].id), "by id");
     assert_eq!(ids(users), sorted(seeded.users.clone()));
     assert!(store.list_users("other").await.unwrap().is_empty());
+}
+
+/// A users part compares JumpCloud's users with the stored ones by content hash and manager,
+/// read projected: the same hash the sync wrote, the manager as stored.
+#[tokio::test]
+async fn user_digests_carry_the_written_hash_and_the_stored_manager() {
+    let stack = Stack::new().await;
+    let store = DynamoStore::new(stack.dynamodb.clone(), &stack.table);
+    let user = |i: usize, manager: Option<usize>| DirectoryUser {
+        id: format!("{i:024x}"),
+        email: format!("user{i}@corp.example"),
+        username: format!("user{i}"),
+        first_name: Some(format!("First{i}")),
+        last_name: None,
+        job_title: None,
+        department: Some("Engineering".into()),
+        location: None,
+        employee_type: None,
+        manager_id: manager.map(|m| format!("{m:024x}")),
+        manager_email: manager.map(|m| format!("user{m}@corp.example")),
+        state: UserState::Activated,
+    };
+    let users: Vec<DirectoryUser> = (0..150).map(|i| user(i, (i > 0).then_some(i / 8))).collect();
+    let changes = DirectoryChanges { put_users: users.clone(), ..DirectoryChanges::default() };
+    store.apply_changes("corp", &changes).await.unwrap();
+
+    let mut asked: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+    asked.push("ffffffffffffffffffffffff".into());
+    let digests = store.user_digests_by_ids("corp", &asked).await.unwrap();
+    assert_eq!(digests.len(), users.len(), "two batches; the unknown id skipped");
+    for u in &users {
+        let digest = &digests[&u.id];
+        assert_eq!(digest.hash, content_hash(u), "{}", u.id);
+        assert_eq!((&digest.manager_id, &digest.manager_email), (&u.manager_id, &u.manager_email));
+    }
+    assert!(digests[&users[0].id].manager_id.is_none());
+    assert_eq!(digests[&users[9].id].manager_email.as_deref(), Some("user1@corp.example"));
+    assert!(store.user_digests_by_ids("other", &asked).await.unwrap().is_empty());
 }
 
 /// Users big enough that the users partition spans several 1 MB query pages.

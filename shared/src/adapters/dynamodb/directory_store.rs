@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     domain::model::{content_hash, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Membership},
-    ports::{DirectoryStore, SyncStatus},
+    ports::{DirectoryStore, StoredUserDigest, SyncStatus},
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
@@ -331,6 +331,10 @@ impl Projection {
     }
 }
 
+const DIGEST: Projection = Projection {
+    expression: "#id, #h, #mid, #memail",
+    names: &[("#id", "id"), ("#h", "h"), ("#mid", "manager_id"), ("#memail", "manager_email")],
+};
 const ID_AND_EMAIL: Projection = Projection { expression: "#id, #email", names: &[("#id", "id"), ("#email", "email")] };
 
 /// Backoff between retries of what a batch call left unprocessed.
@@ -554,6 +558,31 @@ impl DirectoryStore for DynamoStore {
     async fn users_by_ids(&self, integration: &str, ids: &[String]) -> Result<Vec<DirectoryUser>, StoreError> {
         let found = self.users_batch(integration, ids, None).await?;
         found.into_iter().map(user_of).collect()
+    }
+
+    async fn user_digests_by_ids(
+        &self,
+        integration: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, StoredUserDigest>, StoreError> {
+        let found = self.users_batch(integration, ids, Some(&DIGEST)).await?;
+        let optional = |item: &Item, name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        found
+            .iter()
+            .map(|item| {
+                let hash = item
+                    .get("h")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| StoreError::Mapping("user item without a content hash".into()))?;
+                let digest = StoredUserDigest {
+                    hash,
+                    manager_id: optional(item, "manager_id"),
+                    manager_email: optional(item, "manager_email"),
+                };
+                Ok((required_text(item, "id")?, digest))
+            })
+            .collect()
     }
 
     async fn user_emails_by_ids(

@@ -17,6 +17,23 @@ async fn stored_manager(
     Ok(found.map(|u| (u.id, u.email)))
 }
 
+/// The stored managers these references name, each looked up once, a few at a time (a run of a
+/// million users may leave hundreds of thousands to the part that resolves what is left).
+async fn stored_managers(
+    store: &dyn DirectoryStore,
+    integration: &str,
+    references: BTreeSet<String>,
+) -> Result<HashMap<String, Option<(String, String)>>, SyncError> {
+    stream::iter(references)
+        .map(|reference| async move {
+            let manager = stored_manager(store, integration, &reference).await?;
+            Ok::<_, SyncError>((reference, manager))
+        })
+        .buffer_unordered(STORE_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
 pub(super) async fn users_part(
     ctx: &SyncContext<'_>,
     fanout: &FanOut<'_>,
@@ -47,14 +64,13 @@ pub(super) async fn users_part(
         }
     }
     drop((by_id, by_email));
-    let found: Vec<(usize, Option<(String, String)>)> = stream::iter(elsewhere)
-        .map(|i| {
-            let reference = references[i].clone().unwrap_or_default();
-            async move { stored_manager(ctx.store, integration, &reference).await.map(|m| (i, m)) }
-        })
-        .buffer_unordered(STORE_CONCURRENCY)
-        .try_collect()
-        .await?;
+    // Each manager looked up once, however many of the part's users it manages.
+    let wanted: BTreeSet<String> = elsewhere.iter().filter_map(|&i| references[i].clone()).collect();
+    let stored = stored_managers(ctx.store, integration, wanted).await?;
+    let found = elsewhere.iter().map(|&i| {
+        let reference = references[i].as_deref().unwrap_or_default();
+        (i, stored.get(reference).cloned().flatten())
+    });
     let mut unresolved = Vec::new();
     for (i, manager) in found {
         match manager.filter(|(id, _)| *id != listed[i].id) {
@@ -63,6 +79,7 @@ pub(super) async fn users_part(
         }
     }
     unresolved.sort();
+    drop(stored);
 
     let mut users: Vec<DirectoryUser> = Vec::with_capacity(listed.len());
     let mut excluded: Vec<(String, String)> = Vec::new();
@@ -79,8 +96,7 @@ pub(super) async fn users_part(
     ids.kept.sort();
     (ids.excluded, ids.excluded_emails) = excluded.into_iter().unzip();
 
-    let stored: HashMap<String, DirectoryUser> =
-        ctx.store.users_by_ids(integration, &ids.kept).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+    let stored = ctx.store.user_digests_by_ids(integration, &ids.kept).await?;
     // A manager named but found neither here nor stored (a suspended one, say) keeps what the
     // store has for it until `resolve_managers`, once every part is in, says what it is: so an
     // unchanged user is not written twice over.
@@ -97,10 +113,10 @@ pub(super) async fn users_part(
         }
     }
     drop(unresolved_of);
-    let stored: HashMap<String, u64> = stored.iter().map(|(id, u)| (id.clone(), content_hash(u))).collect();
     let new: Vec<String> = users.iter().filter(|u| !stored.contains_key(&u.id)).map(|u| u.id.clone()).collect();
     let put_users: Vec<DirectoryUser> =
-        users.into_iter().filter(|u| stored.get(&u.id) != Some(&content_hash(u))).collect();
+        users.into_iter().filter(|u| stored.get(&u.id).map(|d| d.hash) != Some(content_hash(u))).collect();
+    drop(stored);
     let report = PartReport {
         listed: listed_count,
         kept: ids.kept.len() as u64,
@@ -177,13 +193,14 @@ async fn resolve_managers(ctx: &SyncContext<'_>, fanout: &FanOut<'_>, run: &Sync
         let ids: Vec<String> = report.unresolved_managers.iter().map(|(user, _)| user.clone()).collect();
         let mut users: HashMap<String, DirectoryUser> =
             ctx.store.users_by_ids(integration, &ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+        // Each manager looked up once (not one user after another: this one invocation
+        // resolves what every part left).
+        let wanted: BTreeSet<String> = report.unresolved_managers.iter().map(|(_, r)| r.clone()).collect();
+        let managers = stored_managers(ctx.store, integration, wanted).await?;
         let mut put_users = Vec::new();
         for (user_id, reference) in &report.unresolved_managers {
             let Some(mut user) = users.remove(user_id) else { continue };
-            let found = match stored_manager(ctx.store, integration, reference).await? {
-                Some(manager) => Some(manager),
-                None => excluded(reference),
-            };
+            let found = managers.get(reference).cloned().flatten().or_else(|| excluded(reference));
             // Nobody (or the user itself): no manager, as the single sync decides.
             let (id, email) = found.filter(|(id, _)| *id != user.id).unzip();
             if (&user.manager_id, &user.manager_email) != (&id, &email) {

@@ -7,7 +7,8 @@
 //!    stored directory and the run's records are in memory (`MemoryStore`, `MemoryRuns`): moto
 //!    cannot hold 5 million items in reasonable time, so DynamoDB is replaced here (its writes are
 //!    counted), and said so in the output. Prints requests vs the documented API's minimum, wall
-//!    time vs max(rate bound, concurrency bound), parts, and a second sync's writes (0).
+//!    time vs max(rate bound, concurrency bound), the CPU both processes used, each half's wall
+//!    time vs its own request and CPU bounds, parts, and a second sync's writes (0).
 //! 2. **Per worker** (`--worker-org USERS:GROUPS:AVG`, default 30,000:750:80: full-size parts, 3
 //!    of each kind): the real `sync` handler in a fresh child process per delivered part, on moto
 //!    (DynamoDB, SQS), the parts relayed from moto's queue as Lambda's event source mapping
@@ -140,6 +141,16 @@ struct RunResult {
     deleted: u64,
     users: u64,
     memberships: u64,
+    /// The users half (the plan and the users parts, up to the first members part taken).
+    users_half: Phase,
+}
+
+/// A stretch of the run: its wall time, its JumpCloud requests, the CPU both processes used.
+#[derive(Default, Clone, Copy)]
+struct Phase {
+    wall: f64,
+    requests: u64,
+    cpu: f64,
 }
 
 /// What the planner and the workers share, owned, so that each worker runs as a task of its own
@@ -205,10 +216,11 @@ async fn fanned_sync(
     shared: &Shared,
     planner: &JumpCloudClient,
     workers: &[Arc<JumpCloudClient>],
+    cpu: impl Fn() -> f64,
 ) -> anyhow::Result<RunResult> {
     let clients = || std::iter::once(planner).chain(workers.iter().map(|c| &**c));
     let before: u64 = clients().map(|c| c.stats().requests.load(Ordering::Relaxed)).sum();
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu());
     let run = {
         let fanout = shared.fanout();
         match full_sync(&shared.ctx(&fanout), "bench", planner).await {
@@ -225,17 +237,31 @@ async fn fanned_sync(
             tokio::spawn(worker(run.0, run.1, run.2, started, run.3))
         })
         .collect();
-    for task in tasks {
-        task.await??;
+    // Sampled every 20 ms until the first members part is taken: the users half's requests
+    // and CPU (the halves are sequential, so each has bounds of its own).
+    let requests = || clients().map(|c| c.stats().requests.load(Ordering::Relaxed)).sum::<u64>();
+    let mut users_half = None::<Phase>;
+    let mut all = futures::future::try_join_all(tasks);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            joined = &mut all => {
+                for worker in joined? {
+                    worker?;
+                }
+                break;
+            }
+            _ = tick.tick() => {
+                let members = *members_from.lock().expect("lock");
+                if let (Some(at), None) = (members, users_half) {
+                    users_half = Some(Phase { wall: at.as_secs_f64(), requests: requests() - before, cpu: cpu() - cpu_before });
+                }
+            }
+        }
     }
     let wall = started.elapsed();
-    let members_from = members_from.lock().expect("lock").unwrap_or_default();
-    eprintln!(
-        "  phases: plan {:.1} s, users parts {:.1} s, members parts and finish {:.1} s",
-        planned.as_secs_f64(),
-        (members_from - planned).as_secs_f64(),
-        (wall - members_from).as_secs_f64()
-    );
+    let users_half = users_half.context("no members part was taken")?;
+    eprintln!("  plan {:.1} s", planned.as_secs_f64());
     let done = shared.runs.run("bench", &run.run_id).await?.context("the run")?;
     if done.stage != RunStage::Done {
         bail!("the run ended {:?}: {:?}", done.stage, done.error);
@@ -253,6 +279,7 @@ async fn fanned_sync(
         deleted: status.deleted,
         users: status.users,
         memberships: status.memberships,
+        users_half,
     })
 }
 
@@ -289,11 +316,12 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
     reset_peak_rss();
     reset_heap_peak();
     let cpu_before = (sim_gauge.cpu_seconds(), this_gauge.cpu_seconds());
-    let first = fanned_sync(&shared, &planner, &workers).await?;
+    let both_cpu = || sim_gauge.cpu_seconds() + this_gauge.cpu_seconds();
+    let first = fanned_sync(&shared, &planner, &workers, both_cpu).await?;
     let (first_rss, first_heap) = (peak_rss_mib(), heap_peak_mib());
     let cpu = (sim_gauge.cpu_seconds() - cpu_before.0, this_gauge.cpu_seconds() - cpu_before.1);
     let sim_rss_after = sim_gauge.rss_mib();
-    let second = fanned_sync(&shared, &planner, &workers).await?;
+    let second = fanned_sync(&shared, &planner, &workers, both_cpu).await?;
     drop(sim.stdin.take());
     let _ = sim.wait();
 
@@ -331,6 +359,34 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
         100.0 * cpu_bound / wall,
         wall / bound.max(cpu_bound)
     );
+    // The halves one after the other, each under its own bounds.
+    let users = first.users_half;
+    let members =
+        Phase { wall: wall - users.wall, requests: first.requests - users.requests, cpu: cpu.0 + cpu.1 - users.cpu };
+    let bounds = |p: &Phase| {
+        let requests = p.requests as f64;
+        let concurrency = requests * a.latency_ms as f64 / 1000.0 / in_flight;
+        (concurrency.max(requests / f64::from(a.rps)), p.cpu / cores)
+    };
+    let describe = |p: &Phase| {
+        let (requests, cpu) = bounds(p);
+        format!(
+            "{:.1} s, {} requests: request bound {requests:.1} s, CPU {:.1} s so CPU bound {cpu:.1} s (ratio {:.2})",
+            p.wall,
+            p.requests,
+            p.cpu,
+            p.wall / requests.max(cpu)
+        )
+    };
+    let halves_bound: f64 = [users, members]
+        .iter()
+        .map(|p| {
+            let (r, c) = bounds(p);
+            r.max(c)
+        })
+        .sum();
+    println!("   by half: users (with the plan) {}; members and finish {}", describe(&users), describe(&members));
+    println!("   the halves' bounds add up to {halves_bound:.1} s: ratio {:.3}", wall / halves_bound);
     println!("   a re-sync wrote {} items and deleted {}", second.written, second.deleted);
     println!(
         "   this process (workers and the in-memory store together): peak RSS {first_rss:.0} MiB, peak heap {first_heap:.0} MiB; per worker: below"
