@@ -14,7 +14,9 @@
 
 use super::{
     item::{from_item, key, to_item, Item},
-    keys, table, StoreError,
+    keys, table,
+    user_projections::{DigestItem, EmailItem, Projection, DIGEST, ID_AND_EMAIL},
+    StoreError,
 };
 use crate::{
     domain::model::{content_hash, DirectoryChanges, DirectoryDigest, DirectoryGroup, DirectoryUser, Membership},
@@ -267,8 +269,6 @@ impl DynamoStore {
         }
     }
 
-    /// One `BatchGetItem` of at most 100 keys, retrying the keys DynamoDB leaves unprocessed
-    /// (throttling, or the 16 MB response limit) with jittered backoff, as `write_batch` does.
     /// The stored users among `ids` (repeats asked once: DynamoDB refuses a batch that names one
     /// key twice), as items: one `BatchGetItem` per 100, a few in flight.
     async fn users_batch(
@@ -288,7 +288,9 @@ impl DynamoStore {
         Ok(found.into_iter().flatten().collect())
     }
 
-    /// The items of these keys (all attributes, or only `projection`'s).
+    /// One `BatchGetItem` of at most 100 keys (all attributes, or only `projection`'s), retrying
+    /// the keys DynamoDB leaves unprocessed (throttling, or the 16 MB response limit) with
+    /// jittered backoff, as `write_batch` does.
     async fn get_batch(&self, keys: Vec<Item>, projection: Option<&Projection>) -> Result<Vec<Item>, StoreError> {
         let mut pending = KeysAndAttributes::builder()
             .set_keys(Some(keys))
@@ -317,25 +319,6 @@ impl DynamoStore {
         }
     }
 }
-
-/// Attributes a batch read asks for, by placeholder (`id` and the like are not reserved words,
-/// but placeholders keep any name safe).
-struct Projection {
-    expression: &'static str,
-    names: &'static [(&'static str, &'static str)],
-}
-
-impl Projection {
-    fn names(&self) -> HashMap<String, String> {
-        self.names.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
-}
-
-const DIGEST: Projection = Projection {
-    expression: "#id, #h, #mid, #memail",
-    names: &[("#id", "id"), ("#h", "h"), ("#mid", "manager_id"), ("#memail", "manager_email")],
-};
-const ID_AND_EMAIL: Projection = Projection { expression: "#id, #email", names: &[("#id", "id"), ("#email", "email")] };
 
 /// Backoff between retries of what a batch call left unprocessed.
 fn batch_backoff() -> ExponentialBackoff {
@@ -566,23 +549,7 @@ impl DirectoryStore for DynamoStore {
         ids: &[String],
     ) -> Result<HashMap<String, StoredUserDigest>, StoreError> {
         let found = self.users_batch(integration, ids, Some(&DIGEST)).await?;
-        let optional = |item: &Item, name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-        found
-            .iter()
-            .map(|item| {
-                let hash = item
-                    .get("h")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| StoreError::Mapping("user item without a content hash".into()))?;
-                let digest = StoredUserDigest {
-                    hash,
-                    manager_id: optional(item, "manager_id"),
-                    manager_email: optional(item, "manager_email"),
-                };
-                Ok((required_text(item, "id")?, digest))
-            })
-            .collect()
+        found.into_iter().map(|item| from_item::<DigestItem>(item).map(DigestItem::pair)).collect()
     }
 
     async fn user_emails_by_ids(
@@ -591,7 +558,7 @@ impl DirectoryStore for DynamoStore {
         ids: &[String],
     ) -> Result<HashMap<String, String>, StoreError> {
         let found = self.users_batch(integration, ids, Some(&ID_AND_EMAIL)).await?;
-        found.iter().map(|item| Ok((required_text(item, "id")?, required_text(item, "email")?))).collect()
+        found.into_iter().map(|item| from_item::<EmailItem>(item).map(|i| (i.id, i.email))).collect()
     }
 
     async fn user_by_username(&self, integration: &str, username: &str) -> Result<Option<DirectoryUser>, StoreError> {

@@ -12,6 +12,7 @@ mod shared_rate;
 mod slack_messages;
 mod sync_runs;
 pub mod table;
+mod user_projections;
 
 pub use directory_store::DynamoStore;
 pub use grant_store::DynamoGrantStore;
