@@ -76,7 +76,6 @@ impl SyncStatus {
     }
 }
 
-/// The synced directory in DynamoDB.
 /// A stored user as a sync compares it with JumpCloud's: its content hash
 /// ([`content_hash`](crate::domain::model::content_hash)) and its manager as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +85,7 @@ pub struct StoredUserDigest {
     pub manager_email: Option<String>,
 }
 
+/// The synced directory in DynamoDB.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
     /// The stored directory's ids, content hashes and memberships (not the items themselves).

@@ -104,11 +104,8 @@ async fn store_reads(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let stored_users: HashMap<String, String> = if candidates.is_empty() {
-        HashMap::new()
-    } else {
-        ctx.store.user_emails_by_ids(integration, &candidates).await?
-    };
+    // No ids, no calls (the port's contract).
+    let stored_users = ctx.store.user_emails_by_ids(integration, &candidates).await?;
 
     let mut changes = DirectoryChanges::default();
     for read in reads {
