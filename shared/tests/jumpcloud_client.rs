@@ -197,6 +197,12 @@ async fn bounds_requests_in_flight() {
     let peak = sim.handle().peak_in_flight();
     assert!(peak <= 3, "peak in flight {peak} exceeds the limit of 3");
     assert!(peak >= 2, "pages were fetched concurrently (peak {peak})");
+    // Each request held its slot for at least the simulator's latency (the benchmarks' measure of
+    // how busy the slots were).
+    let (requests, held) =
+        (c.stats().requests.load(Ordering::Relaxed), c.stats().permit_micros.load(Ordering::Relaxed));
+    assert_eq!(requests, 10, "ten pages of 100");
+    assert!(held >= requests * 30_000, "{held} µs for {requests} requests of 30 ms");
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use integration_tests::{
     bench::{jumpcloud_client, serve_until_stdin_closes, spawn_simulator},
-    memory::{heap_peak_mib, peak_rss_mib, reset_heap_peak, reset_peak_rss, CountingAllocator, ProcessGauge},
+    memory::{peak_rss_mib, reset_peak_rss, ProcessGauge},
     sdk_config, unique, Stack,
 };
 use jit_schedule_runner::{sqs::SqsRelay, Invocation, LambdaInvoker};
@@ -46,8 +46,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+// No counting allocator here: its two shared atomics on every allocation took ~14% of this
+// process's CPU at scale (`perf record -e cpu-clock`), a cost of the measurement, not of the
+// sync. Peak RSS, the number the 128 MB bound is about, needs none.
 
 const KEY: &str = "bench-key";
 
@@ -117,6 +118,20 @@ fn minimum(org: &Org) -> (usize, usize) {
     (pages(org.users.len()) + pages(org.groups.len()) + member_pages, members)
 }
 
+/// The mean latency, in ms, of one member page asked for 50 times one after another with
+/// nothing else running: what a request costs here beyond the simulator's nominal latency (its
+/// timer, HTTP on the loopback), with no load to wait behind.
+async fn latency_alone(client: &JumpCloudClient, group: &str) -> anyhow::Result<f64> {
+    use jit_shared::ports::Directory;
+    const TIMES: u32 = 50;
+    for _ in 0..TIMES {
+        client.list_group_members(group).await?;
+    }
+    let stats = client.stats();
+    let micros = stats.permit_micros.load(Ordering::Relaxed) as f64;
+    Ok(micros / 1000.0 / stats.requests.load(Ordering::Relaxed).max(1) as f64)
+}
+
 /// The workers' shared budget, in memory (in AWS: `DynamoSharedRate`, a counter per second).
 struct InMemoryRate(governor::DefaultDirectRateLimiter);
 
@@ -141,6 +156,8 @@ struct RunResult {
     deleted: u64,
     users: u64,
     memberships: u64,
+    /// Seconds the requests held a concurrency slot, all of them together.
+    permit: f64,
     /// The users half (the plan and the users parts, up to the first members part taken).
     users_half: Phase,
 }
@@ -151,6 +168,8 @@ struct Phase {
     wall: f64,
     requests: u64,
     cpu: f64,
+    /// Seconds the requests held a slot: over `requests`, the latency the workers saw.
+    permit: f64,
 }
 
 /// What the planner and the workers share, owned, so that each worker runs as a task of its own
@@ -220,6 +239,8 @@ async fn fanned_sync(
 ) -> anyhow::Result<RunResult> {
     let clients = || std::iter::once(planner).chain(workers.iter().map(|c| &**c));
     let before: u64 = clients().map(|c| c.stats().requests.load(Ordering::Relaxed)).sum();
+    let permit = || clients().map(|c| c.stats().permit_micros.load(Ordering::Relaxed)).sum::<u64>() as f64 / 1e6;
+    let permit_before = permit();
     let (started, cpu_before) = (Instant::now(), cpu());
     let run = {
         let fanout = shared.fanout();
@@ -254,7 +275,12 @@ async fn fanned_sync(
             _ = tick.tick() => {
                 let members = *members_from.lock().expect("lock");
                 if let (Some(at), None) = (members, users_half) {
-                    users_half = Some(Phase { wall: at.as_secs_f64(), requests: requests() - before, cpu: cpu() - cpu_before });
+                    users_half = Some(Phase {
+                        wall: at.as_secs_f64(),
+                        requests: requests() - before,
+                        cpu: cpu() - cpu_before,
+                        permit: permit() - permit_before,
+                    });
                 }
             }
         }
@@ -279,6 +305,7 @@ async fn fanned_sync(
         deleted: status.deleted,
         users: status.users,
         memberships: status.memberships,
+        permit: permit() - permit_before,
         users_half,
     })
 }
@@ -286,6 +313,8 @@ async fn fanned_sync(
 async fn at_scale(a: &Args) -> anyhow::Result<()> {
     let org = Org::generate(&spec(a.users, a.groups, a.avg_members));
     let (minimum, members) = minimum(&org);
+    // A group of one page, for the latency of a request alone.
+    let one_page = org.groups.iter().find(|g| (1..=100).contains(&org.members(&g.id).len())).map(|g| g.id.to_string());
     drop(org);
     println!(
         "== at scale: {} users, {} groups, {} memberships; simulator latency {} ms; {} workers x {} in flight; shared budget {} req/s",
@@ -305,6 +334,10 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
     let rate: Arc<dyn SharedRate> = Arc::new(InMemoryRate(governor::RateLimiter::direct(governor::Quota::per_second(
         NonZeroU32::new(a.rps.max(1)).expect("non-zero"),
     ))));
+    let alone = match one_page {
+        Some(group) => Some(latency_alone(&client(&url, a, rate.clone()), &group).await?),
+        None => None,
+    };
     let planner = client(&url, a, rate.clone());
     let workers: Vec<Arc<JumpCloudClient>> = (0..a.workers).map(|_| Arc::new(client(&url, a, rate.clone()))).collect();
     let shared = Shared {
@@ -314,11 +347,10 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
         policy: Arc::new(DirectoryPolicy { include_suspended_users: true, ..DirectoryPolicy::default() }),
     };
     reset_peak_rss();
-    reset_heap_peak();
     let cpu_before = (sim_gauge.cpu_seconds(), this_gauge.cpu_seconds());
     let both_cpu = || sim_gauge.cpu_seconds() + this_gauge.cpu_seconds();
     let first = fanned_sync(&shared, &planner, &workers, both_cpu).await?;
-    let (first_rss, first_heap) = (peak_rss_mib(), heap_peak_mib());
+    let first_rss = peak_rss_mib();
     let cpu = (sim_gauge.cpu_seconds() - cpu_before.0, this_gauge.cpu_seconds() - cpu_before.1);
     let sim_rss_after = sim_gauge.rss_mib();
     let second = fanned_sync(&shared, &planner, &workers, both_cpu).await?;
@@ -347,6 +379,24 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
         a.latency_ms,
         first.wall.as_secs_f64() / bound
     );
+    // The slots' side of the concurrency bound: how long a request took as the workers saw it
+    // (the simulator's nominal latency plus its own and this machine's time), and how much of
+    // the wall time the slots were held.
+    let seen_ms = 1000.0 * first.permit / first.requests.max(1) as f64;
+    println!(
+        "   latency seen by the workers {seen_ms:.1} ms a request (nominal {} ms), so the concurrency bound at the seen latency is {:.1} s (ratio {:.3}); slots busy {:.0}% of the wall time",
+        a.latency_ms,
+        first.requests as f64 * seen_ms / 1000.0 / in_flight,
+        first.wall.as_secs_f64() / (first.requests as f64 * seen_ms / 1000.0 / in_flight).max(rate_bound),
+        100.0 * first.permit / (in_flight * first.wall.as_secs_f64())
+    );
+    if let Some(alone) = alone {
+        let bound_alone = first.requests as f64 * alone / 1000.0 / in_flight;
+        println!(
+            "   latency of a request alone (one at a time, before the sync, the machine idle): {alone:.1} ms, the floor of this simulator and loopback; the concurrency bound at it is {bound_alone:.1} s (ratio {:.3})",
+            first.wall.as_secs_f64() / bound_alone.max(rate_bound)
+        );
+    }
     // What the two bounds leave out: on this machine the simulator, the workers and the
     // in-memory store share its cores, so their CPU time is a third bound.
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
@@ -361,8 +411,12 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
     );
     // The halves one after the other, each under its own bounds.
     let users = first.users_half;
-    let members =
-        Phase { wall: wall - users.wall, requests: first.requests - users.requests, cpu: cpu.0 + cpu.1 - users.cpu };
+    let members = Phase {
+        wall: wall - users.wall,
+        requests: first.requests - users.requests,
+        cpu: cpu.0 + cpu.1 - users.cpu,
+        permit: first.permit - users.permit,
+    };
     let bounds = |p: &Phase| {
         let requests = p.requests as f64;
         let concurrency = requests * a.latency_ms as f64 / 1000.0 / in_flight;
@@ -371,11 +425,13 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
     let describe = |p: &Phase| {
         let (requests, cpu) = bounds(p);
         format!(
-            "{:.1} s, {} requests: request bound {requests:.1} s, CPU {:.1} s so CPU bound {cpu:.1} s (ratio {:.2})",
+            "{:.1} s, {} requests: request bound {requests:.1} s, CPU {:.1} s so CPU bound {cpu:.1} s (ratio {:.2}); seen latency {:.1} ms, slots busy {:.0}%",
             p.wall,
             p.requests,
             p.cpu,
-            p.wall / requests.max(cpu)
+            p.wall / requests.max(cpu),
+            1000.0 * p.permit / p.requests.max(1) as f64,
+            100.0 * p.permit / (in_flight * p.wall)
         )
     };
     let halves_bound: f64 = [users, members]
@@ -389,7 +445,7 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
     println!("   the halves' bounds add up to {halves_bound:.1} s: ratio {:.3}", wall / halves_bound);
     println!("   a re-sync wrote {} items and deleted {}", second.written, second.deleted);
     println!(
-        "   this process (workers and the in-memory store together): peak RSS {first_rss:.0} MiB, peak heap {first_heap:.0} MiB; per worker: below"
+        "   this process (workers and the in-memory store together): peak RSS {first_rss:.0} MiB; per worker: below"
     );
     Ok(())
 }
