@@ -66,7 +66,7 @@ impl World {
     }
 
     fn fanout(&self) -> FanOut<'_> {
-        FanOut { users_per_part: 5, groups_per_part: 3, ..FanOut::new(&self.queue, &self.runs, 10) }
+        FanOut { users_per_part: 5, groups_per_part: 3, users_per_read: 2, ..FanOut::new(&self.queue, &self.runs, 10) }
     }
 
     /// Plans a run; `None` when the sync ran in one invocation.
@@ -219,6 +219,34 @@ async fn a_members_part_stores_what_it_has_read_while_a_slow_group_is_read() {
             .expect("the part stored nothing until every group was read");
     outcome.expect("a part").expect("members part");
     assert!(!w.store.group_members("corp", &id(1003)).await.unwrap().is_empty(), "the held group stored after");
+    w.drain().await;
+    assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
+/// A users part looks up what it has read (the stored users and managers) while it reads the
+/// rest: the worker's JumpCloud reads do not wait for its store lookups, nor the other way round.
+#[tokio::test]
+async fn a_users_part_looks_up_what_it_has_read_while_the_rest_is_read() {
+    let w = World::new(org());
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)), "fanned out");
+    // Part 0 is users 1..=5, read two at a time: hold the second read (from position 2).
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    *w.dir.hold_users_from.lock().unwrap() = Some((2, gate.clone()));
+    let looked_up_meanwhile = async {
+        // Let the held read go only once the first read's users were looked up in the store.
+        while w.store.digest_reads() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(w.store.digest_reads(), 2, "only the first read's users, the rest not read yet");
+        gate.add_permits(1);
+    };
+    let part = w.deliver(1);
+    let (outcome, ()) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(part, looked_up_meanwhile) })
+            .await
+            .expect("the part looked nothing up until every user was read");
+    outcome.expect("a part").expect("users part");
+    assert_eq!(w.store.digest_reads(), 4, "each user the part keeps asked for once (user 5 is suspended)");
     w.drain().await;
     assert_eq!(w.store.directory("corp"), single(&w.dir).await);
 }

@@ -32,6 +32,7 @@ pub struct Fault {
 /// - `add_fault` / `remove_fault` make only adds / removes fail (lookups keep working);
 /// - `ambiguous_409` reports a 409 as `AlreadyMember { ambiguous: true }`;
 /// - `hold_members_of` holds one group's member listing until the test lets it go;
+/// - `hold_users_from` holds the listing of users from one position (`list_users_from`) likewise;
 /// - `adds` / `removes` count the member operations sent.
 ///
 /// Lookups and member operations yield first, so that concurrent tests interleave.
@@ -50,6 +51,8 @@ pub struct FakeDirectory {
     pub events: Mutex<Vec<DirectoryEvent>>,
     /// Listing this group's members waits until the semaphore gives a permit (a slow group).
     pub hold_members_of: Mutex<Option<(String, std::sync::Arc<tokio::sync::Semaphore>)>>,
+    /// Listing users from this position waits until the semaphore gives a permit (a slow page).
+    pub hold_users_from: Mutex<Option<(u64, std::sync::Arc<tokio::sync::Semaphore>)>>,
 }
 
 impl FakeDirectory {
@@ -115,6 +118,15 @@ impl Directory for FakeDirectory {
     async fn list_users(&self) -> Result<Vec<SourceUser>, DirectoryError> {
         self.check()?;
         Ok(self.users.lock().unwrap().clone())
+    }
+    async fn list_users_from(&self, skip: u64, limit: Option<u64>) -> Result<Vec<SourceUser>, DirectoryError> {
+        let held = self.hold_users_from.lock().unwrap().clone().filter(|(at, _)| *at == skip);
+        if let Some((_, gate)) = held {
+            let _passed = gate.acquire().await.expect("the gate is never closed");
+        }
+        let mut users = self.list_users().await?;
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(users.into_iter().skip(skip as usize).take(limit.map_or(usize::MAX, |l| l as usize)).collect())
     }
     async fn list_groups(&self) -> Result<Vec<SourceGroup>, DirectoryError> {
         self.check()?;

@@ -25,6 +25,8 @@ pub struct MemoryStore {
     sync_claims: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
     event_cursors: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
     item_writes: AtomicUsize,
+    /// Users asked for by id in batches (`user_digests_by_ids`), found or not.
+    digest_reads: AtomicUsize,
     /// Integration -> email -> user id: the email index.
     emails: Mutex<HashMap<String, HashMap<String, String>>>,
     /// Integration -> the user ids in order: the users partition's sort key, for the id ranges
@@ -36,6 +38,10 @@ impl MemoryStore {
     /// Directory items put or deleted so far.
     pub fn item_writes(&self) -> usize {
         self.item_writes.load(Ordering::SeqCst)
+    }
+    /// Users asked for so far by `user_digests_by_ids`.
+    pub fn digest_reads(&self) -> usize {
+        self.digest_reads.load(Ordering::SeqCst)
     }
     pub fn directory(&self, integration: &str) -> DirectorySnapshot {
         self.directories.lock().expect("lock").get(integration).cloned().unwrap_or_default()
@@ -180,6 +186,7 @@ impl DirectoryStore for MemoryStore {
         integration: &str,
         ids: &[String],
     ) -> Result<HashMap<String, StoredUserDigest>, StoreError> {
+        self.digest_reads.fetch_add(ids.len(), Ordering::SeqCst);
         Ok(self.with(integration, |d| {
             let digest = |u: &DirectoryUser| StoredUserDigest {
                 hash: content_hash(u),

@@ -36,7 +36,7 @@ use crate::{
     domain::model::LeaseKey,
     ports::{
         Directory, DirectoryError, DirectoryStore, NewKind, PartIds, PartKind, PartMessage, PartQueue, PartReport,
-        RunStage, SyncRun, SyncRunStore, SyncState, SyncStatus,
+        RunStage, SourceUser, StoredUserDigest, SyncRun, SyncRunStore, SyncState, SyncStatus,
     },
 };
 use async_trait::async_trait;
@@ -52,6 +52,9 @@ mod users;
 
 /// Users per users part: 100 of JumpCloud's pages, and the part's ids fit its report.
 pub const USERS_PER_PART: u64 = 10_000;
+/// Users a users part reads at once (ten of JumpCloud's pages): each read's stored digests and
+/// managers are looked up while the next ones are read.
+pub const USERS_PER_READ: u64 = 1_000;
 /// Groups per members part: a few hundred requests, done well within a worker's time even when
 /// the shared rate budget is split among every worker.
 pub const GROUPS_PER_PART: usize = 250;
@@ -76,11 +79,20 @@ pub struct FanOut<'a> {
     /// [`USERS_PER_PART`] and [`GROUPS_PER_PART`], smaller in tests.
     pub users_per_part: u64,
     pub groups_per_part: usize,
+    /// [`USERS_PER_READ`], smaller in tests.
+    pub users_per_read: u64,
 }
 
 impl<'a> FanOut<'a> {
     pub fn new(queue: &'a dyn PartQueue, runs: &'a dyn SyncRunStore, above_users: u64) -> Self {
-        Self { queue, runs, above_users, users_per_part: USERS_PER_PART, groups_per_part: GROUPS_PER_PART }
+        Self {
+            queue,
+            runs,
+            above_users,
+            users_per_part: USERS_PER_PART,
+            groups_per_part: GROUPS_PER_PART,
+            users_per_read: USERS_PER_READ,
+        }
     }
 }
 

@@ -34,6 +34,98 @@ async fn stored_managers(
         .await
 }
 
+/// What a users part found stored while it read: its users' digests, the managers they name.
+#[derive(Default)]
+struct Looked {
+    digests: HashMap<String, StoredUserDigest>,
+    managers: HashMap<String, Option<(String, String)>>,
+    /// The ids and canonical emails of the users read so far: a manager among them is the
+    /// part's own, not looked up.
+    ids: HashSet<String>,
+    emails: HashSet<String>,
+}
+
+impl Looked {
+    /// Looks up, for one read of users, the stored digests of those the part keeps and the
+    /// stored managers they name that are neither among the users read so far nor asked already.
+    /// A manager in a later read of the same part is asked for too (it is not known yet), its
+    /// answer then unused: the part's own users come first. Users mostly follow their managers in
+    /// JumpCloud's id order (ids grow with creation), so that is rare.
+    async fn add(&mut self, ctx: &SyncContext<'_>, integration: &str, users: &[SourceUser]) -> Result<(), SyncError> {
+        self.ids.extend(users.iter().map(|u| u.id.clone()));
+        self.emails.extend(users.iter().map(|u| canonical_email(&u.email)));
+        let kept: Vec<String> = users.iter().filter(|u| kept(ctx, u)).map(|u| u.id.clone()).collect();
+        let wanted: BTreeSet<String> = users
+            .iter()
+            .filter_map(|u| manager_reference(u, ctx.policy))
+            .filter(|r| !self.ids.contains(r) && !self.emails.contains(&canonical_email(r)))
+            .filter(|r| !self.managers.contains_key(r))
+            .collect();
+        let (digests, managers) = futures::try_join!(
+            async { Ok::<_, SyncError>(ctx.store.user_digests_by_ids(integration, &kept).await?) },
+            stored_managers(ctx.store, integration, wanted)
+        )?;
+        self.digests.extend(digests);
+        self.managers.extend(managers);
+        Ok(())
+    }
+}
+
+/// Whether the sync stores this user (suspended ones only when configured).
+fn kept(ctx: &SyncContext<'_>, user: &SourceUser) -> bool {
+    ctx.policy.include_suspended_users || !user.is_suspended()
+}
+
+/// The users of a part, read a slice at a time ([`FanOut::users_per_read`], whole pages), each
+/// slice's stored digests and managers looked up while the next slices are read: so that the
+/// worker's JumpCloud slots are not idle while it asks the store.
+async fn read_users(
+    ctx: &SyncContext<'_>,
+    fanout: &FanOut<'_>,
+    run: &SyncRun,
+    part: u32,
+    directory: &dyn Directory,
+) -> Result<(Vec<SourceUser>, Looked), SyncError> {
+    let last_part = part + 1 == run.user_parts;
+    let from = u64::from(part) * run.users_per_part;
+    let to = from + run.users_per_part;
+    let step = fanout.users_per_read.max(1);
+    let starts: Vec<u64> = (from..to).step_by(usize::try_from(step).unwrap_or(usize::MAX)).collect();
+    let reads = starts.len();
+    let (sender, receiver) = futures::channel::mpsc::channel::<Vec<SourceUser>>(1);
+    let reading = async move {
+        let mut sender = sender;
+        // The last part's last slice runs to the end: users created since the plan are read too.
+        let mut slices = stream::iter(starts.into_iter().enumerate())
+            .map(|(i, at)| {
+                let open = last_part && i + 1 == reads;
+                directory.list_users_from(at, (!open).then_some(step.min(to - at)))
+            })
+            .buffered(READS_AHEAD);
+        while let Some(users) = slices.next().await {
+            // A closed channel: looking up failed, and its error is the part's.
+            if futures::SinkExt::send(&mut sender, users?).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, SyncError>(())
+    };
+    let looking = async {
+        let (mut listed, mut looked) = (Vec::new(), Looked::default());
+        let mut receiver = receiver;
+        while let Some(users) = receiver.next().await {
+            looked.add(ctx, &run.integration, &users).await?;
+            listed.extend(users);
+        }
+        Ok::<_, SyncError>((listed, looked))
+    };
+    let ((), read) = futures::try_join!(reading, looking)?;
+    Ok(read)
+}
+
+/// Slices of a users part read ahead of the one being looked up.
+const READS_AHEAD: usize = 2;
+
 pub(super) async fn users_part(
     ctx: &SyncContext<'_>,
     fanout: &FanOut<'_>,
@@ -42,9 +134,8 @@ pub(super) async fn users_part(
     directory: &dyn Directory,
 ) -> Result<PartOutcome, SyncError> {
     let integration = run.integration.as_str();
-    let last_part = part + 1 == run.user_parts;
-    let skip = u64::from(part) * run.users_per_part;
-    let listed = directory.list_users_from(skip, (!last_part).then_some(run.users_per_part)).await?;
+    let (listed, looked) = read_users(ctx, fanout, run, part, directory).await?;
+    let Looked { digests: stored, managers: mut stored_managers_of, .. } = looked;
     let last_id = listed.iter().map(|u| u.id.clone()).max();
 
     // Managers among the part's own users first (as the single sync resolves them), then stored.
@@ -64,12 +155,17 @@ pub(super) async fn users_part(
         }
     }
     drop((by_id, by_email));
-    // Each manager looked up once, however many of the part's users it manages.
-    let wanted: BTreeSet<String> = elsewhere.iter().filter_map(|&i| references[i].clone()).collect();
-    let stored = stored_managers(ctx.store, integration, wanted).await?;
+    // Every manager named elsewhere was looked up while the part read: this asks for none, a
+    // guard should that ever change.
+    let missing: BTreeSet<String> = elsewhere
+        .iter()
+        .filter_map(|&i| references[i].clone())
+        .filter(|r| !stored_managers_of.contains_key(r))
+        .collect();
+    stored_managers_of.extend(stored_managers(ctx.store, integration, missing).await?);
     let found = elsewhere.iter().map(|&i| {
         let reference = references[i].as_deref().unwrap_or_default();
-        (i, stored.get(reference).cloned().flatten())
+        (i, stored_managers_of.get(reference).cloned().flatten())
     });
     let mut unresolved = Vec::new();
     for (i, manager) in found {
@@ -79,13 +175,13 @@ pub(super) async fn users_part(
         }
     }
     unresolved.sort();
-    drop(stored);
+    drop(stored_managers_of);
 
     let mut users: Vec<DirectoryUser> = Vec::with_capacity(listed.len());
     let mut excluded: Vec<(String, String)> = Vec::new();
     let listed_count = listed.len() as u64;
     for (user, manager) in listed.into_iter().zip(managers) {
-        if !ctx.policy.include_suspended_users && user.is_suspended() {
+        if !kept(ctx, &user) {
             excluded.push((user.id, canonical_email(&user.email)));
             continue;
         }
@@ -96,7 +192,6 @@ pub(super) async fn users_part(
     ids.kept.sort();
     (ids.excluded, ids.excluded_emails) = excluded.into_iter().unzip();
 
-    let stored = ctx.store.user_digests_by_ids(integration, &ids.kept).await?;
     // A manager named but found neither here nor stored (a suspended one, say) keeps what the
     // store has for it until `resolve_managers`, once every part is in, says what it is: so an
     // unchanged user is not written twice over.
