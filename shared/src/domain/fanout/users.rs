@@ -210,7 +210,7 @@ pub(super) async fn users_part(
     drop(unresolved_of);
     let new: Vec<String> = users.iter().filter(|u| !stored.contains_key(&u.id)).map(|u| u.id.clone()).collect();
     let put_users: Vec<DirectoryUser> =
-        users.into_iter().filter(|u| stored.get(&u.id).map(|d| d.hash) != Some(content_hash(u))).collect();
+        users.into_iter().filter(|u| stored.get(&u.id).is_none_or(|d| d.hash != content_hash(u))).collect();
     drop(stored);
     let report = PartReport {
         listed: listed_count,
