@@ -115,6 +115,13 @@ pub struct AddError {
 }
 
 /// One organization's directory.
+/// `list_users_from` over a whole listing: in id order from position `skip`, `limit` of them or
+/// all to the end.
+pub fn users_from(mut users: Vec<SourceUser>, skip: u64, limit: Option<u64>) -> Vec<SourceUser> {
+    users.sort_by(|a, b| a.id.cmp(&b.id));
+    users.into_iter().skip(skip as usize).take(limit.map_or(usize::MAX, |l| l as usize)).collect()
+}
+
 #[async_trait]
 pub trait Directory: Send + Sync {
     async fn list_users(&self) -> Result<Vec<SourceUser>, DirectoryError>;
@@ -122,9 +129,7 @@ pub trait Directory: Send + Sync {
     /// Users in JumpCloud's id order from position `skip`: `limit` of them, or all to the end
     /// (`None`): a fanned-out sync's users part.
     async fn list_users_from(&self, skip: u64, limit: Option<u64>) -> Result<Vec<SourceUser>, DirectoryError> {
-        let mut users = self.list_users().await?;
-        users.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(users.into_iter().skip(skip as usize).take(limit.map_or(usize::MAX, |l| l as usize)).collect())
+        Ok(users_from(self.list_users().await?, skip, limit))
     }
     /// How many users the organization has.
     async fn count_users(&self) -> Result<u64, DirectoryError> {

@@ -124,9 +124,7 @@ impl Directory for FakeDirectory {
         if let Some((_, gate)) = held {
             let _passed = gate.acquire().await.expect("the gate is never closed");
         }
-        let mut users = self.list_users().await?;
-        users.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(users.into_iter().skip(skip as usize).take(limit.map_or(usize::MAX, |l| l as usize)).collect())
+        Ok(crate::ports::users_from(self.list_users().await?, skip, limit))
     }
     async fn list_groups(&self) -> Result<Vec<SourceGroup>, DirectoryError> {
         self.check()?;

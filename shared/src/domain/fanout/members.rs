@@ -23,30 +23,21 @@ pub(super) async fn members_part(
     // Reading and storing overlap: the groups read so far are stored while later ones are read,
     // so that neither the worker's JumpCloud slots nor its store writes wait for the other.
     let (sender, receiver) = futures::channel::mpsc::channel::<GroupRead>(GROUP_CONCURRENCY);
-    let reading = async move {
-        let mut sender = sender;
-        let mut reads = stream::iter(group_ids)
-            .map(|group_id| async move {
-                let (fetched, stored) = futures::join!(
-                    directory.list_group_members(&group_id),
-                    ctx.store.group_members(integration, &group_id)
-                );
-                let fetched = match fetched {
-                    Ok(members) => Some(members.into_iter().collect()),
-                    Err(DirectoryError::NotFound { .. }) => None, // vanished: the finish deletes it
-                    Err(e) => return Err(SyncError::Directory(e)),
-                };
-                Ok::<_, SyncError>(GroupRead { group_id, fetched, stored: stored?.into_iter().collect() })
-            })
-            .buffer_unordered(GROUP_CONCURRENCY);
-        while let Some(read) = reads.next().await {
-            // A closed channel: storing failed, and its error is the part's.
-            if futures::SinkExt::send(&mut sender, read?).await.is_err() {
-                break;
-            }
-        }
-        Ok::<_, SyncError>(())
-    };
+    let reads = stream::iter(group_ids)
+        .map(|group_id| async move {
+            let (fetched, stored) = futures::join!(
+                directory.list_group_members(&group_id),
+                ctx.store.group_members(integration, &group_id)
+            );
+            let fetched = match fetched {
+                Ok(members) => Some(members.into_iter().collect()),
+                Err(DirectoryError::NotFound { .. }) => None, // vanished: the finish deletes it
+                Err(e) => return Err(SyncError::Directory(e)),
+            };
+            Ok::<_, SyncError>(GroupRead { group_id, fetched, stored: stored?.into_iter().collect() })
+        })
+        .buffer_unordered(GROUP_CONCURRENCY);
+    let reading = forward(reads, sender);
     let storing = async {
         let mut report = PartReport::default();
         let mut chunks = receiver.ready_chunks(STORE_CHUNK);

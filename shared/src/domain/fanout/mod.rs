@@ -285,6 +285,21 @@ async fn work(
     }
 }
 
+/// Sends each read down the channel as it comes, until the reads end, one fails (its error is
+/// the part's) or the receiver is gone (its side failed, and its error is the part's).
+async fn forward<T>(
+    reads: impl futures::Stream<Item = Result<T, SyncError>>,
+    mut sender: futures::channel::mpsc::Sender<T>,
+) -> Result<(), SyncError> {
+    let mut reads = std::pin::pin!(reads);
+    while let Some(read) = reads.next().await {
+        if futures::SinkExt::send(&mut sender, read?).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 async fn write(store: &dyn DirectoryStore, integration: &str, changes: DirectoryChanges) -> Result<(), SyncError> {
     for slice in super::sync::slices(changes, WRITE_SLICE) {
         store.apply_changes(integration, &slice).await?;

@@ -93,23 +93,14 @@ async fn read_users(
     let starts: Vec<u64> = (from..to).step_by(usize::try_from(step).unwrap_or(usize::MAX)).collect();
     let reads = starts.len();
     let (sender, receiver) = futures::channel::mpsc::channel::<Vec<SourceUser>>(1);
-    let reading = async move {
-        let mut sender = sender;
-        // The last part's last slice runs to the end: users created since the plan are read too.
-        let mut slices = stream::iter(starts.into_iter().enumerate())
-            .map(|(i, at)| {
-                let open = last_part && i + 1 == reads;
-                directory.list_users_from(at, (!open).then_some(step.min(to - at)))
-            })
-            .buffered(READS_AHEAD);
-        while let Some(users) = slices.next().await {
-            // A closed channel: looking up failed, and its error is the part's.
-            if futures::SinkExt::send(&mut sender, users?).await.is_err() {
-                break;
-            }
-        }
-        Ok::<_, SyncError>(())
-    };
+    // The last part's last slice runs to the end: users created since the plan are read too.
+    let slices = stream::iter(starts.into_iter().enumerate())
+        .map(|(i, at)| async move {
+            let open = last_part && i + 1 == reads;
+            Ok(directory.list_users_from(at, (!open).then_some(step.min(to - at))).await?)
+        })
+        .buffered(READS_AHEAD);
+    let reading = forward(slices, sender);
     let looking = async {
         let (mut listed, mut looked) = (Vec::new(), Looked::default());
         let mut receiver = receiver;
