@@ -2,8 +2,9 @@
 //!
 //! 1. **At scale** (default 1,000,000 users / 50,000 groups / ~4,000,000 memberships, 20 ms per
 //!    request): the simulator in a child process; the planner and `--workers` workers in this
-//!    process, each worker a task of its own with its own JumpCloud client (`--concurrency` in flight) and all of
-//!    them under one shared rate budget (`--rps`), parts passed through an in-memory queue. The
+//!    process, each worker on a thread of its own (as a Lambda has a process of its own) with its
+//!    own JumpCloud client (`--concurrency` in flight) and all of them under one shared rate
+//!    budget (`--rps`), parts passed through an in-memory queue. The
 //!    stored directory and the run's records are in memory (`MemoryStore`, `MemoryRuns`): moto
 //!    cannot hold 5 million items in reasonable time, so DynamoDB is replaced here (its writes are
 //!    counted), and said so in the output. Prints requests vs the documented API's minimum, wall
@@ -172,9 +173,7 @@ struct Phase {
     permit: f64,
 }
 
-/// What the planner and the workers share, owned, so that each worker runs as a task of its own
-/// (in AWS each is a Lambda of its own: one task polling all of them would make them share one
-/// thread's CPU, which no deployment does).
+/// What the planner and the workers share, owned, so that each worker runs on a thread of its own.
 #[derive(Clone)]
 struct Shared {
     store: Arc<MemoryStore>,
@@ -196,6 +195,39 @@ impl Shared {
             grants: None,
             fanout: Some(fanout),
         }
+    }
+}
+
+/// One worker, as a Lambda of its own: its JumpCloud client and a single-threaded runtime that one
+/// OS thread drives while a sync runs. In AWS each worker has its own process and CPU; as tasks of
+/// one multi-threaded runtime, a worker busy with a part's CPU work (deciding, writing) held a
+/// runtime thread the other workers' responses waited for (their requests seemed to take 35 ms,
+/// not 21). Threads of their own share the cores the way processes do: the kernel preempts them.
+struct Worker {
+    client: Arc<JumpCloudClient>,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl Worker {
+    fn new(client: JumpCloudClient) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Self { client: Arc::new(client), runtime: Arc::new(runtime) })
+    }
+
+    /// Runs [`worker`] on this worker's thread; the answer comes when it is done.
+    fn start(
+        &self,
+        shared: Shared,
+        run_id: String,
+        started: Instant,
+        members_from: Arc<std::sync::Mutex<Option<Duration>>>,
+    ) -> tokio::sync::oneshot::Receiver<anyhow::Result<()>> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let (runtime, client) = (self.runtime.clone(), self.client.clone());
+        std::thread::spawn(move || {
+            let _ = done.send(runtime.block_on(worker(shared, client, run_id, started, members_from)));
+        });
+        answer
     }
 }
 
@@ -229,15 +261,15 @@ async fn worker(
     }
 }
 
-/// One fanned-out sync: the plan, then the workers, each a task of its own, taking parts until
-/// the run is done.
+/// One fanned-out sync: the plan, then the workers, each on a thread of its own, taking parts
+/// until the run is done.
 async fn fanned_sync(
     shared: &Shared,
     planner: &JumpCloudClient,
-    workers: &[Arc<JumpCloudClient>],
+    workers: &[Worker],
     cpu: impl Fn() -> f64,
 ) -> anyhow::Result<RunResult> {
-    let clients = || std::iter::once(planner).chain(workers.iter().map(|c| &**c));
+    let clients = || std::iter::once(planner).chain(workers.iter().map(|w| &*w.client));
     let before: u64 = clients().map(|c| c.stats().requests.load(Ordering::Relaxed)).sum();
     let permit = || clients().map(|c| c.stats().permit_micros.load(Ordering::Relaxed)).sum::<u64>() as f64 / 1e6;
     let permit_before = permit();
@@ -251,13 +283,8 @@ async fn fanned_sync(
     };
     let planned = started.elapsed();
     let members_from = Arc::new(std::sync::Mutex::new(None::<Duration>));
-    let tasks: Vec<_> = workers
-        .iter()
-        .map(|client| {
-            let run = (shared.clone(), client.clone(), run.run_id.clone(), members_from.clone());
-            tokio::spawn(worker(run.0, run.1, run.2, started, run.3))
-        })
-        .collect();
+    let tasks: Vec<_> =
+        workers.iter().map(|w| w.start(shared.clone(), run.run_id.clone(), started, members_from.clone())).collect();
     // Sampled every 20 ms until the first members part is taken: the users half's requests
     // and CPU (the halves are sequential, so each has bounds of its own).
     let requests = || clients().map(|c| c.stats().requests.load(Ordering::Relaxed)).sum::<u64>();
@@ -267,7 +294,7 @@ async fn fanned_sync(
     loop {
         tokio::select! {
             joined = &mut all => {
-                for worker in joined? {
+                for worker in joined.context("a worker's thread ended without an answer")? {
                     worker?;
                 }
                 break;
@@ -339,7 +366,8 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
         None => None,
     };
     let planner = client(&url, a, rate.clone());
-    let workers: Vec<Arc<JumpCloudClient>> = (0..a.workers).map(|_| Arc::new(client(&url, a, rate.clone()))).collect();
+    let workers: Vec<Worker> =
+        (0..a.workers).map(|_| Worker::new(client(&url, a, rate.clone()))).collect::<anyhow::Result<_>>()?;
     let shared = Shared {
         store: Arc::default(),
         runs: Arc::default(),
