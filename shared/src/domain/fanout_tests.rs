@@ -252,6 +252,49 @@ async fn a_users_part_looks_up_what_it_has_read_while_the_rest_is_read() {
 }
 
 #[tokio::test]
+async fn a_users_part_polls_the_reads_it_began_to_their_end_while_the_store_is_slow() {
+    use std::sync::{atomic::Ordering, Arc};
+    use tokio::sync::Semaphore;
+    let w = World::new(org());
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)), "fanned out");
+    // A slow store: every lookup of stored users waits until the end of the test.
+    let store = Arc::new(Semaphore::new(0));
+    *w.store.hold_digest_reads.lock().unwrap() = Some(store.clone());
+    // Part 0 is users 1..=5, read one at a time here (each read in flight for a moment); the
+    // fourth read's answer comes late, while the part waits for the store.
+    let answer = Arc::new(Semaphore::new(0));
+    *w.dir.hold_users_from.lock().unwrap() = Some((3, answer.clone()));
+    let message = w.queue.take().expect("users part 0");
+    let fanout = FanOut { users_per_read: 1, ..w.fanout() };
+    let ctx = w.ctx(Some(&fanout));
+    let part = run_part(&ctx, &fanout, &message, &w.dir, 1);
+    // One task, one thread: yielding lets the part go as far as it can, no clock involved.
+    let settle = || async {
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+        }
+    };
+    let (begun, answered) = (&w.dir.users_reads_begun, &w.dir.users_reads_answered);
+    let meanwhile = async {
+        settle().await;
+        assert!(w.store.digest_reads() > 0, "the first read's lookup is held");
+        answer.add_permits(1);
+        settle().await;
+        // A read begun and left unpolled while its part waits for the store is how a JumpCloud
+        // request runs out its timeout with its answer there: every read begun is answered.
+        assert_eq!(answered.load(Ordering::SeqCst), begun.load(Ordering::SeqCst), "a read left unpolled");
+        assert!(begun.load(Ordering::SeqCst) >= 3, "reads went on ahead of the held lookup");
+        assert!(begun.load(Ordering::SeqCst) < 5, "the reads ahead are bounded");
+        store.add_permits(1_000);
+    };
+    let (outcome, ()) = tokio::join!(part, meanwhile);
+    outcome.expect("users part");
+    assert_eq!(begun.load(Ordering::SeqCst), 5);
+    w.drain().await;
+    assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
+#[tokio::test]
 async fn a_user_that_paging_moves_past_its_part_is_not_deleted() {
     let w = World::new(org());
     w.fanned_sync().await;

@@ -33,6 +33,7 @@ pub struct Fault {
 /// - `ambiguous_409` reports a 409 as `AlreadyMember { ambiguous: true }`;
 /// - `hold_members_of` holds one group's member listing until the test lets it go;
 /// - `hold_users_from` holds the listing of users from one position (`list_users_from`) likewise;
+///   `users_reads_begun` / `users_reads_answered` count those listings;
 /// - `adds` / `removes` count the member operations sent.
 ///
 /// Lookups and member operations yield first, so that concurrent tests interleave.
@@ -53,6 +54,10 @@ pub struct FakeDirectory {
     pub hold_members_of: Mutex<Option<(String, std::sync::Arc<tokio::sync::Semaphore>)>>,
     /// Listing users from this position waits until the semaphore gives a permit (a slow page).
     pub hold_users_from: Mutex<Option<(u64, std::sync::Arc<tokio::sync::Semaphore>)>>,
+    /// Listings of users begun and answered (`list_users_from`): one begun and not answered is
+    /// in flight, or was left unpolled by its caller.
+    pub users_reads_begun: AtomicUsize,
+    pub users_reads_answered: AtomicUsize,
 }
 
 impl FakeDirectory {
@@ -120,11 +125,16 @@ impl Directory for FakeDirectory {
         Ok(self.users.lock().unwrap().clone())
     }
     async fn list_users_from(&self, skip: u64, limit: Option<u64>) -> Result<Vec<SourceUser>, DirectoryError> {
+        self.users_reads_begun.fetch_add(1, Ordering::SeqCst);
+        // In flight for a moment, as a request is.
+        tokio::task::yield_now().await;
         let held = self.hold_users_from.lock().unwrap().clone().filter(|(at, _)| *at == skip);
         if let Some((_, gate)) = held {
             let _passed = gate.acquire().await.expect("the gate is never closed");
         }
-        Ok(crate::ports::users_from(self.list_users().await?, skip, limit))
+        let users = crate::ports::users_from(self.list_users().await?, skip, limit);
+        self.users_reads_answered.fetch_add(1, Ordering::SeqCst);
+        Ok(users)
     }
     async fn list_groups(&self) -> Result<Vec<SourceGroup>, DirectoryError> {
         self.check()?;

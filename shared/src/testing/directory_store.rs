@@ -27,6 +27,8 @@ pub struct MemoryStore {
     item_writes: AtomicUsize,
     /// Users asked for by id in batches (`user_digests_by_ids`), found or not.
     digest_reads: AtomicUsize,
+    /// While set, `user_digests_by_ids` waits for a permit of this semaphore (a slow store).
+    pub hold_digest_reads: Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
     /// Integration -> email -> user id: the email index.
     emails: Mutex<HashMap<String, HashMap<String, String>>>,
     /// Integration -> the user ids in order: the users partition's sort key, for the id ranges
@@ -187,6 +189,10 @@ impl DirectoryStore for MemoryStore {
         ids: &[String],
     ) -> Result<HashMap<String, StoredUserDigest>, StoreError> {
         self.digest_reads.fetch_add(ids.len(), Ordering::SeqCst);
+        let held = self.hold_digest_reads.lock().expect("lock").clone();
+        if let Some(gate) = held {
+            let _passed = gate.acquire().await.expect("the gate is never closed");
+        }
         Ok(self.with(integration, |d| {
             let digest = |u: &DirectoryUser| StoredUserDigest {
                 hash: content_hash(u),

@@ -22,26 +22,26 @@ pub(super) async fn members_part(
 
     // Reading and storing overlap: the groups read so far are stored while later ones are read,
     // so that neither the worker's JumpCloud slots nor its store writes wait for the other.
-    let (sender, receiver) = futures::channel::mpsc::channel::<GroupRead>(GROUP_CONCURRENCY);
-    let reads = stream::iter(group_ids)
-        .map(|group_id| async move {
-            let (fetched, stored) = futures::join!(
-                directory.list_group_members(&group_id),
-                ctx.store.group_members(integration, &group_id)
-            );
-            let fetched = match fetched {
-                Ok(members) => Some(members.into_iter().collect()),
-                Err(DirectoryError::NotFound { .. }) => None, // vanished: the finish deletes it
-                Err(e) => return Err(SyncError::Directory(e)),
-            };
-            Ok::<_, SyncError>(GroupRead { group_id, fetched, stored: stored?.into_iter().collect() })
-        })
-        .buffer_unordered(GROUP_CONCURRENCY);
-    let reading = forward(reads, sender);
+    let (sender, receiver) = futures::channel::mpsc::unbounded::<Ahead<GroupRead>>();
+    let reads = stream::iter(group_ids).map(|group_id| async move {
+        let (fetched, stored) =
+            futures::join!(directory.list_group_members(&group_id), ctx.store.group_members(integration, &group_id));
+        let fetched = match fetched {
+            Ok(members) => Some(members.into_iter().collect()),
+            Err(DirectoryError::NotFound { .. }) => None, // vanished: the finish deletes it
+            Err(e) => return Err(SyncError::Directory(e)),
+        };
+        Ok::<_, SyncError>(GroupRead { group_id, fetched, stored: stored?.into_iter().collect() })
+    });
+    // The groups being read, a chunk being stored, and as many again read and waiting.
+    let places = 2 * GROUP_CONCURRENCY + STORE_CHUNK;
+    let reading = forward(placed(reads, places).buffer_unordered(GROUP_CONCURRENCY), sender);
     let storing = async {
         let mut report = PartReport::default();
         let mut chunks = receiver.ready_chunks(STORE_CHUNK);
-        while let Some(reads) = chunks.next().await {
+        while let Some(chunk) = chunks.next().await {
+            // The chunk's places free once it is stored.
+            let (reads, _places): (Vec<_>, Vec<_>) = chunk.into_iter().map(Ahead::into_parts).unzip();
             store_reads(ctx, integration, judging.as_ref(), reads, directory, &mut report).await?;
         }
         Ok::<_, SyncError>(report)

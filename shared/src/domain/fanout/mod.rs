@@ -285,15 +285,52 @@ async fn work(
     }
 }
 
+/// A read and its place among those let ahead of their consumer: the place frees when the
+/// consumer drops it, done with the read.
+pub(super) struct Ahead<T> {
+    pub read: T,
+    place: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<T> Ahead<T> {
+    /// The read, and its place: held until dropped.
+    fn into_parts(self) -> (T, tokio::sync::OwnedSemaphorePermit) {
+        (self.read, self.place)
+    }
+}
+
+/// Gives each read a place before it starts: at most `places` reads begun and not yet done with
+/// by the consumer (what bounds the memory, not the channel, which [`forward`] never waits on).
+fn placed<T, F>(
+    reads: impl futures::Stream<Item = F>,
+    places: usize,
+) -> impl futures::Stream<Item = impl std::future::Future<Output = Result<Ahead<T>, SyncError>>>
+where
+    F: std::future::Future<Output = Result<T, SyncError>>,
+{
+    let free = std::sync::Arc::new(tokio::sync::Semaphore::new(places));
+    reads
+        .then(move |read| {
+            let free = free.clone();
+            async move { (read, free.acquire_owned().await.expect("the semaphore is never closed")) }
+        })
+        .map(|(read, place)| async move { Ok(Ahead { read: read.await?, place }) })
+}
+
 /// Sends each read down the channel as it comes, until the reads end, one fails (its error is
 /// the part's) or the receiver is gone (its side failed, and its error is the part's).
+///
+/// It never waits to send, so that the reads in flight are polled to their end while the
+/// consumer works: a JumpCloud request left unpolled runs out its timeout with its answer
+/// waiting (a users part on a slow store failed five times so, "timed out"). The reads'
+/// [`placed`] bound what the channel holds.
 async fn forward<T>(
-    reads: impl futures::Stream<Item = Result<T, SyncError>>,
-    mut sender: futures::channel::mpsc::Sender<T>,
+    reads: impl futures::Stream<Item = Result<Ahead<T>, SyncError>>,
+    sender: futures::channel::mpsc::UnboundedSender<Ahead<T>>,
 ) -> Result<(), SyncError> {
     let mut reads = std::pin::pin!(reads);
     while let Some(read) = reads.next().await {
-        if futures::SinkExt::send(&mut sender, read?).await.is_err() {
+        if sender.unbounded_send(read?).is_err() {
             break;
         }
     }

@@ -92,21 +92,22 @@ async fn read_users(
     let step = fanout.users_per_read.max(1);
     let starts: Vec<u64> = (from..to).step_by(usize::try_from(step).unwrap_or(usize::MAX)).collect();
     let reads = starts.len();
-    let (sender, receiver) = futures::channel::mpsc::channel::<Vec<SourceUser>>(1);
+    let (sender, receiver) = futures::channel::mpsc::unbounded::<Ahead<Vec<SourceUser>>>();
     // The last part's last slice runs to the end: users created since the plan are read too.
-    let slices = stream::iter(starts.into_iter().enumerate())
-        .map(|(i, at)| async move {
-            let open = last_part && i + 1 == reads;
-            Ok(directory.list_users_from(at, (!open).then_some(step.min(to - at))).await?)
-        })
-        .buffered(READS_AHEAD);
-    let reading = forward(slices, sender);
+    let slices = stream::iter(starts.into_iter().enumerate()).map(|(i, at)| async move {
+        let open = last_part && i + 1 == reads;
+        Ok(directory.list_users_from(at, (!open).then_some(step.min(to - at))).await?)
+    });
+    // The slice being looked up and those read ahead of it.
+    let places = READS_AHEAD + 1;
+    let reading = forward(placed(slices, places).buffered(places), sender);
     let looking = async {
         let (mut listed, mut looked) = (Vec::new(), Looked::default());
         let mut receiver = receiver;
-        while let Some(users) = receiver.next().await {
-            looked.add(ctx, &run.integration, &users).await?;
-            listed.extend(users);
+        while let Some(slice) = receiver.next().await {
+            looked.add(ctx, &run.integration, &slice.read).await?;
+            // Its place frees here: the next slice may be read.
+            listed.extend(slice.read);
         }
         Ok::<_, SyncError>((listed, looked))
     };

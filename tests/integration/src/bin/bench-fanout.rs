@@ -480,6 +480,8 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
 
 /// The child: one part, delivered by the relay as an SQS event, worked by the real handler.
 async fn worker_child(table: String, tag_key: String, sim_url: String, queue_url: String) -> anyhow::Result<()> {
+    // Warnings and errors on stderr (the parent's): a part that fails says why.
+    jit_shared::telemetry::init_terminal();
     let stack = Stack::existing(sdk_config().await, table, tag_key).await;
     let config = stack.config(&sim_url, &[("SYNC_QUEUE_URL", &queue_url), ("FANOUT_ABOVE_USERS", "1")]);
     let handler = SyncHandler::from_config(&stack.sdk, &config)?;
@@ -566,6 +568,9 @@ async fn per_worker(a: &Args) -> anyhow::Result<()> {
         children.peaks.lock().expect("peaks").clear();
         let relayed = relay.drain().await.map_err(anyhow::Error::msg)?;
         let failed = relayed.iter().filter(|r| r.failure.is_some()).count();
+        for failure in relayed.iter().filter_map(|r| r.failure.as_deref()) {
+            eprintln!("   a part failed: {failure}");
+        }
         let status = jit_shared::adapters::dynamodb::DynamoStore::new(stack.dynamodb.clone(), &stack.table)
             .sync_status("bench")
             .await?
