@@ -223,6 +223,54 @@ async fn a_members_part_stores_what_it_has_read_while_a_slow_group_is_read() {
     assert_eq!(w.store.directory("corp"), single(&w.dir).await);
 }
 
+/// A members part polls every group read it began to its end while it waits for its store, and
+/// reads only a bounded number of groups ahead (as the users part below: an unpolled JumpCloud
+/// request runs out its timeout with its answer there).
+#[tokio::test]
+async fn a_members_part_polls_the_reads_it_began_to_their_end_while_the_store_is_slow() {
+    use std::sync::{atomic::Ordering, Arc};
+    use tokio::sync::Semaphore;
+    const GROUPS: usize = 80;
+    let dir = org();
+    for g in 8..=GROUPS {
+        dir.groups.lock().unwrap().push(FakeDirectory::group(&id(1000 + g), &format!("group-{g}")));
+        dir.set_member(&id(1000 + g), &id(g % 23 + 1));
+    }
+    let w = World::new(dir);
+    // One members part reads every group.
+    let fanout = FanOut { groups_per_part: GROUPS, ..w.fanout() };
+    let ctx = w.ctx(Some(&fanout));
+    assert!(matches!(full_sync(&ctx, "corp", &w.dir).await, IntegrationOutcome::FannedOut(_)), "fanned out");
+    let mut message = w.queue.take().expect("a users part");
+    while message.kind == PartKind::Users {
+        run_part(&ctx, &fanout, &message, &w.dir, 1).await.expect("users part");
+        message = w.queue.take().expect("a part");
+    }
+    assert!(w.queue.take().is_none(), "one members part");
+    // A slow store: checking the members found new against the stored users waits.
+    let store = Arc::new(Semaphore::new(0));
+    *w.store.hold_email_reads.lock().unwrap() = Some(store.clone());
+    let part = run_part(&ctx, &fanout, &message, &w.dir, 1);
+    // One task, one thread: yielding lets the part go as far as it can, no clock involved.
+    let settle = || async {
+        for _ in 0..500 {
+            tokio::task::yield_now().await;
+        }
+    };
+    let (begun, answered) = (&w.dir.member_reads_begun, &w.dir.member_reads_answered);
+    let meanwhile = async {
+        settle().await;
+        assert_eq!(answered.load(Ordering::SeqCst), begun.load(Ordering::SeqCst), "a read left unpolled");
+        assert!(begun.load(Ordering::SeqCst) > 25, "reads went on ahead of the held store");
+        assert!(begun.load(Ordering::SeqCst) < GROUPS, "the reads ahead are bounded");
+        store.add_permits(1_000);
+    };
+    let (outcome, ()) = tokio::join!(part, meanwhile);
+    outcome.expect("members part");
+    assert_eq!(begun.load(Ordering::SeqCst), GROUPS);
+    assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
 /// A users part looks up what it has read (the stored users and managers) while it reads the
 /// rest: the worker's JumpCloud reads do not wait for its store lookups, nor the other way round.
 #[tokio::test]

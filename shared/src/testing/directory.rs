@@ -32,6 +32,7 @@ pub struct Fault {
 /// - `add_fault` / `remove_fault` make only adds / removes fail (lookups keep working);
 /// - `ambiguous_409` reports a 409 as `AlreadyMember { ambiguous: true }`;
 /// - `hold_members_of` holds one group's member listing until the test lets it go;
+///   `member_reads_begun` / `member_reads_answered` count member listings;
 /// - `hold_users_from` holds the listing of users from one position (`list_users_from`) likewise;
 ///   `users_reads_begun` / `users_reads_answered` count those listings;
 /// - `adds` / `removes` count the member operations sent.
@@ -58,6 +59,9 @@ pub struct FakeDirectory {
     /// in flight, or was left unpolled by its caller.
     pub users_reads_begun: AtomicUsize,
     pub users_reads_answered: AtomicUsize,
+    /// Listings of a group's members begun and answered (`list_group_members`), likewise.
+    pub member_reads_begun: AtomicUsize,
+    pub member_reads_answered: AtomicUsize,
 }
 
 impl FakeDirectory {
@@ -141,12 +145,18 @@ impl Directory for FakeDirectory {
         Ok(self.groups.lock().unwrap().clone())
     }
     async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, DirectoryError> {
+        self.member_reads_begun.fetch_add(1, Ordering::SeqCst);
+        // In flight for a moment, as a request is.
+        tokio::task::yield_now().await;
         let held = self.hold_members_of.lock().unwrap().clone().filter(|(g, _)| g == group_id);
         if let Some((_, gate)) = held {
             let _passed = gate.acquire().await.expect("the gate is never closed");
         }
         self.check()?;
-        Ok(self.members.lock().unwrap().get(group_id).map(|m| m.iter().cloned().collect()).unwrap_or_default())
+        let members =
+            self.members.lock().unwrap().get(group_id).map(|m| m.iter().cloned().collect()).unwrap_or_default();
+        self.member_reads_answered.fetch_add(1, Ordering::SeqCst);
+        Ok(members)
     }
     async fn groups_of_user(&self, user_id: &str) -> Result<Vec<String>, DirectoryError> {
         self.check()?;

@@ -29,6 +29,8 @@ pub struct MemoryStore {
     digest_reads: AtomicUsize,
     /// While set, `user_digests_by_ids` waits for a permit of this semaphore (a slow store).
     pub hold_digest_reads: Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// While set, `user_emails_by_ids` waits for a permit of this semaphore likewise.
+    pub hold_email_reads: Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
     /// Integration -> email -> user id: the email index.
     emails: Mutex<HashMap<String, HashMap<String, String>>>,
     /// Integration -> the user ids in order: the users partition's sort key, for the id ranges
@@ -208,6 +210,10 @@ impl DirectoryStore for MemoryStore {
         integration: &str,
         ids: &[String],
     ) -> Result<HashMap<String, String>, StoreError> {
+        let held = self.hold_email_reads.lock().expect("lock").clone();
+        if let Some(gate) = held {
+            let _passed = gate.acquire().await.expect("the gate is never closed");
+        }
         Ok(self.with(integration, |d| {
             ids.iter().filter_map(|id| d.users.get(id).map(|u| (u.id.clone(), u.email.clone()))).collect()
         }))
