@@ -205,13 +205,25 @@ impl Shared {
 /// not 21). Threads of their own share the cores the way processes do: the kernel preempts them.
 struct Worker {
     client: Arc<JumpCloudClient>,
-    runtime: Arc<tokio::runtime::Runtime>,
+    /// Always `Some` until dropped.
+    runtime: Option<Arc<tokio::runtime::Runtime>>,
+}
+
+impl Drop for Worker {
+    /// A worker is dropped on the bench's own runtime, where dropping a runtime panics (it would
+    /// wait for its blocking pool): its own is shut down without waiting. Should its thread still
+    /// hold it, that thread drops it last, outside any runtime.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take().and_then(|r| Arc::try_unwrap(r).ok()) {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Worker {
     fn new(client: JumpCloudClient) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Self { client: Arc::new(client), runtime: Arc::new(runtime) })
+        Ok(Self { client: Arc::new(client), runtime: Some(Arc::new(runtime)) })
     }
 
     /// Runs [`worker`] on this worker's thread; the answer comes when it is done.
@@ -223,7 +235,7 @@ impl Worker {
         members_from: Arc<std::sync::Mutex<Option<Duration>>>,
     ) -> tokio::sync::oneshot::Receiver<anyhow::Result<()>> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let (runtime, client) = (self.runtime.clone(), self.client.clone());
+        let (runtime, client) = (self.runtime.clone().expect("a worker's runtime"), self.client.clone());
         std::thread::spawn(move || {
             let _ = done.send(runtime.block_on(worker(shared, client, run_id, started, members_from)));
         });
@@ -539,6 +551,12 @@ async fn per_worker(a: &Args) -> anyhow::Result<()> {
     let (mut sim, url) = spawn_simulator(&sim_args)?;
     let stack = Stack::new().await;
     stack.integration("bench", KEY).await;
+    // Runs publish `Sync Completed` on the functions' default bus, as deployed.
+    jit_shared::adapters::setup::ensure_event_bus(
+        &aws_sdk_eventbridge::Client::new(&stack.sdk),
+        jit_shared::config::DEFAULT_EVENT_BUS_NAME,
+    )
+    .await?;
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
     let queue_url = sqs
         .create_queue()
