@@ -112,6 +112,14 @@ impl World {
     }
 }
 
+/// Lets a part run as far as it can: it and the test are one task on one thread, so yielding is
+/// enough, no clock involved.
+async fn settle() {
+    for _ in 0..500 {
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn single(dir: &FakeDirectory) -> DirectorySnapshot {
     let store = MemoryStore::default();
     let (policy, clock) = (DirectoryPolicy::default(), ManualClock::new(Utc::now()));
@@ -251,12 +259,6 @@ async fn a_members_part_polls_the_reads_it_began_to_their_end_while_the_store_is
     let store = Arc::new(Semaphore::new(0));
     *w.store.hold_email_reads.lock().unwrap() = Some(store.clone());
     let part = run_part(&ctx, &fanout, &message, &w.dir, 1);
-    // One task, one thread: yielding lets the part go as far as it can, no clock involved.
-    let settle = || async {
-        for _ in 0..500 {
-            tokio::task::yield_now().await;
-        }
-    };
     let (begun, answered) = (&w.dir.member_reads_begun, &w.dir.member_reads_answered);
     let meanwhile = async {
         settle().await;
@@ -316,12 +318,6 @@ async fn a_users_part_polls_the_reads_it_began_to_their_end_while_the_store_is_s
     let fanout = FanOut { users_per_read: 1, ..w.fanout() };
     let ctx = w.ctx(Some(&fanout));
     let part = run_part(&ctx, &fanout, &message, &w.dir, 1);
-    // One task, one thread: yielding lets the part go as far as it can, no clock involved.
-    let settle = || async {
-        for _ in 0..200 {
-            tokio::task::yield_now().await;
-        }
-    };
     let (begun, answered) = (&w.dir.users_reads_begun, &w.dir.users_reads_answered);
     let meanwhile = async {
         settle().await;
