@@ -18,15 +18,17 @@
 //! Every state change writes its audit records in the same atomic store operation, and is then
 //! published (best effort) to the event bus.
 
+mod check;
+
 use crate::{
     clock::Clock,
     config::{Config, GroupScope},
     domain::extension,
     domain::model::GrantDuration,
     domain::model::{
-        content_hash, ApprovalMode, AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent,
-        GrantEventDetail, GrantGroup, GrantStatus, GrantUser, IdempotencyClaim, IdempotencyKey, IdempotencyState,
-        IntegrationSource, Lease, LeaseHold, LeaseKey, Name,
+        ApprovalMode, AuditAction, AuditOutcome, AuditRecord, EventType, Grant, GrantEvent, GrantEventDetail,
+        GrantGroup, GrantStatus, GrantUser, IdempotencyClaim, IdempotencyKey, IdempotencyState, IntegrationSource,
+        Lease, LeaseHold, LeaseKey, Name,
     },
     domain::policy::Refusal,
     domain::request::{self, authorize, Ask, Authorization, Verdict},
@@ -39,6 +41,7 @@ use crate::{
     ports::{AddError, DirectoryError},
 };
 use backon::{ExponentialBuilder, Retryable};
+use check::{check_request, CheckedRequest};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tracing::Instrument;
@@ -239,68 +242,6 @@ pub async fn request_grant(ctx: &GrantContext<'_>, request: GrantRequest) -> Res
         tracing::error!(error = %e, "could not record the outcome of an idempotent request");
     }
     result.map(|grant| GrantOutcome { grant, replayed: false })
-}
-
-/// A request that passed the checks that need no I/O.
-struct CheckedRequest {
-    user: Option<String>,
-    group: String,
-    duration: GrantDuration,
-    reason: String,
-    integration: Option<String>,
-    requested_by: String,
-    caller_users: Vec<PrincipalUser>,
-    caller_admin: bool,
-    break_glass: bool,
-    /// Scoped to the caller.
-    idempotency_key: Option<String>,
-}
-
-impl CheckedRequest {
-    /// Identifies the request's content (the caller is part of the key, not of the content).
-    fn hash(&self) -> String {
-        let content =
-            (&self.user, &self.group, self.duration.as_secs(), &self.reason, &self.integration, self.break_glass);
-        format!("{:016x}", content_hash(&content))
-    }
-}
-
-fn check_request(request: &GrantRequest, policy: &GrantPolicy) -> Result<CheckedRequest, GrantError> {
-    let invalid = |m: &str| Err(GrantError::InvalidRequest(m.to_owned()));
-    let reason = request.reason.trim();
-    if reason.is_empty() {
-        return invalid("reason must not be empty");
-    }
-    if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(GrantError::InvalidRequest(format!("reason is longer than {MAX_REASON_CHARS} characters")));
-    }
-    if reason.chars().any(crate::domain::model::is_unsafe_text_char) {
-        return invalid("reason contains control or bidirectional-formatting characters");
-    }
-    let requested_by = request.requested_by.trim();
-    if requested_by.is_empty() {
-        return invalid("the caller's identity is missing");
-    }
-    if request.duration < policy.min_duration || request.duration > policy.max_duration {
-        return Err(GrantError::DurationOutOfRange {
-            requested: request.duration,
-            min: policy.min_duration,
-            max: policy.max_duration,
-        });
-    }
-    Ok(CheckedRequest {
-        user: request.user.as_ref().map(Name::to_string),
-        group: request.group.to_string(),
-        duration: request.duration,
-        reason: reason.to_owned(),
-        integration: request.integration.as_ref().map(Name::to_string),
-        requested_by: requested_by.to_owned(),
-        caller_users: request.caller_users.clone(),
-        caller_admin: request.caller_admin,
-        break_glass: request.break_glass,
-        // Scoped to the caller: two callers' keys never collide.
-        idempotency_key: request.idempotency_key.as_ref().map(|key| format!("{requested_by}#{}", key.as_str())),
-    })
 }
 
 /// Finds an integration by name, or the only one when none is named.
