@@ -530,11 +530,11 @@ async fn resolve_manager(
     user: &SourceUser,
 ) -> Result<Option<(String, String)>, StoreError> {
     let Some(reference) = manager_reference(user, ctx.policy) else { return Ok(None) };
-    let manager: Option<DirectoryUser> = match ctx.store.user_by_id(integration, &reference).await? {
-        Some(m) => Some(m),
-        None => ctx.store.user_by_email(integration, &canonical_email(&reference)).await?,
+    let manager = match ctx.store.user_by_id(integration, &reference).await? {
+        Some(m) => Some((m.id, m.email)),
+        None => ctx.store.user_key_by_email(integration, &canonical_email(&reference)).await?,
     };
-    Ok(manager.filter(|m| m.id != user.id).map(|m| (m.id, m.email)))
+    Ok(manager.filter(|(id, _)| *id != user.id))
 }
 
 /// One integration's incremental run, as a run over every integration reports it.

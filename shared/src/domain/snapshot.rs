@@ -44,7 +44,14 @@ pub fn directory_user(user: SourceUser, manager: Option<(String, String)>) -> Di
     let SourceUser {
         id, email, username, first_name, last_name, job_title, department, location, employee_type, ..
     } = user;
-    let present = |v: Option<String>| v.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned());
+    // Trimmed, and a value that needs no trimming kept as it is (no copy a field).
+    let present = |v: Option<String>| {
+        v.and_then(|s| match s.trim() {
+            "" => None,
+            trimmed if trimmed.len() == s.len() => Some(s),
+            trimmed => Some(trimmed.to_owned()),
+        })
+    };
     let (manager_id, manager_email) = manager.unzip();
     DirectoryUser {
         id,

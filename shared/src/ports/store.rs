@@ -114,6 +114,9 @@ pub trait DirectoryStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// A user of the synced directory by canonical email (an index query, not a scan).
     async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError>;
+    /// The id and canonical email of the user `user_by_email` finds: all a manager lookup needs
+    /// (a sync resolves one per distinct manager), without reading the whole user.
+    async fn user_key_by_email(&self, integration: &str, email: &str) -> Result<Option<(String, String)>, StoreError>;
     /// A group of the synced directory by exact name (an index query).
     async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError>;
     /// Whether the synced directory holds the direct membership (one read).

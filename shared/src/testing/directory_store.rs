@@ -160,6 +160,11 @@ impl DirectoryStore for MemoryStore {
         Ok(self.with(integration, |d| d.users.get(&id).cloned()))
     }
 
+    async fn user_key_by_email(&self, integration: &str, email: &str) -> Result<Option<(String, String)>, StoreError> {
+        // The index holds every stored user's email: no copy of the user.
+        Ok(self.user_id_by_email(integration, email).map(|id| (id, email.to_owned())))
+    }
+
     async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError> {
         Ok(self.with(integration, |d| d.groups.values().find(|g| g.name == name).cloned()))
     }
@@ -298,6 +303,10 @@ mod tests {
         assert_eq!(store.user_by_id("corp", "u2").await.unwrap().unwrap().email, "bob@corp.com");
         assert!(store.user_by_id("corp", "nobody").await.unwrap().is_none());
         assert!(store.user_by_id("other", "u2").await.unwrap().is_none(), "per integration");
+        let bob = Some(("u2".to_owned(), "bob@corp.com".to_owned()));
+        assert_eq!(store.user_key_by_email("corp", "bob@corp.com").await.unwrap(), bob);
+        assert!(store.user_key_by_email("corp", "nobody@corp.com").await.unwrap().is_none());
+        assert!(store.user_key_by_email("other", "bob@corp.com").await.unwrap().is_none(), "per integration");
 
         let ids: Vec<String> = ["u3", "nobody", "u1", "u3"].map(String::from).into();
         let found = store.users_by_ids("corp", &ids).await.unwrap();

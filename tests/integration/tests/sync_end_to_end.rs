@@ -350,6 +350,12 @@ async fn the_synced_directory_answers_lookups_by_email_group_name_and_membership
     assert!(store.user_by_email("corp", "nobody@corp.example").await.unwrap().is_none());
     assert!(store.user_by_email("corp", "user59@corp.example").await.unwrap().is_none(), "suspended: not stored");
     assert!(store.user_by_email("other", "user05@corp.example").await.unwrap().is_none(), "per integration");
+    // A manager lookup's projection: the same user's id and email, nothing else read.
+    let key = store.user_key_by_email("corp", "user05@corp.example").await.unwrap();
+    assert_eq!(key, Some((user.id.clone(), user.email.clone())));
+    assert!(store.user_key_by_email("corp", "User05@Corp.Example").await.unwrap().is_none(), "canonical form only");
+    assert!(store.user_key_by_email("corp", "user59@corp.example").await.unwrap().is_none(), "suspended");
+    assert!(store.user_key_by_email("other", "user05@corp.example").await.unwrap().is_none(), "per integration");
     let group = store.group_by_name("corp", "prod-db-admins").await.unwrap().expect("group");
     assert_eq!(group.id, seeded.prod_db);
     assert!(store.group_by_name("corp", "Prod-DB-Admins").await.unwrap().is_none(), "names are exact");

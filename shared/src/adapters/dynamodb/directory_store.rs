@@ -221,7 +221,18 @@ impl DynamoStore {
     /// The first item of an index partition with this sort key (emails, usernames and names are
     /// unique in a directory; a stale duplicate during a rename is harmless: the sync removes it).
     async fn first_in(&self, index: table::Index, partition: String, sort: &str) -> Result<Option<Item>, StoreError> {
-        let output = self
+        self.first_in_projected(index, partition, sort, &[]).await
+    }
+
+    /// [`Self::first_in`], only these attributes of the item (all when none are named).
+    async fn first_in_projected(
+        &self,
+        index: table::Index,
+        partition: String,
+        sort: &str,
+        attributes: &[&str],
+    ) -> Result<Option<Item>, StoreError> {
+        let mut query = self
             .client
             .query()
             .table_name(&self.table)
@@ -231,10 +242,15 @@ impl DynamoStore {
             .expression_attribute_names("#sk", index.sort_key)
             .expression_attribute_values(":pk", AttributeValue::S(partition))
             .expression_attribute_values(":sk", AttributeValue::S(sort.to_owned()))
-            .limit(1)
-            .send()
-            .await
-            .map_err(StoreError::aws)?;
+            .limit(1);
+        if !attributes.is_empty() {
+            let names: Vec<String> = (0..attributes.len()).map(|i| format!("#a{i}")).collect();
+            query = query.projection_expression(names.join(", "));
+            for (name, attribute) in names.iter().zip(attributes) {
+                query = query.expression_attribute_names(name, *attribute);
+            }
+        }
+        let output = query.send().await.map_err(StoreError::aws)?;
         Ok(output.items.unwrap_or_default().into_iter().next())
     }
 
@@ -493,6 +509,13 @@ impl DirectoryStore for DynamoStore {
     async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError> {
         let item = self.first_in(table::GSI1, keys::user_by_email(integration, email), "USER").await?;
         item.map(user_of).transpose()
+    }
+
+    async fn user_key_by_email(&self, integration: &str, email: &str) -> Result<Option<(String, String)>, StoreError> {
+        let projected = ["id", "email"];
+        let item = self.first_in_projected(table::GSI1, keys::user_by_email(integration, email), "USER", &projected);
+        let Some(item) = item.await? else { return Ok(None) };
+        Ok(Some((required_text(&item, "id")?, required_text(&item, "email")?)))
     }
 
     async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError> {

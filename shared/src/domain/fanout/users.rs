@@ -9,12 +9,10 @@ async fn stored_manager(
     integration: &str,
     reference: &str,
 ) -> Result<Option<(String, String)>, SyncError> {
-    let found = if reference.contains('@') {
-        store.user_by_email(integration, &canonical_email(reference)).await?
-    } else {
-        store.user_by_id(integration, reference).await?
-    };
-    Ok(found.map(|u| (u.id, u.email)))
+    if reference.contains('@') {
+        return Ok(store.user_key_by_email(integration, &canonical_email(reference)).await?);
+    }
+    Ok(store.user_by_id(integration, reference).await?.map(|u| (u.id, u.email)))
 }
 
 /// The stored managers these references name, each looked up once, a few at a time (a run of a
@@ -39,10 +37,12 @@ async fn stored_managers(
 struct Looked {
     digests: HashMap<String, StoredUserDigest>,
     managers: HashMap<String, Option<(String, String)>>,
-    /// The ids and canonical emails of the users read so far: a manager among them is the
-    /// part's own, not looked up.
-    ids: HashSet<String>,
-    emails: HashSet<String>,
+    /// The users read so far by id and by canonical email (their place in reading order): a
+    /// manager among them is the part's own, not looked up.
+    by_id: HashMap<String, usize>,
+    by_email: HashMap<String, usize>,
+    /// Each user's manager reference (`manager_reference`), in reading order.
+    references: Vec<Option<String>>,
 }
 
 impl Looked {
@@ -52,14 +52,19 @@ impl Looked {
     /// answer then unused: the part's own users come first. Users mostly follow their managers in
     /// JumpCloud's id order (ids grow with creation), so that is rare.
     async fn add(&mut self, ctx: &SyncContext<'_>, integration: &str, users: &[SourceUser]) -> Result<(), SyncError> {
-        self.ids.extend(users.iter().map(|u| u.id.clone()));
-        self.emails.extend(users.iter().map(|u| canonical_email(&u.email)));
+        let first = self.references.len();
+        for (i, user) in users.iter().enumerate() {
+            self.by_id.insert(user.id.clone(), first + i);
+            self.by_email.insert(canonical_email(&user.email), first + i);
+        }
+        self.references.extend(users.iter().map(|u| manager_reference(u, ctx.policy)));
         let kept: Vec<String> = users.iter().filter(|u| kept(ctx, u)).map(|u| u.id.clone()).collect();
-        let wanted: BTreeSet<String> = users
+        let wanted: BTreeSet<String> = self.references[first..]
             .iter()
-            .filter_map(|u| manager_reference(u, ctx.policy))
-            .filter(|r| !self.ids.contains(r) && !self.emails.contains(&canonical_email(r)))
-            .filter(|r| !self.managers.contains_key(r))
+            .flatten()
+            .filter(|r| !self.by_id.contains_key(r.as_str()) && !self.by_email.contains_key(&canonical_email(r)))
+            .filter(|r| !self.managers.contains_key(r.as_str()))
+            .cloned()
             .collect();
         let (digests, managers) = futures::try_join!(
             async { Ok::<_, SyncError>(ctx.store.user_digests_by_ids(integration, &kept).await?) },
@@ -127,14 +132,10 @@ pub(super) async fn users_part(
 ) -> Result<PartOutcome, SyncError> {
     let integration = run.integration.as_str();
     let (listed, looked) = read_users(ctx, fanout, run, part, directory).await?;
-    let Looked { digests: stored, managers: mut stored_managers_of, .. } = looked;
+    let Looked { digests: stored, managers: mut stored_managers_of, by_id, by_email, references } = looked;
     let last_id = listed.iter().map(|u| u.id.clone()).max();
 
     // Managers among the part's own users first (as the single sync resolves them), then stored.
-    let by_id: HashMap<&str, usize> = listed.iter().enumerate().map(|(i, u)| (u.id.as_str(), i)).collect();
-    let by_email: HashMap<String, usize> =
-        listed.iter().enumerate().map(|(i, u)| (canonical_email(&u.email), i)).collect();
-    let references: Vec<Option<String>> = listed.iter().map(|u| manager_reference(u, ctx.policy)).collect();
     let mut managers: Vec<Option<(String, String)>> = vec![None; listed.len()];
     let mut elsewhere: Vec<usize> = Vec::new();
     for (i, reference) in references.iter().enumerate() {
