@@ -23,7 +23,7 @@ fn user(n: usize) -> SourceUser {
 }
 
 /// 23 users (ids 1..=23; user 5 suspended; managers across parts, by id and by custom email
-/// attribute, one naming itself, one unknown, one suspended), 7 groups, memberships spread over them.
+/// attribute, one naming itself, one unknown, one suspended, one read later in the same part), 7 groups, memberships spread over them.
 fn org() -> FakeDirectory {
     let mut users: Vec<SourceUser> = (1..=23).map(user).collect();
     users[4].state = UserState::Suspended;
@@ -32,6 +32,7 @@ fn org() -> FakeDirectory {
     users[2].manager = Some(id(3)); // itself
     users[3].manager = Some(id(99)); // nobody
     users[12].manager = Some(id(5)); // suspended, in another part
+    users[5].manager = Some(id(9)); // in the same part, read after
     users[20].attributes = vec![UserAttribute { name: "manager".into(), value: Some("USER2@corp.com".into()) }];
     users[20].manager = None;
     let groups = (1..=7).map(|g| FakeDirectory::group(&id(1000 + g), &format!("group-{g}"))).collect();
@@ -160,6 +161,7 @@ async fn a_fanned_out_sync_stores_exactly_what_the_single_sync_stores() {
     assert_eq!(stored.users[&id(1)].manager_id.as_deref(), Some(id(22).as_str()), "a manager in another part");
     assert_eq!(stored.users[&id(21)].manager_email.as_deref(), Some("user2@corp.com"), "by email attribute");
     assert_eq!(stored.users[&id(13)].manager_id.as_deref(), Some(id(5).as_str()), "a suspended manager");
+    assert_eq!(stored.users[&id(6)].manager_id.as_deref(), Some(id(9).as_str()), "a manager read later in the part");
 
     let status = w.store.sync_status("corp").await.unwrap().unwrap();
     assert_eq!(status.state, SyncState::Succeeded);
@@ -299,6 +301,54 @@ async fn a_users_part_looks_up_what_it_has_read_while_the_rest_is_read() {
     assert_eq!(w.store.digest_reads(), 4, "each user the part keeps asked for once (user 5 is suspended)");
     w.drain().await;
     assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
+/// A users part writes the users it has read and decided while it reads the rest, so that its
+/// JumpCloud slots are not idle while it writes.
+#[tokio::test]
+async fn a_users_part_writes_what_it_has_read_while_the_rest_is_read() {
+    let w = World::new(org());
+    assert!(matches!(w.start().await, IntegrationOutcome::FannedOut(_)), "fanned out");
+    let planned = w.store.item_writes();
+    // Part 0 is users 1..=5, read two at a time: hold the third read (from position 4).
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    *w.dir.hold_users_from.lock().unwrap() = Some((4, gate.clone()));
+    let written_meanwhile = async {
+        settle().await;
+        let stored = w.store.directory("corp").users;
+        let ids: std::collections::BTreeSet<String> = stored.keys().cloned().collect();
+        // Of the first two reads' users, 1 and 4 name managers not found yet (user 22, of a
+        // later part, and nobody): they wait for the end of the part.
+        assert_eq!(ids, [2, 3].map(id).into(), "the first two reads' users decided");
+        assert_eq!(w.store.item_writes() - planned, 2, "written, and nothing else");
+        gate.add_permits(1);
+    };
+    let part = w.deliver(1);
+    let (outcome, ()) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(part, written_meanwhile) })
+            .await
+            .expect("the part wrote nothing until every user was read");
+    outcome.expect("a part").expect("users part");
+    w.drain().await;
+    assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
+/// A user decided as read with a stored manager who is also read later in the same part: the
+/// part's own user comes first, as in the single sync (here the manager's email changed).
+#[tokio::test]
+async fn a_manager_read_later_in_the_part_corrects_the_stored_one() {
+    let w = World::new(org());
+    w.fanned_sync().await;
+    let before = w.store.directory("corp");
+    assert_eq!(before.users[&id(6)].manager_email.as_deref(), Some("user9@corp.com"));
+    w.dir.users.lock().unwrap()[8].email = "user9.new@corp.com".into();
+    w.clock.advance(chrono::Duration::hours(1));
+    w.fanned_sync().await;
+    let stored = w.store.directory("corp");
+    assert_eq!(stored.users[&id(6)].manager_email.as_deref(), Some("user9.new@corp.com"), "corrected");
+    assert_eq!(stored, single(&w.dir).await);
+    let status = w.store.sync_status("corp").await.unwrap().unwrap();
+    assert_eq!(status.written, 2, "user 9 and, once, user 6");
 }
 
 #[tokio::test]

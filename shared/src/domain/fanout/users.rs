@@ -81,16 +81,253 @@ fn kept(ctx: &SyncContext<'_>, user: &SourceUser) -> bool {
     ctx.policy.include_suspended_users || !user.is_suspended()
 }
 
-/// The users of a part, read a slice at a time ([`FanOut::users_per_read`], whole pages), each
-/// slice's stored digests and managers looked up while the next slices are read: so that the
-/// worker's JumpCloud slots are not idle while it asks the store.
+/// How a user's manager is found, as the single sync resolves it: among the part's users (by
+/// place in reading order), else stored; or the user names nobody (or itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Nobody,
+    Part(usize),
+    Stored,
+    /// Named, but neither among the users read so far nor stored.
+    NotFound,
+}
+
+impl Looked {
+    /// Where the manager of the user at `place` is found, with what has been read so far.
+    fn via(&self, place: usize, user_id: &str) -> Via {
+        let Some(reference) = &self.references[place] else { return Via::Nobody };
+        let local = self.by_id.get(reference.as_str()).or_else(|| self.by_email.get(&canonical_email(reference)));
+        match local {
+            Some(&m) if m != place => Via::Part(m),
+            Some(_) => Via::Nobody,
+            None => match self.managers.get(reference.as_str()) {
+                Some(Some((id, _))) if id != user_id => Via::Stored,
+                _ => Via::NotFound,
+            },
+        }
+    }
+}
+
+/// A users part as its slices come: each slice's users decided and written while the next
+/// slices are read, so that the worker's JumpCloud slots are not idle while it decides and
+/// writes (nor its store while it reads). A user whose manager is not found yet (it may be in a
+/// later read) waits for the end of the part.
+#[derive(Default)]
+struct Deciding {
+    /// Every user read, by place: its id and canonical email (a manager's, as stored).
+    keys: Vec<(String, String)>,
+    /// Kept users decided as read, and how their manager was found: checked again at the end,
+    /// for a later read may hold the manager as one of the part's own users, which come first.
+    decided: Vec<(usize, Via)>,
+    /// Kept users whose manager was not found when read.
+    deferred: Vec<(usize, SourceUser)>,
+    excluded: Vec<(String, String)>,
+    kept: Vec<String>,
+    /// Kept users new to the store...
+    new: Vec<String>,
+    /// ...not written, but on an integration's first sync, until recorded as new (a part retried
+    /// after writing them would not know them for new: their memberships are first sights).
+    held: Vec<DirectoryUser>,
+    /// Users written, each once.
+    written: HashSet<String>,
+}
+
+/// What a users part decided once every user of it was read.
+struct Decided {
+    /// Users to write now that the new ones are recorded.
+    put_users: Vec<DirectoryUser>,
+    unresolved: Vec<(String, String)>,
+    ids: PartIds,
+    new: Vec<String>,
+    listed: u64,
+    written: u64,
+    last_id: Option<String>,
+}
+
+impl Deciding {
+    /// Decides one slice's users (at places `first..`); returns the users to write now.
+    fn slice(
+        &mut self,
+        ctx: &SyncContext<'_>,
+        run: &SyncRun,
+        looked: &Looked,
+        users: Vec<SourceUser>,
+    ) -> Vec<DirectoryUser> {
+        let first = self.keys.len();
+        self.keys.extend(users.iter().map(|u| (u.id.clone(), canonical_email(&u.email))));
+        let mut put = Vec::new();
+        for (place, user) in (first..).zip(users) {
+            if !kept(ctx, &user) {
+                self.excluded.push(self.keys[place].clone());
+                continue;
+            }
+            self.kept.push(user.id.clone());
+            let via = looked.via(place, &user.id);
+            if via == Via::NotFound {
+                self.deferred.push((place, user));
+                continue;
+            }
+            self.decided.push((place, via));
+            let manager = self.manager(looked, place, via).unzip();
+            if let Some(user) = self.changed(run, looked, directory_user(user, None), manager) {
+                put.push(user);
+            }
+        }
+        put
+    }
+
+    /// The manager (id, canonical email) `via` finds for the user at `place`.
+    fn manager(&self, looked: &Looked, place: usize, via: Via) -> Option<(String, String)> {
+        match via {
+            Via::Part(m) => Some(self.keys[m].clone()),
+            Via::Stored => looked.references[place].as_deref().and_then(|r| looked.managers.get(r).cloned().flatten()),
+            Via::Nobody | Via::NotFound => None,
+        }
+    }
+
+    /// The user with its manager, if it must be written: new, or not as stored. A new user of a
+    /// later sync is held.
+    fn changed(
+        &mut self,
+        run: &SyncRun,
+        looked: &Looked,
+        mut user: DirectoryUser,
+        (manager_id, manager_email): (Option<String>, Option<String>),
+    ) -> Option<DirectoryUser> {
+        (user.manager_id, user.manager_email) = (manager_id, manager_email);
+        match looked.digests.get(&user.id) {
+            Some(stored) if stored.hash == content_hash(&user) => None,
+            Some(_) => {
+                self.written.insert(user.id.clone());
+                Some(user)
+            }
+            None => {
+                self.new.push(user.id.clone());
+                self.written.insert(user.id.clone());
+                if run.first_sync {
+                    Some(user)
+                } else {
+                    self.held.push(user);
+                    None
+                }
+            }
+        }
+    }
+
+    /// Every user of the part read: decides the deferred users and corrects those decided with
+    /// a manager that a later read changed.
+    async fn end(mut self, ctx: &SyncContext<'_>, run: &SyncRun, mut looked: Looked) -> Result<Decided, SyncError> {
+        let integration = run.integration.as_str();
+        // Every manager named elsewhere was looked up while the part read: this asks for none,
+        // a guard should that ever change.
+        let missing: BTreeSet<String> = self
+            .deferred
+            .iter()
+            .filter(|(place, user)| looked.via(*place, &user.id) == Via::NotFound)
+            .filter_map(|(place, _)| looked.references[*place].clone())
+            .filter(|r| !looked.managers.contains_key(r))
+            .collect();
+        looked.managers.extend(stored_managers(ctx.store, integration, missing).await?);
+
+        let mut unresolved = Vec::new();
+        let mut put_users = Vec::new();
+        // Decided while the part read: the same manager, or corrected (rare: a manager among
+        // the part's later reads that is stored too, as it was).
+        let mut corrections: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+        for &(place, via) in &self.decided {
+            let id = &self.keys[place].0;
+            let now = looked.via(place, id);
+            if now == via {
+                continue;
+            }
+            let (before, after) =
+                (self.manager(&looked, place, via), self.settled(&looked, place, now, &mut unresolved));
+            if before.clone().unzip() != after {
+                corrections.insert(id.clone(), after);
+            }
+        }
+        if !corrections.is_empty() {
+            for user in &mut self.held {
+                if let Some(manager) = corrections.remove(&user.id) {
+                    (user.manager_id, user.manager_email) = manager;
+                }
+            }
+            let ids: Vec<String> = corrections.keys().cloned().collect();
+            let stored = ctx.store.users_by_ids(integration, &ids).await?;
+            if stored.len() != ids.len() {
+                return Err(SyncError::Fanout(format!("users of part {} decided, yet not stored", run.run_id)));
+            }
+            for mut user in stored {
+                let manager = corrections.remove(&user.id).unwrap_or_default();
+                if (&user.manager_id, &user.manager_email) != (&manager.0, &manager.1) {
+                    (user.manager_id, user.manager_email) = manager;
+                    self.written.insert(user.id.clone());
+                    put_users.push(user);
+                }
+            }
+        }
+        for (place, user) in std::mem::take(&mut self.deferred) {
+            let now = looked.via(place, &user.id);
+            let manager = self.settled(&looked, place, now, &mut unresolved);
+            if let Some(user) = self.changed(run, &looked, directory_user(user, None), manager) {
+                put_users.push(user);
+            }
+        }
+        put_users.append(&mut self.held);
+        unresolved.sort();
+        self.kept.sort();
+        self.excluded.sort();
+        let (excluded, excluded_emails) = self.excluded.into_iter().unzip();
+        Ok(Decided {
+            put_users,
+            unresolved,
+            ids: PartIds { kept: self.kept, excluded, excluded_emails },
+            new: self.new,
+            listed: self.keys.len() as u64,
+            written: self.written.len() as u64,
+            last_id: self.keys.into_iter().map(|(id, _)| id).max(),
+        })
+    }
+
+    /// The manager fields of the user at `place` once the whole part is read. A manager named
+    /// but found neither here nor stored (a suspended one, say) keeps what the store has for it
+    /// until `resolve_managers`, once every part is in, says what it is: so an unchanged user
+    /// is not written twice over.
+    fn settled(
+        &self,
+        looked: &Looked,
+        place: usize,
+        via: Via,
+        unresolved: &mut Vec<(String, String)>,
+    ) -> (Option<String>, Option<String>) {
+        if via != Via::NotFound {
+            return self.manager(looked, place, via).unzip();
+        }
+        let id = &self.keys[place].0;
+        let reference = looked.references[place].clone().unwrap_or_default();
+        let before = looked.digests.get(id);
+        unresolved.push((id.clone(), reference.clone()));
+        let Some(before) = before else { return (None, None) };
+        let named = before.manager_id.as_deref() == Some(reference.as_str())
+            || before.manager_email.as_deref() == Some(canonical_email(&reference).as_str());
+        if named {
+            (before.manager_id.clone(), before.manager_email.clone())
+        } else {
+            (None, None)
+        }
+    }
+}
+
+/// The users of a part, read a slice at a time ([`FanOut::users_per_read`], whole pages): each
+/// slice's stored digests and managers looked up, its users decided and written while the next
+/// slices are read.
 async fn read_users(
     ctx: &SyncContext<'_>,
     fanout: &FanOut<'_>,
     run: &SyncRun,
     part: u32,
     directory: &dyn Directory,
-) -> Result<(Vec<SourceUser>, Looked), SyncError> {
+) -> Result<(Looked, Deciding), SyncError> {
     let last_part = part + 1 == run.user_parts;
     let from = u64::from(part) * run.users_per_part;
     let to = from + run.users_per_part;
@@ -106,17 +343,18 @@ async fn read_users(
     // The slice being looked up and those read ahead of it.
     let places = READS_AHEAD + 1;
     let reading = forward(placed(slices, places).buffered(places), sender);
-    let looking = async {
-        let (mut listed, mut looked) = (Vec::new(), Looked::default());
+    let deciding = async {
+        let (mut looked, mut deciding) = (Looked::default(), Deciding::default());
         let mut receiver = receiver;
         while let Some(slice) = receiver.next().await {
             looked.add(ctx, &run.integration, &slice.read).await?;
+            let put_users = deciding.slice(ctx, run, &looked, slice.read);
+            write(ctx.store, &run.integration, DirectoryChanges { put_users, ..DirectoryChanges::default() }).await?;
             // Its place frees here: the next slice may be read.
-            listed.extend(slice.read);
         }
-        Ok::<_, SyncError>((listed, looked))
+        Ok::<_, SyncError>((looked, deciding))
     };
-    let ((), read) = futures::try_join!(reading, looking)?;
+    let ((), read) = futures::try_join!(reading, deciding)?;
     Ok(read)
 }
 
@@ -131,99 +369,29 @@ pub(super) async fn users_part(
     directory: &dyn Directory,
 ) -> Result<PartOutcome, SyncError> {
     let integration = run.integration.as_str();
-    let (listed, looked) = read_users(ctx, fanout, run, part, directory).await?;
-    let Looked { digests: stored, managers: mut stored_managers_of, by_id, by_email, references } = looked;
-    let last_id = listed.iter().map(|u| u.id.clone()).max();
-
-    // Managers among the part's own users first (as the single sync resolves them), then stored.
-    let mut managers: Vec<Option<(String, String)>> = vec![None; listed.len()];
-    let mut elsewhere: Vec<usize> = Vec::new();
-    for (i, reference) in references.iter().enumerate() {
-        let Some(reference) = reference else { continue };
-        let local = by_id.get(reference.as_str()).or_else(|| by_email.get(&canonical_email(reference))).copied();
-        match local {
-            Some(m) if m != i => managers[i] = Some((listed[m].id.clone(), canonical_email(&listed[m].email))),
-            Some(_) => {}
-            None => elsewhere.push(i),
-        }
-    }
-    drop((by_id, by_email));
-    // Every manager named elsewhere was looked up while the part read: this asks for none, a
-    // guard should that ever change.
-    let missing: BTreeSet<String> = elsewhere
-        .iter()
-        .filter_map(|&i| references[i].clone())
-        .filter(|r| !stored_managers_of.contains_key(r))
-        .collect();
-    stored_managers_of.extend(stored_managers(ctx.store, integration, missing).await?);
-    let found = elsewhere.iter().map(|&i| {
-        let reference = references[i].as_deref().unwrap_or_default();
-        (i, stored_managers_of.get(reference).cloned().flatten())
-    });
-    let mut unresolved = Vec::new();
-    for (i, manager) in found {
-        match manager.filter(|(id, _)| *id != listed[i].id) {
-            Some(m) => managers[i] = Some(m),
-            None => unresolved.push((listed[i].id.clone(), references[i].clone().unwrap_or_default())),
-        }
-    }
-    unresolved.sort();
-    drop(stored_managers_of);
-
-    let mut users: Vec<DirectoryUser> = Vec::with_capacity(listed.len());
-    let mut excluded: Vec<(String, String)> = Vec::new();
-    let listed_count = listed.len() as u64;
-    for (user, manager) in listed.into_iter().zip(managers) {
-        if !kept(ctx, &user) {
-            excluded.push((user.id, canonical_email(&user.email)));
-            continue;
-        }
-        users.push(directory_user(user, manager));
-    }
-    excluded.sort();
-    let mut ids = PartIds { kept: users.iter().map(|u| u.id.clone()).collect(), ..PartIds::default() };
-    ids.kept.sort();
-    (ids.excluded, ids.excluded_emails) = excluded.into_iter().unzip();
-
-    // A manager named but found neither here nor stored (a suspended one, say) keeps what the
-    // store has for it until `resolve_managers`, once every part is in, says what it is: so an
-    // unchanged user is not written twice over.
-    let unresolved_of: HashMap<&str, &str> = unresolved.iter().map(|(u, r)| (u.as_str(), r.as_str())).collect();
-    for user in &mut users {
-        let (Some(reference), Some(before)) = (unresolved_of.get(user.id.as_str()), stored.get(&user.id)) else {
-            continue;
-        };
-        let named = |id: &Option<String>, email: &Option<String>| {
-            id.as_deref() == Some(*reference) || email.as_deref() == Some(canonical_email(reference).as_str())
-        };
-        if named(&before.manager_id, &before.manager_email) {
-            (user.manager_id, user.manager_email) = (before.manager_id.clone(), before.manager_email.clone());
-        }
-    }
-    drop(unresolved_of);
-    let new: Vec<String> = users.iter().filter(|u| !stored.contains_key(&u.id)).map(|u| u.id.clone()).collect();
-    let put_users: Vec<DirectoryUser> =
-        users.into_iter().filter(|u| stored.get(&u.id).is_none_or(|d| d.hash != content_hash(u))).collect();
-    drop(stored);
+    let (looked, deciding) = read_users(ctx, fanout, run, part, directory).await?;
+    let decided = deciding.end(ctx, run, looked).await?;
     let report = PartReport {
-        listed: listed_count,
-        kept: ids.kept.len() as u64,
-        written: put_users.len() as u64,
+        listed: decided.listed,
+        kept: decided.ids.kept.len() as u64,
+        written: decided.written,
         deleted: 0,
-        last_id,
-        unresolved_managers: unresolved,
+        last_id: decided.last_id,
+        unresolved_managers: decided.unresolved,
         ..PartReport::default()
     };
-    write(ctx.store, integration, DirectoryChanges { put_users, ..DirectoryChanges::default() }).await?;
-    if !run.first_sync && !new.is_empty() {
-        fanout.runs.put_new_ids(integration, &run.run_id, NewKind::Users, part, &new).await?;
+    if !run.first_sync && !decided.new.is_empty() {
+        fanout.runs.put_new_ids(integration, &run.run_id, NewKind::Users, part, &decided.new).await?;
     }
+    let changes = DirectoryChanges { put_users: decided.put_users, ..DirectoryChanges::default() };
+    write(ctx.store, integration, changes).await?;
+    let ids = decided.ids;
     let done = fanout.runs.report_part(integration, &run.run_id, PartKind::Users, part, &report, &ids).await?;
     tracing::info!(
         integration,
         run_id = run.run_id,
         part,
-        listed = listed_count,
+        listed = report.listed,
         written = report.written,
         done,
         of = run.user_parts,
