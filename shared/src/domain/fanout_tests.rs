@@ -292,15 +292,21 @@ async fn a_users_part_looks_up_what_it_has_read_while_the_rest_is_read() {
         assert_eq!(w.store.digest_reads(), 2, "only the first read's users, the rest not read yet");
         gate.add_permits(1);
     };
-    let part = w.deliver(1);
-    let (outcome, ()) =
-        tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(part, looked_up_meanwhile) })
-            .await
-            .expect("the part looked nothing up until every user was read");
-    outcome.expect("a part").expect("users part");
+    deliver_while(&w, looked_up_meanwhile, "the part looked nothing up until every user was read").await;
     assert_eq!(w.store.digest_reads(), 4, "each user the part keeps asked for once (user 5 is suspended)");
     w.drain().await;
     assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
+/// Delivers the next part with `meanwhile` beside it (one task, one thread: the part runs while
+/// `meanwhile` waits); `stuck` says what it means if the two never finish.
+async fn deliver_while(w: &World, meanwhile: impl std::future::Future<Output = ()>, stuck: &str) {
+    let part = w.deliver(1);
+    let (outcome, ()) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(part, meanwhile) })
+            .await
+            .expect(stuck);
+    outcome.expect("a part").expect("users part");
 }
 
 /// A users part writes the users it has read and decided while it reads the rest, so that its
@@ -323,12 +329,7 @@ async fn a_users_part_writes_what_it_has_read_while_the_rest_is_read() {
         assert_eq!(w.store.item_writes() - planned, 2, "written, and nothing else");
         gate.add_permits(1);
     };
-    let part = w.deliver(1);
-    let (outcome, ()) =
-        tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(part, written_meanwhile) })
-            .await
-            .expect("the part wrote nothing until every user was read");
-    outcome.expect("a part").expect("users part");
+    deliver_while(&w, written_meanwhile, "the part wrote nothing until every user was read").await;
     w.drain().await;
     assert_eq!(w.store.directory("corp"), single(&w.dir).await);
 }
