@@ -24,29 +24,18 @@ use crate::{
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    types::{AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest},
+    types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest},
     Client,
 };
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use std::{
-    collections::{BTreeSet, HashMap},
-    time::Duration,
-};
+use std::collections::{BTreeSet, HashMap};
 
-/// AWS's limit for one `BatchWriteItem`.
-pub const BATCH_WRITE_LIMIT: usize = 25;
-/// AWS's limit for one `BatchGetItem`.
-pub const BATCH_GET_LIMIT: usize = 100;
-/// Batches in flight at once per sync.
-const WRITE_CONCURRENCY: usize = 8;
-/// `BatchGetItem`s in flight at once per `users_by_ids`.
-const READ_CONCURRENCY: usize = 4;
 /// The marker attribute of the current layout, per kind (see the module's documentation).
 const USER_LAYOUT: &str = table::GSI2.partition_key;
 const MEMBERSHIP_LAYOUT: &str = table::GSI1.partition_key;
+
+mod batches;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -220,130 +209,34 @@ impl DynamoStore {
 
     /// The first item of an index partition with this sort key (emails, usernames and names are
     /// unique in a directory; a stale duplicate during a rename is harmless: the sync removes it).
-    async fn first_in(&self, index: table::Index, partition: String, sort: &str) -> Result<Option<Item>, StoreError> {
-        self.first_in_projected(index, partition, sort, &[]).await
-    }
-
-    /// [`Self::first_in`], only these attributes of the item (all when none are named).
-    async fn first_in_projected(
+    async fn first_in(
         &self,
         index: table::Index,
         partition: String,
         sort: &str,
-        attributes: &[&str],
+        projection: Option<&Projection>,
     ) -> Result<Option<Item>, StoreError> {
-        let mut query = self
+        let mut names = projection.map(Projection::names).unwrap_or_default();
+        names.extend([
+            ("#pk".to_owned(), index.partition_key.to_owned()),
+            ("#sk".to_owned(), index.sort_key.to_owned()),
+        ]);
+        let output = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(index.name)
             .key_condition_expression("#pk = :pk AND #sk = :sk")
-            .expression_attribute_names("#pk", index.partition_key)
-            .expression_attribute_names("#sk", index.sort_key)
+            .set_projection_expression(projection.map(|p| p.expression.to_owned()))
+            .set_expression_attribute_names(Some(names))
             .expression_attribute_values(":pk", AttributeValue::S(partition))
             .expression_attribute_values(":sk", AttributeValue::S(sort.to_owned()))
-            .limit(1);
-        if !attributes.is_empty() {
-            let names: Vec<String> = (0..attributes.len()).map(|i| format!("#a{i}")).collect();
-            query = query.projection_expression(names.join(", "));
-            for (name, attribute) in names.iter().zip(attributes) {
-                query = query.expression_attribute_names(name, *attribute);
-            }
-        }
-        let output = query.send().await.map_err(StoreError::aws)?;
+            .limit(1)
+            .send()
+            .await
+            .map_err(StoreError::aws)?;
         Ok(output.items.unwrap_or_default().into_iter().next())
     }
-
-    pub(super) async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
-        let chunks: Vec<Vec<WriteRequest>> = requests.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec).collect();
-        stream::iter(chunks)
-            .map(|chunk| self.write_batch(chunk))
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .try_collect()
-            .await
-    }
-
-    /// One batch, retrying what DynamoDB leaves unprocessed (throttling) with jittered backoff.
-    async fn write_batch(&self, mut pending: Vec<WriteRequest>) -> Result<(), StoreError> {
-        let mut delays = batch_backoff();
-        loop {
-            let output = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, pending)
-                .send()
-                .await
-                .map_err(StoreError::aws)?;
-            pending = output.unprocessed_items.and_then(|mut left| left.remove(&self.table)).unwrap_or_default();
-            if pending.is_empty() {
-                return Ok(());
-            }
-            match delays.next() {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None => return Err(StoreError::Unprocessed(pending.len())),
-            }
-        }
-    }
-
-    /// The stored users among `ids` (repeats asked once: DynamoDB refuses a batch that names one
-    /// key twice), as items: one `BatchGetItem` per 100, a few in flight.
-    async fn users_batch(
-        &self,
-        integration: &str,
-        ids: &[String],
-        projection: Option<&Projection>,
-    ) -> Result<Vec<Item>, StoreError> {
-        let distinct: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
-        let keys: Vec<Item> = distinct.into_iter().map(|id| key(keys::users(integration), id)).collect();
-        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_LIMIT).map(<[_]>::to_vec).collect();
-        let found: Vec<Vec<Item>> = stream::iter(chunks)
-            .map(|chunk| self.get_batch(chunk, projection))
-            .buffer_unordered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
-    }
-
-    /// One `BatchGetItem` of at most 100 keys (all attributes, or only `projection`'s), retrying
-    /// the keys DynamoDB leaves unprocessed (throttling, or the 16 MB response limit) with
-    /// jittered backoff, as `write_batch` does.
-    async fn get_batch(&self, keys: Vec<Item>, projection: Option<&Projection>) -> Result<Vec<Item>, StoreError> {
-        let mut pending = KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .set_projection_expression(projection.map(|p| p.expression.to_owned()))
-            .set_expression_attribute_names(projection.map(|p| p.names()))
-            .build()
-            .map_err(|e| StoreError::Mapping(e.to_string()))?;
-        let mut delays = batch_backoff();
-        let mut found = Vec::new();
-        loop {
-            let output = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, pending)
-                .send()
-                .await
-                .map_err(StoreError::aws)?;
-            found.extend(output.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
-            let left = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
-            let Some(left) = left else { return Ok(found) };
-            match delays.next() {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None => return Err(StoreError::Unprocessed(left.keys.len())),
-            }
-            pending = left;
-        }
-    }
-}
-
-/// Backoff between retries of what a batch call left unprocessed.
-fn batch_backoff() -> ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(5))
-        .with_max_times(10)
-        .with_jitter()
-        .build()
 }
 
 fn user_of(item: Item) -> Result<DirectoryUser, StoreError> {
@@ -507,19 +400,18 @@ impl DirectoryStore for DynamoStore {
     }
 
     async fn user_by_email(&self, integration: &str, email: &str) -> Result<Option<DirectoryUser>, StoreError> {
-        let item = self.first_in(table::GSI1, keys::user_by_email(integration, email), "USER").await?;
+        let item = self.first_in(table::GSI1, keys::user_by_email(integration, email), "USER", None).await?;
         item.map(user_of).transpose()
     }
 
     async fn user_key_by_email(&self, integration: &str, email: &str) -> Result<Option<(String, String)>, StoreError> {
-        let projected = ["id", "email"];
-        let item = self.first_in_projected(table::GSI1, keys::user_by_email(integration, email), "USER", &projected);
-        let Some(item) = item.await? else { return Ok(None) };
-        Ok(Some((required_text(&item, "id")?, required_text(&item, "email")?)))
+        let partition = keys::user_by_email(integration, email);
+        let item = self.first_in(table::GSI1, partition, "USER", Some(&ID_AND_EMAIL)).await?;
+        item.map(|item| from_item::<EmailItem>(item).map(|i| (i.id, i.email))).transpose()
     }
 
     async fn group_by_name(&self, integration: &str, name: &str) -> Result<Option<DirectoryGroup>, StoreError> {
-        let item = self.first_in(table::GSI1, keys::group_by_name(integration, name), "GROUP").await?;
+        let item = self.first_in(table::GSI1, keys::group_by_name(integration, name), "GROUP", None).await?;
         item.map(|item| from_item::<GroupItem>(item).map(|i| i.group)).transpose()
     }
 
@@ -585,7 +477,7 @@ impl DirectoryStore for DynamoStore {
     }
 
     async fn user_by_username(&self, integration: &str, username: &str) -> Result<Option<DirectoryUser>, StoreError> {
-        let item = self.first_in(table::GSI2, keys::user_by_username(integration, username), "USER").await?;
+        let item = self.first_in(table::GSI2, keys::user_by_username(integration, username), "USER", None).await?;
         item.map(user_of).transpose()
     }
 

@@ -1,11 +1,12 @@
-//! What the directory store's projected batch reads of users ask for and read back: a users part
-//! compares hashes and managers, a members part ids and emails, not whole users.
+//! What the directory store's projected reads of users ask for and read back: a users part
+//! compares hashes and managers and looks managers up by id and email, a members part reads ids
+//! and emails, not whole users.
 
 use crate::ports::StoredUserDigest;
 use serde::Deserialize;
 use std::collections::HashMap;
 
-/// Attributes a batch read asks for, by placeholder (`id` and the like are not reserved words,
+/// Attributes a read asks for, by placeholder (`id` and the like are not reserved words,
 /// but placeholders keep any name safe).
 pub(super) struct Projection {
     pub(super) expression: &'static str,

@@ -62,7 +62,7 @@ impl Looked {
         let wanted: BTreeSet<String> = self.references[first..]
             .iter()
             .flatten()
-            .filter(|r| !self.by_id.contains_key(r.as_str()) && !self.by_email.contains_key(&canonical_email(r)))
+            .filter(|r| self.local(r).is_none())
             .filter(|r| !self.managers.contains_key(r.as_str()))
             .cloned()
             .collect();
@@ -93,12 +93,16 @@ enum Via {
 }
 
 impl Looked {
+    /// The place of the user read so far that a manager reference names, by id or email.
+    fn local(&self, reference: &str) -> Option<usize> {
+        self.by_id.get(reference).or_else(|| self.by_email.get(&canonical_email(reference))).copied()
+    }
+
     /// Where the manager of the user at `place` is found, with what has been read so far.
     fn via(&self, place: usize, user_id: &str) -> Via {
         let Some(reference) = &self.references[place] else { return Via::Nobody };
-        let local = self.by_id.get(reference.as_str()).or_else(|| self.by_email.get(&canonical_email(reference)));
-        match local {
-            Some(&m) if m != place => Via::Part(m),
+        match self.local(reference) {
+            Some(m) if m != place => Via::Part(m),
             Some(_) => Via::Nobody,
             None => match self.managers.get(reference.as_str()) {
                 Some(Some((id, _))) if id != user_id => Via::Stored,
@@ -242,7 +246,7 @@ impl Deciding {
             }
             let (before, after) =
                 (self.manager(&looked, place, via), self.settled(&looked, place, now, &mut unresolved));
-            if before.clone().unzip() != after {
+            if before.unzip() != after {
                 corrections.insert(id.clone(), after);
             }
         }
@@ -255,7 +259,8 @@ impl Deciding {
             let ids: Vec<String> = corrections.keys().cloned().collect();
             let stored = ctx.store.users_by_ids(integration, &ids).await?;
             if stored.len() != ids.len() {
-                return Err(SyncError::Fanout(format!("users of part {} decided, yet not stored", run.run_id)));
+                let missing = ids.len() - stored.len();
+                return Err(SyncError::Fanout(format!("{missing} users decided by this part are not stored")));
             }
             for mut user in stored {
                 let manager = corrections.remove(&user.id).unwrap_or_default();
