@@ -182,6 +182,35 @@ async fn a_second_fanned_out_sync_of_an_unchanged_directory_writes_nothing() {
     assert_eq!((status.state, status.written, status.deleted), (SyncState::Succeeded, 0, 0));
 }
 
+/// A re-sync confirms a manager named by email with the stored user it found last time (read by
+/// id with the others), not with an email index query each: unless that user's email changed.
+#[tokio::test]
+async fn a_re_sync_confirms_managers_by_email_without_the_email_index_until_one_changes() {
+    let w = World::new(org());
+    w.fanned_sync().await;
+    assert!(w.store.email_lookups() > 0, "the first sync asked the index for user 21's manager");
+
+    let before = w.store.email_lookups();
+    w.clock.advance(chrono::Duration::hours(1));
+    w.fanned_sync().await;
+    assert_eq!(w.store.email_lookups(), before, "unchanged managers confirmed by id");
+
+    // User 2's email goes to user 3: user 21 names user 3 now (parts 0 and 4: user 3 is written
+    // before user 21's part confirms user 2, who no longer has that email).
+    {
+        let mut users = w.dir.users.lock().unwrap();
+        users[1].email = "user2.old@corp.com".into();
+        users[2].email = "user2@corp.com".into();
+    }
+    let before = w.store.email_lookups();
+    w.clock.advance(chrono::Duration::hours(1));
+    w.fanned_sync().await;
+    assert_eq!(w.store.email_lookups(), before + 1, "the one manager not confirmed was asked of the index");
+    let stored = w.store.directory("corp");
+    assert_eq!(stored.users[&id(21)].manager_id.as_deref(), Some(id(3).as_str()));
+    assert_eq!(stored, single(&w.dir).await);
+}
+
 #[tokio::test]
 async fn vanished_users_groups_and_memberships_go_and_nothing_else() {
     let w = World::new(org());

@@ -27,6 +27,8 @@ pub struct MemoryStore {
     item_writes: AtomicUsize,
     /// Users asked for by id in batches (`user_digests_by_ids`), found or not.
     digest_reads: AtomicUsize,
+    /// Users looked up in the email index one at a time (`user_key_by_email`), found or not.
+    email_lookups: AtomicUsize,
     /// While set, `user_digests_by_ids` waits for a permit of this semaphore (a slow store).
     pub hold_digest_reads: Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
     /// While set, `user_emails_by_ids` waits for a permit of this semaphore likewise.
@@ -46,6 +48,10 @@ impl MemoryStore {
     /// Users asked for so far by `user_digests_by_ids`.
     pub fn digest_reads(&self) -> usize {
         self.digest_reads.load(Ordering::SeqCst)
+    }
+    /// Lookups so far by `user_key_by_email`: one index query each in DynamoDB.
+    pub fn email_lookups(&self) -> usize {
+        self.email_lookups.load(Ordering::SeqCst)
     }
     pub fn directory(&self, integration: &str) -> DirectorySnapshot {
         self.directories.lock().expect("lock").get(integration).cloned().unwrap_or_default()
@@ -161,6 +167,7 @@ impl DirectoryStore for MemoryStore {
     }
 
     async fn user_key_by_email(&self, integration: &str, email: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.email_lookups.fetch_add(1, Ordering::SeqCst);
         // The index holds every stored user's email: no copy of the user.
         Ok(self.user_id_by_email(integration, email).map(|id| (id, email.to_owned())))
     }

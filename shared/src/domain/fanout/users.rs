@@ -3,33 +3,56 @@
 
 use super::*;
 
-/// A manager named by id or email, as stored.
-async fn stored_manager(
-    store: &dyn DirectoryStore,
-    integration: &str,
-    reference: &str,
-) -> Result<Option<(String, String)>, SyncError> {
-    if reference.contains('@') {
-        return Ok(store.user_key_by_email(integration, &canonical_email(reference)).await?);
-    }
-    Ok(store.user_by_id(integration, reference).await?.map(|u| (u.id, u.email)))
-}
-
-/// The stored managers these references name, each looked up once, a few at a time (a run of a
-/// million users may leave hundreds of thousands to the part that resolves what is left).
+/// The stored managers these references name, as the store's id key and email index find
+/// them. A reference by id is read with the others in batches; a reference by email, in the
+/// email index, one query each, unless `hints` names the stored user it found last time (the
+/// manager a user naming it has stored): read in the same batches, that user answers when its
+/// email is still the reference's. A re-sync of a million users then asks the index for the
+/// managers that changed, not for all of them (~10,000 a users part otherwise).
 async fn stored_managers(
     store: &dyn DirectoryStore,
     integration: &str,
     references: BTreeSet<String>,
+    hints: &HashMap<String, String>,
 ) -> Result<HashMap<String, Option<(String, String)>>, SyncError> {
-    stream::iter(references)
-        .map(|reference| async move {
-            let manager = stored_manager(store, integration, &reference).await?;
+    let (by_email, by_id): (Vec<String>, Vec<String>) = references.into_iter().partition(|r| r.contains('@'));
+    let hinted: BTreeSet<&str> = by_email
+        .iter()
+        .filter_map(|r| hints.get(r))
+        .map(String::as_str)
+        .chain(by_id.iter().map(String::as_str))
+        .collect();
+    let hinted: Vec<String> = hinted.into_iter().map(str::to_owned).collect();
+    // No ids, no calls (the port's contract).
+    let emails = store.user_emails_by_ids(integration, &hinted).await?;
+    let mut found: HashMap<String, Option<(String, String)>> = by_id
+        .into_iter()
+        .map(|id| {
+            let manager = emails.get(&id).map(|email| (id.clone(), email.clone()));
+            (id, manager)
+        })
+        .collect();
+    let mut asked = Vec::new();
+    for reference in by_email {
+        let email = canonical_email(&reference);
+        let confirmed = hints.get(&reference).filter(|id| emails.get(*id) == Some(&email));
+        match confirmed {
+            Some(id) => {
+                found.insert(reference, Some((id.clone(), email)));
+            }
+            None => asked.push((reference, email)),
+        }
+    }
+    let looked_up: Vec<(String, Option<(String, String)>)> = stream::iter(asked)
+        .map(|(reference, email)| async move {
+            let manager = store.user_key_by_email(integration, &email).await?;
             Ok::<_, SyncError>((reference, manager))
         })
         .buffer_unordered(STORE_CONCURRENCY)
         .try_collect()
-        .await
+        .await?;
+    found.extend(looked_up);
+    Ok(found)
 }
 
 /// What a users part found stored while it read: its users' digests, the managers they name.
@@ -66,14 +89,38 @@ impl Looked {
             .filter(|r| !self.managers.contains_key(r.as_str()))
             .cloned()
             .collect();
-        let (digests, managers) = futures::try_join!(
-            async { Ok::<_, SyncError>(ctx.store.user_digests_by_ids(integration, &kept).await?) },
-            stored_managers(ctx.store, integration, wanted)
-        )?;
+        // The digests first: the managers they name are the hints for the managers' lookup.
+        let digests = ctx.store.user_digests_by_ids(integration, &kept).await?;
+        let hints = hints(users, &self.references[first..], &digests, &wanted);
+        let managers = stored_managers(ctx.store, integration, wanted, &hints).await?;
         self.digests.extend(digests);
         self.managers.extend(managers);
         Ok(())
     }
+}
+
+/// For each wanted manager reference by email, the id of the manager that a user naming it has
+/// stored under that email (what the email index found for it last time).
+fn hints(
+    users: &[SourceUser],
+    references: &[Option<String>],
+    digests: &HashMap<String, StoredUserDigest>,
+    wanted: &BTreeSet<String>,
+) -> HashMap<String, String> {
+    let mut hints = HashMap::new();
+    for (user, reference) in users.iter().zip(references) {
+        let Some(reference) = reference.as_ref().filter(|r| r.contains('@') && wanted.contains(*r)) else { continue };
+        if hints.contains_key(reference) {
+            continue;
+        }
+        let Some(stored) = digests.get(&user.id) else { continue };
+        if let (Some(id), Some(email)) = (&stored.manager_id, &stored.manager_email) {
+            if *email == canonical_email(reference) {
+                hints.insert(reference.clone(), id.clone());
+            }
+        }
+    }
+    hints
 }
 
 /// Whether the sync stores this user (suspended ones only when configured).
@@ -231,7 +278,7 @@ impl Deciding {
             .filter_map(|(place, _)| looked.references[*place].clone())
             .filter(|r| !looked.managers.contains_key(r))
             .collect();
-        looked.managers.extend(stored_managers(ctx.store, integration, missing).await?);
+        looked.managers.extend(stored_managers(ctx.store, integration, missing, &HashMap::new()).await?);
 
         let mut unresolved = Vec::new();
         let mut put_users = Vec::new();
@@ -457,7 +504,7 @@ async fn resolve_managers(ctx: &SyncContext<'_>, fanout: &FanOut<'_>, run: &Sync
         // Each manager looked up once (not one user after another: this one invocation
         // resolves what every part left).
         let wanted: BTreeSet<String> = report.unresolved_managers.iter().map(|(_, r)| r.clone()).collect();
-        let managers = stored_managers(ctx.store, integration, wanted).await?;
+        let managers = stored_managers(ctx.store, integration, wanted, &HashMap::new()).await?;
         let mut put_users = Vec::new();
         for (user_id, reference) in &report.unresolved_managers {
             let Some(mut user) = users.remove(user_id) else { continue };
