@@ -182,6 +182,21 @@ async fn a_second_fanned_out_sync_of_an_unchanged_directory_writes_nothing() {
     assert_eq!((status.state, status.written, status.deleted), (SyncState::Succeeded, 0, 0));
 }
 
+/// A members part reads its groups' stored members a window of groups a query (here every
+/// part's 3 groups in one), not a query a group: each part still stores exactly.
+#[tokio::test]
+async fn a_members_part_reads_the_stored_members_of_its_groups_a_window_a_query() {
+    let w = World::new(org());
+    w.fanned_sync().await;
+    w.dir.unset_member(&id(1003), &id(9));
+    w.dir.set_member(&id(1004), &id(2));
+    let before = w.store.membership_queries();
+    w.clock.advance(chrono::Duration::hours(1));
+    w.fanned_sync().await;
+    assert_eq!(w.store.membership_queries() - before, 3, "one query for each of the 3 members parts (7 groups)");
+    assert_eq!(w.store.directory("corp"), single(&w.dir).await);
+}
+
 /// A re-sync confirms a manager named by email with the stored user it found last time (read by
 /// id with the others), not with an email index query each: unless that user's email changed.
 #[tokio::test]

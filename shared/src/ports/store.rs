@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// Errors of the store's backend (DynamoDB), as the domain sees them.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("DynamoDB: {0}")]
     Aws(String),
@@ -155,6 +155,19 @@ pub trait DirectoryStore: Send + Sync {
     /// The ids of the group's direct members. One `Query` of the memberships partition (one call
     /// per 1 MB page; keys only).
     async fn group_members(&self, integration: &str, group_id: &str) -> Result<Vec<String>, StoreError>;
+    /// The stored memberships, as (group id, user id), of every group whose id is from `first`
+    /// to `last` (both included; groups are in id order): [`group_members`] for a span of
+    /// groups at once. One `Query` of the memberships partition (one call per 1 MB page; keys
+    /// only): a fan-out members part reads its groups' stored members a window at a time, not a
+    /// query a group.
+    ///
+    /// [`group_members`]: DirectoryStore::group_members
+    async fn memberships_of_groups(
+        &self,
+        integration: &str,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     /// The ids of the groups the user is a direct member of. One index query (`gsi1`, one call
     /// per 1 MB page), not a scan. Eventually consistent, like every index read.
     async fn groups_of(&self, integration: &str, user_id: &str) -> Result<Vec<String>, StoreError>;

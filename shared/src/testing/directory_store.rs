@@ -29,6 +29,8 @@ pub struct MemoryStore {
     digest_reads: AtomicUsize,
     /// Users looked up in the email index one at a time (`user_key_by_email`), found or not.
     email_lookups: AtomicUsize,
+    /// Queries of the memberships partition (`group_members`, `memberships_of_groups`).
+    membership_queries: AtomicUsize,
     /// While set, `user_digests_by_ids` waits for a permit of this semaphore (a slow store).
     pub hold_digest_reads: Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
     /// While set, `user_emails_by_ids` waits for a permit of this semaphore likewise.
@@ -52,6 +54,10 @@ impl MemoryStore {
     /// Lookups so far by `user_key_by_email`: one index query each in DynamoDB.
     pub fn email_lookups(&self) -> usize {
         self.email_lookups.load(Ordering::SeqCst)
+    }
+    /// Queries so far of the stored members of a group or a span of groups.
+    pub fn membership_queries(&self) -> usize {
+        self.membership_queries.load(Ordering::SeqCst)
     }
     pub fn directory(&self, integration: &str) -> DirectorySnapshot {
         self.directories.lock().expect("lock").get(integration).cloned().unwrap_or_default()
@@ -237,11 +243,45 @@ impl DirectoryStore for MemoryStore {
     }
 
     async fn group_members(&self, integration: &str, group_id: &str) -> Result<Vec<String>, StoreError> {
+        self.membership_queries.fetch_add(1, Ordering::SeqCst);
         // Memberships are ordered by group, then user: the group's are one range.
         let group = crate::domain::model::ObjectId::new(group_id);
         let from = Membership { group_id: group.clone(), user_id: crate::domain::model::ObjectId::Hex([0; 12]) };
         Ok(self.with(integration, |d| {
             d.memberships.range(from..).take_while(|m| m.group_id == group).map(|m| m.user_id.to_string()).collect()
+        }))
+    }
+
+    async fn memberships_of_groups(
+        &self,
+        integration: &str,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        use crate::domain::model::ObjectId;
+        self.membership_queries.fetch_add(1, Ordering::SeqCst);
+        // Memberships are ordered by group id, hex ids (in text order) before any other (in text
+        // order): a range of each, as DynamoDB's sort keys hold them in text order.
+        let at = |group_id: ObjectId| Membership { group_id, user_id: ObjectId::Hex([0; 12]) };
+        let hex_from = match ObjectId::new(first) {
+            hex @ ObjectId::Hex(_) => hex,
+            ObjectId::Text(_) => ObjectId::Hex([0; 12]),
+        };
+        let text_from = ObjectId::Text(first.into());
+        let span = |d: &DirectorySnapshot, from: ObjectId, hex: bool| -> Vec<(String, String)> {
+            d.memberships
+                .range(at(from)..)
+                .take_while(|m| matches!(m.group_id, ObjectId::Hex(_)) == hex)
+                .map(|m| (m.group_id.to_string(), m))
+                .skip_while(|(group, _)| group.as_str() < first)
+                .take_while(|(group, _)| group.as_str() <= last)
+                .map(|(group, m)| (group, m.user_id.to_string()))
+                .collect()
+        };
+        Ok(self.with(integration, |d| {
+            let mut found = span(d, hex_from, true);
+            found.extend(span(d, text_from, false));
+            found
         }))
     }
 
@@ -379,6 +419,29 @@ mod tests {
         assert_eq!(sorted(store.groups_of("corp", "u1").await.unwrap()), ["g1", "g2"]);
         assert!(store.groups_of("corp", "u3").await.unwrap().is_empty());
         assert!(store.groups_of("other", "u1").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn memberships_are_listed_for_a_span_of_groups() {
+        let store = seeded().await;
+        let hex = |n: u8| format!("{n:024x}");
+        let more = DirectoryChanges {
+            put_memberships: vec![member(&hex(1), "u1"), member(&hex(2), "u2"), member(&hex(3), "u3")],
+            ..DirectoryChanges::default()
+        };
+        store.apply_changes("corp", &more).await.unwrap();
+        let store = &store;
+        let span = |first: String, last: String| async move {
+            let mut found = store.memberships_of_groups("corp", &first, &last).await.unwrap();
+            found.sort();
+            found
+        };
+        let pair = |g: &str, u: &str| (g.to_owned(), u.to_owned());
+        assert_eq!(span(hex(1), hex(2)).await, [pair(&hex(1), "u1"), pair(&hex(2), "u2")], "both ends included");
+        assert_eq!(span(hex(3), "g1".into()).await, [pair(&hex(3), "u3"), pair("g1", "u1"), pair("g1", "u2")]);
+        assert_eq!(span("g2".into(), "g9".into()).await, [pair("g2", "u1")], "ids of any form, in text order");
+        assert!(span("g3".into(), "g9".into()).await.is_empty());
+        assert!(store.memberships_of_groups("other", "g1", "g2").await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -144,6 +144,20 @@ async fn memberships_are_listed_by_group_and_by_user() {
     assert!(store.group_members("corp", &seeded.empty).await.unwrap().is_empty());
     assert!(store.group_members("other", &seeded.big).await.unwrap().is_empty());
 
+    // A span of groups in one query (paged: 153 keys), each group's members whole, none beyond.
+    let mut spanned = [seeded.big.clone(), seeded.small.clone(), seeded.empty.clone()];
+    spanned.sort();
+    let all = store.memberships_of_groups("corp", &spanned[0], &spanned[2]).await.unwrap();
+    assert_eq!(all.len(), 153);
+    let members_of = |found: &[(String, String)], group: &str| {
+        sorted(found.iter().filter(|(g, _)| g == group).map(|(_, u)| u.clone()).collect())
+    };
+    assert_eq!(members_of(&all, &seeded.big), sorted(seeded.users[..150].to_vec()));
+    assert_eq!(members_of(&all, &seeded.small), sorted(seeded.users[..3].to_vec()));
+    let one = store.memberships_of_groups("corp", &seeded.small, &seeded.small).await.unwrap();
+    assert_eq!((one.len(), members_of(&one, &seeded.small)), (3, sorted(seeded.users[..3].to_vec())));
+    assert!(store.memberships_of_groups("other", &spanned[0], &spanned[2]).await.unwrap().is_empty());
+
     assert_eq!(
         sorted(store.groups_of("corp", &seeded.users[1]).await.unwrap()),
         sorted(vec![seeded.big.clone(), seeded.small.clone()])

@@ -111,6 +111,14 @@ fn delete(key: Item) -> WriteRequest {
         .build()
 }
 
+/// Which sort keys of a partition a query reads (DynamoDB compares them as UTF-8 bytes).
+pub(super) enum SortRange {
+    /// Those that begin with this.
+    Prefix(String),
+    /// Those from the first to the second, both included.
+    Between(String, String),
+}
+
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
@@ -168,14 +176,14 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Every item of one partition of the table or of an `index` whose sort key begins with
-    /// `sort_prefix` (every item without one), following `LastEvaluatedKey` page by page (1 MB
-    /// each); with a `projection`, only that attribute is read back.
+    /// Every item of one partition of the table or of an `index` whose sort key is in `sort`
+    /// (every item without one), following `LastEvaluatedKey` page by page (1 MB each); with a
+    /// `projection`, only that attribute is read back.
     pub(super) async fn query_partition(
         &self,
         index: Option<table::Index>,
         pk: String,
-        sort_prefix: Option<String>,
+        sort: Option<SortRange>,
         projection: Option<&str>,
     ) -> Result<Vec<Item>, StoreError> {
         let (pk_name, sk_name) = match index {
@@ -189,11 +197,16 @@ impl DynamoStore {
             .set_index_name(index.map(|i| i.name.to_owned()))
             .expression_attribute_names("#pk", pk_name)
             .expression_attribute_values(":pk", AttributeValue::S(pk));
-        query = match sort_prefix {
-            Some(prefix) => query
+        query = match sort {
+            Some(SortRange::Prefix(prefix)) => query
                 .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
                 .expression_attribute_names("#sk", sk_name)
                 .expression_attribute_values(":prefix", AttributeValue::S(prefix)),
+            Some(SortRange::Between(low, high)) => query
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":low", AttributeValue::S(low))
+                .expression_attribute_values(":high", AttributeValue::S(high)),
             None => query.key_condition_expression("#pk = :pk"),
         };
         if let Some(projection) = projection {
@@ -484,7 +497,12 @@ impl DirectoryStore for DynamoStore {
     async fn group_members(&self, integration: &str, group_id: &str) -> Result<Vec<String>, StoreError> {
         let prefix = keys::membership_sort(group_id, "");
         let items = self
-            .query_partition(None, keys::memberships(integration), Some(prefix.clone()), Some(table::SORT_KEY))
+            .query_partition(
+                None,
+                keys::memberships(integration),
+                Some(SortRange::Prefix(prefix.clone())),
+                Some(table::SORT_KEY),
+            )
             .await?;
         items
             .iter()
@@ -492,6 +510,33 @@ impl DirectoryStore for DynamoStore {
                 let sk = required_text(item, table::SORT_KEY)?;
                 sk.strip_prefix(&prefix)
                     .map(str::to_owned)
+                    .ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))
+            })
+            .collect()
+    }
+
+    async fn memberships_of_groups(
+        &self,
+        integration: &str,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        // `{group}#{user}`: from the first group's `#` to past every user of the last one.
+        let (low, high) = (keys::membership_sort(first, ""), keys::membership_sort(last, &char::MAX.to_string()));
+        let items = self
+            .query_partition(
+                None,
+                keys::memberships(integration),
+                Some(SortRange::Between(low, high)),
+                Some(table::SORT_KEY),
+            )
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                let sk = required_text(item, table::SORT_KEY)?;
+                sk.split_once('#')
+                    .map(|(group, user)| (group.to_owned(), user.to_owned()))
                     .ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))
             })
             .collect()

@@ -9,7 +9,7 @@
 //! - `NEW#{kind}#{part}#{chunk}`: users or groups the run stored for the first time.
 
 use super::{
-    directory_store::put,
+    directory_store::{put, SortRange},
     item::{from_item, key, to_item, Item},
     keys, table, DynamoStore, StoreError,
 };
@@ -80,7 +80,7 @@ impl DynamoStore {
 
     /// Every id written under `prefix` by `put_ids`.
     async fn ids_under(&self, pk: String, prefix: String) -> Result<Vec<String>, StoreError> {
-        let items = self.query_partition(None, pk, Some(prefix), None).await?;
+        let items = self.query_partition(None, pk, Some(SortRange::Prefix(prefix)), None).await?;
         let mut ids = Vec::new();
         for item in items {
             ids.extend(from_item::<IdsItem>(item)?.ids);

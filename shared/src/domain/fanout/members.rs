@@ -1,6 +1,8 @@
 //! Members parts: a slice of the groups each; the part completing the half finishes the run.
 
 use super::*;
+use crate::ports::StoreError;
+use futures::FutureExt;
 
 /// One group's members as JumpCloud and the store have them (`None`: the group is gone).
 struct GroupRead {
@@ -23,15 +25,25 @@ pub(super) async fn members_part(
     // Reading and storing overlap: the groups read so far are stored while later ones are read,
     // so that neither the worker's JumpCloud slots nor its store writes wait for the other.
     let (sender, receiver) = futures::channel::mpsc::unbounded::<Ahead<GroupRead>>();
-    let reads = stream::iter(group_ids).map(|group_id| async move {
-        let (fetched, stored) =
-            futures::join!(directory.list_group_members(&group_id), ctx.store.group_members(integration, &group_id));
-        let fetched = match fetched {
-            Ok(members) => Some(members.into_iter().collect()),
-            Err(DirectoryError::NotFound { .. }) => None, // vanished: the finish deletes it
-            Err(e) => return Err(SyncError::Directory(e)),
-        };
-        Ok::<_, SyncError>(GroupRead { group_id, fetched, stored: stored?.into_iter().collect() })
+    // The stored members are read a window of groups at a time (one query, not one a group),
+    // begun with the window's first JumpCloud read and shared by its groups' reads: freed once
+    // they are done with it.
+    let windows: Vec<Vec<String>> = group_ids.chunks(STORED_WINDOW).map(<[String]>::to_vec).collect();
+    let reads = stream::iter(windows).flat_map(move |window| {
+        let stored = stored_window(ctx.store, integration, &window).shared();
+        stream::iter(window).map(move |group_id| {
+            let stored = stored.clone();
+            async move {
+                let (fetched, stored) = futures::join!(directory.list_group_members(&group_id), stored);
+                let fetched = match fetched {
+                    Ok(members) => Some(members.into_iter().collect()),
+                    Err(DirectoryError::NotFound { .. }) => None, // vanished: the finish deletes it
+                    Err(e) => return Err(SyncError::Directory(e)),
+                };
+                let stored = stored?.get(&group_id).cloned().unwrap_or_default();
+                Ok::<_, SyncError>(GroupRead { group_id, fetched, stored })
+            }
+        })
     });
     // The groups being read, a chunk being stored, and as many again read and waiting.
     let places = 2 * GROUP_CONCURRENCY + STORE_CHUNK;
@@ -75,6 +87,28 @@ pub(super) async fn members_part(
 
 /// Groups stored at once: each step's memberships are written before the next step's are judged.
 const STORE_CHUNK: usize = 25;
+/// Groups whose stored members one query reads (a span of the part's groups, in id order).
+const STORED_WINDOW: usize = 25;
+
+/// The stored members of a window of groups (consecutive in id order), by group: those of
+/// other groups the span holds (stored, not planned: vanished) are read and not asked for.
+fn stored_window<'a>(
+    store: &'a dyn DirectoryStore,
+    integration: &'a str,
+    window: &[String],
+) -> impl std::future::Future<Output = Result<std::sync::Arc<HashMap<String, BTreeSet<String>>>, StoreError>> + 'a {
+    // The plan's groups are in id order; the least and greatest, should they ever not be.
+    let span = window.iter().min().cloned().zip(window.iter().max().cloned());
+    async move {
+        let mut by_group: HashMap<String, BTreeSet<String>> = HashMap::new();
+        if let Some((first, last)) = span {
+            for (group, user) in store.memberships_of_groups(integration, &first, &last).await? {
+                by_group.entry(group).or_default().insert(user);
+            }
+        }
+        Ok(std::sync::Arc::new(by_group))
+    }
+}
 
 /// Stores what some groups' reads found new or gone, adding to the part's report.
 async fn store_reads(
