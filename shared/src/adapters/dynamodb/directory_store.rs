@@ -220,6 +220,23 @@ impl DynamoStore {
         Ok(items)
     }
 
+    /// The stored memberships (group id, user id) whose sort keys `{group}#{user}` are in
+    /// `sort`: keys only, page by page.
+    async fn membership_keys(&self, integration: &str, sort: SortRange) -> Result<Vec<(String, String)>, StoreError> {
+        let items =
+            self.query_partition(None, keys::memberships(integration), Some(sort), Some(table::SORT_KEY)).await?;
+        items
+            .iter()
+            .map(|item| {
+                let sk = required_text(item, table::SORT_KEY)?;
+                // A user id is JumpCloud's: no `#` in it.
+                sk.rsplit_once('#')
+                    .map(|(group, user)| (group.to_owned(), user.to_owned()))
+                    .ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))
+            })
+            .collect()
+    }
+
     /// The first item of an index partition with this sort key (emails, usernames and names are
     /// unique in a directory; a stale duplicate during a rename is harmless: the sync removes it).
     async fn first_in(
@@ -495,24 +512,8 @@ impl DirectoryStore for DynamoStore {
     }
 
     async fn group_members(&self, integration: &str, group_id: &str) -> Result<Vec<String>, StoreError> {
-        let prefix = keys::membership_sort(group_id, "");
-        let items = self
-            .query_partition(
-                None,
-                keys::memberships(integration),
-                Some(SortRange::Prefix(prefix.clone())),
-                Some(table::SORT_KEY),
-            )
-            .await?;
-        items
-            .iter()
-            .map(|item| {
-                let sk = required_text(item, table::SORT_KEY)?;
-                sk.strip_prefix(&prefix)
-                    .map(str::to_owned)
-                    .ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))
-            })
-            .collect()
+        let prefix = SortRange::Prefix(keys::membership_sort(group_id, ""));
+        Ok(self.membership_keys(integration, prefix).await?.into_iter().map(|(_, user)| user).collect())
     }
 
     async fn memberships_of_groups(
@@ -522,24 +523,9 @@ impl DirectoryStore for DynamoStore {
         last: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         // `{group}#{user}`: from the first group's `#` to past every user of the last one.
-        let (low, high) = (keys::membership_sort(first, ""), keys::membership_sort(last, &char::MAX.to_string()));
-        let items = self
-            .query_partition(
-                None,
-                keys::memberships(integration),
-                Some(SortRange::Between(low, high)),
-                Some(table::SORT_KEY),
-            )
-            .await?;
-        items
-            .iter()
-            .map(|item| {
-                let sk = required_text(item, table::SORT_KEY)?;
-                sk.split_once('#')
-                    .map(|(group, user)| (group.to_owned(), user.to_owned()))
-                    .ok_or_else(|| StoreError::Mapping(format!("membership key {sk:?}")))
-            })
-            .collect()
+        let span =
+            SortRange::Between(keys::membership_sort(first, ""), keys::membership_sort(last, &char::MAX.to_string()));
+        self.membership_keys(integration, span).await
     }
 
     async fn groups_of(&self, integration: &str, user_id: &str) -> Result<Vec<String>, StoreError> {
