@@ -415,14 +415,48 @@ pub async fn serve_until_stdin_closes(org: jumpcloud_sim::Org, latency_ms: u64) 
     Ok(())
 }
 
-/// The arguments that make this binary serve a generated organization (its `serve-sim` mode).
-pub fn serve_sim_args(users: usize, groups: usize, avg_members: usize, latency_ms: u64) -> Vec<String> {
-    let numbers = [("--users", users as u64), ("--groups", groups as u64), ("--avg-members", avg_members as u64)];
-    let mut args = vec!["serve-sim".to_owned()];
-    for (flag, value) in numbers.into_iter().chain([("--latency-ms", latency_ms)]) {
-        args.extend([flag.to_owned(), value.to_string()]);
+/// The generated organization a benchmark's simulator child serves (its hidden `serve-sim`
+/// subcommand): given in full by the parent, [`SimOrg::args`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct SimOrg {
+    #[arg(long)]
+    pub users: usize,
+    #[arg(long)]
+    pub groups: usize,
+    #[arg(long)]
+    pub avg_members: usize,
+    #[arg(long)]
+    pub latency_ms: u64,
+}
+
+impl SimOrg {
+    /// The arguments that make this binary serve the organization (`serve-sim ...`).
+    pub fn args(&self) -> Vec<String> {
+        let numbers = [
+            ("--users", self.users as u64),
+            ("--groups", self.groups as u64),
+            ("--avg-members", self.avg_members as u64),
+            ("--latency-ms", self.latency_ms),
+        ];
+        let mut args = vec!["serve-sim".to_owned()];
+        for (flag, value) in numbers {
+            args.extend([flag.to_owned(), value.to_string()]);
+        }
+        args
     }
-    args
+}
+
+/// A count of at least `min` (`#[arg(value_parser = at_least(1))]`), said plainly when it is not.
+pub fn at_least<T>(min: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    move |value: &str| match value.parse::<T>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(_) => Err(format!("must be at least {min}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The parent's side: runs this binary with `args` (which make it call
@@ -457,4 +491,40 @@ pub fn jumpcloud_client(
     let credentials =
         jit_shared::credentials::Credentials { token: jit_shared::credentials::ApiKey::new(key), org_id: None };
     jit_shared::adapters::jumpcloud::JumpCloudClient::with_credentials(reqwest::Client::new(), url, credentials, limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// A child's subcommand, as the benchmarks declare theirs.
+    #[derive(Parser)]
+    struct Child {
+        #[command(subcommand)]
+        serve: Serve,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Serve {
+        ServeSim(SimOrg),
+    }
+
+    #[test]
+    fn a_simulator_child_parses_the_organization_its_parent_gives() {
+        let org = SimOrg { users: 1_000_000, groups: 50_000, avg_members: 80, latency_ms: 20 };
+        let args = std::iter::once("bench".to_owned()).chain(org.args());
+        let Serve::ServeSim(parsed) = Child::try_parse_from(args).expect("parses").serve;
+        assert_eq!(parsed, org);
+    }
+
+    #[test]
+    fn counts_below_their_least_are_refused_plainly() {
+        let positive = at_least(1usize);
+        assert_eq!(positive("3"), Ok(3));
+        assert_eq!(positive("1"), Ok(1));
+        assert_eq!(positive("0"), Err("must be at least 1".to_owned()));
+        assert!(positive("x").is_err());
+        assert_eq!(at_least(2u32)("1"), Err("must be at least 2".to_owned()));
+    }
 }

@@ -22,7 +22,7 @@
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use integration_tests::{
-    bench::{jumpcloud_client, serve_until_stdin_closes, spawn_simulator},
+    bench::{at_least, jumpcloud_client, serve_until_stdin_closes, spawn_simulator, SimOrg},
     memory::{peak_rss_mib, reset_peak_rss, ProcessGauge},
     sdk_config, unique, Stack,
 };
@@ -53,57 +53,66 @@ use std::{
 
 const KEY: &str = "bench-key";
 
-struct Args {
-    users: usize,
-    groups: usize,
-    avg_members: usize,
-    latency_ms: u64,
-    workers: usize,
-    concurrency: usize,
-    rps: u32,
-    worker_org: (usize, usize, usize),
-    scale: bool,
-    per_worker: bool,
+/// Fanned-out full sync benchmark: at scale (in memory) and per worker (the real handler on moto).
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(subcommand)]
+    child: Option<Child>,
+    #[command(flatten)]
+    args: Args,
 }
 
-fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
-    let mut a = Args {
-        users: 1_000_000,
-        groups: 50_000,
-        avg_members: 80,
-        latency_ms: 20,
-        workers: 4,
-        concurrency: 8,
-        rps: 100_000,
-        worker_org: (30_000, 750, 80),
-        scale: true,
-        per_worker: true,
-    };
-    while let Some(flag) = raw.next() {
-        match flag.as_str() {
-            "--skip-scale" => a.scale = false,
-            "--skip-workers" => a.per_worker = false,
-            _ => {
-                let value = raw.next().with_context(|| format!("{flag} needs a value"))?;
-                match flag.as_str() {
-                    "--users" => a.users = value.parse()?,
-                    "--groups" => a.groups = value.parse()?,
-                    "--avg-members" => a.avg_members = value.parse()?,
-                    "--latency-ms" => a.latency_ms = value.parse()?,
-                    "--workers" => a.workers = value.parse()?,
-                    "--concurrency" => a.concurrency = value.parse()?,
-                    "--rps" => a.rps = value.parse()?,
-                    "--worker-org" => {
-                        let n: Vec<usize> = value.split(':').map(str::parse).collect::<Result<_, _>>()?;
-                        let [u, g, m] = n[..] else { bail!("--worker-org USERS:GROUPS:AVG") };
-                        a.worker_org = (u, g, m);
-                    }
-                    other => bail!("unknown flag {other}"),
-                }
-            }
-        }
+/// This binary's child processes.
+#[derive(clap::Subcommand)]
+enum Child {
+    /// Serves a generated organization until stdin closes.
+    #[command(hide = true)]
+    ServeSim(SimOrg),
+    /// Works parts relayed from moto's queue with the real `sync` handler.
+    #[command(hide = true)]
+    Worker { table: String, tag_key: String, sim: String, queue: String },
+}
+
+#[derive(clap::Args)]
+struct Args {
+    /// Users of the organization at scale.
+    #[arg(long, default_value_t = 1_000_000)]
+    users: usize,
+    /// Groups of the organization at scale.
+    #[arg(long, default_value_t = 50_000)]
+    groups: usize,
+    /// Mean members a group.
+    #[arg(long, default_value_t = 80)]
+    avg_members: usize,
+    /// The simulator's latency a request, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Workers at scale.
+    #[arg(long, default_value_t = 4, value_parser = at_least(1usize))]
+    workers: usize,
+    /// JumpCloud requests in flight a worker.
+    #[arg(long, default_value_t = 8, value_parser = at_least(1usize))]
+    concurrency: usize,
+    /// The shared rate budget, requests a second (the default lifts it).
+    #[arg(long, default_value_t = 100_000, value_parser = at_least(1u32))]
+    rps: u32,
+    /// The per-worker organization, USERS:GROUPS:AVG.
+    #[arg(long, default_value = "30000:750:80", value_parser = org_size)]
+    worker_org: (usize, usize, usize),
+    /// Skips the run at scale.
+    #[arg(long)]
+    skip_scale: bool,
+    /// Skips the per-worker run.
+    #[arg(long)]
+    skip_workers: bool,
+}
+
+fn org_size(value: &str) -> Result<(usize, usize, usize), String> {
+    let numbers: Vec<usize> = value.split(':').map(str::parse).collect::<Result<_, _>>().map_err(|e| format!("{e}"))?;
+    match numbers[..] {
+        [users, groups, avg] => Ok((users, groups, avg)),
+        _ => Err("expected USERS:GROUPS:AVG".to_owned()),
     }
-    Ok(a)
 }
 
 fn spec(users: usize, groups: usize, avg_members: usize) -> GenerateSpec {
@@ -360,7 +369,8 @@ async fn at_scale(a: &Args) -> anyhow::Result<()> {
         a.users, a.groups, members, a.latency_ms, a.workers, a.concurrency, a.rps
     );
     println!("   DynamoDB: replaced by the in-memory store (moto cannot hold 5 million items in useful time); its writes are counted");
-    let sim_args = integration_tests::bench::serve_sim_args(a.users, a.groups, a.avg_members, a.latency_ms);
+    let sim_args =
+        SimOrg { users: a.users, groups: a.groups, avg_members: a.avg_members, latency_ms: a.latency_ms }.args();
     let (mut sim, url) = spawn_simulator(&sim_args)?;
     let (sim_gauge, this_gauge) = (ProcessGauge::of(sim.id()), ProcessGauge::current());
     println!(
@@ -546,7 +556,7 @@ async fn per_worker(a: &Args) -> anyhow::Result<()> {
         groups * avg
     );
     let org = Org::generate(&spec(users, groups, avg));
-    let sim_args = integration_tests::bench::serve_sim_args(users, groups, avg, 0);
+    let sim_args = SimOrg { users, groups, avg_members: avg, latency_ms: 0 }.args();
     drop(org);
     let (mut sim, url) = spawn_simulator(&sim_args)?;
     let stack = Stack::new().await;
@@ -614,29 +624,20 @@ async fn per_worker(a: &Args) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut raw = std::env::args().skip(1).peekable();
-    match raw.peek().map(String::as_str) {
-        Some("serve-sim") => {
-            raw.next();
-            let a = parse_args(raw)?;
-            let org = Org::generate(&spec(a.users, a.groups, a.avg_members));
-            return serve_until_stdin_closes(org, a.latency_ms).await;
+    let cli = <Cli as clap::Parser>::parse();
+    match cli.child {
+        Some(Child::ServeSim(sim)) => {
+            let org = Org::generate(&spec(sim.users, sim.groups, sim.avg_members));
+            return serve_until_stdin_closes(org, sim.latency_ms).await;
         }
-        Some("worker") => {
-            raw.next();
-            let (table, tag, sim, queue) = (raw.next(), raw.next(), raw.next(), raw.next());
-            let (Some(table), Some(tag), Some(sim), Some(queue)) = (table, tag, sim, queue) else {
-                bail!("worker TABLE TAG_KEY SIM QUEUE")
-            };
-            return worker_child(table, tag, sim, queue).await;
-        }
-        _ => {}
+        Some(Child::Worker { table, tag_key, sim, queue }) => return worker_child(table, tag_key, sim, queue).await,
+        None => {}
     }
-    let a = parse_args(raw)?;
-    if a.scale {
+    let a = cli.args;
+    if !a.skip_scale {
         at_scale(&a).await?;
     }
-    if a.per_worker {
+    if !a.skip_workers {
         per_worker(&a).await?;
     }
     Ok(())

@@ -31,7 +31,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{
     aws_endpoint,
     bench::{
-        cell, function_settings, ms, percentile, read_message, Cost, CountingProxy, Meter, Minimum, ACCOUNT, GRANT_MIN,
+        at_least, cell, function_settings, ms, percentile, read_message, Cost, CountingProxy, Meter, Minimum, ACCOUNT,
+        GRANT_MIN,
     },
     event, http_event, http_response, lambda_event, sdk_config_for, unique, workspace_root, Stack,
 };
@@ -60,56 +61,36 @@ use std::{
 const KEY: &str = "bench-key";
 const GROUP: &str = "prod-bench";
 
+/// Grant lifecycle benchmark: the real `grant` and `revoke` handlers on moto and the simulator.
+#[derive(clap::Parser)]
 struct Args {
+    /// Grants (and their revocations) one at a time.
+    #[arg(long, default_value_t = 2_000, value_parser = at_least(1usize))]
     grants: usize,
+    /// Grants a table (moto's transactions slow down as a table grows).
+    #[arg(long, default_value_t = 25, value_parser = at_least(1usize))]
     batch: usize,
+    /// Grant and revoke pairs at once.
+    #[arg(long, default_value_t = 8, value_parser = at_least(1usize))]
     concurrency: usize,
+    /// Grant and revoke pairs run concurrently (0: none).
+    #[arg(long, default_value_t = 400)]
     concurrent_grants: usize,
+    /// Bare `GetItem` round trips for moto's own share.
+    #[arg(long, default_value_t = 500, value_parser = at_least(1usize))]
     baseline: usize,
+    /// Cold starts a function binary.
+    #[arg(long, default_value_t = 20, value_parser = at_least(1usize))]
     cold_runs: usize,
+    /// Skips part 3 (the cold starts).
+    #[arg(long = "skip-cold-start", action = clap::ArgAction::SetFalse)]
     cold_start: bool,
+    /// Part 3 alone.
+    #[arg(long)]
     cold_start_only: bool,
+    /// Cold-starts the binaries in DIR instead of building this commit's.
+    #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
-}
-
-fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
-    let mut a = Args {
-        grants: 2_000,
-        batch: 25,
-        concurrency: 8,
-        concurrent_grants: 400,
-        baseline: 500,
-        cold_runs: 20,
-        cold_start: true,
-        cold_start_only: false,
-        bin_dir: None,
-    };
-    while let Some(flag) = raw.next() {
-        if flag == "--skip-cold-start" {
-            a.cold_start = false;
-            continue;
-        }
-        if flag == "--cold-start-only" {
-            a.cold_start_only = true;
-            continue;
-        }
-        let value = raw.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--grants" => a.grants = value.parse()?,
-            "--batch" => a.batch = value.parse()?,
-            "--concurrency" => a.concurrency = value.parse()?,
-            "--concurrent-grants" => a.concurrent_grants = value.parse()?,
-            "--baseline" => a.baseline = value.parse()?,
-            "--cold-runs" => a.cold_runs = value.parse()?,
-            "--bin-dir" => a.bin_dir = Some(PathBuf::from(value)),
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    ensure!(
-        a.grants > 0 && a.batch > 0 && a.concurrency > 0 && a.baseline > 0 && a.cold_runs > 0,
-        "counts must be positive"
-    );
-    Ok(a)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1008,7 +989,7 @@ async fn cold_starts(proxy: &CountingProxy, moto: &str, a: &Args) -> anyhow::Res
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = parse_args(std::env::args().skip(1))?;
+    let a = <Args as clap::Parser>::parse();
     let moto = tokio::task::block_in_place(aws_endpoint);
     let proxy = CountingProxy::start(&moto)?;
     println!("# Grant lifecycle benchmark");

@@ -10,7 +10,7 @@
 //! `cargo run --release -p integration-tests --bin bench-incremental -- [--users N] [--groups N]
 //!  [--avg-members N] [--latency-ms N]`
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use integration_tests::{sdk_config, unique};
 use jit_shared::{
     adapters::dynamodb::DynamoStore,
@@ -31,27 +31,21 @@ use std::{collections::BTreeSet, time::Instant};
 
 const KEY: &str = "bench-incremental-key";
 
+/// Incremental sync benchmark: requests a run and the time from a change to the stored directory.
+#[derive(clap::Parser)]
 struct Args {
+    /// Users of the organization.
+    #[arg(long, default_value_t = 5_000)]
     users: usize,
+    /// Groups of the organization.
+    #[arg(long, default_value_t = 200)]
     groups: usize,
+    /// Mean members a group.
+    #[arg(long, default_value_t = 50)]
     avg_members: usize,
+    /// The simulator's latency a request, in milliseconds.
+    #[arg(long, default_value_t = 20)]
     latency_ms: u64,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut a = Args { users: 5_000, groups: 200, avg_members: 50, latency_ms: 20 };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--users" => a.users = value()?.parse()?,
-            "--groups" => a.groups = value()?.parse()?,
-            "--avg-members" => a.avg_members = value()?.parse()?,
-            "--latency-ms" => a.latency_ms = value()?.parse()?,
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    Ok(a)
 }
 
 /// What a batch of changes must leave in the stored directory.
@@ -131,7 +125,7 @@ async fn check(store: &DynamoStore, expected: &Expected) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = args()?;
+    let a = <Args as clap::Parser>::parse();
     let spec = GenerateSpec {
         users: a.users,
         groups: a.groups,

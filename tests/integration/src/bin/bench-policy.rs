@@ -7,7 +7,6 @@
 //! `cargo run --release -p integration-tests --bin bench-policy -- [--rules 500] [--users 50000]
 //!  [--requests 200000] [--seed 7]`
 
-use anyhow::{bail, Context};
 use jit_shared::domain::{
     model::GrantDuration,
     policy::{parse_policy, Decision, GroupRef, PolicyRequest, Refusal, Requester},
@@ -18,30 +17,21 @@ use std::{
     time::Instant,
 };
 
+/// Policy evaluation benchmark: a large policy, a large directory, random requests timed alone.
+#[derive(clap::Parser)]
 struct Options {
+    /// Rules of the policy: team rules and the catch-all.
+    #[arg(long, default_value_t = 500, value_parser = integration_tests::bench::at_least(2usize))]
     rules: usize,
+    /// Users of the directory.
+    #[arg(long, default_value_t = 50_000)]
     users: usize,
+    /// Requests evaluated.
+    #[arg(long, default_value_t = 200_000, value_parser = integration_tests::bench::at_least(1usize))]
     requests: usize,
+    /// The generator's seed.
+    #[arg(long, default_value_t = 7)]
     seed: u64,
-}
-
-fn options() -> anyhow::Result<Options> {
-    let mut o = Options { rules: 500, users: 50_000, requests: 200_000, seed: 7 };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--rules" => o.rules = value.parse()?,
-            "--users" => o.users = value.parse()?,
-            "--requests" => o.requests = value.parse()?,
-            "--seed" => o.seed = value.parse()?,
-            other => bail!("unknown option {other}"),
-        }
-    }
-    if o.rules < 2 {
-        bail!("--rules must be at least 2 (team rules and the catch-all)");
-    }
-    Ok(o)
 }
 
 /// `teams` team rules and a catch-all, as YAML (the parser under test reads the same text a team writes).
@@ -69,7 +59,7 @@ fn percentile(sorted: &[u128], p: f64) -> u128 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let o = options()?;
+    let o = <Options as clap::Parser>::parse();
     let teams = o.rules - 1;
     let text = policy_document(teams);
     let parse_started = Instant::now();

@@ -21,11 +21,11 @@
 //! behind the `testing` feature, which only this crate's tests enable: enabling it for a binary
 //! would compile the doubles into the functions built with it).
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use chrono::Utc;
 use integration_tests::{
     aws_endpoint,
-    bench::{cell, function_settings, ms, percentile, Cost, CountingProxy, Meter, Minimum, GRANT_MIN},
+    bench::{at_least, cell, function_settings, ms, percentile, Cost, CountingProxy, Meter, Minimum, GRANT_MIN},
     event, http_event, http_response, lambda_event, sdk_config_for, unique, Stack,
 };
 use jit_shared::{
@@ -71,23 +71,15 @@ rules:
     eligible: nobody
 "#;
 
+/// Requests and approvals benchmark: the real `grant` handler called by people, on moto and the simulator.
+#[derive(clap::Parser)]
 struct Args {
+    /// Requests.
+    #[arg(long, default_value_t = 200, value_parser = at_least(1usize))]
     requests: usize,
+    /// Requests a table.
+    #[arg(long, default_value_t = 25, value_parser = at_least(1usize))]
     batch: usize,
-}
-
-fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
-    let mut a = Args { requests: 200, batch: 25 };
-    while let Some(flag) = raw.next() {
-        let value = raw.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--requests" => a.requests = value.parse()?,
-            "--batch" => a.batch = value.parse()?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    ensure!(a.requests > 0 && a.batch > 0, "counts must be positive");
-    Ok(a)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,7 +474,7 @@ fn print_times(samples: &[Sample], a: &Args) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = parse_args(std::env::args().skip(1))?;
+    let a = <Args as clap::Parser>::parse();
     let moto = tokio::task::block_in_place(aws_endpoint);
     let proxy = CountingProxy::start(&moto)?;
     println!("# Requests and approvals benchmark");

@@ -9,8 +9,8 @@
 //! The simulator runs in a child process (this binary, `serve-sim`), so the peak memory measured
 //! here is the sync's own.
 
-use anyhow::{bail, Context};
 use integration_tests::{
+    bench::{at_least, SimOrg},
     memory::{
         file_rss_mib, heap_live_mib, heap_peak_mib, peak_rss_mib, reset_heap_peak, reset_peak_rss, CountingAllocator,
     },
@@ -36,11 +36,13 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Prints the live heap and its peak so far at each stage of a sync (with `--stages`), to show
 /// where the memory goes.
-struct HeapByStage;
+struct HeapByStage {
+    print: bool,
+}
 
 impl ProgressSink for HeapByStage {
     fn report(&self, progress: SyncProgress) {
-        if !std::env::args().any(|a| a == "--stages") {
+        if !self.print {
             return;
         }
         let stage = match &progress {
@@ -57,49 +59,56 @@ impl ProgressSink for HeapByStage {
     }
 }
 
+/// Sync benchmark: a generated organization synced into DynamoDB on moto, twice.
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(subcommand)]
+    child: Option<Child>,
+    #[command(flatten)]
+    args: Args,
+}
+
+/// This binary's child process.
+#[derive(clap::Subcommand)]
+enum Child {
+    /// Serves a generated organization until stdin closes.
+    #[command(hide = true)]
+    ServeSim(SimOrg),
+}
+
+#[derive(clap::Args)]
 struct Args {
+    /// Users of the organization.
+    #[arg(long, default_value_t = 50_000)]
     users: usize,
+    /// Groups of the organization.
+    #[arg(long, default_value_t = 2_000)]
     groups: usize,
+    /// Mean members a group.
+    #[arg(long, default_value_t = 100)]
     avg_members: usize,
+    /// The simulator's latency a request, in milliseconds.
+    #[arg(long, default_value_t = 20)]
     latency_ms: u64,
+    /// JumpCloud requests in flight.
+    #[arg(long, default_value_t = 16, value_parser = at_least(1usize))]
     concurrency: usize,
+    /// JumpCloud requests a second.
+    #[arg(long, default_value_t = 2_000, value_parser = at_least(1u32))]
     rps: u32,
+    /// Prints the live heap and its peak at each stage of the sync.
+    #[arg(long)]
+    stages: bool,
 }
 
-fn parse_args(mut raw: impl Iterator<Item = String>) -> anyhow::Result<Args> {
-    let mut a = Args { users: 50_000, groups: 2_000, avg_members: 100, latency_ms: 20, concurrency: 16, rps: 2_000 };
-    while let Some(flag) = raw.next() {
-        if flag == "--stages" {
-            continue;
-        }
-        let value = raw.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--users" => a.users = value.parse()?,
-            "--groups" => a.groups = value.parse()?,
-            "--avg-members" => a.avg_members = value.parse()?,
-            "--latency-ms" => a.latency_ms = value.parse()?,
-            "--concurrency" => a.concurrency = value.parse()?,
-            "--rps" => a.rps = value.parse()?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(a)
-}
-
-fn spec(a: &Args) -> GenerateSpec {
-    GenerateSpec {
-        users: a.users,
-        groups: a.groups,
-        avg_members: a.avg_members,
-        seed: 42,
-        api_key: KEY.into(),
-        ..GenerateSpec::default()
-    }
+fn spec(users: usize, groups: usize, avg_members: usize) -> GenerateSpec {
+    GenerateSpec { users, groups, avg_members, seed: 42, api_key: KEY.into(), ..GenerateSpec::default() }
 }
 
 /// The child: serve the generated organization and print the URL.
-async fn serve_sim(a: Args) -> anyhow::Result<()> {
-    integration_tests::bench::serve_until_stdin_closes(Org::generate(&spec(&a)), a.latency_ms).await
+async fn serve_sim(sim: SimOrg) -> anyhow::Result<()> {
+    let org = Org::generate(&spec(sim.users, sim.groups, sim.avg_members));
+    integration_tests::bench::serve_until_stdin_closes(org, sim.latency_ms).await
 }
 
 fn print_report(label: &str, r: &SyncReport, peak: f64) {
@@ -118,15 +127,14 @@ fn print_report(label: &str, r: &SyncReport, peak: f64) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut raw = std::env::args().skip(1).peekable();
-    if raw.peek().map(String::as_str) == Some("serve-sim") {
-        raw.next();
-        return serve_sim(parse_args(raw)?).await;
+    let cli = <Cli as clap::Parser>::parse();
+    if let Some(Child::ServeSim(sim)) = cli.child {
+        return serve_sim(sim).await;
     }
-    let a = parse_args(raw)?;
+    let a = cli.args;
 
     // The minimum number of requests, from the same deterministic organization.
-    let org = Org::generate(&spec(&a));
+    let org = Org::generate(&spec(a.users, a.groups, a.avg_members));
     let pages = |n: usize| n.div_ceil(100).max(1);
     let member_pages: usize = org.groups.iter().map(|g| pages(org.members(&g.id).len())).sum();
     let minimum = pages(org.users.len()) + pages(org.groups.len()) + member_pages;
@@ -137,7 +145,8 @@ async fn main() -> anyhow::Result<()> {
         a.users, a.groups, total_members, a.latency_ms, a.concurrency, a.rps
     );
 
-    let sim_args = integration_tests::bench::serve_sim_args(a.users, a.groups, a.avg_members, a.latency_ms);
+    let sim_args =
+        SimOrg { users: a.users, groups: a.groups, avg_members: a.avg_members, latency_ms: a.latency_ms }.args();
     let (mut child, url) = integration_tests::bench::spawn_simulator(&sim_args)?;
 
     let sdk = sdk_config().await;
@@ -151,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         store: &store,
         policy: &policy,
         clock: &SystemClock,
-        progress: &HeapByStage,
+        progress: &HeapByStage { print: a.stages },
         grants: None,
         fanout: None,
     };

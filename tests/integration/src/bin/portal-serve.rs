@@ -23,16 +23,17 @@ use lambda_http::{Context, LambdaEvent};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
+/// The `grant` function's handler behind a local HTTP server (the portal, no token verified).
+#[derive(clap::Parser)]
+struct Args {
+    /// The port on 127.0.0.1 (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut port = 0u16;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--port" => port = args.next().ok_or_else(|| anyhow::anyhow!("--port needs a number"))?.parse()?,
-            other => anyhow::bail!("unknown argument {other} (usage: portal-serve [--port N])"),
-        }
-    }
+    let Args { port } = <Args as clap::Parser>::parse();
     let config = Config::from_env()?;
     let function = if config.revoke_function_arn.is_some() { Function::Grant } else { Function::Revoke };
     let lifecycle = Lifecycle::from_config(&aws::sdk_config().await, &config, function)?;

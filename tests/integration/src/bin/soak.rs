@@ -23,7 +23,7 @@
 //!
 //! Usage: soak [--grants N] [--concurrency C] [--seed S]   (JIT_TEST_AWS_ENDPOINT: moto's server)
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use chrono::{DateTime, Duration, Utc};
@@ -56,25 +56,19 @@ const THROTTLE_BACKGROUND: u32 = 20_000;
 const THROTTLE_STORM: u32 = 300_000;
 const POLICY: &str = "version: 1\nrules:\n  - groups: [\"prod-*\"]\n    eligible: everyone\n    max_duration: 4h\n    approval: {approvers: [manager], required: 1, timeout: 1h, auto_approve_up_to: 30m}\n";
 
+/// Soak: grants on the local stack under JumpCloud faults and an outage, then JumpCloud against
+/// the record.
+#[derive(clap::Parser)]
 struct Args {
+    /// Grants.
+    #[arg(long, default_value_t = 10_000, value_parser = integration_tests::bench::at_least(1usize))]
     grants: usize,
+    /// Grants at once.
+    #[arg(long, default_value_t = 16, value_parser = integration_tests::bench::at_least(1usize))]
     concurrency: usize,
+    /// The run's seed.
+    #[arg(long, default_value_t = 20261130)]
     seed: u64,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut parsed = Args { grants: 10_000, concurrency: 16, seed: 20261130 };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--grants" => parsed.grants = value()?.parse()?,
-            "--concurrency" => parsed.concurrency = value()?.parse()?,
-            "--seed" => parsed.seed = value()?.parse()?,
-            other => bail!("unknown argument {other} (usage: soak [--grants N] [--concurrency C] [--seed S])"),
-        }
-    }
-    Ok(parsed)
 }
 
 /// The functions in this process, as the schedule runner invokes them.
@@ -233,7 +227,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = args()?;
+    let args = <Args as clap::Parser>::parse();
     let started = std::time::Instant::now();
     let mut rng = StdRng::seed_from_u64(args.seed);
 
