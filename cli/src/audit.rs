@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use jit_shared::{
     config::Config,
-    domain::audit::{seal_days, verify, AuditScope, AuditVerification},
+    domain::audit::{seal_days, verify, verify_anchors, AuditScope, AuditVerification, SealAnchor},
     wiring::Function,
 };
 use std::process::ExitCode;
@@ -41,6 +41,11 @@ struct VerifyArgs {
     /// One grant's chain.
     #[arg(long)]
     grant: Option<String>,
+    /// Seals kept outside the table, one JSON line each: `Audit Day Sealed` events (as a rule
+    /// delivers them, or their `detail`) or the `audit_day_sealed` log lines. Each day's stored
+    /// seal must be the one its copy names: a rewrite of the table and its seals fails here.
+    #[arg(long, value_name = "FILE")]
+    anchors: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -50,12 +55,12 @@ pub async fn run(sdk: &aws_config::SdkConfig, config: &Config, command: AuditCom
         None => grants::audit(sdk, config, command.show).await,
         Some(AuditAction::Seal) => {
             let lifecycle = lifecycle(sdk, config, Function::Revoke)?;
-            let sealed = seal_days(lifecycle.store.as_ref(), lifecycle.clock.now()).await?;
+            let sealed = seal_days(lifecycle.store.as_ref(), lifecycle.events.as_ref(), lifecycle.clock.now()).await?;
             if sealed.is_empty() {
                 println!("nothing to seal: every finished day is sealed");
             }
             for seal in sealed {
-                println!("sealed {}: {} records, digest {}", seal.day, seal.records, seal.digest);
+                println!("sealed {}: {} records, digest {}, hash {}", seal.day, seal.records, seal.digest, seal.hash());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -64,6 +69,10 @@ pub async fn run(sdk: &aws_config::SdkConfig, config: &Config, command: AuditCom
 }
 
 async fn verify_command(sdk: &aws_config::SdkConfig, config: &Config, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let anchors = match &args.anchors {
+        Some(path) => read_anchors(path)?,
+        None => Vec::new(),
+    };
     let lifecycle = lifecycle(sdk, config, Function::Revoke)?;
     let now = lifecycle.clock.now();
     let scope = match (args.grant, args.since) {
@@ -81,11 +90,12 @@ async fn verify_command(sdk: &aws_config::SdkConfig, config: &Config, args: Veri
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} verifying chains: {pos} grants ({msg})").expect("valid template"),
     );
-    let report = verify(lifecycle.store.as_ref(), &scope, now, &mut |grant| {
+    let mut report = verify(lifecycle.store.as_ref(), &scope, now, &mut |grant| {
         bar.inc(1);
         bar.set_message(grant.to_owned());
     })
     .await?;
+    verify_anchors(lifecycle.store.as_ref(), &anchors, &mut report).await?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&as_json(&report))?);
@@ -95,6 +105,22 @@ async fn verify_command(sdk: &aws_config::SdkConfig, config: &Config, args: Veri
     Ok(if report.intact() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// The seals' copies in `path`, one JSON line each (blank lines skipped).
+fn read_anchors(path: &std::path::Path) -> anyhow::Result<Vec<SealAnchor>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let mut anchors = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match SealAnchor::parse(line) {
+            Ok(anchor) => anchors.push(anchor),
+            Err(e) => bail!("{}, line {}: {e}", path.display(), n + 1),
+        }
+    }
+    if anchors.is_empty() {
+        bail!("{}: no seal copies in it", path.display());
+    }
+    Ok(anchors)
+}
+
 fn as_json(report: &AuditVerification) -> serde_json::Value {
     serde_json::json!({
         "intact": report.intact(),
@@ -102,6 +128,7 @@ fn as_json(report: &AuditVerification) -> serde_json::Value {
         "records": report.records,
         "unchained_records": report.unchained,
         "seals": report.seals,
+        "anchors": report.anchors,
         "unsealed_days": report.unsealed_days,
         "breaks": report.chain_breaks.iter().map(|(grant, b)| serde_json::json!({"grant_id": grant, "problem": b.to_string()}))
             .chain(report.seal_breaks.iter().map(|b| serde_json::json!({"problem": b.to_string()})))
@@ -121,6 +148,9 @@ fn print_report(report: &AuditVerification) {
         count(report.records, "record"),
         count(report.seals, "sealed day")
     );
+    if report.anchors > 0 {
+        println!("compared {} with their copies kept outside the table", count(report.anchors, "seal"));
+    }
     if report.unchained > 0 {
         println!("{} records were written before audit chains existed: not verifiable", report.unchained);
     }

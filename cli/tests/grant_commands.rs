@@ -173,6 +173,32 @@ async fn an_operator_grants_lists_shows_revokes_and_reads_the_audit_trail() {
     assert!(String::from_utf8_lossy(&human.stdout).contains("intact: no record removed or altered"));
     let sealed = w.jitctl(&["audit", "seal"]).await;
     assert!(sealed.status.success(), "{}", String::from_utf8_lossy(&sealed.stderr));
+    // The first seal ever is of the day before: "sealed DAY: 0 records, digest D, hash H".
+    let printed = String::from_utf8_lossy(&sealed.stdout).into_owned();
+    let (day, hash) = printed
+        .strip_prefix("sealed ")
+        .and_then(|rest| Some((rest.split(':').next()?, rest.trim().rsplit(' ').next()?)))
+        .unwrap_or_else(|| panic!("a seal printed: {printed}"));
+    // Its copy kept outside the table (the event's detail) vouches for it; a copy naming another
+    // seal (the table rewritten and sealed again) fails the command, naming the day.
+    let dir = std::env::temp_dir().join(unique("anchors"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (kept, other) = (dir.join("kept.jsonl"), dir.join("other.jsonl"));
+    std::fs::write(&kept, format!("{{\"day\":\"{day}\",\"hash\":\"{hash}\"}}\n\n")).unwrap();
+    std::fs::write(&other, format!("{{\"detail\":{{\"day\":\"{day}\",\"hash\":\"{}\"}}}}\n", "0".repeat(64))).unwrap();
+    let anchored = w.ok_json(&["audit", "verify", "--json", "--anchors", kept.to_str().unwrap()]).await;
+    assert_eq!((anchored["intact"].as_bool(), anchored["anchors"].as_u64()), (Some(true), Some(1)), "{anchored}");
+    let out = w.jitctl(&["audit", "verify", "--anchors", other.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1), "a seal unlike its copy fails the command");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("BROKEN seal {day}: the seal differs from its copy kept outside the table")),
+        "{printed}"
+    );
+    std::fs::write(&other, "{\"day\":\"yesterday\"}\n").unwrap();
+    let out = w.jitctl(&["audit", "verify", "--anchors", other.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1: no `day` and `hash`"), "{out:?}");
 
     // Someone with table rights rewrites who revoked it: verify fails, naming the grant.
     let item = w.stack.item(&format!("AUDIT#{id}"), revocation_sort(&w, &id).await.as_str()).await.unwrap();

@@ -4,9 +4,9 @@
 
 use super::model::{
     audit_chain::{self, ChainBreak, SealBreak},
-    AuditRecord, DaySeal, GrantFilter, DRIFT_AUDIT_ID, POLICY_AUDIT_ID,
+    AuditRecord, DaySeal, EventType, GrantEvent, GrantFilter, DRIFT_AUDIT_ID, POLICY_AUDIT_ID,
 };
-use crate::ports::{GrantStore, GrantStoreError};
+use crate::ports::{EventBus, GrantStore, GrantStoreError};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::collections::BTreeSet;
 
@@ -44,6 +44,8 @@ pub struct AuditVerification {
     pub seal_breaks: Vec<SealBreak>,
     /// Days in scope not sealed yet (today, or before the first seal).
     pub unsealed_days: Vec<NaiveDate>,
+    /// Seals compared with their copies kept outside the table (`verify_anchors`).
+    pub anchors: usize,
 }
 
 impl AuditVerification {
@@ -131,10 +133,86 @@ async fn verify_seals(
     Ok(())
 }
 
+/// A seal's hash kept outside the table: the `Audit Day Sealed` event or the `audit_day_sealed`
+/// log line the sealing writes. Someone who can rewrite the table can rewrite the records and
+/// every seal after them consistently; not these copies. As each seal names the one before, a
+/// copy of a day's seal vouches for every day up to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealAnchor {
+    pub day: NaiveDate,
+    /// [`DaySeal::hash`].
+    pub hash: String,
+}
+
+impl SealAnchor {
+    pub fn of(seal: &DaySeal) -> Self {
+        Self { day: seal.day, hash: seal.hash() }
+    }
+
+    /// The fields of the event's `detail` (also the log line's).
+    pub fn detail(seal: &DaySeal) -> serde_json::Value {
+        serde_json::json!({
+            "day": seal.day,
+            "records": seal.records,
+            "digest": seal.digest,
+            "prev": seal.prev,
+            "sealed_at": seal.sealed_at,
+            "hash": seal.hash(),
+        })
+    }
+
+    /// One copy from a line of JSON, as it is exported: the `Audit Day Sealed` event (its
+    /// `detail`), the detail alone, or the `audit_day_sealed` log line (fields at its top level).
+    pub fn parse(line: &str) -> Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+        let fields = value.get("detail").filter(|d| d.is_object()).unwrap_or(&value);
+        let text = |key: &str| fields.get(key).and_then(serde_json::Value::as_str);
+        let (Some(day), Some(hash)) = (text("day"), text("hash")) else {
+            return Err(
+                "no `day` and `hash` (an Audit Day Sealed event, its detail, or the audit_day_sealed log line)".into(),
+            );
+        };
+        let day = day.parse().map_err(|e| format!("`day` {day:?} is not a date: {e}"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`hash` {hash:?} is not a SHA-256 in hex"));
+        }
+        Ok(Self { day, hash: hash.to_ascii_lowercase() })
+    }
+}
+
+/// Compares the stored seals with their copies kept outside the table, adding to `report`.
+pub async fn verify_anchors(
+    store: &dyn GrantStore,
+    anchors: &[SealAnchor],
+    report: &mut AuditVerification,
+) -> Result<(), GrantStoreError> {
+    let (Some(first), Some(last)) = (anchors.iter().map(|a| a.day).min(), anchors.iter().map(|a| a.day).max()) else {
+        return Ok(());
+    };
+    let stored: std::collections::BTreeMap<NaiveDate, String> =
+        store.seals(first, last).await?.iter().map(|s| (s.day, s.hash())).collect();
+    for anchor in anchors {
+        report.anchors += 1;
+        match stored.get(&anchor.day) {
+            Some(hash) if *hash == anchor.hash => {}
+            Some(_) => report.seal_breaks.push(SealBreak::Anchor { day: anchor.day }),
+            None => report.seal_breaks.push(SealBreak::AnchorMissing { day: anchor.day }),
+        }
+    }
+    Ok(())
+}
+
 /// Seals every day not sealed yet that ended at least [`SEAL_AFTER`] ago, oldest first, each
 /// chained to the one before. The first seal ever is of yesterday: days before it are covered by
 /// the grants' chains only. A day another caller sealed first ends this call (the next goes on).
-pub async fn seal_days(store: &dyn GrantStore, now: DateTime<Utc>) -> Result<Vec<DaySeal>, GrantStoreError> {
+///
+/// Each seal goes out of the table too ([`SealAnchor`]): a log line, and `Audit Day Sealed` on
+/// `events` (best effort: a seal stands without its event, and the log line is still written).
+pub async fn seal_days(
+    store: &dyn GrantStore,
+    events: &dyn EventBus,
+    now: DateTime<Utc>,
+) -> Result<Vec<DaySeal>, GrantStoreError> {
     let Some(last_day) = (now - SEAL_AFTER).date_naive().pred_opt() else { return Ok(Vec::new()) };
     let mut previous = store.last_seal().await?;
     let first_day = match &previous {
@@ -150,8 +228,15 @@ pub async fn seal_days(store: &dyn GrantStore, now: DateTime<Utc>) -> Result<Vec
         let seal = DaySeal::new(day, &records, previous.as_ref(), now);
         match store.put_seal(&seal).await {
             Ok(()) => {
-                // The digest in the logs too: a copy outside the table, to compare a seal with.
-                tracing::info!(event = "audit_day_sealed", %day, records = seal.records, digest = %seal.digest, "audit day sealed");
+                // A copy outside the table, to compare the seal with (`SealAnchor`): the caller
+                // publishes it as an event too.
+                tracing::info!(event = "audit_day_sealed", %day, records = seal.records, digest = %seal.digest,
+                    prev = seal.prev.as_deref().unwrap_or_default(), sealed_at = %seal.sealed_at, hash = %seal.hash(),
+                    "audit day sealed");
+                let event = GrantEvent { detail_type: EventType::AuditDaySealed, detail: SealAnchor::detail(&seal) };
+                if let Err(e) = events.publish(&[event]).await {
+                    tracing::error!(%day, error = %e, "could not publish Audit Day Sealed (the log line holds the seal's hash)");
+                }
                 sealed.push(seal.clone());
                 previous = Some(seal);
             }
@@ -189,7 +274,7 @@ mod tests {
     use super::*;
     use crate::{
         domain::model::{sample_grant, AuditAction, AuditOutcome},
-        testing::MemoryGrantStore,
+        testing::{MemoryGrantStore, RecordingBus},
     };
     use chrono::TimeZone;
 
@@ -209,17 +294,20 @@ mod tests {
         let store = MemoryGrantStore::default();
         write(&store, "a", at(27, 10)).await;
         // Ten minutes into the 28th, the 27th is not sealed yet: the first seal is of the 26th.
-        let earliest = seal_days(&store, at(28, 0) + Duration::minutes(10)).await.unwrap();
+        let earliest = seal_days(&store, &RecordingBus::default(), at(28, 0) + Duration::minutes(10)).await.unwrap();
         assert_eq!(earliest.iter().map(|s| (s.day, s.records)).collect::<Vec<_>>(), vec![(at(26, 0).date_naive(), 0)]);
-        let first = seal_days(&store, at(28, 1)).await.unwrap();
+        let first = seal_days(&store, &RecordingBus::default(), at(28, 1)).await.unwrap();
         assert_eq!(first.iter().map(|s| (s.day, s.records)).collect::<Vec<_>>(), vec![(at(27, 0).date_naive(), 1)]);
         assert_eq!(first[0].prev, Some(earliest[0].hash()));
         write(&store, "a", at(28, 9)).await;
         write(&store, "b", at(29, 9)).await;
-        let caught_up = seal_days(&store, at(30, 2)).await.unwrap();
+        let caught_up = seal_days(&store, &RecordingBus::default(), at(30, 2)).await.unwrap();
         assert_eq!(caught_up.len(), 2, "28th and 29th: {caught_up:?}");
         assert_eq!(caught_up[0].prev, Some(first[0].hash()));
-        assert!(seal_days(&store, at(30, 3)).await.unwrap().is_empty(), "nothing sealed twice");
+        assert!(
+            seal_days(&store, &RecordingBus::default(), at(30, 3)).await.unwrap().is_empty(),
+            "nothing sealed twice"
+        );
 
         let report = verify(&store, &AuditScope::Since(at(27, 0)), at(30, 3), &mut |_| {}).await.unwrap();
         assert!(report.intact(), "{report:?}");
@@ -233,7 +321,7 @@ mod tests {
         write(&store, "a", at(28, 9)).await;
         write(&store, "a", at(28, 10)).await;
         write(&store, "b", at(28, 11)).await;
-        seal_days(&store, at(29, 1)).await.unwrap();
+        seal_days(&store, &RecordingBus::default(), at(29, 1)).await.unwrap();
         store.tamper_audit(|records| records.retain(|r| r.grant_id != "b"));
         let report = verify(&store, &AuditScope::Since(at(28, 0)), at(29, 2), &mut |_| {}).await.unwrap();
         assert!(!report.intact());
@@ -248,5 +336,95 @@ mod tests {
                 ("a".to_owned(), ChainBreak::Length { head_n: 2, stored_n: 1 })
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn each_seal_goes_out_as_an_event_whose_copy_catches_the_table_rewritten_and_sealed_again() {
+        let (store, bus) = (MemoryGrantStore::default(), RecordingBus::default());
+        write(&store, "a", at(27, 9)).await;
+        write(&store, "b", at(28, 9)).await;
+        let first = seal_days(&store, &bus, at(28, 1)).await.unwrap();
+        let second = seal_days(&store, &bus, at(29, 1)).await.unwrap();
+        let published = bus.published();
+        assert_eq!(
+            published.iter().map(|e| e.detail_type.detail_type()).collect::<Vec<_>>(),
+            vec!["Audit Day Sealed", "Audit Day Sealed"]
+        );
+        assert_eq!(published[1].detail["hash"], second[0].hash());
+        assert_eq!(published[1].detail["prev"], first[0].hash());
+        assert_eq!(published[1].detail["records"], 1);
+        // The copies kept elsewhere, read back as exported (the events as EventBridge delivers them).
+        let anchors: Vec<SealAnchor> = published
+            .iter()
+            .map(|e| {
+                SealAnchor::parse(
+                    &serde_json::json!({ "detail-type": "Audit Day Sealed", "detail": e.detail }).to_string(),
+                )
+            })
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(anchors, vec![SealAnchor::of(&first[0]), SealAnchor::of(&second[0])]);
+        let scope = AuditScope::Since(at(27, 0));
+        let mut clean = verify(&store, &scope, at(29, 2), &mut |_| {}).await.unwrap();
+        verify_anchors(&store, &anchors, &mut clean).await.unwrap();
+        assert!(clean.intact(), "{clean:?}");
+        assert_eq!(clean.anchors, 2);
+
+        // Someone with the table's rights removes a's record of the 27th and seals both days again,
+        // consistently: the table alone verifies, the copies do not.
+        store.tamper_audit(|records| records.retain(|r| r.grant_id != "a"));
+        store.tamper_seals(|seals| seals.clear());
+        seal_days(&store, &RecordingBus::default(), at(28, 1)).await.unwrap();
+        seal_days(&store, &RecordingBus::default(), at(29, 1)).await.unwrap();
+        let mut report = verify(&store, &scope, at(29, 2), &mut |_| {}).await.unwrap();
+        assert!(report.seal_breaks.is_empty(), "the rewrite is consistent: {report:?}");
+        verify_anchors(&store, &anchors, &mut report).await.unwrap();
+        assert_eq!(
+            report.seal_breaks,
+            vec![SealBreak::Anchor { day: at(27, 0).date_naive() }, SealBreak::Anchor { day: at(28, 0).date_naive() }]
+        );
+        // And a seal removed with its day's records: its copy still names it.
+        store.tamper_seals(|seals| {
+            seals.remove(&at(28, 0).date_naive());
+        });
+        let mut report = AuditVerification::default();
+        verify_anchors(&store, &anchors[1..], &mut report).await.unwrap();
+        assert_eq!(report.seal_breaks, vec![SealBreak::AnchorMissing { day: at(28, 0).date_naive() }]);
+    }
+
+    #[tokio::test]
+    async fn a_seal_stands_when_its_event_cannot_be_published() {
+        let (store, bus) = (MemoryGrantStore::default(), RecordingBus::default());
+        bus.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let sealed = seal_days(&store, &bus, at(28, 1)).await.unwrap();
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(store.last_seal().await.unwrap().as_ref(), sealed.first());
+    }
+
+    #[test]
+    fn a_seal_copy_is_read_from_the_event_its_detail_or_the_log_line() {
+        let hash = "ab".repeat(32);
+        let want = SealAnchor { day: at(28, 0).date_naive(), hash: hash.clone() };
+        let lines = [
+            format!(
+                r#"{{"detail-type":"Audit Day Sealed","source":"jit-access","detail":{{"day":"2026-11-28","records":3,"hash":"{hash}"}}}}"#
+            ),
+            format!(r#"{{"day":"2026-11-28","hash":"{}"}}"#, hash.to_uppercase()),
+            format!(
+                r#"{{"timestamp":"2026-11-29T00:15:02Z","level":"INFO","event":"audit_day_sealed","day":"2026-11-28","hash":"{hash}","message":"audit day sealed"}}"#
+            ),
+        ];
+        for line in &lines {
+            assert_eq!(SealAnchor::parse(line), Ok(want.clone()), "{line}");
+        }
+        for (line, says) in [
+            ("not json", "not JSON"),
+            (r#"{"day":"2026-11-28"}"#, "no `day` and `hash`"),
+            (&format!(r#"{{"day":"28.11.2026","hash":"{hash}"}}"#), "is not a date"),
+            (r#"{"day":"2026-11-28","hash":"abc"}"#, "is not a SHA-256"),
+        ] {
+            let error = SealAnchor::parse(line).unwrap_err();
+            assert!(error.contains(says), "{line}: {error}");
+        }
     }
 }

@@ -255,7 +255,7 @@ impl SyncHandler {
     /// failure is logged and the next scheduled run catches up; it never fails the sync.
     async fn seal_audit_days(&self) {
         let Some(lifecycle) = &self.lifecycle else { return };
-        if let Err(e) = seal_days(lifecycle.store.as_ref(), self.clock.now()).await {
+        if let Err(e) = seal_days(lifecycle.store.as_ref(), lifecycle.events.as_ref(), self.clock.now()).await {
             tracing::error!(event = "audit_seal_failed", error = %e, "sealing the audit trail's finished days failed");
         }
     }

@@ -154,6 +154,10 @@ impl MemoryGrantStore {
     pub fn tamper_audit(&self, change: impl FnOnce(&mut Vec<AuditRecord>)) {
         change(&mut self.state.lock().unwrap().audit);
     }
+    /// Changes stored seals behind the store's back, as [`Self::tamper_audit`] does records.
+    pub fn tamper_seals(&self, change: impl FnOnce(&mut BTreeMap<NaiveDate, DaySeal>)) {
+        change(&mut self.state.lock().unwrap().seals);
+    }
     pub fn audit(&self) -> Vec<AuditRecord> {
         self.state.lock().unwrap().audit.clone()
     }

@@ -5,10 +5,10 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use integration_tests::{serial_proxy, Stack};
+use integration_tests::{serial_proxy, unique, Stack};
 use jit_shared::{
-    adapters::dynamodb::DynamoGrantStore,
-    domain::audit::{seal_days, verify, AuditScope, AuditVerification},
+    adapters::{dynamodb::DynamoGrantStore, eventbridge::EventBridgeBus, setup},
+    domain::audit::{seal_days, verify, verify_anchors, AuditScope, AuditVerification, SealAnchor},
     domain::model::{
         audit_chain::{ChainBreak, SealBreak},
         sample_grant, AuditAction, AuditOutcome, AuditRecord, Grant,
@@ -69,6 +69,53 @@ impl Trail {
         let key = HashMap::from([("pk".to_owned(), item["pk"].clone()), ("sk".to_owned(), item["sk"].clone())]);
         self.stack.dynamodb.delete_item().table_name(&self.stack.table).set_key(Some(key)).send().await.unwrap();
     }
+
+    /// A fresh event bus whose `Audit Day Sealed` events a rule copies to a fresh queue: the copy
+    /// a security team keeps outside the table.
+    async fn bus(&self) -> SealBus {
+        let events = aws_sdk_eventbridge::Client::new(&self.stack.sdk);
+        let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk);
+        let name = unique("bus");
+        setup::ensure_event_bus(&events, &name).await.unwrap();
+        let queue_url = sqs.create_queue().queue_name(unique("seals")).send().await.unwrap().queue_url.unwrap();
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap();
+        let queue_arn = attributes.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+        let rule = unique("seals");
+        let pattern = serde_json::json!({ "source": ["jit-access"], "detail-type": ["Audit Day Sealed"] });
+        events.put_rule().name(&rule).event_bus_name(&name).event_pattern(pattern.to_string()).send().await.unwrap();
+        let target = aws_sdk_eventbridge::types::Target::builder().id("seals").arn(queue_arn).build().unwrap();
+        events.put_targets().rule(&rule).event_bus_name(&name).targets(target).send().await.unwrap();
+        SealBus { adapter: EventBridgeBus::new(events, &name), sqs, queue_url }
+    }
+}
+
+struct SealBus {
+    adapter: EventBridgeBus,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SealBus {
+    /// The seals' copies delivered so far, each read from the event as delivered.
+    async fn kept(&self) -> Vec<SealAnchor> {
+        let mut kept = Vec::new();
+        loop {
+            let answer =
+                self.sqs.receive_message().queue_url(&self.queue_url).max_number_of_messages(10).send().await.unwrap();
+            if answer.messages().is_empty() {
+                return kept;
+            }
+            for message in answer.messages() {
+                kept.push(SealAnchor::parse(message.body().unwrap()).expect("an Audit Day Sealed event"));
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -88,9 +135,12 @@ async fn the_stored_trail_verifies_and_every_kind_of_tampering_is_found() {
     assert_eq!(items[3]["n"].as_n().unwrap(), "3");
     assert_eq!(t.store.audit_for(&a.id).await.unwrap().len(), 3, "the head is not a record");
 
-    let sealed = seal_days(t.store.as_ref(), day() + Duration::days(1) + Duration::hours(1)).await.unwrap();
+    let bus = t.bus().await;
+    let sealed =
+        seal_days(t.store.as_ref(), &bus.adapter, day() + Duration::days(1) + Duration::hours(1)).await.unwrap();
     assert_eq!(sealed.iter().map(|s| (s.day, s.records)).collect::<Vec<_>>(), vec![(day().date_naive(), 6)]);
-    assert!(seal_days(t.store.as_ref(), day() + Duration::days(1) + Duration::hours(2)).await.unwrap().is_empty());
+    let again = seal_days(t.store.as_ref(), &bus.adapter, day() + Duration::days(1) + Duration::hours(2)).await;
+    assert!(again.unwrap().is_empty());
 
     let clean = t.verify(AuditScope::Since(day())).await;
     assert!(clean.intact(), "{clean:?}");
@@ -160,4 +210,33 @@ async fn concurrent_writers_of_one_trail_make_one_chain() {
     assert_eq!(places, (1..=16).collect::<Vec<_>>(), "each record its own place");
     let report = t.verify(AuditScope::Grant(a.id.clone())).await;
     assert!(report.intact(), "{report:?}");
+}
+
+#[tokio::test]
+async fn the_seals_published_on_the_bus_catch_the_table_rewritten_and_sealed_again() {
+    let t = Trail::new().await;
+    let bus = t.bus().await;
+    let (a, b) = (grant("grant-a"), grant("grant-b"));
+    t.store.append_audit(&[record(&a, 0, AuditAction::Created)]).await.unwrap();
+    t.store.append_audit(&[record(&b, 1, AuditAction::Created)]).await.unwrap();
+    let sealed =
+        seal_days(t.store.as_ref(), &bus.adapter, day() + Duration::days(1) + Duration::hours(1)).await.unwrap();
+    let kept = bus.kept().await;
+    assert_eq!(kept, vec![SealAnchor::of(&sealed[0])], "one event a seal, delivered as published");
+    let mut clean = t.verify(AuditScope::Since(day())).await;
+    verify_anchors(t.store.as_ref(), &kept, &mut clean).await.unwrap();
+    assert!(clean.intact(), "{clean:?}");
+    assert_eq!(clean.anchors, 1);
+
+    // Someone with the table's rights deletes b's trail and the day's seal, and seals the day
+    // again (the store's own code, as they could): the table alone verifies.
+    for item in t.items(&b.id).await.into_iter().chain(t.items("~SEALS").await) {
+        t.delete_raw(&item).await;
+    }
+    let quiet = t.bus().await;
+    seal_days(t.store.as_ref(), &quiet.adapter, day() + Duration::days(1) + Duration::hours(1)).await.unwrap();
+    let mut report = t.verify(AuditScope::Since(day())).await;
+    assert!(report.intact(), "the rewrite is consistent: {report:?}");
+    verify_anchors(t.store.as_ref(), &kept, &mut report).await.unwrap();
+    assert_eq!(report.seal_breaks, vec![SealBreak::Anchor { day: day().date_naive() }]);
 }

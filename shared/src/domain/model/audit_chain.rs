@@ -188,6 +188,12 @@ pub enum SealBreak {
     Chain { day: NaiveDate, previous: NaiveDate },
     #[error("{day}: no seal, though later days are sealed: the seal was removed")]
     Missing { day: NaiveDate },
+    /// The seal's copy kept outside the table (`audit::SealAnchor`) names another seal: the day,
+    /// or one before it, was rewritten and everything sealed again.
+    #[error("{day}: the seal differs from its copy kept outside the table: this day or one before it was rewritten and sealed again")]
+    Anchor { day: NaiveDate },
+    #[error("{day}: no seal, though its copy kept outside the table names one: the seal was removed")]
+    AnchorMissing { day: NaiveDate },
 }
 
 /// Checks one day's seal against the day's records (in the index's order) and the seal before it

@@ -45,6 +45,10 @@ pub enum EventType {
     /// A new version of the access policy was applied (`jitctl policy apply`).
     #[serde(rename = "Policy Changed")]
     PolicyChanged,
+    /// A finished day of the audit trail was sealed: the seal's copy outside the table
+    /// (`domain::audit::SealAnchor`).
+    #[serde(rename = "Audit Day Sealed")]
+    AuditDaySealed,
 }
 
 impl EventType {
@@ -67,6 +71,7 @@ impl EventType {
             Self::GrantExtended => "Grant Extended",
             Self::GrantExpiringSoon => "Grant Expiring Soon",
             Self::PolicyChanged => "Policy Changed",
+            Self::AuditDaySealed => "Audit Day Sealed",
         }
     }
 }
@@ -124,9 +129,14 @@ mod tests {
         assert_eq!(EventType::SyncCompleted.detail_type(), "Sync Completed");
         assert_eq!(EventType::DriftDetected.detail_type(), "Drift Detected");
         assert_eq!(EventType::PolicyChanged.detail_type(), "Policy Changed");
-        for t in
-            [EventType::GrantCreated, EventType::RevocationFailed, EventType::GrantFailed, EventType::PolicyChanged]
-        {
+        assert_eq!(EventType::AuditDaySealed.detail_type(), "Audit Day Sealed");
+        for t in [
+            EventType::GrantCreated,
+            EventType::RevocationFailed,
+            EventType::GrantFailed,
+            EventType::PolicyChanged,
+            EventType::AuditDaySealed,
+        ] {
             assert_eq!(serde_json::to_value(t).unwrap(), t.detail_type());
         }
         let event = GrantEvent::for_grant(
