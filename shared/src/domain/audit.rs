@@ -228,8 +228,8 @@ pub async fn seal_days(
         let seal = DaySeal::new(day, &records, previous.as_ref(), now);
         match store.put_seal(&seal).await {
             Ok(()) => {
-                // A copy outside the table, to compare the seal with (`SealAnchor`): the caller
-                // publishes it as an event too.
+                // Copies outside the table, to compare the seal with (`SealAnchor`): this log line
+                // and the event below.
                 tracing::info!(event = "audit_day_sealed", %day, records = seal.records, digest = %seal.digest,
                     prev = seal.prev.as_deref().unwrap_or_default(), sealed_at = %seal.sealed_at, hash = %seal.hash(),
                     "audit day sealed");

@@ -446,7 +446,8 @@ impl SimOrg {
     }
 }
 
-/// A count of at least `min` (`#[arg(value_parser = at_least(1))]`), said plainly when it is not.
+/// A count of at least `min`, said plainly when it is not: `#[arg(value_parser = at_least(1usize))]`,
+/// `min` typed as the field is (clap checks the parsed type only when the flag is read).
 pub fn at_least<T>(min: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
