@@ -19,6 +19,14 @@ PY_REQUIREMENTS="moto[server]==5.2.5 cargo-lambda==1.9.2"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# require_binaries NAME...: each is a built binary of the workspace's debug build, or it stops here.
+require_binaries() {
+  local name
+  for name in "$@"; do
+    [[ -x "$JIT_BIN/$name" ]] || { echo "no $JIT_BIN/$name: build it first (cargo test --workspace builds it)" >&2; exit 1; }
+  done
+}
+
 # ensure_python_env DIR "REQUIREMENTS" PURPOSE: a venv at DIR with exactly these pinned packages,
 # installed once (a stamp records what is there).
 ensure_python_env() {

@@ -5,6 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 ensure_rust
 ensure_venv
+# A full run rebuilds the workspace's crates anyway; incremental caches would add ~2 GB to target/.
+export CARGO_INCREMENTAL=0
 
 say "formatting and lints"
 cargo fmt --all --check
@@ -75,8 +77,11 @@ cargo test --workspace --locked
 
 say "the portal in headless Chromium: loads, no CSP violation, sign-in round trip, each page, end to end (tests/browser/)"
 ensure_browser_tools
-cargo build --locked -p integration-tests --bin portal-serve --bin e2e-stack
-export PORTAL_SERVE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/portal-serve"
+# `cargo test` has built them (a package's binaries are built for its integration tests): a
+# `cargo build -p integration-tests` here would resolve features apart from the workspace's and build
+# a second copy of the shared crate and its dependencies (minutes, and a GB of disk).
+require_binaries portal-serve e2e-stack soak
+export PORTAL_SERVE="$JIT_BIN/portal-serve"
 node tests/browser/smoke.mjs
 node tests/browser/pages.mjs
 # The real stack: moto (JIT_TEST_AWS_ENDPOINT), the simulator, the local issuer and API, the handlers.
@@ -87,5 +92,4 @@ ensure_fuzz_venv
 "$FUZZ_VENV/bin/python" tests/api/fuzz.py
 
 say "soak, short: 40 grants on the local stack under JumpCloud faults and an outage, then JumpCloud against the record (tests/integration/src/bin/soak.rs; by hand: --grants 10000)"
-cargo build --locked -p integration-tests --bin soak
 "$JIT_BIN/soak" --grants 40
