@@ -98,6 +98,66 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A fresh EventBridge bus whose events matching a pattern a rule copies to a fresh SQS queue:
+/// what the functions publish, read as a subscriber of the bus receives it.
+pub struct BusCopy {
+    /// The bus's name (the functions' `EVENT_BUS_NAME`).
+    pub name: String,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl BusCopy {
+    /// Makes the bus, the queue and the rule between them with `events` (a test may wrap the
+    /// client, to watch its calls) and an SQS client of `sdk`.
+    pub async fn new(sdk: &SdkConfig, events: &aws_sdk_eventbridge::Client, pattern: serde_json::Value) -> Self {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let name = unique("bus");
+        jit_shared::adapters::setup::ensure_event_bus(events, &name).await.expect("event bus created");
+        let queue_url = sqs.create_queue().queue_name(unique("copy")).send().await.expect("queue created").queue_url;
+        let queue_url = queue_url.expect("a queue URL");
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes");
+        let queue_arn = attributes.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).expect("queue ARN");
+        let rule = unique("copy");
+        let put = events.put_rule().name(&rule).event_bus_name(&name).event_pattern(pattern.to_string());
+        put.send().await.expect("rule created");
+        let target = aws_sdk_eventbridge::types::Target::builder().id("copy").arn(queue_arn).build().expect("target");
+        events.put_targets().rule(&rule).event_bus_name(&name).targets(target).send().await.expect("rule's target");
+        Self { name, sqs, queue_url }
+    }
+
+    /// The events delivered since the last call, each as the queue holds it.
+    pub async fn delivered(&self) -> Vec<serde_json::Value> {
+        let mut delivered = Vec::new();
+        loop {
+            let receive = self.sqs.receive_message().queue_url(&self.queue_url).max_number_of_messages(10);
+            let answer = receive.send().await.expect("messages received");
+            if answer.messages().is_empty() {
+                return delivered;
+            }
+            for message in answer.messages() {
+                let body = message.body().expect("a message body");
+                delivered.push(serde_json::from_str(body).unwrap_or_else(|e| panic!("{body}: {e}")));
+                let receipt = message.receipt_handle().expect("a receipt handle");
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .expect("deleted");
+            }
+        }
+    }
+}
+
 /// One test's slice of the local stack: its own table and its own secret tag on the shared moto.
 pub struct Stack {
     pub sdk: SdkConfig,

@@ -5,9 +5,9 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use integration_tests::{serial_proxy, unique, Stack};
+use integration_tests::{serial_proxy, BusCopy, Stack};
 use jit_shared::{
-    adapters::{dynamodb::DynamoGrantStore, eventbridge::EventBridgeBus, setup},
+    adapters::{dynamodb::DynamoGrantStore, eventbridge::EventBridgeBus},
     domain::audit::{seal_days, verify, verify_anchors, AuditScope, AuditVerification, SealAnchor},
     domain::model::{
         audit_chain::{ChainBreak, SealBreak},
@@ -74,47 +74,25 @@ impl Trail {
     /// a security team keeps outside the table.
     async fn bus(&self) -> SealBus {
         let events = aws_sdk_eventbridge::Client::new(&self.stack.sdk);
-        let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk);
-        let name = unique("bus");
-        setup::ensure_event_bus(&events, &name).await.unwrap();
-        let queue_url = sqs.create_queue().queue_name(unique("seals")).send().await.unwrap().queue_url.unwrap();
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap();
-        let queue_arn = attributes.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
-        let rule = unique("seals");
         let pattern = serde_json::json!({ "source": ["jit-access"], "detail-type": ["Audit Day Sealed"] });
-        events.put_rule().name(&rule).event_bus_name(&name).event_pattern(pattern.to_string()).send().await.unwrap();
-        let target = aws_sdk_eventbridge::types::Target::builder().id("seals").arn(queue_arn).build().unwrap();
-        events.put_targets().rule(&rule).event_bus_name(&name).targets(target).send().await.unwrap();
-        SealBus { adapter: EventBridgeBus::new(events, &name), sqs, queue_url }
+        let copy = BusCopy::new(&self.stack.sdk, &events, pattern).await;
+        SealBus { adapter: EventBridgeBus::new(events, &copy.name), copy }
     }
 }
 
 struct SealBus {
     adapter: EventBridgeBus,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    copy: BusCopy,
 }
 
 impl SealBus {
     /// The seals' copies delivered so far, each read from the event as delivered.
     async fn kept(&self) -> Vec<SealAnchor> {
-        let mut kept = Vec::new();
-        loop {
-            let answer =
-                self.sqs.receive_message().queue_url(&self.queue_url).max_number_of_messages(10).send().await.unwrap();
-            if answer.messages().is_empty() {
-                return kept;
-            }
-            for message in answer.messages() {
-                kept.push(SealAnchor::parse(message.body().unwrap()).expect("an Audit Day Sealed event"));
-            }
-        }
+        let delivered = self.copy.delivered().await;
+        delivered
+            .iter()
+            .map(|event| SealAnchor::parse(&event.to_string()).expect("an Audit Day Sealed event"))
+            .collect()
     }
 }
 

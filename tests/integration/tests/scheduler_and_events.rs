@@ -18,7 +18,7 @@ use aws_sdk_eventbridge::{
 };
 use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindowMode, ScheduleState};
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
-use integration_tests::{aws_endpoint, sdk_config, unique, workspace_root};
+use integration_tests::{sdk_config, unique, workspace_root, BusCopy};
 use jit_schedule_runner::{DeliveryOutcome, FunctionNames, LocalLambda, RunOptions, ScheduleRunner, SWEEP_INPUT};
 use jit_shared::{
     adapters::eventbridge::EventBridgeBus,
@@ -338,73 +338,25 @@ impl Intercept for PutEventsSpy {
 }
 
 struct Bus {
-    name: String,
     events: aws_sdk_eventbridge::Client,
     spy: PutEventsSpy,
-    queue_url: String,
-}
-
-/// SQS over its JSON protocol (moto reads the service from the credential scope; it checks no signature).
-async fn sqs(action: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(aws_endpoint())
-        .header("X-Amz-Target", format!("AmazonSQS.{action}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("SQS request");
-    let status = response.status();
-    let text = response.text().await.expect("SQS answer");
-    assert!(status.is_success(), "SQS {action}: {status} {text}");
-    json_of(&text)
+    copy: BusCopy,
 }
 
 impl Bus {
     /// A bus whose `jit-access` events a rule copies to a fresh queue.
     async fn new() -> Self {
         let sdk = sdk_config().await;
-        let name = unique("bus");
         let spy = PutEventsSpy::default();
         let events = aws_sdk_eventbridge::Client::from_conf(
             aws_sdk_eventbridge::config::Builder::from(&sdk).interceptor(spy.clone()).build(),
         );
-        setup::ensure_event_bus(&events, &name).await.unwrap();
-        let queue_url = sqs("CreateQueue", json!({ "QueueName": unique("q") })).await["QueueUrl"]
-            .as_str()
-            .expect("queue url")
-            .to_owned();
-        let queue_arn = sqs("GetQueueAttributes", json!({ "QueueUrl": queue_url, "AttributeNames": ["QueueArn"] }))
-            .await["Attributes"]["QueueArn"]
-            .as_str()
-            .expect("queue arn")
-            .to_owned();
-        let rule = unique("rule");
-        events
-            .put_rule()
-            .name(&rule)
-            .event_bus_name(&name)
-            .event_pattern(json!({ "source": ["jit-access"] }).to_string())
-            .send()
-            .await
-            .unwrap();
-        events
-            .put_targets()
-            .rule(&rule)
-            .event_bus_name(&name)
-            .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(queue_arn).build().unwrap())
-            .send()
-            .await
-            .unwrap();
-        Self { name, events, spy, queue_url }
+        let copy = BusCopy::new(&sdk, &events, json!({ "source": ["jit-access"] })).await;
+        Self { events, spy, copy }
     }
 
     fn adapter(&self) -> EventBridgeBus {
-        EventBridgeBus::new(self.events.clone(), &self.name)
+        EventBridgeBus::new(self.events.clone(), &self.copy.name)
     }
 
     fn calls(&self) -> Vec<usize> {
@@ -413,15 +365,7 @@ impl Bus {
 
     /// Every event the rule delivered so far.
     async fn delivered(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        loop {
-            let answer = sqs("ReceiveMessage", json!({ "QueueUrl": self.queue_url, "MaxNumberOfMessages": 10 })).await;
-            let messages = answer["Messages"].as_array().cloned().unwrap_or_default();
-            if messages.is_empty() {
-                return out;
-            }
-            out.extend(messages.iter().map(|m| json_of(m["Body"].as_str().expect("message body"))));
-        }
+        self.copy.delivered().await
     }
 }
 

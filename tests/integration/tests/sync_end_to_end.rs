@@ -1,8 +1,15 @@
 //! Sync end to end: the real `sync` handler, the JumpCloud simulator, moto's server, the real SDK.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::{event, http_event, http_response, lambda_event, Stack};
-use jit_shared::handlers::sync::SyncHandler;
+use chrono::{Duration, Utc};
+use integration_tests::{event, http_event, http_response, lambda_event, BusCopy, Stack};
+use jit_shared::{
+    adapters::dynamodb::DynamoGrantStore,
+    domain::audit::{verify, verify_anchors, AuditScope, SealAnchor},
+    domain::model::{sample_grant, AuditAction, AuditOutcome, AuditRecord},
+    handlers::sync::SyncHandler,
+    ports::GrantStore,
+};
 use jumpcloud_sim::{Group, MembershipMethod, Org, RunningSimulator, Simulator, User, UserState};
 use serde_json::Value;
 use std::{
@@ -259,6 +266,40 @@ async fn a_bad_integration_is_reported_while_another_syncs_and_no_key_is_logged(
         let status_item = format!("{:?}", stack.item("INTEGRATION#broken", "SYNC").await);
         assert!(!status_item.contains(secret), "a key reached the store");
     }
+}
+
+/// The scheduled full sync seals the audit trail's finished days and publishes each seal (`Audit
+/// Day Sealed`): the copy outside the table that `jitctl audit verify --anchors` compares it with.
+#[tokio::test]
+async fn the_scheduled_sync_seals_finished_audit_days_and_publishes_each_seal() {
+    let stack = Stack::new().await;
+    let (org, _) = seeded_org(KEY);
+    let sim = Simulator::start(vec![org]).await.unwrap();
+    stack.integration("corp", KEY).await;
+    let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
+    let pattern = serde_json::json!({ "source": ["jit-access"], "detail-type": ["Audit Day Sealed"] });
+    let copy = BusCopy::new(&stack.sdk, &events, pattern).await;
+    let config = stack.config(&sim.url(), &[("EVENT_BUS_NAME", copy.name.as_str())]);
+    let h = SyncHandler::from_config(&stack.sdk, &config).unwrap();
+    // A grant's record of yesterday: a finished day, not sealed yet.
+    let store = DynamoGrantStore::new(stack.dynamodb.clone(), &stack.table);
+    let yesterday = Utc::now() - Duration::days(1);
+    let record = AuditRecord::new(&sample_grant(), yesterday, "tester", AuditAction::Created, AuditOutcome::Succeeded);
+    store.append_audit(&[record]).await.unwrap();
+
+    let scheduled = h.handle(lambda_event(event("sync-schedule.json"))).await.unwrap();
+
+    assert_eq!(scheduled["integrations"][0]["status"], "succeeded", "{scheduled}");
+    let kept: Vec<SealAnchor> =
+        copy.delivered().await.iter().map(|e| SealAnchor::parse(&e.to_string()).expect("a seal's event")).collect();
+    assert_eq!(kept.first().map(|a| a.day), Some(yesterday.date_naive()), "{kept:?}");
+    let mut report = verify(&store, &AuditScope::Since(yesterday), Utc::now(), &mut |_| {}).await.unwrap();
+    verify_anchors(&store, &kept, &mut report).await.unwrap();
+    assert!(report.intact(), "{report:?}");
+    assert_eq!(report.anchors, kept.len(), "each stored seal is the one its event names");
+
+    h.handle(lambda_event(event("sync-schedule.json"))).await.unwrap();
+    assert_eq!(copy.delivered().await, Vec::<Value>::new(), "a day is sealed, and published, once");
 }
 
 #[tokio::test]
