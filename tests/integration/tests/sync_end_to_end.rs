@@ -4,8 +4,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
 use integration_tests::{event, http_event, http_response, lambda_event, BusCopy, Stack};
 use jit_shared::{
-    adapters::dynamodb::DynamoGrantStore,
-    domain::audit::{verify, verify_anchors, AuditScope, SealAnchor},
+    adapters::{dynamodb::DynamoGrantStore, eventbridge::EventBridgeBus},
+    domain::audit::{seal_days, verify, verify_anchors, AuditScope, SealAnchor, SEAL_AFTER},
     domain::model::{sample_grant, AuditAction, AuditOutcome, AuditRecord},
     handlers::sync::SyncHandler,
     ports::GrantStore,
@@ -281,25 +281,43 @@ async fn the_scheduled_sync_seals_finished_audit_days_and_publishes_each_seal() 
     let copy = BusCopy::new(&stack.sdk, &events, pattern).await;
     let config = stack.config(&sim.url(), &[("EVENT_BUS_NAME", copy.name.as_str())]);
     let h = SyncHandler::from_config(&stack.sdk, &config).unwrap();
-    // A grant's record of yesterday: a finished day, not sealed yet.
+    // A grant's record on the last finished day the handler's clock can seal, and the day before
+    // it sealed already: the handler's run seals from that day on (whatever the time of day).
     let store = DynamoGrantStore::new(stack.dynamodb.clone(), &stack.table);
-    let yesterday = Utc::now() - Duration::days(1);
-    let record = AuditRecord::new(&sample_grant(), yesterday, "tester", AuditAction::Created, AuditOutcome::Succeeded);
+    let day = (Utc::now() - SEAL_AFTER - Duration::days(1)).date_naive();
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let record = AuditRecord::new(
+        &sample_grant(),
+        midnight + Duration::hours(12),
+        "tester",
+        AuditAction::Created,
+        AuditOutcome::Succeeded,
+    );
     store.append_audit(&[record]).await.unwrap();
+    let before =
+        seal_days(&store, &EventBridgeBus::new(events.clone(), &copy.name), midnight + SEAL_AFTER).await.unwrap();
+    assert_eq!(before.iter().map(|s| s.day).collect::<Vec<_>>(), vec![day.pred_opt().unwrap()]);
+    copy.delivered().await;
 
     let scheduled = h.handle(lambda_event(event("sync-schedule.json"))).await.unwrap();
 
     assert_eq!(scheduled["integrations"][0]["status"], "succeeded", "{scheduled}");
-    let kept: Vec<SealAnchor> =
-        copy.delivered().await.iter().map(|e| SealAnchor::parse(&e.to_string()).expect("a seal's event")).collect();
-    assert_eq!(kept.first().map(|a| a.day), Some(yesterday.date_naive()), "{kept:?}");
-    let mut report = verify(&store, &AuditScope::Since(yesterday), Utc::now(), &mut |_| {}).await.unwrap();
+    let anchors = |delivered: Vec<Value>| -> Vec<SealAnchor> {
+        delivered.iter().map(|e| SealAnchor::parse(&e.to_string()).expect("a seal's event")).collect()
+    };
+    let kept = anchors(copy.delivered().await);
+    assert_eq!(kept.first().map(|a| a.day), Some(day), "{kept:?}");
+    let mut report = verify(&store, &AuditScope::Since(midnight), Utc::now(), &mut |_| {}).await.unwrap();
     verify_anchors(&store, &kept, &mut report).await.unwrap();
     assert!(report.intact(), "{report:?}");
     assert_eq!(report.anchors, kept.len(), "each stored seal is the one its event names");
 
     h.handle(lambda_event(event("sync-schedule.json"))).await.unwrap();
-    assert_eq!(copy.delivered().await, Vec::<Value>::new(), "a day is sealed, and published, once");
+    let again = anchors(copy.delivered().await);
+    assert!(
+        again.iter().all(|a| kept.iter().all(|k| k.day != a.day)),
+        "a day is sealed, and published, once: {again:?}"
+    );
 }
 
 #[tokio::test]
