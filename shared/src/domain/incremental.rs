@@ -19,6 +19,7 @@ use crate::{
     clock::Clock,
     config::DirectoryPolicy,
     domain::{
+        drift_watch::{self, DriftWatch},
         grant::GrantContext,
         model::{DirectoryChanges, DirectoryGroup, DirectoryUser, LeaseKey, Membership, ObjectId},
         outside::{self, Added, Outside},
@@ -26,8 +27,8 @@ use crate::{
         sync::{full_sync, IntegrationOutcome, SyncContext, SYNC_CLAIM},
     },
     ports::{
-        Directory, DirectoryChange, DirectoryError, DirectoryInsights, DirectoryProvider, DirectoryStore,
-        IntegrationCatalog, SecretsError, SourceUser, StoreError, SyncState,
+        Directory, DirectoryChange, DirectoryError, DirectoryEvent, DirectoryInsights, DirectoryProvider,
+        DirectoryStore, IntegrationCatalog, SecretsError, SourceUser, StoreError, SyncState,
     },
 };
 use chrono::{DateTime, Duration, Utc};
@@ -65,6 +66,9 @@ pub enum IncrementalOutcome {
     Applied(IncrementalReport),
     /// A full sync of the integration is running, or began during the run: this run stored nothing.
     FullSyncRunning,
+    /// A full sync of the integration is running: this run stored nothing, and removed what
+    /// `remove_outside` rules say was added outside the product meanwhile (`domain::drift_watch`).
+    Watched(DriftWatch),
     /// Only a full sync can bring the stored directory up to date.
     FullSyncNeeded {
         reason: String,
@@ -111,10 +115,21 @@ pub async fn sync_incremental(
     // A running full sync's claim lapses (it died): then it no longer holds the incremental back.
     let running = |s: &crate::ports::SyncStatus| s.state == SyncState::Running && s.started_at + SYNC_CLAIM > now;
     let status_at_start = ctx.store.sync_status(integration).await?;
-    if status_at_start.as_ref().is_some_and(running) {
+    let full_sync_running = status_at_start.as_ref().is_some_and(running);
+    if full_sync_running && ctx.grants.is_none() {
         return Ok(IncrementalOutcome::FullSyncRunning);
     }
-    let Some(cursor) = ctx.store.event_cursor(integration).await? else {
+    let cursor = ctx.store.event_cursor(integration).await?;
+    if full_sync_running {
+        // Without a cursor the running sync is the integration's first: nothing to watch for yet.
+        return Ok(match (ctx.grants, cursor) {
+            (Some(grants), Some(cursor)) => IncrementalOutcome::Watched(
+                drift_watch::watch(ctx, grants, integration, cursor, directory, insights).await?,
+            ),
+            _ => IncrementalOutcome::FullSyncRunning,
+        });
+    }
+    let Some(cursor) = cursor else {
         return needed("no event cursor yet: a full sync sets it".into());
     };
     if cursor < now - RETENTION + OVERLAP {
@@ -133,8 +148,7 @@ pub async fn sync_incremental(
     }
     let mut users = BTreeSet::new();
     let mut groups = BTreeSet::new();
-    // The last word on each membership: (time, event id, added).
-    let mut memberships: BTreeMap<(String, String), (DateTime<Utc>, String, bool)> = BTreeMap::new();
+    let memberships = last_words(&batch.events);
     for event in &batch.events {
         match &event.change {
             DirectoryChange::User { id } | DirectoryChange::UserDeleted { id } => {
@@ -143,14 +157,7 @@ pub async fn sync_incremental(
             DirectoryChange::Group { id } | DirectoryChange::GroupDeleted { id } => {
                 groups.insert(id.clone());
             }
-            DirectoryChange::Membership { group_id, user_id, added } => {
-                let word = (event.at, event.id.clone(), *added);
-                let last = memberships.entry((group_id.clone(), user_id.clone())).or_insert_with(|| word.clone());
-                if (&word.0, &word.1) > (&last.0, &last.1) {
-                    *last = word;
-                }
-            }
-            DirectoryChange::Unrelated => {}
+            DirectoryChange::Membership { .. } | DirectoryChange::Unrelated => {}
             DirectoryChange::NotUnderstood { event_type } => {
                 return needed(format!("event type {event_type:?} is not understood"));
             }
@@ -455,6 +462,22 @@ pub async fn sync_incremental(
 /// Objects whose reads run at once in one run.
 const READ_CONCURRENCY: usize = 16;
 
+/// The last word of the events on each membership they name, `(group id, user id)` to `(time,
+/// event id, added)`: the latest by time (then id) wins, so order and duplicates do not matter.
+pub(crate) fn last_words(events: &[DirectoryEvent]) -> BTreeMap<(String, String), (DateTime<Utc>, String, bool)> {
+    let mut memberships: BTreeMap<(String, String), (DateTime<Utc>, String, bool)> = BTreeMap::new();
+    for event in events {
+        if let DirectoryChange::Membership { group_id, user_id, added } = &event.change {
+            let word = (event.at, event.id.clone(), *added);
+            let last = memberships.entry((group_id.clone(), user_id.clone())).or_insert_with(|| word.clone());
+            if (&word.0, &word.1) > (&last.0, &last.1) {
+                *last = word;
+            }
+        }
+    }
+    memberships
+}
+
 /// A named user or group, as read again.
 enum Named<T> {
     /// As stored: nothing to write.
@@ -542,9 +565,12 @@ async fn resolve_manager(
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum IncrementalIntegrationOutcome {
     Applied(IncrementalReport),
-    /// A full sync of it was running: nothing done.
+    /// A full sync of it was running: nothing stored; with the lifecycle's ports, what the run
+    /// did against memberships added outside the product meanwhile (`domain::drift_watch`).
     FullSyncRunning {
         integration: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        watch: Option<DriftWatch>,
     },
     /// The events could not bring it up to date: a full sync ran instead.
     FellBack {
@@ -595,7 +621,12 @@ pub async fn sync_incremental_all(
         let incremental = IncrementalContext { store: ctx.store, policy: ctx.policy, clock: ctx.clock, grants: ctx.grants };
         match sync_incremental(&incremental, &name, directory.as_ref(), insights.as_ref()).await {
             Ok(IncrementalOutcome::Applied(report)) => IncrementalIntegrationOutcome::Applied(report),
-            Ok(IncrementalOutcome::FullSyncRunning) => IncrementalIntegrationOutcome::FullSyncRunning { integration: name },
+            Ok(IncrementalOutcome::FullSyncRunning) => {
+                IncrementalIntegrationOutcome::FullSyncRunning { integration: name, watch: None }
+            }
+            Ok(IncrementalOutcome::Watched(watch)) => {
+                IncrementalIntegrationOutcome::FullSyncRunning { integration: name, watch: Some(watch) }
+            }
             Ok(IncrementalOutcome::FullSyncNeeded { reason }) => {
                 let last_began = match ctx.store.sync_status(&name).await {
                     Ok(status) => status.map(|s| s.started_at),

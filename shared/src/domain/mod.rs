@@ -1,6 +1,7 @@
 //! What the product does, over the ports only: no network here, every path testable in memory.
 
 pub mod audit;
+pub mod drift_watch;
 pub mod extension;
 pub mod fanout;
 #[cfg(test)]

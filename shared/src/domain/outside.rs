@@ -41,12 +41,39 @@ pub struct Added<'a> {
 
 /// Judges one membership added outside a grant (see the module's comment).
 pub async fn judge(ctx: &GrantContext<'_>, directory: &dyn Directory, added: &Added<'_>) -> Result<Outside, String> {
-    let key = &added.key;
+    match jit_only_rule(ctx, added).await? {
+        Some(rule) => judge_under(ctx, directory, added, rule).await,
+        None => Ok(Outside::NotDrift),
+    }
+}
+
+/// What a `jit_only` rule says of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitOnlyRule {
+    /// The rule's place in the policy (from 0).
+    pub index: usize,
+    pub remove_outside: bool,
+}
+
+/// The `jit_only` rule that covers the membership's group under the current policy, if any.
+pub async fn jit_only_rule(ctx: &GrantContext<'_>, added: &Added<'_>) -> Result<Option<JitOnlyRule>, String> {
     let policy = ctx.policies.current().await.map_err(|e| e.to_string())?;
-    let group = GroupRef { id: &key.group_id, name: added.group_name };
-    let Some(rule) = policy.as_ref().and_then(|p| p.policy.rule_for(&group)).filter(|r| r.jit_only) else {
-        return Ok(Outside::NotDrift);
-    };
+    let group = GroupRef { id: &added.key.group_id, name: added.group_name };
+    Ok(policy
+        .as_ref()
+        .and_then(|p| p.policy.rule_for(&group))
+        .filter(|r| r.jit_only)
+        .map(|r| JitOnlyRule { index: r.index, remove_outside: r.remove_outside }))
+}
+
+/// Judges one membership added outside a grant to a group `rule` covers.
+pub async fn judge_under(
+    ctx: &GrantContext<'_>,
+    directory: &dyn Directory,
+    added: &Added<'_>,
+    rule: JitOnlyRule,
+) -> Result<Outside, String> {
+    let key = &added.key;
     let (rule_index, remove) = (rule.index, rule.remove_outside);
     let hold = LeaseHold { key: key.clone(), owner: format!("sync:{}", uuid::Uuid::new_v4()) };
     let lease = ctx

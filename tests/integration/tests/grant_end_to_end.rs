@@ -360,3 +360,46 @@ async fn the_portals_reads_find_the_audit_trail_and_sync_status_in_dynamodb() {
     let (status, me) = call_grant(&w, at("me-get.json", "/me", "GET")).await;
     assert_eq!((status, &me["admin"]), (200, &Value::Bool(true)), "{me}");
 }
+
+/// While a full sync of the integration runs (its claim held in DynamoDB: in a large organization
+/// the daily fanned-out sync holds it for an hour or more), the incremental run stores nothing but
+/// still removes a membership added outside the product to a `remove_outside` group, from the
+/// simulator's event, within the run; the simulator's event of that removal keeps the next run quiet.
+#[tokio::test]
+async fn while_a_full_sync_runs_the_incremental_run_removes_an_outside_add_under_remove_outside() {
+    use jit_shared::{
+        adapters::dynamodb::DynamoStore,
+        clock::Clock,
+        domain::model::DRIFT_AUDIT_ID,
+        ports::{DirectoryStore, SyncStatus},
+    };
+    let w = world().await;
+    w.functions.sync_now().await;
+    let document = "version: 1\nrules:\n  - groups: [\"prod-db-admins\"]\n    eligible: everyone\n    max_duration: 4h\n    jit_only: true\n    remove_outside: true\n";
+    w.functions.apply_policy(document).await;
+    let store = DynamoStore::new(w.stack.dynamodb.clone(), &w.stack.table);
+    let running = SyncStatus::running("corp", w.clock.now());
+    assert!(store.claim_sync(&running, running.started_at + chrono::Duration::hours(1)).await.unwrap().is_none());
+    let cursor = store.event_cursor("corp").await.unwrap();
+    w.clock.advance(chrono::Duration::minutes(1));
+    w.sim.handle().org(0).add_member(&w.db, &w.bob).unwrap();
+
+    let incremental = || async { w.functions.sync.handle(lambda_event(event("sync-incremental.json"))).await.unwrap() };
+    let run = incremental().await;
+    let outcome = &run["integrations"][0];
+    assert_eq!(outcome["status"], "full_sync_running", "{run}");
+    assert_eq!(outcome["watch"]["removed"], serde_json::json!([[w.db, w.bob]]), "{run}");
+    assert!(!member(&w, &w.bob), "removed in JumpCloud within the run");
+    let trail = w.grant.lifecycle.store.audit_for(DRIFT_AUDIT_ID).await.unwrap();
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert!(trail[0].detail.as_deref().unwrap().ends_with("removed"), "{trail:?}");
+    assert!(!store.is_member("corp", &w.db, &w.bob).await.unwrap(), "not stored");
+    assert_eq!(store.event_cursor("corp").await.unwrap(), cursor, "the cursor is the full sync's to set");
+
+    // The next run reads the add again and the product's removal after it: nothing to judge.
+    w.clock.advance(chrono::Duration::minutes(1));
+    let again = incremental().await;
+    let watch = &again["integrations"][0]["watch"];
+    assert_eq!((watch["events"].as_u64(), watch["judged"].as_u64()), (Some(2), Some(0)), "{again}");
+    assert_eq!(w.grant.lifecycle.store.audit_for(DRIFT_AUDIT_ID).await.unwrap().len(), 1);
+}

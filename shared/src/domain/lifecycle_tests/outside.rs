@@ -309,3 +309,120 @@ async fn a_fanned_out_sync_reconciles_grants_against_what_its_parts_stored() {
     assert_eq!(report["missing"], serde_json::json!([grant.id]), "{report}");
     assert!(w.store.grant(&grant.id).unwrap().membership_missing);
 }
+
+/// JumpCloud's event of a membership change (as Directory Insights logs every add and removal,
+/// the product's own included).
+fn logged(w: &World, group: &str, user: &str, added: bool) {
+    let mut events = w.jc.events.lock().unwrap();
+    let id = format!("e{}", events.len());
+    events.push(DirectoryEvent {
+        id,
+        at: w.clock.now(),
+        change: DirectoryChange::Membership { group_id: group.into(), user_id: user.into(), added },
+    });
+}
+
+/// An incremental run while a full sync runs: what it did against additions outside the product.
+async fn watch_run(w: &World) -> crate::domain::drift_watch::DriftWatch {
+    let policy = DirectoryPolicy::default();
+    let grants = w.ctx();
+    let ctx = IncrementalContext { store: &w.synced, policy: &policy, clock: &w.clock, grants: Some(&grants) };
+    match sync_incremental(&ctx, "corp", w.jc.as_ref(), w.jc.as_ref()).await.expect("incremental run") {
+        IncrementalOutcome::Watched(watch) => watch,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn while_a_fanned_out_sync_runs_an_outside_add_under_remove_outside_is_removed_within_a_run() {
+    use crate::domain::fanout::{run_part, FanOut};
+    use crate::domain::sync::{full_sync, IntegrationOutcome};
+    use crate::testing::{MemoryQueue, MemoryRuns};
+    let w = synced(&format!("{JIT_ONLY}    remove_outside: true\n")).await;
+    let grant = w.grant("alice@corp.com", "1h").await;
+    logged(&w, "g1", "u1", true);
+    // The daily full sync fans out; its first part is done when bob is added outside the product.
+    let policy = DirectoryPolicy::default();
+    let grants = w.ctx();
+    let (queue, runs) = (MemoryQueue::default(), MemoryRuns::default());
+    let fanout = FanOut { users_per_part: 1, groups_per_part: 1, ..FanOut::new(&queue, &runs, 0) };
+    let ctx = SyncContext {
+        grants: Some(&grants),
+        fanout: Some(&fanout),
+        ..SyncContext::directory_only(&w.synced, &policy, &w.clock)
+    };
+    let began = w.clock.now();
+    assert!(matches!(full_sync(&ctx, "corp", w.jc.as_ref()).await, IntegrationOutcome::FannedOut(_)));
+    run_part(&ctx, &fanout, &queue.take().expect("a part"), w.jc.as_ref(), 1).await.expect("part");
+    w.advance(Duration::minutes(1));
+    added_in_jumpcloud(&w, "g1", "u2");
+    let (cursor, writes) = (w.synced.event_cursor("corp").await.unwrap(), w.synced.item_writes());
+
+    let watch = watch_run(&w).await;
+    assert_eq!(watch.removed, vec![("g1".to_owned(), "u2".to_owned())], "{watch:?}");
+    assert!(watch.failures.is_empty(), "{watch:?}");
+    assert!(!w.jc.is_member("g1", "u2"), "removed in JumpCloud within the run");
+    assert!(w.jc.is_member("g1", "u1"), "the grant's own membership is no drift");
+    assert_eq!(w.status(&grant.id), GrantStatus::Active);
+    let events = drift_events(&w);
+    assert_eq!((events.len(), &events[0]["removed"]), (1, &serde_json::json!(true)));
+    assert_eq!(w.store.audit_for(DRIFT_AUDIT_ID).await.unwrap().len(), 1, "audited");
+    assert_eq!(w.synced.item_writes(), writes, "nothing stored over the full sync's reads");
+    assert_eq!(w.synced.event_cursor("corp").await.unwrap(), cursor, "nor the cursor moved");
+    logged(&w, "g1", "u2", false);
+
+    // The next run's window reads the add again: gone, so nothing more is reported.
+    w.advance(Duration::minutes(1));
+    let again = watch_run(&w).await;
+    assert!(again.removed.is_empty(), "{again:?}");
+    // The full sync's other parts, then the first incremental run after it: nothing more either.
+    while let Some(message) = queue.take() {
+        run_part(&ctx, &fanout, &message, w.jc.as_ref(), 1).await.expect("part");
+    }
+    assert_eq!(w.synced.event_cursor("corp").await.unwrap(), Some(began), "the full sync ended");
+    w.advance(Duration::minutes(1));
+    assert!(run(&w).await.added_outside.is_empty());
+    assert_eq!(drift_events(&w).len(), 1, "reported once");
+    assert!(!w.synced.is_member("corp", "g1", "u2").await.unwrap());
+    assert!(w.synced.is_member("corp", "g1", "u1").await.unwrap());
+}
+
+#[tokio::test]
+async fn while_a_full_sync_runs_a_report_only_add_is_left_to_it_and_reported_once() {
+    let w = synced(JIT_ONLY).await;
+    let running = crate::ports::SyncStatus::running("corp", w.clock.now());
+    w.synced.put_sync_status(&running).await.unwrap();
+    added_in_jumpcloud(&w, "g1", "u2");
+    // And to a group no rule marks: not judged at all.
+    w.jc.set_member("g3", "u10");
+    logged(&w, "g3", "u10", true);
+    let watch = watch_run(&w).await;
+    assert_eq!((watch.events, watch.judged, watch.left_to_full_sync), (2, 1, 1), "{watch:?}");
+    assert!(watch.removed.is_empty());
+    assert!(drift_events(&w).is_empty(), "not reported now: it would be again by the full sync");
+    assert!(w.jc.is_member("g1", "u2"), "left in place");
+
+    // The full sync (its reads after the add) reports it; the run after it does not again.
+    w.synced
+        .put_sync_status(&crate::ports::SyncStatus { state: crate::ports::SyncState::Succeeded, ..running })
+        .await
+        .unwrap();
+    w.advance(Duration::minutes(1));
+    assert_eq!(full_sync(&w).await.added_outside, vec![("g1".to_owned(), "u2".to_owned(), false)]);
+    w.advance(Duration::minutes(1));
+    assert!(run(&w).await.added_outside.is_empty());
+    assert_eq!(drift_events(&w).len(), 1, "reported once");
+}
+
+#[tokio::test]
+async fn while_a_full_sync_runs_a_group_created_meanwhile_is_known_by_its_name() {
+    // prod-db-admins created in JumpCloud after the stored directory was (a second group of the
+    // name, say), and given a member outside the product: its rule is known by the name read.
+    let w = synced(&format!("{JIT_ONLY}    remove_outside: true\n")).await;
+    w.jc.groups.lock().unwrap().push(crate::testing::FakeDirectory::group("g9", "prod-db-admins"));
+    w.synced.put_sync_status(&crate::ports::SyncStatus::running("corp", w.clock.now())).await.unwrap();
+    added_in_jumpcloud(&w, "g9", "u2");
+    let watch = watch_run(&w).await;
+    assert_eq!(watch.removed, vec![("g9".to_owned(), "u2".to_owned())], "{watch:?}");
+    assert!(!w.jc.is_member("g9", "u2"));
+}
