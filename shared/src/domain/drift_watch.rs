@@ -99,7 +99,7 @@ pub async fn watch(
         }
         match outside::judge_under(grants, directory, &added, rule).await {
             Ok(Outside::Removed) => report.removed.push((group_id, user_id)),
-            Ok(Outside::NotDrift | Outside::Reported) => {}
+            Ok(Outside::NotDrift | Outside::Reported | Outside::Gone) => {}
             Err(e) => report.failures.push(format!("judging {user_id} added to {group_name}: {e}")),
         }
     }

@@ -385,6 +385,8 @@ pub async fn sync_incremental(
             };
             match outside::judge(grants, directory, &added).await {
                 Ok(Outside::NotDrift) => {}
+                // Its removal's event, if not read yet, finds nothing to delete.
+                Ok(Outside::Gone) => changes.put_memberships.retain(|m| m != &membership(&group.id, &user.id)),
                 Ok(Outside::Reported) => added_outside.push((group.id.clone(), user.id.clone(), false)),
                 Ok(Outside::Removed) => {
                     changes.put_memberships.retain(|m| m != &membership(&group.id, &user.id));

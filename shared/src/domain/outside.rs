@@ -26,6 +26,9 @@ use serde_json::json;
 pub enum Outside {
     /// Not drift: no `jit_only` rule covers the group, or a grant holds or found the membership.
     NotDrift,
+    /// JumpCloud no longer has the membership (removed again by hand, or a grant's own that has
+    /// ended): nothing to report, and nothing to store.
+    Gone,
     /// Reported, left in place (the rule does not say `remove_outside`).
     Reported,
     /// Reported and removed from JumpCloud.
@@ -87,13 +90,13 @@ pub async fn judge_under(
         match directory.remove_member(&key.group_id, &key.user_id).await {
             Ok(RemoveOutcome::Removed) => Ok(Outside::Removed),
             // Gone already (removed again by hand): nothing to report.
-            Ok(RemoveOutcome::NotMember) => Ok(Outside::NotDrift),
+            Ok(RemoveOutcome::NotMember) => Ok(Outside::Gone),
             Err(e) => Err(format!("removing {} from {}: {e}", key.user_id, added.group_name)),
         }
     } else {
         match directory.groups_of_user(&key.user_id).await {
             Ok(groups) if groups.contains(&key.group_id) => Ok(Outside::Reported),
-            Ok(_) | Err(crate::ports::DirectoryError::NotFound { .. }) => Ok(Outside::NotDrift),
+            Ok(_) | Err(crate::ports::DirectoryError::NotFound { .. }) => Ok(Outside::Gone),
             Err(e) => Err(format!("reading the groups of {}: {e}", key.user_id)),
         }
     };
@@ -101,7 +104,7 @@ pub async fn judge_under(
         tracing::error!(error = %e, "could not release a lease lock (it expires by itself)");
     }
     let outcome = outcome?;
-    if outcome == Outside::NotDrift {
+    if matches!(outcome, Outside::NotDrift | Outside::Gone) {
         return Ok(outcome);
     }
     let who = added.user_email.unwrap_or(&key.user_id);

@@ -320,6 +320,9 @@ async fn judge_added_outside(
         let (group_id, user_id) = (group.id.clone(), membership.user_id.to_string());
         match outside::judge(grants, directory, &added).await {
             Ok(Outside::NotDrift) => {}
+            Ok(Outside::Gone) => {
+                snapshot.memberships.remove(&membership);
+            }
             Ok(Outside::Reported) => report.added_outside.push((group_id, user_id, false)),
             Ok(Outside::Removed) => {
                 snapshot.memberships.remove(&membership);

@@ -237,6 +237,7 @@ impl Judging<'_> {
         let added = Added { key, group_name: &group.name, user_email };
         match outside::judge(self.grants, directory, &added).await {
             Ok(Outside::NotDrift) => Ok(true),
+            Ok(Outside::Gone) => Ok(false),
             Ok(Outside::Reported) => {
                 report.added_outside.push((group_id.to_owned(), user_id.to_owned(), false));
                 Ok(true)

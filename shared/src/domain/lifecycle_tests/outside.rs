@@ -142,6 +142,73 @@ async fn a_grants_membership_ended_before_the_run_read_its_add_is_not_drift() {
     assert!(report.added_outside.is_empty(), "{report:?}");
     assert!(drift_events(&w).is_empty());
     assert!(w.store.audit_for(DRIFT_AUDIT_ID).await.unwrap().is_empty());
+    assert!(!w.synced.is_member("corp", "g1", "u2").await.unwrap(), "gone from JumpCloud: not stored either");
+}
+
+/// JumpCloud as the full sync lists it, where `member` is removed by hand after the listing and
+/// before the judgement.
+struct RemovedByHand<'a> {
+    inner: &'a crate::testing::FakeDirectory,
+    member: (&'a str, &'a str),
+}
+
+#[async_trait::async_trait]
+impl crate::ports::Directory for RemovedByHand<'_> {
+    async fn list_users(&self) -> Result<Vec<crate::ports::SourceUser>, crate::ports::DirectoryError> {
+        self.inner.list_users().await
+    }
+    async fn list_groups(&self) -> Result<Vec<crate::ports::SourceGroup>, crate::ports::DirectoryError> {
+        self.inner.list_groups().await
+    }
+    async fn list_group_members(&self, group_id: &str) -> Result<Vec<String>, crate::ports::DirectoryError> {
+        self.inner.list_group_members(group_id).await
+    }
+    async fn groups_of_user(&self, user_id: &str) -> Result<Vec<String>, crate::ports::DirectoryError> {
+        self.inner.unset_member(self.member.0, self.member.1);
+        self.inner.groups_of_user(user_id).await
+    }
+    async fn find_user(&self, key: &str) -> Result<crate::ports::SourceUser, crate::ports::DirectoryError> {
+        self.inner.find_user(key).await
+    }
+    async fn find_group(&self, key: &str) -> Result<crate::ports::SourceGroup, crate::ports::DirectoryError> {
+        self.inner.find_group(key).await
+    }
+    async fn add_member(&self, g: &str, u: &str) -> Result<crate::ports::AddOutcome, crate::ports::AddError> {
+        self.inner.add_member(g, u).await
+    }
+    async fn remove_member(
+        &self,
+        g: &str,
+        u: &str,
+    ) -> Result<crate::ports::RemoveOutcome, crate::ports::DirectoryError> {
+        self.inner.unset_member(self.member.0, self.member.1);
+        self.inner.remove_member(g, u).await
+    }
+}
+
+#[tokio::test]
+async fn an_outside_add_removed_by_hand_before_the_full_sync_judges_it_is_neither_reported_nor_stored() {
+    for policy in [JIT_ONLY.to_owned(), format!("{JIT_ONLY}    remove_outside: true\n")] {
+        let w = synced(&policy).await;
+        w.jc.set_member("g1", "u2");
+        let directory = RemovedByHand { inner: &w.jc, member: ("g1", "u2") };
+        let directory_policy = DirectoryPolicy::default();
+        let grants = w.ctx();
+        let ctx = SyncContext {
+            store: &w.synced,
+            policy: &directory_policy,
+            clock: &w.clock,
+            progress: &NoProgress,
+            grants: Some(&grants),
+            fanout: None,
+        };
+        let report = sync_integration(&ctx, "corp", &directory).await.expect("full sync");
+        let reconciliation = report.reconciliation.expect("reconciled");
+        assert!(reconciliation.added_outside.is_empty(), "{policy}: {reconciliation:?}");
+        assert!(drift_events(&w).is_empty(), "{policy}");
+        assert!(!w.jc.is_member("g1", "u2"));
+        assert!(!w.synced.is_member("corp", "g1", "u2").await.unwrap(), "{policy}: listed, but gone when judged");
+    }
 }
 
 #[tokio::test]
