@@ -29,13 +29,7 @@ async fn synced(policy: &str) -> World {
 /// JumpCloud adds the member outside the product, and says so in an event.
 fn added_in_jumpcloud(w: &World, group: &str, user: &str) {
     w.jc.set_member(group, user);
-    let mut events = w.jc.events.lock().unwrap();
-    let id = format!("e{}", events.len());
-    events.push(DirectoryEvent {
-        id,
-        at: w.clock.now(),
-        change: DirectoryChange::Membership { group_id: group.into(), user_id: user.into(), added: true },
-    });
+    logged(w, group, user, true);
 }
 
 async fn run(w: &World) -> IncrementalReport {
